@@ -1,0 +1,62 @@
+# pidone — two commands on a fresh Debian machine, as root: `make demo`, `make test`.
+SHELL := /bin/bash
+PYTHON ?= /usr/bin/python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages: libcap-dev and python3-dev build python-prctl; tini and
+# dumb-init are the peers of the benchmark; util-linux gives unshare.
+APT_PACKAGES := libcap-dev python3-dev python3-venv gcc util-linux procps tini dumb-init
+
+.PHONY: install system-deps test test-unit test-pid1 lint typecheck format bench demo clean
+
+install: $(STAMP)
+
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The venv is made from Debian's interpreter, not one under /root, so that
+# children running as other users can execute it (see ../shared/DESIGN.md).
+$(STAMP): pyproject.toml | system-deps
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -U pip
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest -q tests
+
+test-unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+test-pid1: $(STAMP)
+	$(BIN)/pytest -q tests/pid1
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+# For now the demo is single-command mode: pidone as PID 1 of a fresh PID
+# namespace reaps an orphan storm and passes the child's exit status (3) on.
+demo: $(STAMP)
+	@status=0; unshare --pid --fork --mount-proc $(BIN)/pidone -v -- sh examples/single/demo.sh || status=$$?; \
+	echo "pidone exited with status $$status: the demo's own exit status"; test $$status -eq 3
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache src/*.egg-info

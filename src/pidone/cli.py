@@ -1,0 +1,81 @@
+"""Command line: the only place where errors become exit statuses.
+
+    pidone [-g] [-v...] [--] CMD [ARGS...]   run one command as PID 1 (like tini)
+
+Single-command mode parses its few options by hand: argparse would cost
+about 1.4 MiB of resident memory in a process that lives as long as the
+container.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from pidone import __version__
+from pidone import single
+from pidone.errors import PidoneError, UsageError
+from pidone.single import Options
+
+USAGE = """\
+usage: pidone [OPTIONS] [--] CMD [ARGS...]
+
+Single-command mode runs CMD as the only child of pidone, forwards every
+signal to it, reaps every zombie, and exits with CMD's exit status.
+
+options:
+  -g, --group       send forwarded signals to the child's whole process group
+  -v, --verbose     log what pidone does to stderr (-vv: every signal and reap)
+  -h, --help        show this help and exit
+  -V, --version     show the version and exit
+"""
+
+def parse_single(args: list[str]) -> Options | str:
+    """Parse `[OPTIONS] [--] CMD ...`; return Options, or a str to print and exit 0."""
+    opts = Options(command=[])
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if arg in ("-h", "--help"):
+            return USAGE
+        if arg in ("-V", "--version"):
+            return f"pidone {__version__}\n"
+        if arg == "--group":
+            opts.group = True
+        elif arg == "--verbose":
+            opts.verbosity += 1
+        elif arg.startswith("-") and not arg.startswith("--") and len(arg) > 1:
+            for flag in arg[1:]:
+                if flag == "g":
+                    opts.group = True
+                elif flag == "v":
+                    opts.verbosity += 1
+                else:
+                    raise UsageError(f"unknown option -{flag} in {arg!r}")
+        elif arg.startswith("-"):
+            raise UsageError(f"unknown option {arg!r}")
+        else:
+            break  # first word of the command
+        i += 1
+    opts.command = args[i:]
+    if not opts.command:
+        raise UsageError("no command given: pidone [OPTIONS] -- CMD [ARGS...]")
+    return opts
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        parsed = parse_single(args)
+        if isinstance(parsed, str):
+            sys.stdout.write(parsed)
+            return 0
+        return single.main(parsed)
+    except UsageError as exc:
+        sys.stderr.write(f"pidone: {exc}\n\n{USAGE}")
+        return exc.exit_code
+    except PidoneError as exc:
+        sys.stderr.write(f"pidone: {exc}\n")
+        return exc.exit_code

@@ -1,0 +1,89 @@
+"""Single-command mode, `pidone [OPTIONS] -- CMD [ARGS...]`: what tini does.
+
+main() reads as the recipe: catch every forwardable signal, become a
+subreaper unless we are PID 1, start the child in its own process group
+(and the terminal's foreground group), then sleep on the signal wakeup fd:
+forward each signal, reap every zombie, and exit with the child's status as
+soon as it has been reaped. No timer, no tick: zero wakeups while idle.
+"""
+
+from __future__ import annotations
+
+import os
+
+from pidone import system
+from pidone.errors import SpawnError
+
+
+class Options:
+    """Parsed single-command options (a plain class: dataclasses cost RSS)."""
+
+    __slots__ = ("command", "group", "metrics", "verbosity")
+
+    def __init__(
+        self,
+        command: list[str],
+        group: bool = False,
+        verbosity: int = 0,
+        metrics: str | None = None,
+    ) -> None:
+        self.command = command
+        self.group = group
+        self.verbosity = verbosity
+        self.metrics = metrics
+
+
+class Log:
+    def __init__(self, verbosity: int) -> None:
+        self.verbosity = verbosity
+
+    def error(self, text: str) -> None:
+        system.write_stderr(f"pidone: {text}\n")
+
+    def info(self, text: str) -> None:
+        if self.verbosity >= 1:
+            system.write_stderr(f"pidone: {text}\n")
+
+    def debug(self, text: str) -> None:
+        if self.verbosity >= 2:
+            system.write_stderr(f"pidone: {text}\n")
+
+
+def main(opts: Options) -> int:
+    log = Log(opts.verbosity)
+    wakeup_fd = system.install_signal_wakeup(system.forwardable_signals() + [system.SIGCHLD])
+    if not system.is_pid1():
+        system.become_subreaper()
+        log.info(f"not PID 1 (pid {os.getpid()}): registered as child subreaper")
+    try:
+        child = system.spawn(opts.command, foreground_tty=system.stdin_is_tty())
+    except SpawnError as exc:
+        log.error(f"cannot run {opts.command[0]!r}: {exc}")
+        system.reap_zombies()
+        return exc.exit_code
+    log.info(f"started {opts.command[0]!r} as pid {child}")
+    return supervise(child, wakeup_fd, opts.group, log)
+
+
+def supervise(child: int, wakeup_fd: int, group: bool, log: Log) -> int:
+    """The loop: block until signals arrive, forward them, reap, repeat."""
+    reaped_total = 0
+    while True:
+        delivered = os.read(wakeup_fd, 4096)
+        reap = False
+        for signum in delivered:
+            if signum == system.SIGCHLD:
+                reap = True
+                continue
+            sent = system.send_signal(child, signum, group=group)
+            log.debug(f"forwarded signal {signum} to {'group ' if group else ''}{child}: {sent}")
+        if not reap:
+            continue
+        for pid, status in system.reap_zombies():
+            reaped_total += 1
+            if pid == child:
+                code = system.exit_status(status)
+                # Collect anything that died together with the child, then go.
+                reaped_total += len(system.reap_zombies())
+                log.info(f"child {child} exited with status {code}; reaped {reaped_total}")
+                return code
