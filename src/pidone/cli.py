@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from pidone import __version__
-from pidone import single
+from pidone import __version__, single
 from pidone.errors import PidoneError, UsageError
 from pidone.single import Options
 
@@ -28,6 +27,7 @@ options:
   -h, --help        show this help and exit
   -V, --version     show the version and exit
 """
+
 
 def parse_single(args: list[str]) -> Options | str:
     """Parse `[OPTIONS] [--] CMD ...`; return Options, or a str to print and exit 0."""

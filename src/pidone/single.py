@@ -51,12 +51,14 @@ class Log:
 
 def main(opts: Options) -> int:
     log = Log(opts.verbosity)
-    wakeup_fd = system.install_signal_wakeup(system.forwardable_signals() + [system.SIGCHLD])
+    wakeup_fd = system.install_signal_wakeup([*system.forwardable_signals(), system.SIGCHLD])
     if not system.is_pid1():
         system.become_subreaper()
         log.info(f"not PID 1 (pid {os.getpid()}): registered as child subreaper")
     try:
-        child = system.spawn(opts.command, foreground_tty=system.stdin_is_tty())
+        child = system.spawn(
+            opts.command, env=system.original_environ(), foreground_tty=system.stdin_is_tty()
+        )
     except SpawnError as exc:
         log.error(f"cannot run {opts.command[0]!r}: {exc}")
         system.reap_zombies()

@@ -8,6 +8,7 @@ Every function is a verb and an object, like tini's `reap_zombies`.
 from __future__ import annotations
 
 import _signal
+import contextlib
 import errno
 import os
 import sys
@@ -28,10 +29,20 @@ SIGTTOU: int = _signal.SIGTTOU
 # signals for its own tty, and faults that concern its own address space.
 _NOT_FORWARDED = frozenset(
     getattr(_signal, name)
-    for name in (
-        "SIGCHLD SIGKILL SIGSTOP SIGTTIN SIGTTOU "
-        "SIGFPE SIGILL SIGSEGV SIGBUS SIGABRT SIGTRAP SIGSYS"
-    ).split()
+    for name in [
+        "SIGCHLD",
+        "SIGKILL",
+        "SIGSTOP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGFPE",
+        "SIGILL",
+        "SIGSEGV",
+        "SIGBUS",
+        "SIGABRT",
+        "SIGTRAP",
+        "SIGSYS",
+    ]
 )
 
 _ALL_SIGNALS = range(1, NSIG)
@@ -64,6 +75,26 @@ def install_signal_wakeup(signals: Iterable[int]) -> int:
         _signal.signal(signum, _signal.SIG_IGN)
     _signal.pthread_sigmask(_signal.SIG_UNBLOCK, wanted)
     return read_fd
+
+
+def original_environ() -> dict[bytes, bytes] | None:
+    """The environment we were started with, as the kernel recorded it.
+
+    CPython changes its own environment at start-up (PEP 538 sets
+    LC_CTYPE=C.UTF-8 under the C locale); a child must get what we got, not
+    that. /proc/self/environ is the untouched original. None if unreadable.
+    """
+    try:
+        with open("/proc/self/environ", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return None
+    env = {}
+    for entry in raw.split(b"\0"):
+        key, sep, value = entry.partition(b"=")
+        if sep and key:
+            env[key] = value
+    return env
 
 
 def become_subreaper() -> None:
@@ -108,7 +139,7 @@ def send_signal(pid: int, signum: int, *, group: bool = False) -> bool:
 def spawn(
     argv: Sequence[str],
     *,
-    env: Mapping[str, str] | None = None,
+    env: Mapping[str, str] | Mapping[bytes, bytes] | None = None,
     cwd: str | None = None,
     foreground_tty: bool = False,
     fds: Mapping[int, int] | None = None,
@@ -162,7 +193,7 @@ def _read_retrying(fd: int) -> bytes:
 
 def _exec_child(
     argv: Sequence[str],
-    env: Mapping[str, str] | None,
+    env: Mapping[str, str] | Mapping[bytes, bytes] | None,
     cwd: str | None,
     foreground_tty: bool,
     fds: Mapping[int, int] | None,
@@ -198,9 +229,9 @@ def _exec_child(
         _signal.pthread_sigmask(_signal.SIG_SETMASK, ())
         step = f"exec {argv[0]}"
         if env is None:
-            os.execvp(argv[0], argv)
+            os.execvp(argv[0], list(argv))
         else:
-            os.execvpe(argv[0], argv, env)
+            os.execvpe(argv[0], list(argv), env)
     except OSError as exc:
         reason = f"{step}: {exc.strerror or exc}"
         _report_and_exit(err_write, exc.errno or errno.EINVAL, reason)
@@ -217,10 +248,8 @@ def _report_and_exit(err_write: int, err: int, reason: str) -> None:  # pragma: 
 
 def write_stderr(text: str) -> None:
     """Unbuffered write to fd 2 that never raises (the init must go on)."""
-    try:
+    with contextlib.suppress(OSError):
         os.write(2, text.encode("utf-8", "replace"))
-    except OSError:
-        pass
 
 
 def is_pid1() -> bool:
