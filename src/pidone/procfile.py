@@ -1,0 +1,69 @@
+"""Procfile parsing (Heroku format), pure: text in, entries out.
+
+    # a comment
+    web: uwsgi --ini uwsgi.ini
+    worker: celery -A app worker
+
+Unlike honcho, a line that does not parse is never skipped: every bad line,
+empty command and duplicate name is reported with file:line and the fix, all
+at once in one ConfigError.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from pidone.errors import ConfigError
+
+NAME = re.compile(r"[A-Za-z0-9_-]+")
+NAME_RULE = 'use only letters, digits, "_" and "-"'
+
+# The name is whatever precedes the first colon, so that a bad name gets its
+# own message instead of a vague "does not parse".
+_LINE = re.compile(r"(?P<name>[^:]*):(?P<command>.*)")
+
+
+@dataclass(frozen=True)
+class ProcfileEntry:
+    name: str
+    command: str
+    line: int
+
+
+def parse(text: str, filename: str) -> list[ProcfileEntry]:
+    """Return the entries of a Procfile in file order, or raise ConfigError."""
+    entries: list[ProcfileEntry] = []
+    first_line: dict[str, int] = {}
+    problems: list[str] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{filename}:{number}"
+        match = _LINE.fullmatch(line)
+        if match is None:
+            problems.append(
+                f'{where}: "{line}" is not a "name: command" line; '
+                'write it as "name: command", or start it with "#" to make it a comment'
+            )
+            continue
+        name = match["name"].strip()
+        command = match["command"].strip()
+        if not NAME.fullmatch(name):
+            problems.append(f'{where}: "{name}" is not a valid process name; {NAME_RULE}')
+            continue
+        if not command:
+            problems.append(f'{where}: process "{name}" has no command; write "{name}: COMMAND"')
+            continue
+        if name in first_line:
+            problems.append(
+                f'{where}: process "{name}" is already defined on line {first_line[name]}; '
+                "rename or remove one of them"
+            )
+            continue
+        first_line[name] = number
+        entries.append(ProcfileEntry(name, command, number))
+    if problems:
+        raise ConfigError(problems)
+    return entries

@@ -1,0 +1,119 @@
+"""The life of one supervised process: its states, the events that move it,
+and the one table that says which event moves it where.
+
+    state      event            new state   what happened / what the supervisor does
+    ---------  ---------------  ----------  ----------------------------------------------
+    STOPPED    START            STARTING    wanted up; it spawns once every `after` is READY
+    STARTING   SPAWNED          RUNNING     fork/exec succeeded, the pid is known
+    STARTING   SPAWN_FAILED     EXITED      exec failed (counts as a failure, like an exit)
+    RUNNING    READY_OK         READY       the `ready` check passed (or it stayed up
+                                            for the settle time); dependents may start
+    READY      READY_OK         READY       a repeated READY=1 (uwsgi after a reload)
+    RUNNING    EXITED           EXITED      it died before it was ready
+    READY      EXITED           EXITED      it died; its dependents are stopped first
+                                            when it is going to be restarted
+    EXITED     RETRY            BACKOFF     the restart policy restarts it after a delay
+    EXITED     GAVE_UP          FATAL       too many failures in the window: no more retries
+    BACKOFF    BACKOFF_ELAPSED  STARTING    the delay is over
+    BACKOFF    START            STARTING    started by hand: skip the rest of the delay
+    EXITED     START            STARTING    started by hand (or `restart = "never"` is
+    FATAL      START            STARTING      overridden by the operator); failures reset
+    RUNNING    STOP             STOPPING    stop signal sent to the main pid (or group)
+    READY      STOP             STOPPING
+    STOPPING   STOP_TIMEOUT     STOPPING    stop timeout passed: SIGKILL to its group
+    STOPPING   EXITED           STOPPED     it stopped as asked (never restarted for it)
+    STARTING   STOP             STOPPED     not spawned yet: nothing to signal
+    BACKOFF    STOP             STOPPED     the pending restart is cancelled
+    STOPPED    STOP             STOPPED     STOP is legal in every state, so that
+    STOPPING   STOP             STOPPING      "stop everything" (a second SIGTERM, a
+    EXITED     STOP             EXITED        control process exit) needs no checks;
+    FATAL      STOP             FATAL         EXITED and FATAL keep their verdict
+
+Every other (state, event) pair raises IllegalTransition: a supervisor that
+feeds one has a bug, and should fail loudly rather than drift.
+
+Restart policy, backoff delays, failure counting and the ordered restart of
+dependents are decisions the supervisor takes *between* these events (for
+example at EXITED it sends RETRY, GAVE_UP, or nothing when the policy says
+not to restart); they are not states, so the table stays small.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from pidone.errors import IllegalTransition
+
+
+class ProcessState(enum.Enum):
+    STOPPED = "stopped"  # not started yet, or stopped on purpose
+    STARTING = "starting"  # wanted up: waiting for its dependencies, then spawned
+    RUNNING = "running"  # up, readiness pending
+    READY = "ready"  # up and ready: dependents may start
+    BACKOFF = "backoff"  # exited, restart scheduled after a delay
+    STOPPING = "stopping"  # stop signal sent, waiting for it to exit
+    EXITED = "exited"  # exited on its own (or could not be spawned)
+    FATAL = "fatal"  # failed too often in a short window: given up
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Event(enum.Enum):
+    START = "start"
+    SPAWNED = "spawned"
+    SPAWN_FAILED = "spawn_failed"
+    READY_OK = "ready_ok"
+    EXITED = "exited"
+    RETRY = "retry"
+    GAVE_UP = "gave_up"
+    BACKOFF_ELAPSED = "backoff_elapsed"
+    STOP = "stop"
+    STOP_TIMEOUT = "stop_timeout"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+S = ProcessState
+E = Event
+
+TRANSITIONS: dict[tuple[ProcessState, Event], ProcessState] = {
+    (S.STOPPED, E.START): S.STARTING,
+    (S.STOPPED, E.STOP): S.STOPPED,
+    (S.STARTING, E.SPAWNED): S.RUNNING,
+    (S.STARTING, E.SPAWN_FAILED): S.EXITED,
+    (S.STARTING, E.STOP): S.STOPPED,
+    (S.RUNNING, E.READY_OK): S.READY,
+    (S.RUNNING, E.EXITED): S.EXITED,
+    (S.RUNNING, E.STOP): S.STOPPING,
+    (S.READY, E.READY_OK): S.READY,
+    (S.READY, E.EXITED): S.EXITED,
+    (S.READY, E.STOP): S.STOPPING,
+    (S.BACKOFF, E.BACKOFF_ELAPSED): S.STARTING,
+    (S.BACKOFF, E.START): S.STARTING,
+    (S.BACKOFF, E.STOP): S.STOPPED,
+    (S.STOPPING, E.EXITED): S.STOPPED,
+    (S.STOPPING, E.STOP_TIMEOUT): S.STOPPING,
+    (S.STOPPING, E.STOP): S.STOPPING,
+    (S.EXITED, E.RETRY): S.BACKOFF,
+    (S.EXITED, E.GAVE_UP): S.FATAL,
+    (S.EXITED, E.START): S.STARTING,
+    (S.EXITED, E.STOP): S.EXITED,
+    (S.FATAL, E.START): S.STARTING,
+    (S.FATAL, E.STOP): S.FATAL,
+}
+
+# States in which the process has a main pid that can be signalled and reaped.
+HAS_PID = frozenset({S.RUNNING, S.READY, S.STOPPING})
+# States in which nothing more happens unless someone sends START: pidone
+# may exit once every process is in one of these.
+AT_REST = frozenset({S.STOPPED, S.EXITED, S.FATAL})
+
+
+def transition(state: ProcessState, event: Event) -> ProcessState:
+    """The state `event` moves `state` to; IllegalTransition if there is none."""
+    try:
+        return TRANSITIONS[state, event]
+    except KeyError:
+        raise IllegalTransition(state, event) from None

@@ -1,0 +1,888 @@
+"""config.load: Procfile + pidone.toml + .env -> frozen specs, or every problem at once."""
+
+from __future__ import annotations
+
+import resource
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pidone import config
+from pidone.command import Command
+from pidone.config import Config, ProcessSpec, ReadyCheck, Rlimit, Settings, SocketSpec
+from pidone.errors import ConfigError
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+
+
+@pytest.fixture
+def cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    monkeypatch.chdir(tmp_path)
+    yield tmp_path
+
+
+def write(directory: Path, procfile: str | None = None, toml: str | None = None,
+          env: str | None = None) -> None:  # fmt: skip
+    for name, text in (("Procfile", procfile), ("pidone.toml", toml), (".env", env)):
+        if text is not None:
+            (directory / name).write_text(text)
+
+
+def load_here(environ: dict[str, str] | None = None) -> Config:
+    return config.load(None, None, None, environ=environ or {})
+
+
+def problems(environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        load_here(environ)
+    return caught.value.problems
+
+
+def in_fixture(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.chdir(FIXTURES / name)
+
+
+# --- fixtures by graph shape ------------------------------------------------------------
+
+
+def test_chain(monkeypatch: pytest.MonkeyPatch) -> None:
+    in_fixture(monkeypatch, "chain")
+    loaded = load_here()
+    assert list(loaded.processes) == ["db", "cache", "web"]
+    assert loaded.start_waves == [["db"], ["cache"], ["web"]]
+    assert loaded.stop_waves == [["web"], ["cache"], ["db"]]
+    assert loaded.deps == {"db": (), "cache": ("db",), "web": ("cache",)}
+    assert loaded.processes["web"].command == Command(("sleep", "1000"), uses_shell=False)
+    assert loaded.sources.procfile == Path("Procfile")
+    assert loaded.sources.config == Path("pidone.toml")
+    assert loaded.sources.envfile is None
+
+
+def test_diamond_from_pidone_toml_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    in_fixture(monkeypatch, "diamond")
+    loaded = load_here()
+    assert list(loaded.processes) == ["top", "left", "right", "bottom"]
+    assert loaded.start_waves == [["top"], ["left", "right"], ["bottom"]]
+    assert loaded.stop_waves == [["bottom"], ["left", "right"], ["top"]]
+    assert loaded.sources.procfile is None
+
+
+def test_independent_from_a_procfile_alone_gets_every_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    in_fixture(monkeypatch, "independent")
+    loaded = load_here({"PATH": "/usr/bin"})
+    assert loaded.settings == Settings()
+    assert loaded.sockets == {}
+    assert list(loaded.processes) == ["zeta", "alpha", "mid"]
+    assert loaded.start_waves == [["alpha", "mid", "zeta"]]
+    assert loaded.processes["zeta"] == ProcessSpec(
+        name="zeta",
+        command=Command(("sleep", "1000"), uses_shell=False),
+        command_line="sleep 1000",
+        env={"PATH": "/usr/bin"},
+        ready=ReadyCheck("settle", seconds=1.0),
+        stop_signal=signal.SIGTERM,
+        stop_timeout=10.0,
+        reload_signal=signal.SIGHUP,
+    )
+    spec = loaded.processes["zeta"]
+    assert (spec.restart, spec.stop_target, spec.control, spec.restart_dependents) == (
+        "always",
+        "process",
+        False,
+        True,
+    )
+    assert (spec.user, spec.group, spec.groups, spec.umask, spec.pidfile) == (None,) * 5
+
+
+def test_default_settings_values() -> None:
+    assert Settings() == Settings(
+        stop_timeout=10.0,
+        log_format="text",
+        control_socket="/run/pidone/control.sock",
+        control_group=None,
+        metrics=None,
+        settle_time=1.0,
+        backoff_initial=0.5,
+        backoff_max=30.0,
+        fatal_after=5,
+        fatal_window=60.0,
+    )
+
+
+def test_cycle(monkeypatch: pytest.MonkeyPatch) -> None:
+    in_fixture(monkeypatch, "cycle")
+    assert problems() == [
+        "pidone.toml:3: [process.a] after: dependency cycle a -> c -> b -> a; "
+        "remove one of these `after` entries"
+    ]
+
+
+def test_bad_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    in_fixture(monkeypatch, "bad-line")
+    assert problems() == [
+        'Procfile:3: "this line has no colon" is not a "name: command" line; '
+        'write it as "name: command", or start it with "#" to make it a comment',
+        'Procfile:4: "my web" is not a valid process name; use only letters, digits, "_" and "-"',
+        'Procfile:5: process "worker" has no command; write "worker: COMMAND"',
+        'Procfile:6: process "web" is already defined on line 2; rename or remove one of them',
+    ]
+
+
+def test_bad_keys_every_problem_at_once_in_file_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    in_fixture(monkeypatch, "bad-keys")
+    assert problems() == [
+        "pidone.toml:1: stop_timeout: belongs in the [pidone] table; move it under [pidone]",
+        'pidone.toml:4: [pidone] log_format = "yaml": must be one of "text", "json"',
+        "pidone.toml:6: [pidone] backoff_max = 1: is below backoff_initial (2.0); "
+        "make it at least that",
+        'pidone.toml:9: [process.web] comand: unknown key; did you mean "command"?',
+        'pidone.toml:10: [process.web] after = "redis": must be a list of names, like ["redis"]',
+        'pidone.toml:11: [process.web] stop_signal = "SIGFOO": not a signal name; '
+        'use a name like "SIGTERM" or a number',
+        'pidone.toml:12: [process.web] stop_timeout = "30s": must be a number of seconds, '
+        "like 10 or 2.5",
+        'pidone.toml:13: [process.web] restart = "allways": must be one of "always", '
+        '"on-failure", "never"; did you mean "always"?',
+        'pidone.toml:14: [process.web] ready = "tcp:localhost": must be "tcp:HOST:PORT", '
+        'like "tcp:127.0.0.1:6379"',
+        'pidone.toml:15: [process.web] umask = "0999": must be an octal string up to "0777", '
+        'like "0027"',
+        'pidone.toml:16: [process.web] control = "yes": must be true or false (without quotes)',
+        'pidone.toml:19: [process.redis] command = "redis-server --port 6380": also given on '
+        "Procfile:2; keep only one of the two",
+        'pidone.toml:22: [process.orphan]: no command; add command = "..." to it, '
+        'or a "orphan: COMMAND" line to the Procfile',
+        'pidone.toml:26: [socket.app] path = "run/app.sock": must be an absolute path, '
+        'like "/run/app/app.sock"',
+        'pidone.toml:27: [socket.app] mode = "rw-rw----": must be an octal string up to "7777", '
+        'like "0660"',
+        "pidone.toml:29: [sockets]: unknown table; did you mean [socket]?",
+    ]
+
+
+def test_fan_out_uses_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    in_fixture(monkeypatch, "fan-out")
+    loaded = load_here({"PATH": "/usr/bin", "HOST_NAME": "box1", "REDIS_PORT": "1"})
+    assert loaded.sources.envfile == Path(".env")
+    assert loaded.settings == Settings(
+        stop_timeout=20.0,
+        log_format="json",
+        control_socket="/run/pidone/ctl.sock",
+        control_group="ops",
+        metrics="127.0.0.1:9100",
+        settle_time=2.0,
+        backoff_initial=0.25,
+        backoff_max=8.0,
+        fatal_after=3,
+        fatal_window=30.0,
+    )
+    assert list(loaded.processes) == ["redis", "web", "worker", "beat"]
+    assert loaded.start_waves == [["redis"], ["web", "worker"], ["beat"]]
+    assert loaded.stop_waves == [["beat", "web"], ["worker"], ["redis"]]
+    assert loaded.sockets == {
+        "app": SocketSpec(
+            name="app",
+            path="/run/app/uwsgi.sock",
+            owner="app",
+            group="101",
+            mode=0o660,
+            listen=True,
+            directory_mode=0o2750,
+        )
+    }
+    dotenv = {"REDIS_PORT": "6380", "APP_DIR": "/srv/app/current", "LOG_LEVEL": "warning"}
+
+    redis = loaded.processes["redis"]
+    # .env wins over the environment pidone got.
+    assert redis.command.argv == ("redis-server", "--port", "6380")
+    assert redis.ready == ReadyCheck("tcp", "127.0.0.1:6380", host="127.0.0.1", port=6380)
+    assert redis.stop_timeout == 20.0  # from [pidone]
+    assert redis.user == "redis"
+    assert redis.env == {"PATH": "/usr/bin", "HOST_NAME": "box1", **dotenv}
+
+    web = loaded.processes["web"]
+    assert web == ProcessSpec(
+        name="web",
+        command=Command(("uwsgi", "--ini", "/srv/app/current/uwsgi.ini"), uses_shell=False),
+        command_line="uwsgi --ini /srv/app/current/uwsgi.ini",
+        directory="/srv/app/current",
+        environment={"DJANGO_SETTINGS": "app.settings", "WORKERS": "4"},
+        # clear_env: nothing from pidone's own environment.
+        env={**dotenv, "DJANGO_SETTINGS": "app.settings", "WORKERS": "4"},
+        after=("redis",),
+        ready=ReadyCheck("notify"),
+        restart="always",
+        stop_signal=signal.SIGINT,
+        stop_timeout=30.0,
+        stop_target="process",
+        reload_signal=signal.SIGHUP,
+        control=True,
+        pidfile=None,
+        user="app",
+        group="app",
+        groups=("www-data", "101"),
+        umask=0o027,
+        clear_env=True,
+        capabilities=("NET_BIND_SERVICE",),
+        rlimits=(
+            Rlimit("nofile", resource.RLIMIT_NOFILE, 4096, 4096),
+            Rlimit("core", resource.RLIMIT_CORE, resource.RLIM_INFINITY, resource.RLIM_INFINITY),
+            Rlimit("nproc", resource.RLIMIT_NPROC, 64, 128),
+        ),
+        sockets=("app",),
+        restart_dependents=True,
+    )
+
+    worker = loaded.processes["worker"]
+    assert worker.command.argv == ("celery", "-A", "app", "worker", "--loglevel", "warning")
+    assert worker.ready == ReadyCheck(
+        "exec",
+        "celery -A app inspect ping --destination ${HOST_NAME}",
+        command=Command(
+            ("celery", "-A", "app", "inspect", "ping", "--destination", "box1"), uses_shell=False
+        ),
+    )
+    assert (worker.restart, worker.stop_signal, worker.stop_target) == ("on-failure", 15, "group")
+    assert worker.restart_dependents is False
+
+    beat = loaded.processes["beat"]
+    assert beat.command_line == "celery -A app beat"
+    assert beat.ready == ReadyCheck("file", "/run/app/beat.ready", path="/run/app/beat.ready")
+    assert (beat.restart, beat.pidfile) == ("never", "/run/app/beat.pid")
+
+
+# --- files --------------------------------------------------------------------------------
+
+
+def test_neither_procfile_nor_pidone_toml(cwd: Path) -> None:
+    write(cwd, env="A=1\n")
+    assert problems() == [
+        f"no Procfile and no pidone.toml in {cwd}: nothing to run; create a Procfile with "
+        'lines like "web: COMMAND", or name a file with -f PROCFILE or -c CONFIG'
+    ]
+
+
+def test_explicit_paths_need_not_be_the_defaults(cwd: Path) -> None:
+    (cwd / "Procfile.dev").write_text("web: serve\n")
+    (cwd / "dev.env").write_text("X=1\n")
+    loaded = config.load(Path("Procfile.dev"), None, Path("dev.env"), environ={})
+    assert loaded.processes["web"].env == {"X": "1"}
+    assert loaded.sources.procfile == Path("Procfile.dev")
+
+
+def test_named_files_must_exist(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n")
+    with pytest.raises(ConfigError) as caught:
+        config.load(None, Path("missing.toml"), Path("missing.env"), environ={})
+    assert caught.value.problems == [
+        "missing.env: cannot read it: No such file or directory; check the path given to -e",
+        "missing.toml: cannot read it: No such file or directory; check the path given to -c",
+    ]
+
+
+def test_not_utf8(cwd: Path) -> None:
+    (cwd / "Procfile").write_bytes(b"web: caf\xe9\n")
+    assert problems() == [
+        "Procfile: not UTF-8 text (invalid continuation byte at byte 8); save it as UTF-8"
+    ]
+
+
+def test_parse_errors_of_every_file_together(cwd: Path) -> None:
+    write(cwd, procfile="web serve\n", toml="[process.web\n", env="A=1\nnot an assignment\n")
+    assert problems() == [
+        '.env:2: "not an assignment" is not a KEY=VALUE line; write KEY=VALUE, '
+        'or start it with "#" to make it a comment',
+        'Procfile:1: "web serve" is not a "name: command" line; write it as "name: command", '
+        'or start it with "#" to make it a comment',
+        "pidone.toml:1: not valid TOML: Expected ']' at the end of a table declaration; "
+        "fix the syntax",
+    ]
+
+
+def test_no_processes_at_all(cwd: Path) -> None:
+    write(cwd, toml="[pidone]\nstop_timeout = 3\n")
+    assert problems() == [
+        "pidone.toml: no processes defined; add a [process.NAME] table with a command, or a "
+        '"name: command" line to a Procfile'
+    ]
+
+
+# --- expansion and environment -----------------------------------------------------------
+
+
+def test_expansion_order_environ_then_dotenv_then_environment(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve $A $B $C ${D:-none}\n",
+        env="B=from-env-file\nC=from-env-file\n",
+        toml='[process.web]\nenvironment = { C = "from-table", E = "${A}+${B}" }\n',
+    )
+    web = load_here({"A": "from-environ", "B": "from-environ", "C": "from-environ"}).processes[
+        "web"
+    ]
+    assert web.command.argv == ("serve", "from-environ", "from-env-file", "from-table", "none")
+    assert web.environment == {"C": "from-table", "E": "from-environ+from-env-file"}
+    assert web.env == {
+        "A": "from-environ",
+        "B": "from-env-file",
+        "C": "from-table",
+        "E": "from-environ+from-env-file",
+    }
+
+
+def test_clear_env_keeps_dotenv_and_environment(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\n",
+        env="B=2\n",
+        toml='[process.web]\nclear_env = true\nenvironment = { C = "3" }\n',
+    )
+    assert load_here({"A": "1"}).processes["web"].env == {"B": "2", "C": "3"}
+
+
+def test_a_value_with_shell_syntax_sends_the_command_through_the_shell(cwd: Path) -> None:
+    write(cwd, procfile="web: serve ${ARGS}\nlog: tail -f x | grep y\n")
+    loaded = load_here({"ARGS": "> /tmp/out"})
+    assert loaded.processes["web"].command == Command(
+        ("/bin/sh", "-c", "exec serve > /tmp/out"), uses_shell=True
+    )
+    assert loaded.processes["log"].command.shell_stays is True
+
+
+def test_command_errors_point_at_their_line(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="ok: serve\nweb: serve ${BROKEN\nempty: ${NOTHING}\n",
+        toml='[process.tool]\ncommand = "run \'unclosed"\n',
+    )
+    assert problems() == [
+        'Procfile:2: process "web": "${BROKEN" must be followed by "}" or ":-default}"; '
+        "write ${NAME}, ${NAME:-default} or $NAME, and $$ for a literal $",
+        'Procfile:3: process "empty": the command is empty (after ${VAR} expansion); '
+        "write the program to run, or set the variables it uses",
+        "pidone.toml:2: [process.tool] command = \"run 'unclosed\": a single quote (') is never "
+        "closed; close it, or escape it with a backslash",
+    ]
+
+
+def test_bad_environment_tables(cwd: Path) -> None:
+    write(
+        cwd,
+        toml="""\
+[process.a]
+command = "run"
+environment = { GOOD = "x", FLAG = true }
+
+[process.b]
+command = "run"
+environment = "A=1"
+
+[process.c]
+command = "run"
+environment = { X = "${Y" }
+""",
+    )
+    assert problems() == [
+        'pidone.toml:3: [process.a] environment = { GOOD = "x", FLAG = true }: FLAG must be a '
+        'string or a number; quote it, like FLAG = "value"',
+        'pidone.toml:7: [process.b] environment = "A=1": must be a table of strings, '
+        'like { KEY = "value" }',
+        'pidone.toml:11: [process.c] environment = { X = "${Y" }: X: "${Y" must be followed by '
+        '"}" or ":-default}"; write ${NAME}, ${NAME:-default} or $NAME, and $$ for a literal $',
+    ]
+
+
+# --- values ---------------------------------------------------------------------------------
+
+
+def one_process(cwd: Path, body: str) -> ProcessSpec:
+    write(cwd, toml=f'[process.web]\ncommand = "serve"\n{body}\n')
+    return load_here().processes["web"]
+
+
+def one_problem(cwd: Path, body: str) -> str:
+    write(cwd, toml=f'[process.web]\ncommand = "serve"\n{body}\n')
+    found = problems()
+    assert len(found) == 1, found
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("value", "number"),
+    [('"SIGTERM"', 15), ('"TERM"', 15), ('"sigquit"', 3), ('"usr1"', 10), ("9", 9), ('"2"', 2)],
+)
+def test_signal_forms(cwd: Path, value: str, number: int) -> None:
+    assert one_process(cwd, f"stop_signal = {value}").stop_signal == number
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"SIGFOO"', 'not a signal name; use a name like "SIGTERM" or a number'),
+        ('"SIGTREM"', 'not a signal name; use a name like "SIGTERM" or a number; '
+         'did you mean "SIGTERM"?'),
+        ("0", 'not a signal number; use 1 to 64 or a name like "SIGTERM"'),
+        ("65", 'not a signal number; use 1 to 64 or a name like "SIGTERM"'),
+        ("true", 'must be a signal name like "SIGTERM" or a number'),
+        ("1.5", 'must be a signal name like "SIGTERM" or a number'),
+    ],
+)  # fmt: skip
+def test_bad_signals(cwd: Path, value: str, message: str) -> None:
+    assert one_problem(cwd, f"reload_signal = {value}") == (
+        f"pidone.toml:3: [process.web] reload_signal = {value}: {message}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "mask"), [('"0027"', 0o027), ('"077"', 0o077), ('"0o22"', 0o022), ("0o027", 0o027)]
+)
+def test_umask_forms(cwd: Path, value: str, mask: int) -> None:
+    assert one_process(cwd, f"umask = {value}").umask == mask
+
+
+@pytest.mark.parametrize("value", ['"0999"', '"01000"', "512", '"u=rwx"', "-1", "true"])
+def test_bad_umask(cwd: Path, value: str) -> None:
+    assert one_problem(cwd, f"umask = {value}").endswith(
+        'must be an octal string up to "0777", like "0027"'
+    )
+
+
+def test_rlimit_forms(cwd: Path) -> None:
+    spec = one_process(
+        cwd,
+        'rlimits = { NOFILE = 1024, rlimit_core = "unlimited", nproc = [10, "infinity"], '
+        "stack = [0, 0] }",
+    )
+    inf = resource.RLIM_INFINITY
+    assert spec.rlimits == (
+        Rlimit("nofile", resource.RLIMIT_NOFILE, 1024, 1024),
+        Rlimit("core", resource.RLIMIT_CORE, inf, inf),
+        Rlimit("nproc", resource.RLIMIT_NPROC, 10, inf),
+        Rlimit("stack", resource.RLIMIT_STACK, 0, 0),
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("{ nofiles = 10 }", '"nofiles" is not a resource limit; did you mean "nofile"?'),
+        (
+            "{ widgets = 10 }",
+            '"widgets" is not a resource limit; known: as, core, cpu, data, fsize, memlock, '
+            "msgqueue, nice, nofile, nproc, rss, rtprio, rttime, sigpending, stack",
+        ),
+        ("{ nofile = [20, 10] }", "nofile: the soft limit is above the hard one; use [soft, hard] "
+         "with soft <= hard"),
+        ('{ nofile = ["unlimited", 10] }', "nofile: the soft limit is above the hard one; "
+         "use [soft, hard] with soft <= hard"),
+        ("{ nofile = -1 }", 'nofile must be a number, "unlimited", or [soft, hard], '
+         "like nofile = 4096"),
+        ('{ nofile = "lots" }', 'nofile must be a number, "unlimited", or [soft, hard], '
+         "like nofile = 4096"),
+        ('"nofile=10"', 'must be a table of limits, like { nofile = 4096, core = "unlimited" }'),
+    ],
+)  # fmt: skip
+def test_bad_rlimits(cwd: Path, value: str, message: str) -> None:
+    assert one_problem(cwd, f"rlimits = {value}") == (
+        f"pidone.toml:3: [process.web] rlimits = {value}: {message}"
+    )
+
+
+def test_capabilities_are_normalized(cwd: Path) -> None:
+    spec = one_process(cwd, 'capabilities = ["net_bind_service", "CAP_NET_RAW", "NET_RAW"]')
+    assert spec.capabilities == ("NET_BIND_SERVICE", "NET_RAW")
+    assert config.CAPABILITIES["NET_BIND_SERVICE"] == 10
+    assert config.CAPABILITIES["CHECKPOINT_RESTORE"] == 40
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('["NET_BIND_SERVCE"]', '"NET_BIND_SERVCE" is not a capability; '
+         'did you mean "NET_BIND_SERVICE"?'),
+        ('["ROOT"]', '"ROOT" is not a capability (see "man 7 capabilities")'),
+        ('"NET_RAW"', 'must be a list of capability names, like ["NET_BIND_SERVICE"]'),
+    ],
+)  # fmt: skip
+def test_bad_capabilities(cwd: Path, value: str, message: str) -> None:
+    assert one_problem(cwd, f"capabilities = {value}") == (
+        f"pidone.toml:3: [process.web] capabilities = {value}: {message}"
+    )
+
+
+def test_identities(cwd: Path) -> None:
+    spec = one_process(cwd, 'user = 1000\ngroup = "app"\ngroups = ["www-data", 33]')
+    assert (spec.user, spec.group, spec.groups) == ("1000", "app", ("www-data", "33"))
+    assert one_process(cwd, "groups = []").groups == ()
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("user = -1", 'must be a name or a number, like "app" or 1000'),
+        ('user = ""', 'must be a name or a number, like "app" or 1000'),
+        ('group = "a b"', 'must be a name or a number, like "app" or 1000'),
+        ('groups = "www-data"', 'must be a list of group names or numbers, like ["www-data", 101]'),
+        ("groups = [true]", 'must be a name or a number, like "app" or 1000'),
+    ],
+)
+def test_bad_identities(cwd: Path, body: str, message: str) -> None:
+    assert one_problem(cwd, body) == f"pidone.toml:3: [process.web] {body}: {message}"
+
+
+@pytest.mark.parametrize(
+    ("value", "check"),
+    [
+        ('"notify"', ReadyCheck("notify")),
+        ('"unix:/run/app.sock"', ReadyCheck("unix", "/run/app.sock", path="/run/app.sock")),
+        ('"file:ready.flag"', ReadyCheck("file", "ready.flag", path="ready.flag")),
+        ('"tcp:127.0.0.1:6379"', ReadyCheck("tcp", "127.0.0.1:6379", host="127.0.0.1", port=6379)),
+        ('"tcp:[::1]:80"', ReadyCheck("tcp", "[::1]:80", host="::1", port=80)),
+        (
+            '"http://127.0.0.1:8000/health"',
+            ReadyCheck(
+                "http",
+                "http://127.0.0.1:8000/health",
+                host="127.0.0.1",
+                port=8000,
+                url="http://127.0.0.1:8000/health",
+            ),
+        ),
+        (
+            '"https://localhost/"',
+            ReadyCheck("http", "https://localhost/", host="localhost", url="https://localhost/"),
+        ),
+        ('"settle:2.5"', ReadyCheck("settle", "2.5", seconds=2.5)),
+        (
+            '"exec:pg_isready -h db"',
+            ReadyCheck(
+                "exec",
+                "pg_isready -h db",
+                command=Command(("pg_isready", "-h", "db"), uses_shell=False),
+            ),
+        ),
+    ],
+)  # fmt: skip
+def test_ready_forms(cwd: Path, value: str, check: ReadyCheck) -> None:
+    assert one_process(cwd, f"ready = {value}").ready == check
+
+
+def test_no_ready_means_settle_time_from_pidone_table(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n", toml="[pidone]\nsettle_time = 3\nstop_timeout = 4\n")
+    web = load_here().processes["web"]
+    assert web.ready == ReadyCheck("settle", seconds=3.0)
+    assert web.stop_timeout == 4.0
+
+
+READY_FORMS = (
+    '"unix:PATH", "tcp:HOST:PORT", "http://HOST:PORT/PATH", "file:PATH", '
+    '"exec:COMMAND", "notify" or "settle:SECONDS"'
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ('"sock:/run/x"', f"not a readiness check; use {READY_FORMS}"),
+        ('"unx:/run/x"', f'not a readiness check; did you mean "unix"?; use {READY_FORMS}'),
+        ('"notify:x"', f'not a readiness check; did you mean "notify"?; use {READY_FORMS}'),
+        ('"/run/app.sock"', f"not a readiness check; use {READY_FORMS}"),
+        ('"unix:"', f'"unix:" needs something after the colon; use {READY_FORMS}'),
+        ('"tcp:6379"', 'must be "tcp:HOST:PORT", like "tcp:127.0.0.1:6379"'),
+        ('"tcp:db:99999"', 'must be "tcp:HOST:PORT", like "tcp:127.0.0.1:6379"'),
+        ('"http://:80/"', 'must be a URL with a host, like "http://127.0.0.1:8000/health"'),
+        ('"http://db:port/"', 'must be a URL with a host, like "http://127.0.0.1:8000/health"'),
+        ('"settle:soon"', 'must be "settle:SECONDS", like "settle:2.5"'),
+        ('"settle:-1"', 'must be "settle:SECONDS", like "settle:2.5"'),
+        (
+            '"exec:check \'x"',
+            "a single quote (') is never closed; close it, or escape it with a backslash",
+        ),
+        ("5", f"must be a string: {READY_FORMS}"),
+    ],
+)
+def test_bad_ready(cwd: Path, value: str, message: str) -> None:
+    assert one_problem(cwd, f"ready = {value}") == (
+        f"pidone.toml:3: [process.web] ready = {value}: {message}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("stop_timeout = -1", "must be a number of seconds, like 10 or 2.5"),
+        ("stop_timeout = nan", "must be a number of seconds, like 10 or 2.5"),
+        ("stop_timeout = true", "must be a number of seconds, like 10 or 2.5"),
+        ('stop_target = "pgroup"', 'must be one of "process", "group"; did you mean "group"?'),
+        ('restart = "on_failure"', 'must be one of "always", "on-failure", "never"; '
+         'did you mean "on-failure"?'),
+        ("restart = 1", 'must be one of "always", "on-failure", "never"'),
+        ('pidfile = "app.pid"', 'must be an absolute path, like "/run/app/app.pid"'),
+        ('directory = ""', 'must be a non-empty string, like "/srv/app/current"'),
+        ("restart_dependents = 0", "must be true or false (without quotes)"),
+        ('after = ["db", 1]', 'must be a list of names, like ["redis"]'),
+    ],
+)  # fmt: skip
+def test_bad_process_values(cwd: Path, body: str, message: str) -> None:
+    assert one_problem(cwd, body) == f"pidone.toml:3: [process.web] {body}: {message}"
+
+
+def test_unknown_key_without_a_close_match_lists_the_known_keys(cwd: Path) -> None:
+    assert one_problem(cwd, "xyzzy = 1") == (
+        "pidone.toml:3: [process.web] xyzzy: unknown key; the known keys are: "
+        + ", ".join(config.PROCESS_KEYS)
+    )
+
+
+# --- references ------------------------------------------------------------------------------
+
+
+def test_after_and_sockets_must_name_existing_things(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="redis: redis-server\nweb: serve\n",
+        toml="""\
+[process.web]
+after = ["reddis", "zzz"]
+sockets = ["ap", "other"]
+
+[socket.app]
+path = "/run/app.sock"
+""",
+    )
+    assert problems() == [
+        'pidone.toml:2: [process.web] after = ["reddis", "zzz"]: no process named "reddis"; '
+        'did you mean "redis"?',
+        'pidone.toml:2: [process.web] after = ["reddis", "zzz"]: no process named "zzz"; '
+        "the processes are: redis, web",
+        'pidone.toml:3: [process.web] sockets = ["ap", "other"]: no socket named "ap"; '
+        'did you mean "app"?',
+        'pidone.toml:3: [process.web] sockets = ["ap", "other"]: no socket named "other"; '
+        "define it in a [socket.other] table",
+    ]
+
+
+def test_after_a_process_without_command_is_not_reported_twice(cwd: Path) -> None:
+    write(
+        cwd, toml='[process.a]\nafter = ["b"]\ncommand = "run"\n\n[process.b]\nready = "notify"\n'
+    )
+    assert problems() == [
+        'pidone.toml:5: [process.b]: no command; add command = "..." to it, '
+        'or a "b: COMMAND" line to the Procfile'
+    ]
+
+
+def test_self_dependency_is_a_cycle(cwd: Path) -> None:
+    write(cwd, procfile="a: run\n", toml='[process.a]\nafter = ["a"]\n')
+    assert problems() == [
+        "pidone.toml:2: [process.a] after: dependency cycle a -> a; "
+        "remove one of these `after` entries"
+    ]
+
+
+# --- tables ------------------------------------------------------------------------------------
+
+
+def test_top_level_mistakes(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\n",
+        toml="""\
+command = "x"
+colour = "blue"
+pidone = 3
+
+[proccess.web]
+after = []
+
+[misc]
+a = 1
+""",
+    )
+    assert problems() == [
+        "pidone.toml:1: command: belongs in a process table; move it under [process.NAME]",
+        "pidone.toml:2: colour: unknown key; use [pidone], [process.NAME] or [socket.NAME]",
+        "pidone.toml:3: pidone = 3: must be a table, like [pidone]",
+        "pidone.toml:5: [proccess]: unknown table; did you mean [process]?",
+        "pidone.toml:8: [misc]: unknown table; use [pidone], [process.NAME] or [socket.NAME]",
+    ]
+
+
+def test_bad_process_names_and_shapes(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n", toml='[process]\nweb = "serve"\n\n[process."my app"]\n')
+    assert problems() == [
+        'pidone.toml:2: [process] web = "serve": must be a table, like [process.web]',
+        'pidone.toml:4: [process.my app]: "my app" is not a valid name; '
+        'use only letters, digits, "_" and "-"',
+    ]
+
+
+def test_dotted_keys_and_inline_tables_are_located(cwd: Path) -> None:
+    write(
+        cwd,
+        toml="""\
+[process]
+web.command = "serve"
+web.after = ["nope"]
+api = { command = "api", stop_signal = "SIGNOPE" }
+""",
+    )
+    assert problems() == [
+        'pidone.toml:3: [process.web] after = ["nope"]: no process named "nope"; '
+        "the processes are: api, web",
+        'pidone.toml:4: [process.api] stop_signal = "SIGNOPE": not a signal name; '
+        'use a name like "SIGTERM" or a number',
+    ]
+
+
+def test_multiline_strings_do_not_confuse_the_locator(cwd: Path) -> None:
+    write(
+        cwd,
+        toml='''\
+[process.web]
+command = """
+serve
+[process.fake]
+after = 1
+"""
+after = 1
+''',
+    )
+    assert problems() == [
+        'pidone.toml:7: [process.web] after = 1: must be a list of names, like ["redis"]'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('metrics = "9100"', 'must be "HOST:PORT", like "127.0.0.1:9100"'),
+        ('metrics = "host:0"', 'must be "HOST:PORT", like "127.0.0.1:9100"'),
+        ('control_socket = "ctl.sock"', 'must be an absolute path, like '
+         '"/run/pidone/control.sock"'),
+        ("fatal_after = 0", "must be a whole number of at least 1, like 5"),
+        ("fatal_window = 0", "must be more than 0 seconds, like 10 or 2.5"),
+        ("backoff_initial = 0", "must be more than 0 seconds, like 10 or 2.5"),
+        ('log_format = "JSON"', 'must be one of "text", "json"; did you mean "json"?'),
+        ("settle_time = -0.5", "must be a number of seconds, like 10 or 2.5"),
+        ("control_group = [1]", 'must be a name or a number, like "app" or 1000'),
+        ("stop_timout = 1", 'unknown key; did you mean "stop_timeout"?'),
+    ],
+)  # fmt: skip
+def test_bad_settings(cwd: Path, body: str, message: str) -> None:
+    write(cwd, procfile="web: serve\n", toml=f"[pidone]\n{body}\n")
+    key = body.partition(" = ")[0]
+    subject = f"[pidone] {body}" if "unknown" not in message else f"[pidone] {key}"
+    assert problems() == [f"pidone.toml:2: {subject}: {message}"]
+
+
+def test_settings_values(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n", toml='[pidone]\ncontrol_group = 4\nmetrics = "[::1]:9"\n')
+    settings = load_here().settings
+    assert (settings.control_group, settings.metrics) == ("4", "[::1]:9")
+
+
+def test_socket_tables(cwd: Path) -> None:
+    long_path = "/run/" + "x" * 103
+    write(
+        cwd,
+        procfile="web: serve\n",
+        toml=f"""\
+[socket.a]
+path = "/run/a.sock"
+mode = 416
+directory_mode = "0750"
+
+[socket.b]
+path = "/run/a.sock"
+
+[socket.c]
+owner = "app"
+
+[socket.d]
+path = "{long_path}"
+listen = "yes"
+""",
+    )
+    assert problems() == [
+        'pidone.toml:7: [socket.b] path = "/run/a.sock": already used by [socket.a]; '
+        "use another path",
+        'pidone.toml:9: [socket.c]: no path; add path = "/run/app/app.sock"',
+        f'pidone.toml:13: [socket.d] path = "{long_path}": longer than the 107 bytes a socket '
+        "path can have; use a shorter one",
+        'pidone.toml:14: [socket.d] listen = "yes": must be true or false (without quotes)',
+    ]
+
+
+def test_socket_defaults_and_modes(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\n",
+        toml='[socket.a]\npath = "/run/a.sock"\n\n[socket.b]\npath = "/run/b.sock"\nmode = 416\n'
+        'directory_mode = "0750"\n',
+    )
+    assert load_here().sockets == {
+        "a": SocketSpec("a", "/run/a.sock"),
+        "b": SocketSpec("b", "/run/b.sock", mode=0o640, directory_mode=0o750),
+    }
+    assert SocketSpec("x", "/x") == SocketSpec("x", "/x", None, None, 0o660, False, 0o2750)
+
+
+# --- the hook for OS checks -----------------------------------------------------------------------
+
+
+def test_checks_report_in_the_same_format_and_order(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\nworker: work\n", toml='\n[process.web]\nuser = "bob"\n')
+    seen: list[Config] = []
+
+    def check_users(loaded: Config) -> list[str]:
+        seen.append(loaded)
+        return [
+            loaded.sources.problem("process.web", "user", 'no user "bob"; create it or fix user'),
+            loaded.sources.problem("process.worker", "directory", "does not exist"),
+        ]
+
+    with pytest.raises(ConfigError) as caught:
+        config.load(None, None, None, environ={}, checks=[check_users])
+    assert caught.value.problems == [
+        "Procfile:2: [process.worker] directory: does not exist",
+        'pidone.toml:3: [process.web] user: no user "bob"; create it or fix user',
+    ]
+    assert list(seen[0].processes) == ["web", "worker"]
+
+
+def test_checks_do_not_run_on_an_invalid_config(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n", toml='[process.web]\nuser = ["bob"]\n')
+
+    def must_not_run(loaded: Config) -> list[str]:
+        raise AssertionError("ran")
+
+    with pytest.raises(ConfigError):
+        config.load(None, None, None, environ={}, checks=[must_not_run])
+
+
+def test_passing_checks_return_the_config(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n")
+    loaded = config.load(None, None, None, environ={}, checks=[lambda c: []])
+    assert list(loaded.processes) == ["web"]
+
+
+def test_where_falls_back_to_the_table_then_the_file(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n", toml="[pidone]\nstop_timeout = 1\n")
+    sources = load_here().sources
+    assert sources.where("pidone", "stop_timeout") == "pidone.toml:2"
+    assert sources.where("pidone", "log_format") == "pidone.toml:1"
+    assert sources.where("process.web", "user") == "Procfile:1"
+    assert sources.where("socket.x") == "pidone.toml"
+
+
+def test_specs_are_frozen_and_hashable(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n")
+    spec = load_here().processes["web"]
+    with pytest.raises(AttributeError):
+        spec.name = "other"  # type: ignore[misc]
+    assert hash(spec) == hash(spec)

@@ -1,0 +1,152 @@
+"""`.env` parsing and ${VAR} expansion."""
+
+from __future__ import annotations
+
+import pytest
+
+from pidone import envfile
+from pidone.errors import ConfigError
+
+
+def problems_of(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as caught:
+        envfile.parse(text, ".env")
+    return caught.value.problems
+
+
+# --- expand ---------------------------------------------------------------------
+
+ENV = {"HOME": "/root", "EMPTY": "", "USER": "app"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("${HOME}/bin", "/root/bin"),
+        ("$HOME/bin", "/root/bin"),
+        ("$USER_x", ""),  # the name runs as far as name characters go
+        ("${USER}_x", "app_x"),
+        ("${MISSING}", ""),
+        ("$MISSING-x", "-x"),
+        ("${MISSING:-fallback}", "fallback"),
+        ("${EMPTY:-fallback}", "fallback"),  # ":-" also replaces an empty value
+        ("${USER:-fallback}", "app"),
+        ("${MISSING:-${USER}-2}", "app-2"),  # the default is expanded too
+        ("${MISSING:-}", ""),
+        ("$$HOME", "$HOME"),
+        ("cost: 5$$", "cost: 5$"),
+        ("$(date) $1 $ end$", "$(date) $1 $ end$"),  # left for the shell
+        ("no dollar", "no dollar"),
+        ("", ""),
+    ],
+)
+def test_expand(text: str, expected: str) -> None:
+    assert envfile.expand(text, ENV) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("${HOME", '"${HOME" must be followed by "}" or ":-default}"'),
+        ("${MISSING:-abc", '"${" is never closed by "}"'),
+        ("${1abc}", '"${1abc}" does not start with a variable name'),
+        ("${}", '"${}" does not start with a variable name'),
+        ("${HOME-x}", '"${HOME" must be followed by "}" or ":-default}"'),
+    ],
+)
+def test_expand_rejects_malformed_references(text: str, fragment: str) -> None:
+    with pytest.raises(ValueError) as caught:
+        envfile.expand(text, ENV)
+    assert fragment in str(caught.value)
+    assert str(caught.value).endswith(
+        "write ${NAME}, ${NAME:-default} or $NAME, and $$ for a literal $"
+    )
+
+
+# --- parse -----------------------------------------------------------------------
+
+
+def test_parse_every_form() -> None:
+    text = """\
+# a comment
+
+PLAIN=value
+SPACED = spaced value
+export EXPORTED=yes
+SINGLE='literal $HOME \\n # not a comment'
+DOUBLE="line1\\nline2 \\"quoted\\" back\\\\slash tab\\t dollar\\$ ${PLAIN}"
+UNQUOTED=a$PLAIN # trailing comment
+HASH=a#b
+EMPTY=
+EMPTY_QUOTED=""
+AFTER_QUOTE="x"   # comment after quotes
+UNKNOWN_ESCAPE="\\d"
+"""
+    assert envfile.parse(text, ".env") == {
+        "PLAIN": "value",
+        "SPACED": "spaced value",
+        "EXPORTED": "yes",
+        "SINGLE": "literal $HOME \\n # not a comment",
+        "DOUBLE": 'line1\nline2 "quoted" back\\slash tab\t dollar$ value',
+        "UNQUOTED": "avalue",
+        "HASH": "a#b",
+        "EMPTY": "",
+        "EMPTY_QUOTED": "",
+        "AFTER_QUOTE": "x",
+        "UNKNOWN_ESCAPE": "\\d",
+    }
+
+
+def test_parse_keeps_file_order_and_later_keys_win() -> None:
+    result = envfile.parse("B=1\nA=2\nB=3\n", ".env")
+    assert list(result.items()) == [("B", "3"), ("A", "2")]
+
+
+def test_expansion_uses_earlier_keys_then_environ() -> None:
+    text = 'HOME_BIN="${HOME}/bin"\nHOME=/srv\nAGAIN=${HOME}/bin\n'
+    assert envfile.parse(text, ".env", environ={"HOME": "/root"}) == {
+        "HOME_BIN": "/root/bin",
+        "HOME": "/srv",
+        "AGAIN": "/srv/bin",
+    }
+
+
+def test_quoted_values_span_lines() -> None:
+    text = "CERT=\"-----BEGIN-----\nabc  \n-----END-----\"\nNEXT='a\nb'\nLAST=1\n"
+    assert envfile.parse(text, ".env") == {
+        "CERT": "-----BEGIN-----\nabc  \n-----END-----",
+        "NEXT": "a\nb",
+        "LAST": "1",
+    }
+
+
+def test_every_bad_line_reported_with_its_line() -> None:
+    text = """\
+GOOD=1
+no equals sign here
+1BAD=x
+BAD-NAME=x
+QUOTE="abc" trailing
+REF=${OOPS
+export
+"""
+    assert problems_of(text) == [
+        '.env:2: "no equals sign here" is not a KEY=VALUE line; write KEY=VALUE, '
+        'or start it with "#" to make it a comment',
+        '.env:3: "1BAD" is not a variable name; use letters, digits and "_", '
+        "not starting with a digit",
+        '.env:4: "BAD-NAME" is not a variable name; use letters, digits and "_", '
+        "not starting with a digit",
+        '.env:5: QUOTE: unexpected "trailing" after the closing "; put everything inside '
+        "the quotes, or start a comment with #",
+        '.env:6: REF: "${OOPS" must be followed by "}" or ":-default}"; '
+        "write ${NAME}, ${NAME:-default} or $NAME, and $$ for a literal $",
+        '.env:7: "export" is not a KEY=VALUE line; write KEY=VALUE, '
+        'or start it with "#" to make it a comment',
+    ]
+
+
+def test_unclosed_quote_is_reported_at_its_opening_line() -> None:
+    assert problems_of("A=1\nB='never closed\nC=2\n") == [
+        ".env:2: B: the opening ' is never closed; add the closing '"
+    ]
