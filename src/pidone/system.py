@@ -8,7 +8,6 @@ Every function is a verb and an object, like tini's `reap_zombies`.
 from __future__ import annotations
 
 import _signal
-import contextlib
 import errno
 import os
 import sys
@@ -248,8 +247,10 @@ def _report_and_exit(err_write: int, err: int, reason: str) -> None:  # pragma: 
 
 def write_stderr(text: str) -> None:
     """Unbuffered write to fd 2 that never raises (the init must go on)."""
-    with contextlib.suppress(OSError):
+    try:
         os.write(2, text.encode("utf-8", "replace"))
+    except OSError:
+        pass
 
 
 def is_pid1() -> bool:
