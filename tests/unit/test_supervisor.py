@@ -1,0 +1,560 @@
+"""The supervisor core replayed against scripted event histories and a fake
+clock: no fork, no signals; spawns are answered with made-up pids."""
+
+from __future__ import annotations
+
+import itertools
+import signal
+from pathlib import Path
+
+import pytest
+
+from pidone import config
+from pidone.states import ProcessState as S
+from pidone.supervisor import (
+    Action,
+    Boot,
+    CancelProbe,
+    EventType,
+    Exit,
+    Kill,
+    Log,
+    NoChildren,
+    PidfileRead,
+    Ready,
+    Reaped,
+    Request,
+    SignalReceived,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    StartProbe,
+    Supervisor,
+    Sweep,
+    Tick,
+    WatchPidfile,
+)
+
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+TERM = int(signal.SIGTERM)
+KILL = int(signal.SIGKILL)
+
+
+def exited(code: int) -> int:
+    return code << 8
+
+
+def killed(signum: int) -> int:
+    return signum
+
+
+class Sim:
+    """Drives a Supervisor like the loop does, answering Spawn at once."""
+
+    def __init__(self, core: Supervisor) -> None:
+        self.core = core
+        self.now = 0.0
+        self.pids = itertools.count(100)
+        self.spawned: list[str] = []
+        self.fail_spawn: set[str] = set()
+
+    def do(self, event: EventType) -> list[Action]:
+        actions = self.core.handle(event, self.now)
+        out: list[Action] = []
+        for action in actions:
+            out.append(action)
+            if isinstance(action, Spawn):
+                self.spawned.append(action.name)
+                if action.name in self.fail_spawn:
+                    out += self.do(SpawnFailed(action.name, "exec x: No such file or directory"))
+                else:
+                    out += self.do(Spawned(action.name, next(self.pids)))
+        return out
+
+    def at(self, when: float) -> list[Action]:
+        self.now = when
+        return self.do(Tick())
+
+    def state(self, name: str) -> S:
+        return self.core.procs[name].state
+
+    def pid(self, name: str) -> int:
+        pid = self.core.procs[name].pid
+        assert pid is not None, f"{name} has no pid"
+        return pid
+
+    def exit(self, name: str, status: int) -> list[Action]:
+        return self.do(Reaped(self.pid(name), status))
+
+    def ready(self, name: str) -> list[Action]:
+        return self.do(Ready(name, self.pid(name)))
+
+
+def sim_for(tmp_path: Path, toml: str, procfile: str | None = None) -> Sim:
+    (tmp_path / "pidone.toml").write_text(toml)
+    proc_path = None
+    if procfile is not None:
+        proc_path = tmp_path / "Procfile"
+        proc_path.write_text(procfile)
+    cfg = config.load(proc_path, tmp_path / "pidone.toml", None, environ={})
+    return Sim(Supervisor(cfg, 0.0))
+
+
+def fixture_sim(shape: str) -> Sim:
+    d = FIXTURES / shape
+    procfile = d / "Procfile"
+    cfg = config.load(procfile if procfile.exists() else None, d / "pidone.toml", None, environ={})
+    return Sim(Supervisor(cfg, 0.0))
+
+
+def spawns(actions: list[Action]) -> list[str]:
+    return [a.name for a in actions if isinstance(a, Spawn)]
+
+
+def kills(actions: list[Action]) -> list[tuple[str, int, bool]]:
+    return [(a.name, a.signum, a.group) for a in actions if isinstance(a, Kill)]
+
+
+def logs(actions: list[Action]) -> list[str]:
+    return [f"{a.name}: {a.message}" for a in actions if isinstance(a, Log)]
+
+
+def exits(actions: list[Action]) -> list[int]:
+    return [a.code for a in actions if isinstance(a, Exit)]
+
+
+THREE = """
+[process.a]
+command = "a"
+[process.b]
+command = "b"
+[process.c]
+command = "c"
+"""
+
+
+def chain_toml(**extra: str) -> str:
+    lines = [
+        "[process.a]",
+        'command = "a"',
+        'ready = "tcp:127.0.0.1:1"',
+        "[process.b]",
+        'command = "b"',
+        'after = ["a"]',
+        'ready = "tcp:127.0.0.1:2"',
+        "[process.c]",
+        'command = "c"',
+        'after = ["b"]',
+        'ready = "tcp:127.0.0.1:3"',
+    ]
+    return "\n".join(lines) + "\n" + "\n".join(f"{k} = {v}" for k, v in extra.items())
+
+
+# --- start order -----------------------------------------------------------------
+
+
+def test_chain_starts_one_by_one_as_each_becomes_ready(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    out = sim.do(Boot())
+    assert spawns(out) == ["a"]
+    assert StartProbe("a", sim.pid("a")) in out
+    assert (sim.state("b"), sim.state("c")) == (S.STARTING, S.STARTING)
+    assert spawns(sim.ready("a")) == ["b"]
+    assert spawns(sim.ready("b")) == ["c"]
+    assert spawns(sim.ready("c")) == []
+    assert {sim.state(n) for n in "abc"} == {S.READY}
+    assert sim.core.next_deadline() is None  # nothing pending: the loop may sleep
+
+
+def test_diamond_starts_the_middle_together_and_the_bottom_last() -> None:
+    sim = fixture_sim("diamond")
+    order = sim.core.order
+    first = spawns(sim.do(Boot()))
+    assert len(first) == 1
+    top = first[0]
+    sim.at(10)  # settle time passes: the top is ready
+    middle = [n for n in order if sim.state(n) is not S.STARTING and n != top]
+    assert len(middle) == 2
+    assert {sim.state(n) for n in middle} == {S.RUNNING}
+    bottom = [n for n in order if n not in (top, *middle)]
+    assert [sim.state(n) for n in bottom] == [S.STARTING]
+    sim.at(20)
+    assert sim.spawned == [top, *middle, *bottom]
+
+
+def test_independent_processes_start_together(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    assert spawns(sim.do(Boot())) == ["a", "b", "c"]
+
+
+def test_settle_readiness_comes_after_the_settle_time(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, '[pidone]\nsettle_time = 2\n[process.a]\ncommand = "a"\n')
+    sim.do(Boot())
+    assert sim.core.next_deadline() == 2.0
+    sim.at(1.9)
+    assert sim.state("a") is S.RUNNING
+    assert "a: ready" in logs(sim.at(2.0))
+    assert sim.state("a") is S.READY
+
+
+def test_a_late_ready_for_a_previous_instance_is_ignored(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    old = sim.pid("a")
+    sim.exit("a", exited(1))  # restarted at once with a new pid
+    assert sim.pid("a") != old
+    sim.do(Ready("a", old))
+    assert sim.state("a") is S.RUNNING
+
+
+# --- restarts ----------------------------------------------------------------------
+
+
+def test_restart_at_once_then_with_doubling_backoff(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, '[pidone]\nbackoff_initial = 0.5\n[process.a]\ncommand = "a"\n')
+    sim.do(Boot())
+    assert spawns(sim.exit("a", exited(1))) == ["a"]  # first crash: no delay
+    out = sim.exit("a", exited(1))
+    assert spawns(out) == []
+    assert "a: restarting in 0.5 s" in logs(out)
+    assert sim.state("a") is S.BACKOFF
+    assert sim.core.next_deadline() == 0.5
+    assert spawns(sim.at(0.49)) == []
+    assert spawns(sim.at(0.5)) == ["a"]
+    sim.now = 1.0
+    sim.exit("a", exited(1))
+    assert sim.core.next_deadline() == 2.0  # 1.0 + 0.5 * 2
+    assert sim.core.snapshot().processes[0].restarts_by_reason == {"crash": 2}
+
+
+def test_fatal_after_too_many_exits_in_the_window(tmp_path: Path) -> None:
+    toml = '[pidone]\nfatal_after = 3\nfatal_window = 60\n[process.a]\ncommand = "a"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    sim.exit("a", exited(2))
+    sim.now = 1
+    sim.exit("a", exited(2))
+    sim.at(5)
+    assert sim.state("a") is S.RUNNING
+    out = sim.exit("a", exited(2))
+    assert sim.state("a") is S.FATAL
+    assert any("FATAL: exited 3 times within 60 s" in line for line in logs(out))
+    # FATAL was the only process: nothing left to run, so pidone winds down, unclean
+    assert out[-1] == Sweep(TERM)
+    assert exits(sim.do(NoChildren())) == [1]
+
+
+def test_exits_outside_the_window_do_not_count(tmp_path: Path) -> None:
+    toml = '[pidone]\nfatal_after = 2\nfatal_window = 10\n[process.a]\ncommand = "a"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    sim.exit("a", exited(1))
+    sim.at(11)
+    assert spawns(sim.exit("a", exited(1))) == ["a"]  # the first one fell out of the window
+    assert sim.state("a") is S.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("policy", "status", "restarted"),
+    [
+        ("always", exited(0), True),
+        ("always", exited(1), True),
+        ("on-failure", exited(0), False),
+        ("on-failure", exited(3), True),
+        ("on-failure", killed(KILL), True),
+        ("never", exited(1), False),
+    ],
+)
+def test_restart_policies(tmp_path: Path, policy: str, status: int, restarted: bool) -> None:
+    toml = f'[process.a]\ncommand = "a"\nrestart = "{policy}"\n[process.z]\ncommand = "z"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    assert spawns(sim.exit("a", status)) == (["a"] if restarted else [])
+    assert sim.state("a") is (S.RUNNING if restarted else S.EXITED)
+
+
+def test_spawn_failure_counts_as_a_failure_and_backs_off(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n[process.z]\ncommand = "z"\n')
+    sim.fail_spawn.add("a")
+    out = sim.do(Boot())
+    assert "a: cannot start: exec x: No such file or directory" in logs(out)
+    assert sim.spawned.count("a") == 2  # the failed attempt and the immediate retry
+    assert sim.state("a") is S.BACKOFF
+    assert sim.core.procs["a"].last_exit is not None
+    assert sim.core.procs["a"].last_exit.status == 127
+
+
+def test_dependents_are_stopped_first_and_started_after_the_restart(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    sim.ready("a")
+    sim.ready("b")
+    sim.ready("c")
+    out = sim.exit("a", killed(KILL))
+    # c goes first (it is after b), b waits for c, a waits for both
+    assert kills(out) == [("c", TERM, False)]
+    assert spawns(out) == []
+    assert "a: restarting in 0 s; stopping c, b first" in logs(out) or (
+        "a: restarting in 0 s; stopping b, c first" in logs(out)
+    )
+    out = sim.exit("c", killed(TERM))
+    assert kills(out) == [("b", TERM, False)]
+    assert spawns(out) == []
+    out = sim.exit("b", exited(0))
+    assert spawns(out) == ["a"]
+    assert (sim.state("b"), sim.state("c")) == (S.STARTING, S.STARTING)
+    assert spawns(sim.ready("a")) == ["b"]
+    assert spawns(sim.ready("b")) == ["c"]
+    reasons = {p.name: p.restarts_by_reason for p in sim.core.snapshot().processes}
+    assert reasons == {"a": {"crash": 1}, "b": {"dependency": 1}, "c": {"dependency": 1}}
+
+
+def test_a_dependent_that_opts_out_keeps_running(tmp_path: Path) -> None:
+    sim = sim_for(
+        tmp_path, chain_toml().replace('after = ["b"]', 'after = ["b"]\nrestart_dependents = false')
+    )
+    sim.do(Boot())
+    sim.ready("a")
+    sim.ready("b")
+    sim.ready("c")
+    c_pid = sim.pid("c")
+    out = sim.exit("b", exited(1))
+    assert kills(out) == []
+    assert spawns(out) == ["b"]
+    assert sim.pid("c") == c_pid
+
+
+def test_a_completed_one_shot_job_satisfies_its_dependents(tmp_path: Path) -> None:
+    toml = (
+        '[process.migrate]\ncommand = "m"\nrestart = "never"\n'
+        '[process.web]\ncommand = "w"\nafter = ["migrate"]\n'
+    )
+    sim = sim_for(tmp_path, toml)
+    assert spawns(sim.do(Boot())) == ["migrate"]
+    assert spawns(sim.exit("migrate", exited(0))) == ["web"]
+    assert sim.state("migrate") is S.EXITED
+
+
+def test_a_failed_one_shot_job_blocks_its_dependents(tmp_path: Path) -> None:
+    toml = (
+        '[process.migrate]\ncommand = "m"\nrestart = "never"\n'
+        '[process.web]\ncommand = "w"\nafter = ["migrate"]\n'
+        '[process.other]\ncommand = "o"\n'
+    )
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    assert spawns(sim.exit("migrate", exited(1))) == []
+    assert sim.state("web") is S.STARTING
+
+
+def test_pidfile_process_is_followed_through_its_daemon(tmp_path: Path) -> None:
+    toml = '[process.d]\ncommand = "d"\npidfile = "/run/d.pid"\n'
+    sim = sim_for(tmp_path, toml)
+    out = sim.do(Boot())
+    assert WatchPidfile("d", "/run/d.pid") in out
+    launcher = sim.core.procs["d"].launcher_pid
+    assert launcher is not None
+    assert sim.do(Reaped(launcher, exited(0))) == []  # the launcher daemonized: fine
+    sim.do(PidfileRead("d", 4242))
+    assert sim.pid("d") == 4242
+    out = sim.do(Reaped(4242, killed(KILL)))
+    assert spawns(out) == ["d"]
+
+
+def test_orphans_are_ignored(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    assert sim.do(Reaped(99999, exited(0))) == []
+
+
+# --- control process ------------------------------------------------------------
+
+
+def test_control_process_exit_stops_everything_and_sets_the_status(tmp_path: Path) -> None:
+    toml = THREE.replace('[process.b]\ncommand = "b"', '[process.b]\ncommand = "b"\ncontrol = true')
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    out = sim.exit("b", exited(3))
+    assert sorted(kills(out)) == [("a", TERM, False), ("c", TERM, False)]
+    sim.exit("a", killed(TERM))
+    out = sim.exit("c", exited(0))
+    assert out[-1] == Sweep(TERM)
+    assert exits(sim.do(NoChildren())) == [3]
+
+
+# --- shutdown -----------------------------------------------------------------
+
+
+def test_sigterm_stops_in_reverse_order_and_exits_0(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    for n in "abc":
+        sim.ready(n)
+    out = sim.do(SignalReceived(TERM))
+    assert kills(out) == [("c", TERM, False)]
+    assert CancelProbe("c") in out
+    assert kills(sim.exit("c", killed(TERM))) == [("b", TERM, False)]
+    assert kills(sim.exit("b", exited(0))) == [("a", TERM, False)]
+    out = sim.exit("a", exited(0))
+    assert out[-1] == Sweep(TERM)
+    assert exits(sim.do(NoChildren())) == [0]
+
+
+def test_independent_processes_stop_in_parallel(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    out = sim.do(SignalReceived(int(signal.SIGINT)))
+    assert kills(out) == [("a", TERM, False), ("b", TERM, False), ("c", TERM, False)]
+
+
+def test_stop_signal_and_target_per_process(tmp_path: Path) -> None:
+    toml = '[process.a]\ncommand = "a"\nstop_signal = "SIGQUIT"\nstop_target = "group"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    assert kills(sim.do(SignalReceived(TERM))) == [("a", int(signal.SIGQUIT), True)]
+
+
+def test_stop_timeout_escalates_to_sigkill_of_the_group_and_is_unclean(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\nstop_timeout = 3\n')
+    sim.do(Boot())
+    sim.now = 10
+    sim.do(SignalReceived(TERM))
+    assert sim.core.next_deadline() == 13
+    assert kills(sim.at(12.9)) == []
+    assert kills(sim.at(13)) == [("a", KILL, True)]
+    assert kills(sim.at(20)) == []  # once only
+    out = sim.exit("a", killed(KILL))
+    assert out[-1] == Sweep(TERM)
+    out = sim.do(NoChildren())
+    assert "pidone: unclean stop: a killed after its stop timeout" in logs(out)
+    assert exits(out) == [1]
+
+
+def test_leftover_processes_get_sigkill_after_the_sweep_timeout(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n')
+    sim.do(Boot())
+    sim.do(SignalReceived(TERM))
+    sim.now = 1
+    assert sim.exit("a", killed(TERM))[-1] == Sweep(TERM)
+    assert sim.core.next_deadline() == 6.0
+    assert Sweep(KILL) in sim.at(6.0)
+    assert exits(sim.do(NoChildren())) == [0]
+
+
+def test_processes_waiting_for_dependencies_are_dropped_at_shutdown(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    out = sim.do(SignalReceived(TERM))
+    assert kills(out) == [("a", TERM, False)]
+    assert (sim.state("b"), sim.state("c")) == (S.STOPPED, S.STOPPED)
+
+
+def test_a_second_sigterm_changes_nothing(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    sim.do(SignalReceived(TERM))
+    out = sim.do(SignalReceived(TERM))
+    assert kills(out) == []
+    assert "pidone: already stopping; SIGKILL pidone to force" in logs(out)
+
+
+def test_nothing_left_to_run_ends_pidone_with_the_verdict(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\nrestart = "never"\n')
+    sim.do(Boot())
+    out = sim.exit("a", exited(0))
+    assert "pidone: no process left to run: exiting" in logs(out)
+    assert exits(sim.do(NoChildren())) == [0]
+
+
+# --- signals and requests --------------------------------------------------------
+
+
+def test_sighup_reloads_in_dependency_order(tmp_path: Path) -> None:
+    sim = sim_for(
+        tmp_path, chain_toml().replace('command = "b"', 'command = "b"\nreload_signal = "USR2"')
+    )
+    sim.do(Boot())
+    for n in "abc":
+        sim.ready(n)
+    out = sim.do(SignalReceived(int(signal.SIGHUP)))
+    hup, usr2 = int(signal.SIGHUP), int(signal.SIGUSR2)
+    assert kills(out) == [("a", hup, False), ("b", usr2, False), ("c", hup, False)]
+
+
+def test_other_signals_are_forwarded_to_every_running_process(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    sim.ready("a")
+    usr1 = int(signal.SIGUSR1)
+    assert kills(sim.do(SignalReceived(usr1))) == [("a", usr1, False), ("b", usr1, False)]
+
+
+def test_ctl_restart_stops_dependents_first_and_counts_a_manual_restart(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    for n in "abc":
+        sim.ready(n)
+    out = sim.do(Request("restart", ("b",)))
+    assert kills(out) == [("c", TERM, False)]
+    assert kills(sim.exit("c", killed(TERM))) == [("b", TERM, False)]
+    out = sim.exit("b", killed(TERM))
+    assert spawns(out) == ["b"]
+    assert spawns(sim.ready("b")) == ["c"]
+    reasons = {p.name: p.restarts_by_reason for p in sim.core.snapshot().processes}
+    assert reasons == {"a": {}, "b": {"manual": 1}, "c": {"dependency": 1}}
+    assert sim.state("a") is S.READY
+
+
+def test_ctl_stop_then_start(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    assert kills(sim.do(Request("stop", ("b",)))) == [("b", TERM, False)]
+    out = sim.exit("b", killed(TERM))
+    assert spawns(out) == []
+    assert sim.state("b") is S.STOPPED
+    assert spawns(sim.do(Request("start", ("b",)))) == ["b"]
+    assert sim.core.procs["b"].restarts_by_reason == {"manual": 1}
+
+
+def test_ctl_start_revives_a_fatal_process(tmp_path: Path) -> None:
+    toml = '[pidone]\nfatal_after = 1\n[process.a]\ncommand = "a"\n[process.z]\ncommand = "z"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    sim.exit("a", exited(1))
+    assert sim.state("a") is S.FATAL
+    assert spawns(sim.do(Request("start", ("a",)))) == ["a"]
+
+
+def test_ctl_signal_and_reload_all(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    usr1 = int(signal.SIGUSR1)
+    assert kills(sim.do(Request("signal", ("c", "a"), usr1))) == [
+        ("a", usr1, False),
+        ("c", usr1, False),
+    ]
+    hup = int(signal.SIGHUP)
+    assert [k[0] for k in kills(sim.do(Request("reload", ("all",))))] == ["a", "b", "c"]
+    assert all(k[1] == hup for k in kills(sim.do(Request("reload", ("all",)))))
+
+
+def test_ctl_with_an_unknown_name_raises(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    with pytest.raises(KeyError, match="nope"):
+        sim.do(Request("stop", ("a", "nope")))
+    assert sim.state("a") is S.RUNNING
+
+
+def test_snapshot_reports_state_pid_and_exits(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    sim.exit("a", exited(4))
+    snap = {p.name: p for p in sim.core.snapshot().processes}
+    assert snap["a"].state is S.RUNNING
+    assert snap["a"].exits_by_status == {4: 1}
+    assert snap["a"].last_exit is not None
+    assert (snap["a"].last_exit.status, snap["a"].last_exit.planned) == (4, False)
+    assert snap["a"].restarts == 1
+    assert snap["b"].pid == sim.pid("b")
+    assert snap["b"].has_ready_check is False
