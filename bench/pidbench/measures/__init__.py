@@ -1,0 +1,19 @@
+"""Every measurement, in the order the report shows them."""
+
+from __future__ import annotations
+
+from pidbench.measure import Measurement
+from pidbench.measures.idle import Idle
+from pidbench.measures.memory import Memory
+from pidbench.measures.orphans import OrphanStorm, ZombieBurst
+from pidbench.measures.shutdown import Shutdown
+from pidbench.measures.signals import SignalLatency
+
+ALL: tuple[Measurement, ...] = (
+    Memory(),
+    Idle(),
+    OrphanStorm(),
+    ZombieBurst(),
+    SignalLatency(),
+    Shutdown(),
+)

@@ -1,0 +1,94 @@
+"""What the kernel says about a process, read from /proc on the host.
+
+Every reader raises BenchError when the process is gone, so a measurement
+that loses its init says so instead of recording a zero.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pidbench.errors import BenchError
+
+CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+
+
+def _read(pid: int, name: str) -> str:
+    try:
+        with open(f"/proc/{pid}/{name}", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise BenchError(f"process {pid} is gone (reading /proc/{pid}/{name})") from exc
+
+
+@dataclass(frozen=True)
+class Stat:
+    """The few /proc/PID/stat fields the benchmark uses."""
+
+    state: str
+    ppid: int
+    cpu_ticks: int  # utime + stime, in clock ticks
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_ticks * 1000 / CLOCK_TICKS_PER_S
+
+
+def stat(pid: int) -> Stat:
+    text = _read(pid, "stat")
+    # The command name may hold spaces and parentheses: split after the last ')'.
+    fields = text[text.rindex(")") + 2 :].split()
+    return Stat(state=fields[0], ppid=int(fields[1]), cpu_ticks=int(fields[11]) + int(fields[12]))
+
+
+def cpu_runtime_ns(pid: int) -> int:
+    """Time on CPU in ns (schedstat): the same CPU as utime+stime, without the
+    10 ms tick granularity that rounds an idle init down to zero."""
+    return int(_read(pid, "schedstat").split()[0])
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary + involuntary switches: each one is a time the process ran."""
+    total = 0
+    for line in _read(pid, "status").splitlines():
+        key, _, value = line.partition(":")
+        if key in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+            total += int(value)
+    return total
+
+
+def memory_kib(pid: int) -> dict[str, int]:
+    """smaps_rollup as {field: KiB}, e.g. {'Rss': 8116, 'Pss': 3794, ...}."""
+    fields: dict[str, int] = {}
+    for line in _read(pid, "smaps_rollup").splitlines():
+        key, _, value = line.partition(":")
+        parts = value.split()
+        if len(parts) == 2 and parts[1] == "kB":
+            fields[key] = int(parts[0])
+    if "Rss" not in fields:
+        raise BenchError(f"no Rss in /proc/{pid}/smaps_rollup")
+    return fields
+
+
+def children(pid: int) -> list[int]:
+    """Children of the process's main thread (the inits here have no others)."""
+    try:
+        return [int(p) for p in _read(pid, f"task/{pid}/children").split()]
+    except BenchError:
+        return []
+
+
+def exe(pid: int) -> str | None:
+    """The executable's path, or None while it cannot be read (gone, exiting)."""
+    try:
+        return os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+
+
+def is_child_of(pid: int, parent: int) -> bool:
+    try:
+        return stat(pid).ppid == parent
+    except BenchError:
+        return False
