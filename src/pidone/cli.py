@@ -1,6 +1,7 @@
 """Command line: the only place where errors become exit statuses.
 
     pidone [-g] [-v...] [--] CMD [ARGS...]   run one command as PID 1 (like tini)
+    pidone run|check ...                     the supervisor (argparse, loaded lazily)
 
 Single-command mode parses its few options by hand: argparse would cost
 about 1.4 MiB of resident memory in a process that lives as long as the
@@ -11,12 +12,14 @@ from __future__ import annotations
 
 import sys
 
-from pidone import __version__, single
+from pidone import __version__, single, system
 from pidone.errors import PidoneError, UsageError
 from pidone.single import Options
 
 USAGE = """\
 usage: pidone [OPTIONS] [--] CMD [ARGS...]
+       pidone run [-f PROCFILE] [-c CONFIG] [-e ENVFILE]
+       pidone check [-f PROCFILE] [-c CONFIG] [-e ENVFILE]
 
 Single-command mode runs CMD as the only child of pidone, forwards every
 signal to it, reaps every zombie, and exits with CMD's exit status.
@@ -27,6 +30,9 @@ options:
   -h, --help        show this help and exit
   -V, --version     show the version and exit
 """
+
+
+SUBCOMMANDS = ("run", "check")
 
 
 def parse_single(args: list[str]) -> Options | str:
@@ -68,11 +74,17 @@ def parse_single(args: list[str]) -> Options | str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
+        if args and args[0] in SUBCOMMANDS:
+            from pidone.commands import run_subcommand
+
+            return run_subcommand(args)
         parsed = parse_single(args)
         if isinstance(parsed, str):
             sys.stdout.write(parsed)
             return 0
-        return single.main(parsed)
+        # Skip interpreter teardown (about 4 ms of module cleanup): the
+        # container's stop time is the child's, not Python's.
+        system.exit_now(single.main(parsed))
     except UsageError as exc:
         sys.stderr.write(f"pidone: {exc}\n\n{USAGE}")
         return exc.exit_code

@@ -99,6 +99,14 @@ class PidfileRead:
 
 
 @dataclass(frozen=True)
+class SocketFixed:
+    """The socket NAME's process created has the configured owner and mode now."""
+
+    name: str
+    socket: str
+
+
+@dataclass(frozen=True)
 class SignalReceived:
     signum: int
 
@@ -114,7 +122,7 @@ class Request:
 
 
 EventType = (Boot | Tick | Spawned | SpawnFailed | Reaped | NoChildren | Ready | PidfileRead) | (
-    SignalReceived | Request
+    SignalReceived | Request | SocketFixed
 )
 
 # --- actions (what the loop must do) ---------------------------------------------
@@ -151,6 +159,14 @@ class WatchPidfile:
 
 
 @dataclass(frozen=True)
+class WatchSocket:
+    """Wait for NAME to create `socket`'s file, then fix its owner and mode."""
+
+    name: str
+    socket: str
+
+
+@dataclass(frozen=True)
 class Log:
     name: str  # a process name, or "pidone"
     message: str
@@ -169,7 +185,7 @@ class Exit:
     code: int
 
 
-Action = Spawn | Kill | StartProbe | CancelProbe | WatchPidfile | Log | Sweep | Exit
+Action = Spawn | Kill | StartProbe | CancelProbe | WatchPidfile | WatchSocket | Log | Sweep | Exit
 
 # --- what ctl and metrics see ------------------------------------------------
 
@@ -221,6 +237,8 @@ class _Proc:
     backoff_until: float = 0.0
     stop_deadline: float | None = None
     killed: bool = False  # needed SIGKILL at its last stop
+    awaiting_sockets: set[str] = field(default_factory=set)  # not fixed yet: not ready yet
+    ready_deferred: bool = False  # its check passed while sockets were awaited
     failures: list[float] = field(default_factory=list)
     restarts_by_reason: dict[str, int] = field(default_factory=dict)
     exits_by_status: dict[int, int] = field(default_factory=dict)
@@ -288,6 +306,8 @@ class Supervisor:
                 self._on_pidfile(self.procs[name], pid, out)
             case SignalReceived(signum):
                 self._on_signal(signum, out)
+            case SocketFixed(name, sock):
+                self._on_socket_fixed(self.procs[name], sock, out)
             case Request():
                 self._on_request(event, out)
         self._reconcile(out)
@@ -354,6 +374,10 @@ class Supervisor:
         else:
             p.pid = pid
         out.append(Log(p.name, f"started: pid {pid}"))
+        p.ready_deferred = False
+        p.awaiting_sockets = {s for s in p.spec.sockets if not self.config.sockets[s].listen}
+        for sock in sorted(p.awaiting_sockets):
+            out.append(WatchSocket(p.name, sock))
         ready = p.spec.ready
         if ready.kind == "settle":
             seconds = ready.seconds if ready.seconds is not None else self.settings.settle_time
@@ -390,6 +414,8 @@ class Supervisor:
         p.pid = None
         p.stop_deadline = None
         p.settle_at = None
+        p.awaiting_sockets.clear()
+        p.ready_deferred = False
         p.exits_by_status[status] = p.exits_by_status.get(status, 0) + 1
         p.last_exit = ExitInfo(status, signum, self.now, planned)
         out.append(CancelProbe(p.name))
@@ -442,15 +468,33 @@ class Supervisor:
     def _on_ready(self, p: _Proc, pid: int, out: list[Action]) -> None:
         if p.state is not S.RUNNING or pid not in (p.pid, p.launcher_pid):
             return  # a late answer for an instance that is gone
-        p.move(Event.READY_OK)
+        self._become_ready(p, out)
+
+    def _become_ready(self, p: _Proc, out: list[Action]) -> None:
         p.settle_at = None
+        if p.awaiting_sockets:  # nginx must be able to use it before we say ready
+            p.ready_deferred = True
+            return
+        p.move(Event.READY_OK)
         out.append(Log(p.name, "ready"))
+
+    def _on_socket_fixed(self, p: _Proc, sock: str, out: list[Action]) -> None:
+        if sock not in p.awaiting_sockets:
+            return
+        p.awaiting_sockets.discard(sock)
+        out.append(Log(p.name, f"socket {sock}: owner, group and mode fixed"))
+        if not p.awaiting_sockets and p.ready_deferred and p.state is S.RUNNING:
+            p.ready_deferred = False
+            self._become_ready(p, out)
 
     def _on_pidfile(self, p: _Proc, pid: int, out: list[Action]) -> None:
         if p.state not in HAS_PID or p.pid is not None:
             return
         p.pid = pid
         out.append(Log(p.name, f"following pid {pid} from {p.spec.pidfile}"))
+        if p.state is S.STOPPING:  # asked to stop before we knew whom to signal
+            group = p.spec.stop_target == "group"
+            out.append(Kill(p.name, pid, p.spec.stop_signal, group=group))
 
     def _on_signal(self, signum: int, out: list[Action]) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
@@ -520,8 +564,11 @@ class Supervisor:
 
     def _signal_pid(self, p: _Proc) -> int:
         pid = p.pid if p.pid is not None else p.launcher_pid
-        assert pid is not None
+        assert pid is not None, (p.state, p.pid, p.launcher_pid)
         return pid
+
+    def _signal_pid_or_none(self, p: _Proc) -> int | None:
+        return p.pid if p.pid is not None else p.launcher_pid
 
     def _reload(self, names: Iterable[str], out: list[Action]) -> None:
         for n in names:
@@ -581,10 +628,13 @@ class Supervisor:
         p.move(Event.STOP)
         if p.state is not S.STOPPING:
             return
-        pid = self._signal_pid(p)
-        group = p.spec.stop_target == "group"
         p.stop_deadline = self.now + p.spec.stop_timeout
         out.append(CancelProbe(p.name))
+        pid = self._signal_pid_or_none(p)
+        if pid is None:  # a daemon whose pidfile we have not read yet
+            out.append(Log(p.name, "stopping: waiting for its pidfile to know whom to signal"))
+            return
+        group = p.spec.stop_target == "group"
         name = signal.Signals(p.spec.stop_signal).name
         out.append(Log(p.name, f"stopping: {name} to {'group ' if group else ''}{pid}"))
         out.append(Kill(p.name, pid, p.spec.stop_signal, group=group))
@@ -610,15 +660,17 @@ class Supervisor:
             if p.stop_deadline is not None and now >= p.stop_deadline and not p.killed:
                 p.move(Event.STOP_TIMEOUT)
                 p.killed = True
-                pid = self._signal_pid(p)
+                pid = self._signal_pid_or_none(p)
+                if pid is None:  # its pidfile never came: nothing left to wait for
+                    out.append(Log(p.name, "stop timeout: no pid from its pidfile", error=True))
+                    self._on_main_exit(p, 128 + signal.SIGKILL, signal.SIGKILL, out)
+                    return True
                 out.append(Log(p.name, f"stop timeout: SIGKILL to group {pid}", error=True))
                 out.append(Kill(p.name, pid, signal.SIGKILL, group=True))
             return False
         if state in (S.RUNNING, S.READY):
             if state is S.RUNNING and p.settle_at is not None and now >= p.settle_at:
-                p.settle_at = None
-                p.move(Event.READY_OK)
-                out.append(Log(p.name, "ready"))
+                self._become_ready(p, out)
                 return True
             if not should_run and not self._has_pid_dependents(p):
                 self._stop(p, out)

@@ -16,6 +16,9 @@ import sys
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
+    from typing import NoReturn
+
+    from pidone.identity import Identity
 
 NSIG: int = _signal.NSIG
 SIGCHLD: int = _signal.SIGCHLD
@@ -123,6 +126,44 @@ def reap_zombies() -> list[tuple[int, int]]:
     return reaped
 
 
+def has_children() -> bool:
+    """Is any child left, running or zombie? (Looks without reaping.)"""
+    try:
+        os.waitid(os.P_ALL, 0, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def descendants(pid: int) -> list[int]:
+    """Live descendants of pid, from /proc's children lists (children first)."""
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        parent = queue.pop()
+        try:
+            with open(f"/proc/{parent}/task/{parent}/children", "rb") as f:
+                kids = [int(k) for k in f.read().split()]
+        except OSError:
+            continue
+        found.extend(kids)
+        queue.extend(kids)
+    return found
+
+
+def signal_everyone_else(signum: int) -> None:
+    """Signal every process left in the container but us: as PID 1 that is
+    kill(-1); as a subreaper only our own descendants, never the host's."""
+    if is_pid1():
+        try:
+            os.kill(-1, signum)
+        except ProcessLookupError:
+            pass
+        return
+    for pid in descendants(os.getpid()):
+        send_signal(pid, signum)
+
+
 def send_signal(pid: int, signum: int, *, group: bool = False) -> bool:
     """Signal a process (or its process group); False if it is already gone."""
     try:
@@ -143,6 +184,7 @@ def spawn(
     foreground_tty: bool = False,
     fds: Mapping[int, int] | None = None,
     prepare: Callable[[], None] | None = None,
+    listen_fds: Sequence[tuple[int, str]] = (),
 ) -> int:
     """Fork and exec `argv` as the leader of a new process group.
 
@@ -151,6 +193,9 @@ def spawn(
     just before exec (identity switch, prctl, ...). Exec failures come back
     over a close-on-exec pipe and raise SpawnError here, so the caller knows
     the exact reason; the failed child is reaped by the caller's reaper.
+    `listen_fds` [(fd, name), ...] are passed by systemd's socket-activation
+    protocol: as fds 3, 4, ... with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID
+    (the child's own pid, known only in the child) added to `env`.
     """
     from pidone.errors import SpawnError
 
@@ -167,7 +212,7 @@ def spawn(
         raise
     if pid == 0:  # pragma: no cover - runs in the child, reported over err_write
         os.close(err_read)
-        _exec_child(argv, env, cwd, foreground_tty, fds, prepare, err_write)
+        _exec_child(argv, env, cwd, foreground_tty, fds, prepare, listen_fds, err_write)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, saved_mask)
     os.close(err_write)
     report = b""
@@ -197,6 +242,7 @@ def _exec_child(
     foreground_tty: bool,
     fds: Mapping[int, int] | None,
     prepare: Callable[[], None] | None,
+    listen_fds: Sequence[tuple[int, str]],
     err_write: int,
 ) -> None:  # pragma: no cover - runs in the forked child
     step = "setup"
@@ -219,6 +265,13 @@ def _exec_child(
             step = "dup2"
             for target, source in fds.items():
                 os.dup2(source, target, inheritable=True)
+        if listen_fds:
+            step = "passing sockets"
+            import fcntl
+
+            # our error pipe must not be overwritten by a socket's new fd
+            err_write = fcntl.fcntl(err_write, fcntl.F_DUPFD_CLOEXEC, 3 + len(listen_fds))
+            env = _pass_sockets(listen_fds, env)
         if cwd is not None:
             step = f"chdir {cwd}"
             os.chdir(cwd)
@@ -238,11 +291,225 @@ def _exec_child(
         _report_and_exit(err_write, errno.EINVAL, f"{step}: {exc}")
 
 
+def _pass_sockets(
+    listen_fds: Sequence[tuple[int, str]], env: Mapping[str, str] | Mapping[bytes, bytes] | None
+) -> dict[str, str]:  # pragma: no cover - runs in the forked child
+    """dup2 the sockets to 3, 4, ... and say so in the environment."""
+    import fcntl  # a C module, and only in children that get sockets
+
+    # Move them above their targets first: a source may sit where another goes.
+    above = 3 + len(listen_fds)
+    high = [fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, above) for fd, _ in listen_fds]
+    for i, fd in enumerate(high):
+        os.dup2(fd, 3 + i, inheritable=True)
+        os.close(fd)
+    new_env = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in (env if env is not None else os.environ).items()
+    }
+    new_env["LISTEN_FDS"] = str(len(listen_fds))
+    new_env["LISTEN_PID"] = str(os.getpid())
+    new_env["LISTEN_FDNAMES"] = ":".join(name for _, name in listen_fds)
+    return new_env
+
+
 def _report_and_exit(err_write: int, err: int, reason: str) -> None:  # pragma: no cover
     try:
         os.write(err_write, f"{err}:{reason}".encode())
     finally:
         os._exit(127 if err in (errno.ENOENT, errno.ENOTDIR) else 126)
+
+
+# --- the socket directory shared with nginx ----------------------------------------
+
+
+class UnsafePath(Exception):
+    """A socket path pidone will not work on (a symlink, not a directory, ...)."""
+
+
+def secure_directory(path: str, *, uid: int, gid: int, mode: int) -> int:
+    """Open (creating as needed) directory `path` without following any
+    symlink on the way, give the last component owner, group and mode (fixing
+    whatever a volume came up with) and return an fd for it. Parents it has
+    to create get root and 0755. Raises UnsafePath."""
+    if not path.startswith("/"):
+        raise UnsafePath(f"{path}: not an absolute path")
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open("/", flags)
+    walked = ""
+    try:
+        for part in [p for p in path.split("/") if p]:
+            walked += "/" + part
+            if part == "..":
+                raise UnsafePath(f"{path}: '..' in the path")
+            try:
+                child = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass  # made by someone else meanwhile: opened below, safely
+                child = os.open(part, flags, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafePath(
+                        f"{walked} is a symlink or not a directory; pidone follows no "
+                        "symlink in a socket path: make it a real directory"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = child
+        os.fchown(fd, uid, gid)
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def remove_stale_socket(dir_fd: int, name: str) -> bool:
+    """Remove a socket file left by an earlier run; refuse to touch anything
+    that is not a socket. True if one was removed."""
+    import stat
+
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISSOCK(st.st_mode):
+        raise UnsafePath(f"{name}: exists and is not a socket; pidone will not remove it")
+    os.unlink(name, dir_fd=dir_fd)
+    return True
+
+
+def bind_unix_socket(dir_fd: int, name: str, *, uid: int, gid: int, mode: int) -> int:
+    """Bind and listen on a unix stream socket `name` in the directory
+    `dir_fd`, born with `mode` (umask set around bind, so no window with
+    another mode) and chowned without following links. Returns the fd."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    here = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    old_umask = os.umask(0o777 & ~mode)
+    try:
+        os.fchdir(dir_fd)  # bind a short relative name: no path to swap under us
+        sock.bind(name)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+        os.fchdir(here)
+        os.close(here)
+    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    sock.listen(socket.SOMAXCONN)
+    return sock.detach()
+
+
+def fix_socket(dir_fd: int, name: str, *, uid: int, gid: int, mode: int) -> bool:
+    """Give an existing socket file owner, group and mode. False if it is not
+    there yet. Works on an O_PATH fd of the file itself, so a symlink swapped
+    in by the directory's owner cannot redirect the chmod."""
+    import stat
+
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise UnsafePath(f"{name}: is not a socket; pidone will not change it")
+        os.chown(f"/proc/self/fd/{fd}", uid, gid)
+        os.chmod(f"/proc/self/fd/{fd}", mode)
+    finally:
+        os.close(fd)
+    return True
+
+
+# --- identity: what a supervised child switches to before exec --------------------
+
+PR_CAP_AMBIENT = 47  # python-prctl has no ambient capabilities: see _ambient_raiser
+PR_CAP_AMBIENT_RAISE = 2
+
+
+def _cap_last_cap() -> int:
+    try:
+        with open("/proc/sys/kernel/cap_last_cap", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 40
+
+
+def _ambient_raiser() -> Callable[[int], None]:
+    """prctl(PR_CAP_AMBIENT_RAISE) through libc: python-prctl does not wrap
+    it, and a few lines of ctypes beat another dependency. Loaded in the
+    parent, only when some process keeps capabilities."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def raise_ambient(cap: int) -> None:  # pragma: no cover - runs in the child
+        if libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"PR_CAP_AMBIENT_RAISE {cap}: {os.strerror(err)}")
+
+    return raise_ambient
+
+
+def identity_preparer(ident: Identity) -> Callable[[], None]:
+    """The function a child runs just before exec to become `ident`.
+
+    Everything that needs importing is imported here, in the parent, so the
+    child only makes syscalls. Order matters: rlimits and the bounding set
+    while still root (raising a hard limit and PR_CAPBSET_DROP need it),
+    then groups, gid, uid (keeping capabilities across setuid only if some
+    are kept), then the capability sets, no_new_privs, and the parent-death
+    signal last, because a credential change clears it.
+    """
+    import resource
+
+    import _prctl
+    import prctl
+
+    keep = sorted(set(ident.keep_caps))
+    last_cap = _cap_last_cap()
+    raise_ambient = _ambient_raiser() if keep and ident.harden else None
+    parent = os.getpid()
+
+    def prepare() -> None:  # pragma: no cover - runs in the child, tested through /proc
+        for res, soft, hard in ident.rlimits:
+            resource.setrlimit(res, (soft, hard))
+        if ident.umask is not None:
+            os.umask(ident.umask)
+        if ident.harden:
+            for cap in range(last_cap + 1):
+                if cap not in keep:
+                    _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
+            if keep:
+                prctl.set_keepcaps(True)
+        if ident.groups is not None:
+            os.setgroups(list(ident.groups))
+        if ident.gid is not None:
+            os.setresgid(ident.gid, ident.gid, ident.gid)
+        if ident.uid is not None:
+            os.setresuid(ident.uid, ident.uid, ident.uid)
+        if ident.harden:
+            for flag in (prctl.cap_effective, prctl.cap_permitted, prctl.cap_inheritable):
+                flag.limit(*keep)
+            if keep:
+                prctl.set_caps(
+                    (keep, prctl.CAP_INHERITABLE, True), (keep, prctl.CAP_EFFECTIVE, True)
+                )
+                assert raise_ambient is not None
+                for cap in keep:
+                    raise_ambient(cap)
+            prctl.set_no_new_privs(1)
+        _prctl.prctl(_prctl.PR_SET_PDEATHSIG, SIGKILL)
+        if os.getppid() != parent:  # pidone died before the signal was armed
+            os._exit(1)
+
+    return prepare
 
 
 def write_stderr(text: str) -> None:
@@ -264,7 +531,7 @@ def stdin_is_tty() -> bool:
         return False
 
 
-def exit_now(code: int) -> None:
+def exit_now(code: int) -> NoReturn:
     """Flush and exit without waiting for anything else."""
     sys.stdout.flush()
     os._exit(code)

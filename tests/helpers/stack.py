@@ -1,0 +1,154 @@
+"""A `pidone run` stack for tests: write the config, start pidone for real
+(as PID 1 of a new namespace, or as a subreaper), read what happened.
+
+Services are tests/helpers/svc.py instances that append to one journal
+file with a shared monotonic clock, so order across processes is exact.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.helpers.running import PYTHON, Init, descendants
+
+SVC = str(Path(__file__).parent / "svc.py")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class Entry:
+    ns: int
+    name: str
+    event: str
+
+
+class Stack:
+    """`stack = Stack(mode, tmp_path)`, build commands with `stack.svc(...)`,
+    then `stack.start(toml)`; used as a context manager for teardown."""
+
+    def __init__(self, mode: str, tmp_path: Path) -> None:
+        self.mode = mode
+        self.dir = tmp_path
+        self.journal_path = tmp_path / "journal"
+        self._init: Init | None = None
+
+    @property
+    def init(self) -> Init:
+        assert self._init is not None, "start() first"
+        return self._init
+
+    def start(self, toml: str, *, procfile: str | None = None,
+              extra: tuple[str, ...] = ()) -> Stack:  # fmt: skip
+        (self.dir / "pidone.toml").write_text(toml)
+        args = ["run", "-c", str(self.dir / "pidone.toml")]
+        if procfile is not None:
+            (self.dir / "Procfile").write_text(procfile)
+            args += ["-f", str(self.dir / "Procfile")]
+        self._init = Init(self.mode, [*extra, *args], cwd=str(self.dir))
+        # Read pidone's output all along, as a container runtime does: a
+        # full pipe would throttle the stack (the relay's backpressure).
+        self._out: list[bytes] = []
+        self._err: list[bytes] = []
+        self._readers = [
+            threading.Thread(target=_drain, args=(self.init.proc.stdout, self._out), daemon=True),
+            threading.Thread(target=_drain, args=(self.init.proc.stderr, self._err), daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+        return self
+
+    def svc(self, name: str, *flags: str) -> str:
+        """The command line of a fake service writing to our journal."""
+        return " ".join([PYTHON, SVC, name, "--journal", str(self.journal_path), *flags])
+
+    def journal(self) -> list[Entry]:
+        try:
+            text = self.journal_path.read_text()
+        except FileNotFoundError:
+            return []
+        entries = []
+        for line in text.splitlines():
+            ns, name, event = line.split(" ", 2)
+            entries.append(Entry(int(ns), name, event))
+        return entries
+
+    def events(self) -> list[str]:
+        """'name event' strings in the order they happened."""
+        return [f"{e.name} {e.event}" for e in self.journal()]
+
+    def wait_for(self, *wanted: str, timeout: float = 20.0) -> list[str]:
+        """Wait until each 'name event' (prefix match) is in the journal."""
+        deadline = time.monotonic() + timeout
+        while True:
+            events = self.events()
+            missing = [w for w in wanted if not any(e.startswith(w) for e in events)]
+            if not missing:
+                return events
+            if time.monotonic() > deadline:
+                raise AssertionError(f"never saw {missing}; journal: {events}")
+            time.sleep(0.02)
+
+    def count(self, wanted: str) -> int:
+        return sum(e.startswith(wanted) for e in self.events())
+
+    def host_pid(self, name: str) -> int:
+        """Host pid of the latest instance of service NAME (its journal has
+        the pid as seen inside the namespace)."""
+        ns_pid = int([e for e in self.events() if e.startswith(f"{name} up ")][-1].split()[2])
+        if self.mode != "pid1":
+            return ns_pid
+        for pid in descendants(self.init.pid):
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except FileNotFoundError:
+                continue
+            for line in status.splitlines():
+                if line.startswith("NSpid:") and int(line.split()[-1]) == ns_pid:
+                    return pid
+        raise AssertionError(f"no process of {name} with namespace pid {ns_pid}")
+
+    def output(self) -> tuple[str, str]:
+        """All of pidone's stdout and stderr, once it has exited."""
+        for reader in self._readers:
+            reader.join(timeout=10)
+        return b"".join(self._out).decode(), b"".join(self._err).decode()
+
+    def stdout_so_far(self) -> str:
+        return b"".join(list(self._out)).decode(errors="replace")
+
+    def __enter__(self) -> Stack:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._init is not None:
+            self._init.__exit__(*exc)
+
+
+def _drain(stream: object, into: list[bytes]) -> None:
+    read = getattr(stream, "read1", None)
+    assert read is not None
+    while chunk := read(65536):
+        into.append(chunk)
+
+
+def before(events: list[str], first: str, second: str) -> bool:
+    """Did the first event matching `first` happen before the first `second`?"""
+    i = next(i for i, e in enumerate(events) if e.startswith(first))
+    j = next(j for j, e in enumerate(events) if e.startswith(second))
+    return i < j
+
+
+def nth(events: list[str], prefix: str, n: int) -> int:
+    """Index of the n-th (1-based) event starting with prefix."""
+    hits = [i for i, e in enumerate(events) if e.startswith(prefix)]
+    assert len(hits) >= n, f"only {len(hits)} x {prefix!r} in {events}"
+    return hits[n - 1]

@@ -1,0 +1,117 @@
+"""A configurable fake service for `pidone run` tests.
+
+Appends `<monotonic ns> <name> <event> [detail]` lines to --journal (one
+clock for every process, across PID namespaces) so tests can check order:
+`up <pid>` at start, `listening` once ready, `term` on SIGTERM, `exit <code>`,
+and `SIGHUP`/`SIGUSR1`/`SIGUSR2` when one of those arrives.
+
+  --tcp PORT / --unix PATH / --http PORT / --touch PATH / --notify
+                     become ready that way after --delay seconds
+  --exit-after S --code N   exit N after S seconds
+  --ignore-term      ignore SIGTERM (the stop timeout must SIGKILL us)
+  --term-delay S     take S seconds to stop after SIGTERM
+  --spam N           write N numbered lines to stdout and N to stderr at once
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("name")
+    p.add_argument("--journal", required=True)
+    p.add_argument("--tcp", type=int)
+    p.add_argument("--unix")
+    p.add_argument("--http", type=int)
+    p.add_argument("--touch")
+    p.add_argument("--notify", action="store_true")
+    p.add_argument("--delay", type=float, default=0.0)
+    p.add_argument("--exit-after", type=float)
+    p.add_argument("--code", type=int, default=0)
+    p.add_argument("--ignore-term", action="store_true")
+    p.add_argument("--term-delay", type=float, default=0.0)
+    p.add_argument("--spam", type=int, default=0)
+    args = p.parse_args()
+
+    def journal(event: str) -> None:
+        line = f"{time.monotonic_ns()} {args.name} {event}\n".encode()
+        fd = os.open(args.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        os.write(fd, line)
+        os.close(fd)
+
+    def on_term(signum: int, frame: object) -> None:
+        journal("term")
+        if args.ignore_term:
+            return
+        time.sleep(args.term_delay)
+        journal("exit 0")
+        os._exit(0)
+
+    signal.signal(signal.SIGTERM, on_term)
+    for other in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(other, lambda signum, frame: journal(signal.Signals(signum).name))
+    journal(f"up {os.getpid()}")
+    print(f"{args.name} is up", flush=True)
+    if args.spam:
+        for i in range(args.spam):
+            sys.stdout.write(f"{args.name} out {i} {'x' * (i % 97)}\n")
+            sys.stderr.write(f"{args.name} err {i} {'y' * (i % 89)}\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        journal("spammed")
+    time.sleep(args.delay)
+    keep: list[object] = []
+    if args.tcp:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", args.tcp))
+        s.listen(16)
+        keep.append(s)
+    if args.unix:
+        u = socket.socket(socket.AF_UNIX)
+        u.bind(args.unix)
+        u.listen(16)
+        keep.append(u)
+    if args.http:
+
+        class Ok(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *a: object) -> None:
+                pass
+
+        server = HTTPServer(("127.0.0.1", args.http), Ok)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        keep.append(server)
+    if args.touch:
+        with open(args.touch, "w") as f:
+            f.write("ready\n")
+    if args.notify:
+        addr = os.environ["NOTIFY_SOCKET"]
+        n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        n.connect("\0" + addr[1:] if addr.startswith("@") else addr)
+        n.send(b"READY=1\nSTATUS=serving\n")
+        n.close()
+    journal("listening")
+    if args.exit_after is not None:
+        time.sleep(args.exit_after)
+        journal(f"exit {args.code}")
+        sys.exit(args.code)
+    while True:
+        time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()
