@@ -1,0 +1,154 @@
+"""Who a process runs as: `user`, `group`, `groups` and friends resolved
+against /etc/passwd and /etc/group into numbers, before anything starts.
+
+Read-only: it looks names up, it changes nothing (system.apply_identity does
+that, in the child). Unknown names are configuration errors, reported by
+`pidone check` and by `pidone run` before anything starts, through
+config.load's `checks` hook.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from pidone.config import CAPABILITIES, Config, ProcessSpec
+
+
+@dataclass(frozen=True)
+class Identity:
+    """What the child switches to before exec; None: keep pidone's."""
+
+    uid: int | None = None
+    gid: int | None = None
+    groups: tuple[int, ...] | None = None
+    user_name: str | None = None
+    home: str | None = None
+    umask: int | None = None
+    rlimits: tuple[tuple[int, int, int], ...] = ()  # (resource, soft, hard)
+    keep_caps: tuple[int, ...] = ()
+    harden: bool = False  # no_new_privs + emptied capability sets (non-root)
+
+    def environment(self) -> dict[str, str]:
+        """HOME, USER and LOGNAME of the user we switch to, as login(1) and
+        Docker's USER set them (root's HOME would be wrong and unreadable)."""
+        if self.user_name is None:
+            return {}
+        env = {"USER": self.user_name, "LOGNAME": self.user_name}
+        if self.home:
+            env["HOME"] = self.home
+        return env
+
+
+def user_id(name: str) -> tuple[int, int | None, str | None, str | None]:
+    """(uid, primary gid, name, home) for a user name or number; KeyError if a
+    name is unknown. A number need not exist in /etc/passwd (arbitrary uids
+    are common in containers); then gid, name and home are None."""
+    if name.isdigit():
+        uid = int(name)
+        try:
+            entry = pwd.getpwuid(uid)
+        except KeyError:
+            return uid, None, None, None
+        return uid, entry.pw_gid, entry.pw_name, entry.pw_dir
+    entry = pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid, entry.pw_name, entry.pw_dir
+
+
+def group_id(name: str) -> int:
+    """gid for a group name or number; KeyError if a name is unknown."""
+    if name.isdigit():
+        return int(name)
+    return grp.getgrnam(name).gr_gid
+
+
+def resolve(spec: ProcessSpec) -> Identity:
+    """The identity a process runs as; KeyError naming what is unknown."""
+    uid = gid = None
+    user_name = home = None
+    groups: tuple[int, ...] | None = None
+    if spec.user is not None:
+        try:
+            uid, gid, user_name, home = user_id(spec.user)
+        except KeyError:
+            raise KeyError(f"user {spec.user!r}") from None
+    if spec.group is not None:
+        try:
+            gid = group_id(spec.group)
+        except KeyError:
+            raise KeyError(f"group {spec.group!r}") from None
+    if uid is not None and gid is None:
+        gid = uid  # an unnamed uid with no group given: its own number, as Docker does
+    if spec.groups is not None:
+        try:
+            groups = tuple(group_id(g) for g in spec.groups)
+        except KeyError as exc:
+            raise KeyError(f"group {exc.args[0]!r} in groups") from None
+    elif uid is not None:
+        # Never keep root's supplementary groups by accident: the user's own
+        # from /etc/group, or none at all for a uid without a name.
+        assert gid is not None
+        groups = tuple(os.getgrouplist(user_name, gid)) if user_name else ()
+    harden = uid is not None and uid != 0
+    return Identity(
+        uid=uid,
+        gid=gid,
+        groups=groups,
+        user_name=user_name,
+        home=home,
+        umask=spec.umask,
+        rlimits=tuple((r.resource, r.soft, r.hard) for r in spec.rlimits),
+        keep_caps=tuple(CAPABILITIES[c] for c in spec.capabilities),
+        harden=harden,
+    )
+
+
+def check(config: Config) -> Iterable[str]:
+    """config.load's OS check: users, groups and directories exist."""
+    where = config.sources.problem
+    for name, spec in config.processes.items():
+        table = f"process.{name}"
+        for key, value in (("user", spec.user), ("group", spec.group)):
+            if value is None or value.isdigit():
+                continue
+            try:
+                (user_id if key == "user" else group_id)(value)
+            except KeyError:
+                yield where(
+                    table, key, f"no {key} {value!r} on this system; create it or use a number"
+                )
+        for g in spec.groups or ():
+            if not g.isdigit():
+                try:
+                    group_id(g)
+                except KeyError:
+                    yield where(
+                        table, "groups", f"no group {g!r} on this system; create it or use a number"
+                    )
+        if spec.directory is not None and not os.path.isdir(spec.directory):
+            yield where(
+                table, "directory", f"{spec.directory!r} is not a directory; create it first"
+            )
+    for name, sock in config.sockets.items():
+        table = f"socket.{name}"
+        if sock.owner is not None and not sock.owner.isdigit():
+            try:
+                user_id(sock.owner)
+            except KeyError:
+                yield where(
+                    table,
+                    "owner",
+                    f"no user {sock.owner!r} on this system; create it or use a number",
+                )
+        if sock.group is not None and not sock.group.isdigit():
+            try:
+                group_id(sock.group)
+            except KeyError:
+                yield where(
+                    table,
+                    "group",
+                    f"no group {sock.group!r} on this system; create it or use a number",
+                )
