@@ -39,6 +39,9 @@ class Stack:
         self.mode = mode
         self.dir = tmp_path
         self.journal_path = tmp_path / "journal"
+        # services running as other users append to it too
+        self.journal_path.touch()
+        self.journal_path.chmod(0o666)
         self._init: Init | None = None
 
     @property
@@ -71,10 +74,7 @@ class Stack:
         return " ".join([PYTHON, SVC, name, "--journal", str(self.journal_path), *flags])
 
     def journal(self) -> list[Entry]:
-        try:
-            text = self.journal_path.read_text()
-        except FileNotFoundError:
-            return []
+        text = self.journal_path.read_text()
         entries = []
         for line in text.splitlines():
             ns, name, event = line.split(" ", 2)
