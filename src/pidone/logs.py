@@ -338,6 +338,10 @@ class _Output:
         self.queued = 0
         self.failed = exc
 
+    def take_failure(self) -> OSError | None:
+        exc, self.failed = self.failed, None
+        return exc
+
     def wait_writable(self, timeout: float) -> None:
         poller = select.poll()
         poller.register(self.fd, select.POLLOUT)
@@ -419,6 +423,10 @@ class _ThreadOutput(_Output):
     def resume_if_under(self, mark: int) -> bool:
         with self.cond:
             return super().resume_if_under(mark)
+
+    def take_failure(self) -> OSError | None:
+        with self.cond:
+            return super().take_failure()
 
     def push(self, data: bytes) -> None:
         if data:
@@ -615,6 +623,7 @@ class LogRelay:
         self._sources: dict[tuple[str, Stream], _Source] = {}
         self._closed = False
         self._pipe_budget = PIPE_BUDGET
+        self._spawning: set[str] = set()  # pipe_for() called, no event since
         for output in self._outputs():
             if isinstance(output, _ThreadOutput):
                 selector.register(output.wake_fd, selectors.EVENT_READ, self._waker(output))
@@ -627,43 +636,54 @@ class LogRelay:
         Made on first use and kept: every restart and every grandchild writes
         into the same pipe, and nothing written is lost in between.
         """
-        key = (name, stream)
-        source = self._sources.get(key)
-        if source is None:
-            if self._closed:
-                raise ValueError("the log relay is closed")
-            read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
-            os.set_blocking(read_fd, False)  # the write end stays blocking: backpressure
-            if self._pipe_budget >= PIPE_SIZE:
-                try:
-                    fcntl.fcntl(read_fd, _F_SETPIPE_SZ, PIPE_SIZE)
-                    self._pipe_budget -= PIPE_SIZE - _DEFAULT_PIPE_SIZE
-                except OSError:
-                    pass  # near the quota already: the default works too
-            output = self._stdout if stream == "stdout" else self._stderr
-            new = source = _Source(name, stream, read_fd, write_fd, output)
-            new.callback = lambda mask: self._on_readable(new)
-            output.sources.append(new)
-            self._sources[key] = new
-            if not output.paused:
-                self._register(new)
-        return source.write_fd
+        # The spawner asks for the pipe right before each (re)start: the
+        # boundary between instances. What the last one left is relayed now,
+        # so that the new one's first line cannot continue its unfinished
+        # last line, and the "started" event after the spawn must not pull
+        # the new instance's first lines in front of itself.
+        self._spawning.add(name)
+        known = self._sources.get((name, stream))
+        if known is not None:
+            self._relay_leftovers(known)
+            return known.write_fd
+        if self._closed:
+            raise ValueError("the log relay is closed")
+        read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+        os.set_blocking(read_fd, False)  # the write end stays blocking: backpressure
+        if self._pipe_budget >= PIPE_SIZE:
+            try:
+                fcntl.fcntl(read_fd, _F_SETPIPE_SZ, PIPE_SIZE)
+                self._pipe_budget -= PIPE_SIZE - _DEFAULT_PIPE_SIZE
+            except OSError:
+                pass  # near the quota already: the default works too
+        output = self._stdout if stream == "stdout" else self._stderr
+        source = _Source(name, stream, read_fd, write_fd, output)
+        source.callback = lambda mask: self._on_readable(source)
+        output.sources.append(source)
+        self._sources[name, stream] = source
+        if not output.paused:
+            self._register(source)
+        return write_fd
 
     def event(self, name: str, message: str, *, stream: Stream = "stdout") -> None:
         """Log one of pidone's own events, formatted like a process line.
 
-        For a process's name, what it already wrote (including an unfinished
-        last line) is relayed first, so that its last words come before
-        "exited with status 1" and a new instance does not continue the
-        dead one's line.
+        For a process's name, what it already wrote (an unfinished last
+        line included) is relayed first, so that its last words come before
+        "exited with status 1"; except for the first event after pipe_for()
+        ("started"), which comes before anything the new instance wrote. (A
+        live process caught halfway through writing a line in several pieces
+        sees it cut in two: the lesser evil.)
         """
         if self._closed:
             return
-        for source_stream in ("stdout", "stderr"):
-            source = self._sources.get((name, source_stream))
-            if source is not None:
-                self._read_available(source, HIGH_WATER)
-                self._emit(source, source.framer.flush())
+        if name in self._spawning:
+            self._spawning.discard(name)
+        else:
+            for source_stream in ("stdout", "stderr"):
+                source = self._sources.get((name, source_stream))
+                if source is not None:
+                    self._relay_leftovers(source)
         output = self._stdout if stream == "stdout" else self._stderr
         output.push(self._format.event(name, stream, message))
         self._after_push(output)
@@ -728,6 +748,10 @@ class LogRelay:
             self._end_source(source)
             return
         self._emit(source, source.framer.feed(data))
+
+    def _relay_leftovers(self, source: _Source) -> None:
+        self._read_available(source, HIGH_WATER)
+        self._emit(source, source.framer.flush())
 
     def _read_available(self, source: _Source, limit: int) -> int:
         """Read without blocking until the pipe is empty (or `limit` bytes)."""
@@ -812,10 +836,9 @@ class LogRelay:
 
     def _report(self, output: _Output) -> None:
         """Report a destination's write error once per errno, as a pidone event."""
-        exc = output.failed
+        exc = output.take_failure()
         if exc is None:
             return
-        output.failed = None
         code = exc.errno or 0
         if code in output.reported:
             return
