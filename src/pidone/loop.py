@@ -93,7 +93,7 @@ class Loop:
             system.remove_stale_socket(dir_fd, base)
             if sock.listen:
                 self.listening[name] = system.bind_unix_socket(
-                    dir_fd, base, uid=uid, gid=gid, mode=sock.mode
+                    sock.path, dir_fd, uid=uid, gid=gid, mode=sock.mode
                 )
 
     # -- the loop --

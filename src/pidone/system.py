@@ -423,26 +423,41 @@ def remove_stale_socket(dir_fd: int, name: str) -> bool:
     return True
 
 
-def bind_unix_socket(dir_fd: int, name: str, *, uid: int, gid: int, mode: int) -> int:
-    """Bind and listen on a unix stream socket `name` in the directory
-    `dir_fd`, born with `mode` (umask set around bind, so no window with
-    another mode) and chowned without following links. Returns the fd."""
-    import socket
+def bind_unix_socket(path: str, dir_fd: int, *, uid: int, gid: int, mode: int) -> int:
+    """Bind and listen on the unix stream socket `path`, whose directory is
+    open as `dir_fd` (made safe by secure_directory), born with `mode` (the
+    umask is set around bind, so it never has another) and chowned without
+    following links. Returns the fd.
 
+    It binds the absolute path, because programs that take the socket by
+    socket activation (uwsgi, gunicorn) match it by the name getsockname()
+    gives. A directory swapped for a symlink between secure_directory() and
+    here would put the socket elsewhere: the chown through `dir_fd` then
+    finds nothing, and we refuse to go on.
+    """
+    import socket
+    import stat
+
+    name = os.path.basename(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    here = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     old_umask = os.umask(0o777 & ~mode)
     try:
-        os.fchdir(dir_fd)  # bind a short relative name: no path to swap under us
-        sock.bind(name)
+        sock.bind(path)
     except BaseException:
         sock.close()
         raise
     finally:
         os.umask(old_umask)
-        os.fchdir(here)
-        os.close(here)
-    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise FileNotFoundError(name)
+        os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        sock.close()
+        raise UnsafePath(
+            f"{path}: the socket did not appear in the directory pidone made safe"
+        ) from None
     sock.listen(socket.SOMAXCONN)
     return sock.detach()
 

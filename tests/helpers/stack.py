@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers.running import PYTHON, Init, descendants
+from tests.helpers.running import PYTHON, Init, children_of, descendants
 
 SVC = str(Path(__file__).parent / "svc.py")
 
@@ -115,6 +115,17 @@ class Stack:
                 if line.startswith("NSpid:") and int(line.split()[-1]) == ns_pid:
                     return pid
         raise AssertionError(f"no process of {name} with namespace pid {ns_pid}")
+
+    def host_pid_of(self, word: str) -> int:
+        """Host pid of pidone's direct child whose command line has `word`."""
+        for pid in children_of(self.init.pid):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+            except FileNotFoundError:
+                continue
+            if word.encode() in cmdline:
+                return pid
+        raise AssertionError(f"no child of pidone runs {word!r}")
 
     def output(self) -> tuple[str, str]:
         """All of pidone's stdout and stderr, once it has exited."""

@@ -1,0 +1,135 @@
+"""Real uwsgi and gunicorn handed a socket that pidone bound (socket
+activation), under continuous requests: restarts cost no failed request,
+because the listening socket stays open in pidone and connections wait in
+its backlog while the server is away."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.load import UnixLoad
+from tests.helpers.running import wait_for
+from tests.helpers.stack import Stack
+from tests.helpers.users import APP, ensure_users, open_dir
+
+BIN = Path(sys.executable).parent
+APP_DIR = Path(__file__).parent.parent / "helpers"
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    ensure_users()
+    with open_dir() as path:
+        yield path
+
+
+def socket_section(path: Path) -> str:
+    return f"""
+[socket.app]
+path = "{path}"
+owner = "{APP}"
+group = "www-data"
+mode = "0660"
+listen = true
+"""
+
+
+def uwsgi_command() -> str:
+    # --protocol http: the inherited socket speaks HTTP (nginx would use the
+    # default uwsgi protocol). The hook makes SIGTERM a graceful stop.
+    return (
+        f"{BIN / 'uwsgi'} --master --processes 2 --protocol http --need-app"
+        f" --chdir {APP_DIR} --module wsgi_app"
+        " --hook-master-start 'unix_signal:15 gracefully_kill_them_all'"
+    )
+
+
+def ready_count(stack: Stack, name: str) -> int:
+    return len(re.findall(rf"^{name}\s+\| ready$", stack.stdout_so_far(), re.M))
+
+
+def report(label: str, load: UnixLoad) -> None:
+    # the counts, in the test output (pytest -s, or on failure)
+    print(f"{label}: {dict(load.results)}")
+
+
+def test_uwsgi_graceful_restart_under_load_fails_no_request(shared: Path) -> None:
+    sock = shared / "run" / "app.sock"
+    with Stack("pid1", shared) as stack:
+        stack.start(
+            socket_section(sock)
+            + f"""
+[process.web]
+command = "{uwsgi_command()}"
+user = "{APP}"
+sockets = ["app"]
+ready = "notify"
+stop_timeout = 30
+"""
+        )
+        wait_for(lambda: ready_count(stack, "web") == 1, timeout=30, what="uwsgi ready")
+        with UnixLoad(str(sock)) as load:
+            load.wait_for_ok(200)
+            master = stack.host_pid_of("uwsgi")
+            os.kill(master, signal.SIGTERM)  # uwsgi exits gracefully; pidone restarts it
+            wait_for(lambda: ready_count(stack, "web") == 2, timeout=30, what="uwsgi back")
+            load.wait_for_ok(200)
+        report("uwsgi graceful restart", load)
+        assert set(load.results) == {"ok"}, load.results
+        assert re.search(r"^web\s+\| restarting in 0 s$", stack.stdout_so_far(), re.M)
+
+
+def test_uwsgi_master_killed_costs_no_refused_connection(shared: Path) -> None:
+    sock = shared / "run" / "app.sock"
+    with Stack("pid1", shared) as stack:
+        stack.start(
+            socket_section(sock)
+            + f"""
+[process.web]
+command = "{uwsgi_command()}"
+user = "{APP}"
+sockets = ["app"]
+ready = "notify"
+"""
+        )
+        wait_for(lambda: ready_count(stack, "web") == 1, timeout=30, what="uwsgi ready")
+        with UnixLoad(str(sock)) as load:
+            load.wait_for_ok(200)
+            os.kill(stack.host_pid_of("uwsgi"), signal.SIGKILL)
+            wait_for(lambda: ready_count(stack, "web") == 2, timeout=30, what="uwsgi back")
+            load.wait_for_ok(200)
+        report("uwsgi kill -9", load)
+        assert load.results["refused"] == 0, load.results
+        assert load.results["no socket file"] == 0, load.results
+        assert load.results["ok"] >= 400
+
+
+def test_gunicorn_takes_the_socket_and_restarts_without_a_failed_request(shared: Path) -> None:
+    sock = shared / "run" / "app.sock"
+    with Stack("pid1", shared) as stack:
+        stack.start(
+            socket_section(sock)
+            + f"""
+[process.web]
+command = "{BIN / "gunicorn"} --workers 2 --chdir {APP_DIR} wsgi_app:application"
+user = "{APP}"
+sockets = ["app"]
+ready = "notify"
+"""
+        )
+        wait_for(lambda: ready_count(stack, "web") == 1, timeout=30, what="gunicorn ready")
+        with UnixLoad(str(sock)) as load:
+            load.wait_for_ok(200)
+            os.kill(stack.host_pid_of("gunicorn"), signal.SIGTERM)  # graceful for gunicorn
+            wait_for(lambda: ready_count(stack, "web") == 2, timeout=30, what="gunicorn back")
+            load.wait_for_ok(200)
+        report("gunicorn graceful restart", load)
+        assert set(load.results) == {"ok"}, load.results
+        assert sock.exists()  # gunicorn left the socket file alone
