@@ -9,25 +9,15 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.helpers.load import UnixLoad
 from tests.helpers.running import wait_for
 from tests.helpers.stack import Stack
-from tests.helpers.users import APP, ensure_users, open_dir
+from tests.helpers.users import APP
 
 BIN = Path(sys.executable).parent
 APP_DIR = Path(__file__).parent.parent / "helpers"
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    ensure_users()
-    with open_dir() as path:
-        yield path
 
 
 def socket_section(path: Path) -> str:
@@ -51,6 +41,23 @@ def uwsgi_command() -> str:
     )
 
 
+def start_web(stack: Stack, sock: Path, command: str) -> None:
+    """Start `command` as web, as the app user, on the pre-bound socket, and
+    wait until it is ready."""
+    stack.start(
+        socket_section(sock)
+        + f"""
+[process.web]
+command = "{command}"
+user = "{APP}"
+sockets = ["app"]
+ready = "notify"
+stop_timeout = 30
+"""
+    )
+    wait_for(lambda: ready_count(stack, "web") == 1, timeout=30, what="web ready")
+
+
 def ready_count(stack: Stack, name: str) -> int:
     return len(re.findall(rf"^{name}\s+\| ready$", stack.stdout_so_far(), re.M))
 
@@ -63,18 +70,7 @@ def report(label: str, load: UnixLoad) -> None:
 def test_uwsgi_graceful_restart_under_load_fails_no_request(shared: Path) -> None:
     sock = shared / "run" / "app.sock"
     with Stack("pid1", shared) as stack:
-        stack.start(
-            socket_section(sock)
-            + f"""
-[process.web]
-command = "{uwsgi_command()}"
-user = "{APP}"
-sockets = ["app"]
-ready = "notify"
-stop_timeout = 30
-"""
-        )
-        wait_for(lambda: ready_count(stack, "web") == 1, timeout=30, what="uwsgi ready")
+        start_web(stack, sock, uwsgi_command())
         with UnixLoad(str(sock)) as load:
             load.wait_for_ok(200)
             master = stack.host_pid_of("uwsgi")
@@ -89,17 +85,7 @@ stop_timeout = 30
 def test_uwsgi_master_killed_costs_no_refused_connection(shared: Path) -> None:
     sock = shared / "run" / "app.sock"
     with Stack("pid1", shared) as stack:
-        stack.start(
-            socket_section(sock)
-            + f"""
-[process.web]
-command = "{uwsgi_command()}"
-user = "{APP}"
-sockets = ["app"]
-ready = "notify"
-"""
-        )
-        wait_for(lambda: ready_count(stack, "web") == 1, timeout=30, what="uwsgi ready")
+        start_web(stack, sock, uwsgi_command())
         with UnixLoad(str(sock)) as load:
             load.wait_for_ok(200)
             os.kill(stack.host_pid_of("uwsgi"), signal.SIGKILL)

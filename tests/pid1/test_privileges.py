@@ -12,24 +12,16 @@ import signal
 import socket
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.helpers.running import PIDONE, PYTHON, descendants, helper, wait_for
 from tests.helpers.stack import Stack
-from tests.helpers.users import APP, EXTRA, as_user, ensure_users, gid, open_dir, uid
+from tests.helpers.users import APP, EXTRA, as_user, gid, uid
 
 NET_BIND_SERVICE = 1 << 10
 WHOAMI = " ".join(helper("whoami.py"))
-
-
-@pytest.fixture
-def shared() -> Iterator[Path]:
-    ensure_users()
-    with open_dir() as path:
-        yield path
 
 
 def whoami(stack: Stack, name: str) -> dict[str, object]:

@@ -560,13 +560,19 @@ def test_snapshot_reports_state_pid_and_exits(tmp_path: Path) -> None:
     assert snap["b"].has_ready_check is False
 
 
-def test_stopping_a_daemon_before_its_pidfile_is_read_waits_for_the_pid(tmp_path: Path) -> None:
+def daemonized(tmp_path: Path) -> Sim:
+    """A pidfile process whose launcher has exited 0; its pidfile not read yet."""
     toml = '[process.d]\ncommand = "d"\npidfile = "/run/d.pid"\nstop_timeout = 2\n'
     sim = sim_for(tmp_path, toml)
     sim.do(Boot())
     launcher = sim.core.procs["d"].launcher_pid
     assert launcher is not None
     sim.do(Reaped(launcher, exited(0)))
+    return sim
+
+
+def test_stopping_a_daemon_before_its_pidfile_is_read_waits_for_the_pid(tmp_path: Path) -> None:
+    sim = daemonized(tmp_path)
     out = sim.do(SignalReceived(TERM))
     assert kills(out) == []
     assert "d: stopping: waiting for its pidfile to know whom to signal" in logs(out)
@@ -577,12 +583,7 @@ def test_stopping_a_daemon_before_its_pidfile_is_read_waits_for_the_pid(tmp_path
 def test_a_daemon_whose_pidfile_never_comes_is_given_up_at_the_stop_timeout(
     tmp_path: Path,
 ) -> None:
-    toml = '[process.d]\ncommand = "d"\npidfile = "/run/d.pid"\nstop_timeout = 2\n'
-    sim = sim_for(tmp_path, toml)
-    sim.do(Boot())
-    launcher = sim.core.procs["d"].launcher_pid
-    assert launcher is not None
-    sim.do(Reaped(launcher, exited(0)))
+    sim = daemonized(tmp_path)
     sim.do(SignalReceived(TERM))
     out = sim.at(2.0)
     assert "d: stop timeout: no pid from its pidfile" in logs(out)
