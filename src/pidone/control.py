@@ -1,0 +1,674 @@
+"""The control socket: one point of control for `pidone ctl`, inside the loop.
+
+The server side (ControlServer) lives in the one event loop: every fd it
+registers carries a callback taking the event mask, nothing ever blocks, and
+no exception leaves a callback. The client side is `pidone ctl` (ctl.py).
+
+Access
+    A unix socket (default /run/pidone/control.sock) created mode 0600 owned
+    by pidone's user, or 0660 with group `control_group`. The file mode is
+    the first gate; every connection is checked again against the peer's
+    credentials (SO_PEERCRED, SO_PEERGROUPS): root, pidone's own uid (a
+    container running as a non-root USER), or a member of the control group
+    (primary or supplementary). Anyone else gets a "permission denied" reply.
+
+Protocol: one request and one reply per connection, each a JSON object on one
+line (newline-terminated, UTF-8). After the reply the server closes.
+
+    request   {"command": COMMAND, "args": {...}}          at most 64 KiB
+    reply     {"ok": true, ...}  or  {"ok": false, "error": "why"}
+
+    COMMAND     args                                  reply when ok
+    status      {}                                    {"ok": true, "shutting_down": false,
+                                                       "processes": [ROW, ...]}
+    start       {"names": NAMES, "timeout": S?}       {"ok": true, "results": [RESULT, ...]}
+    stop        {"names": NAMES, "timeout": S?}         (replied once every process has
+    restart     {"names": NAMES, "timeout": S?}          stopped / started and is ready)
+    reload      {"names": NAMES}                      {"ok": true, "results": [RESULT, ...]}
+    signal      {"names": NAMES, "signal": N}         {"ok": true, "results": [RESULT, ...]}
+    shutdown    {}                                    {"ok": true}
+    wait-ready  {"timeout": S?}                       {"ok": true} once everything is ready;
+                                                      else {"ok": false, "error": ...,
+                                                            "not_ready": ["web (starting)"]}
+
+    NAMES   ["web", "worker"], or ["all"] for every process (in dependency order)
+    S       seconds (a number > 0); the server's own default when absent
+    N       a signal number (the client turns names like "HUP" into numbers)
+    ROW     {"name": "web", "state": "ready", "ready": true, "pid": 42,
+             "uptime": 12.5,               seconds since it started, null when down
+             "restarts": 1,
+             "last_exit": {"status": 137,  shell convention: code, or 128+N
+                           "signal": 9,    the signal that killed it, 0 if it exited
+                           "planned": false,  pidone stopped it on purpose
+                           "ago": 30.1}    seconds since
+                          or null}
+    RESULT  {"name": "web", "ok": true, "state": "ready"}
+            or {"name": "web", "ok": false, "state": "running",
+                "error": "not ready within 60 s"}
+
+    When any RESULT is not ok, the reply's "ok" is false and its "error" says
+    which. Errors of the request itself (garbage, too large, unknown command
+    or process, bad signal) are {"ok": false, "error": "..."}.
+
+Timeouts: a connection must deliver its request within REQUEST_TIMEOUT and
+take its reply within WRITE_TIMEOUT, or it is dropped (a client that never
+reads never stalls anything). While the loop works on a request (a restart
+waits until the process is ready) there is no server-side limit; a client
+that hangs up meanwhile is noticed, and the late reply is dropped.
+"""
+
+from __future__ import annotations
+
+import errno
+import grp
+import json
+import os
+import selectors
+import signal
+import socket
+import stat
+import struct
+import time
+import traceback
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pidone.errors import PidoneError
+from pidone.states import HAS_PID, ProcessState
+
+if TYPE_CHECKING:
+    from pidone.supervisor import Request, Snapshot
+
+DEFAULT_SOCKET = "/run/pidone/control.sock"
+MAX_REQUEST = 64 * 1024
+REQUEST_TIMEOUT = 10.0  # seconds from connect to a complete request line
+WRITE_TIMEOUT = 10.0  # seconds to take the reply once it is ready
+
+COMMANDS = ("status", "start", "stop", "restart", "reload", "signal", "shutdown", "wait-ready")
+NAMED = frozenset({"start", "stop", "restart", "reload", "signal"})  # take NAMES
+TIMED = frozenset({"start", "stop", "restart", "wait-ready"})  # take a timeout
+
+MAX_CONNECTIONS = 256  # open at once (waiting ones included): PID 1's fds are precious
+LISTEN_BACKLOG = 128  # a burst beyond it is retried by the client (EAGAIN)
+_ACCEPT_BATCH = 64  # connections accepted per wakeup, so a flood cannot starve the loop
+_READ_SIZE = 64 * 1024
+_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
+# Linux >= 4.13: the peer's supplementary groups as of connect(). Python does
+# not name it; getsockopt() caps the buffer at 1024 bytes (256 groups).
+_SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
+_PEERGROUPS_BUFLEN = 1024
+
+Reply = Callable[[dict[str, Any]], None]
+OnRequest = Callable[[dict[str, Any], Reply], None]
+
+
+class ControlSocketError(PidoneError):
+    """The control socket cannot be set up (path taken, bind refused, ...)."""
+
+
+def error(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": message}
+
+
+# --- the server ----------------------------------------------------------------------
+
+
+class _Conn:
+    """One client connection: read one line, wait for the reply, write it, close."""
+
+    def __init__(self, sock: socket.socket, deadline: float) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.inbuf = bytearray()
+        self.outbuf = b""
+        self.phase = "read"  # read -> wait (the loop has the request) -> write -> closed
+        self.deadline: float | None = deadline
+        self.events = 0
+
+
+class ControlServer:
+    """The listening socket and its connections, driven by the event loop.
+
+    `on_request(request, reply)` gets each well-formed request (a dict with a
+    string "command" and a dict "args"); call `reply(dict)` exactly once, now
+    or later, from the loop's thread. Later calls are ignored.
+    """
+
+    def __init__(
+        self,
+        selector: selectors.BaseSelector,
+        path: str,
+        *,
+        group: int | None,
+        on_request: OnRequest,
+        max_request: int = MAX_REQUEST,
+        clock: Callable[[], float] = time.monotonic,
+        request_timeout: float = REQUEST_TIMEOUT,
+        write_timeout: float = WRITE_TIMEOUT,
+        log: Callable[[str], None] | None = None,  # one message, no newline
+    ) -> None:
+        self.path = path
+        self._selector = selector
+        self._group = group
+        self._group_label = _group_label(group)
+        self._uid = os.geteuid()
+        self._on_request = on_request
+        self._max_request = max_request
+        self._clock = clock
+        self._request_timeout = request_timeout
+        self._write_timeout = write_timeout
+        self._log_message = log or _log_to_stderr
+        self._conns: dict[int, _Conn] = {}
+        self._sock = _bind(path, group)
+        st = os.stat(path)
+        self._identity = (st.st_dev, st.st_ino)  # close() unlinks only our own socket
+        selector.register(self._sock, selectors.EVENT_READ, self._guarded(self._on_accept))
+
+    # -- the loop's interface --
+
+    def next_deadline(self) -> float | None:
+        return min(
+            (c.deadline for c in self._conns.values() if c.deadline is not None), default=None
+        )
+
+    def run_due(self, now: float) -> None:
+        for conn in list(self._conns.values()):
+            if conn.deadline is None or now < conn.deadline:
+                continue
+            try:
+                if conn.phase == "read":
+                    # One best-effort try to say why; the socket is non-blocking.
+                    message = error(f"no complete request within {self._request_timeout:g} s")
+                    conn.sock.send(_encode(message), socket.MSG_NOSIGNAL)
+            except OSError:
+                pass
+            except Exception as exc:
+                self._log(f"dropping a timed-out connection: {exc!r}")
+            self._drop(conn)
+
+    def close(self) -> None:
+        for conn in list(self._conns.values()):
+            self._drop(conn)
+        try:
+            self._selector.unregister(self._sock)
+        except (KeyError, ValueError):
+            pass
+        self._sock.close()
+        try:
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == self._identity:
+                os.unlink(self.path)
+        except OSError:
+            pass
+
+    @property
+    def connections(self) -> int:
+        return len(self._conns)
+
+    # -- callbacks (each guarded: nothing escapes into the loop) --
+
+    def _guarded(
+        self, callback: Callable[[int], None], conn: _Conn | None = None
+    ) -> Callable[[int], None]:
+        def guarded(mask: int) -> None:
+            try:
+                callback(mask)
+            except Exception:
+                trace = traceback.format_exc().rstrip()
+                self._log(f"internal error in the control socket (still running):\n{trace}")
+                if conn is not None:
+                    self._drop(conn)  # or a level-triggered fd would fail every turn
+
+        return guarded
+
+    def _on_accept(self, mask: int) -> None:
+        for _ in range(_ACCEPT_BATCH):
+            try:
+                sock, _ = self._sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                # EMFILE and friends: log, and retry at the next wakeup.
+                self._log(f"accept on {self.path}: {os.strerror(exc.errno or 0)}")
+                return
+            if len(self._conns) >= MAX_CONNECTIONS:
+                try:  # one try to say why; the fd must not be kept
+                    sock.send(_encode(error("too many connections")), socket.MSG_NOSIGNAL)
+                except OSError:
+                    pass
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn = _Conn(sock, self._clock() + self._request_timeout)
+            self._conns[conn.fd] = conn
+            try:
+                refusal = self._check_peer(sock)
+            except Exception as exc:
+                refusal = f"permission denied: cannot read the peer's credentials ({exc})"
+            if refusal is not None:
+                self._send(conn, error(refusal))
+            else:
+                self._watch(conn, selectors.EVENT_READ)
+
+    def _on_event(self, conn: _Conn, mask: int) -> None:
+        if self._conns.get(conn.fd) is not conn:
+            return
+        if mask & selectors.EVENT_READ:
+            self._read(conn)
+        if conn.phase == "write" and mask & selectors.EVENT_WRITE:
+            self._flush(conn)
+
+    # -- reading --
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            data = conn.sock.recv(_READ_SIZE)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""  # ECONNRESET: gone, like EOF
+        if conn.phase == "wait":
+            if not data:
+                self._drop(conn)  # hung up while we work on it: the reply will be dropped
+            return  # anything after the request line is ignored
+        if not data:
+            if conn.inbuf.strip():
+                self._dispatch(conn, bytes(conn.inbuf))  # a last line without newline
+            else:
+                self._drop(conn)
+            return
+        conn.inbuf += data
+        line, newline, _ = conn.inbuf.partition(b"\n")
+        if len(line) > self._max_request or (not newline and len(conn.inbuf) > self._max_request):
+            self._send(conn, error("request too large"))
+            return
+        if newline:
+            self._dispatch(conn, bytes(line))
+
+    def _dispatch(self, conn: _Conn, line: bytes) -> None:
+        conn.inbuf = bytearray()
+        request = _decode(line)
+        if isinstance(request, str):
+            self._send(conn, error(request))
+            return
+        conn.phase = "wait"
+        conn.deadline = None  # the loop takes as long as the command takes
+        self._watch(conn, selectors.EVENT_READ)  # to notice a hang-up
+        replied = False
+
+        def reply(message: dict[str, Any]) -> None:
+            nonlocal replied
+            if replied:
+                return
+            replied = True
+            if self._conns.get(conn.fd) is conn and conn.phase == "wait":
+                self._send(conn, message)
+            # else: the client left before the answer; nobody to tell
+
+        try:
+            self._on_request(request, reply)
+        except Exception as exc:
+            self._log(f"control request {request.get('command')!r} failed: {exc!r}")
+            reply(error(f"internal error: {exc}"))
+
+    # -- writing --
+
+    def _send(self, conn: _Conn, message: dict[str, Any]) -> None:
+        try:
+            data = _encode(message)
+        except (TypeError, ValueError) as exc:
+            self._log(f"control reply not serializable: {exc!r}")
+            data = _encode(error("internal error: reply not serializable"))
+        conn.phase = "write"
+        conn.outbuf = data
+        conn.deadline = self._clock() + self._write_timeout
+        self._flush(conn)
+
+    def _flush(self, conn: _Conn) -> None:
+        while conn.outbuf:
+            try:
+                sent = conn.sock.send(conn.outbuf, socket.MSG_NOSIGNAL)
+            except (BlockingIOError, InterruptedError):
+                self._watch(conn, selectors.EVENT_WRITE)
+                return
+            except OSError:
+                break  # EPIPE, ECONNRESET: the client left
+            conn.outbuf = conn.outbuf[sent:]
+        self._drop(conn)
+
+    # -- bookkeeping --
+
+    def _watch(self, conn: _Conn, events: int) -> None:
+        if conn.events == events:
+            return
+        callback = self._guarded(lambda mask: self._on_event(conn, mask), conn)
+        if conn.events:
+            self._selector.modify(conn.sock, events, callback)
+        else:
+            self._selector.register(conn.sock, events, callback)
+        conn.events = events
+
+    def _drop(self, conn: _Conn) -> None:
+        if self._conns.get(conn.fd) is conn:
+            del self._conns[conn.fd]
+        if conn.events:
+            try:
+                self._selector.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+            conn.events = 0
+        conn.phase = "closed"
+        conn.deadline = None
+        conn.sock.close()
+
+    def _check_peer(self, sock: socket.socket) -> str | None:
+        """None if the peer may talk to us, else why not."""
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+        pid, uid, gid = _UCRED.unpack(raw)
+        # pidone's own uid too: in a container running as `USER app`, pidone
+        # and `docker exec ... pidone ctl` are both app, and nobody is root.
+        if uid in (0, self._uid):
+            return None
+        who = "root" if self._uid == 0 else f"root or uid {self._uid}"
+        if self._group is None:
+            return f"permission denied: uid {uid} is not {who}"
+        if gid == self._group or self._group in _peer_groups(sock, pid):
+            return None
+        return f"permission denied: uid {uid} is not {who} or in group {self._group_label}"
+
+    def _log(self, message: str) -> None:
+        try:
+            self._log_message(message)
+        except Exception:
+            pass
+
+
+def _peer_groups(sock: socket.socket, pid: int) -> list[int]:
+    """The peer's supplementary groups. SO_PEERGROUPS gives them as of
+    connect(), immune to the peer exiting and its pid being reused; without
+    it (old kernels, more than 256 groups) /proc/PID/status is read."""
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, _SO_PEERGROUPS, _PEERGROUPS_BUFLEN)
+        return list(struct.unpack(f"{len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+    except OSError:
+        pass
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Groups:"):
+                    return [int(g) for g in line.split()[1:]]
+    except (OSError, ValueError):
+        pass
+    return []
+
+
+def _bind(path: str, group: int | None) -> socket.socket:
+    parent = os.path.dirname(path) or "."
+    old = os.umask(0o022)
+    try:
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+    except OSError as exc:
+        raise ControlSocketError(f"cannot create {parent} for the control socket: {exc}") from exc
+    finally:
+        os.umask(old)
+    _remove_stale(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        # Never more open than intended, not even for an instant: 0600 at
+        # bind (umask is process-wide, but this runs before any child or
+        # thread that creates files), then the group, then 0660.
+        old = os.umask(0o177)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+        if group is not None:
+            os.chown(path, -1, group)
+            os.chmod(path, 0o660)
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise ControlSocketError(f"cannot set up the control socket {path}: {exc}") from exc
+    return sock
+
+
+def _remove_stale(path: str) -> None:
+    """Unlink a socket left by a previous run; refuse anything else."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise ControlSocketError(f"cannot use {path} for the control socket: {exc}") from exc
+    if not stat.S_ISSOCK(st.st_mode):
+        raise ControlSocketError(
+            f"{path} exists and is not a socket: refusing to replace it with the control"
+            " socket (remove it, or set control_socket to another path)"
+        )
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+        alive = True
+    except (BlockingIOError, InterruptedError):
+        alive = True  # backlog full: somebody is listening
+    except OSError:
+        alive = False  # ECONNREFUSED: nobody listens; stale
+    finally:
+        probe.close()
+    if alive:
+        raise ControlSocketError(f"{path}: another pidone is already listening on it")
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        raise ControlSocketError(f"cannot remove the stale socket {path}: {exc}") from exc
+
+
+def _group_label(group: int | None) -> str:
+    """'NAME (GID)' for messages, looked up once, at setup."""
+    if group is None:
+        return ""
+    try:
+        return f"{grp.getgrgid(group).gr_name} ({group})"
+    except (KeyError, OverflowError):
+        return str(group)
+
+
+def _log_to_stderr(message: str) -> None:
+    try:
+        os.write(2, f"pidone: {message}\n".encode("utf-8", "replace"))
+    except OSError:
+        pass
+
+
+# --- wire format -----------------------------------------------------------------------
+
+
+def _encode(message: dict[str, Any]) -> bytes:
+    # ensure_ascii keeps every line valid UTF-8 whatever a name contains.
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+def _decode(line: bytes) -> dict[str, Any] | str:
+    """The request in `line`, or why it is not one."""
+    line = line.rstrip(b"\r")
+    if not line.strip():
+        return "empty request: send one JSON object per line"
+    try:
+        request = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return f"bad request: not JSON ({exc})"
+    if not isinstance(request, dict):
+        return "bad request: not a JSON object"
+    command = request.get("command")
+    if not isinstance(command, str):
+        return 'bad request: no "command" string'
+    args = request.setdefault("args", {})
+    if not isinstance(args, dict):
+        return 'bad request: "args" must be an object'
+    return request
+
+
+@dataclass(frozen=True)
+class Command:
+    """A request checked against the running configuration."""
+
+    command: str
+    names: tuple[str, ...] = ()  # ("all",) means every process
+    signum: int = 0
+    timeout: float | None = None
+
+    def event(self) -> Request:
+        """The supervisor event for start/stop/restart/reload/signal/shutdown."""
+        from pidone.supervisor import Request
+
+        return Request(self.command, self.names, self.signum)
+
+
+def parse_request(request: dict[str, Any], known: Collection[str]) -> Command | str:
+    """Check a request from ControlServer against the process names in
+    `known`; a Command, or the error message to reply."""
+    command = request.get("command")
+    args = request.get("args", {})
+    if command not in COMMANDS:
+        return f"unknown command {command!r}; commands: {', '.join(COMMANDS)}"
+    assert isinstance(command, str) and isinstance(args, dict)
+    names: tuple[str, ...] = ()
+    if command in NAMED:
+        raw = args.get("names")
+        if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
+            return f'{command}: "names" must be a non-empty list of process names, or ["all"]'
+        if "all" in raw and len(raw) > 1:
+            return f'{command}: "all" stands alone'
+        unknown = [n for n in raw if n != "all" and n not in known]
+        if unknown:
+            return f"{command}: no such process: {', '.join(unknown)}"
+        names = tuple(dict.fromkeys(raw))
+    signum = 0
+    if command == "signal":
+        raw_sig = args.get("signal")
+        if not isinstance(raw_sig, int) or isinstance(raw_sig, bool):
+            return 'signal: "signal" must be a signal number'
+        if not 1 <= raw_sig < signal.NSIG:
+            return f"signal: {raw_sig} is not a signal number (1 to {signal.NSIG - 1})"
+        signum = raw_sig
+    timeout: float | None = None
+    if command in TIMED and args.get("timeout") is not None:
+        raw_timeout = args["timeout"]
+        if (
+            not isinstance(raw_timeout, int | float)
+            or isinstance(raw_timeout, bool)
+            or not 0 < raw_timeout < float("inf")
+        ):
+            return f'{command}: "timeout" must be a number of seconds > 0'
+        timeout = float(raw_timeout)
+    return Command(command, names, signum, timeout)
+
+
+# --- status ------------------------------------------------------------------------------
+
+
+def status_rows(snapshot: Snapshot, now: float) -> list[dict[str, Any]]:
+    """The processes of `snapshot` as status ROWs; `now` on the snapshot's
+    (monotonic) clock."""
+    rows: list[dict[str, Any]] = []
+    for p in snapshot.processes:
+        uptime = None
+        if p.state in HAS_PID and p.started_at is not None:
+            uptime = round(max(0.0, now - p.started_at), 3)
+        last = p.last_exit
+        last_exit = None
+        if last is not None:
+            last_exit = {
+                "status": last.status,
+                "signal": last.signal,
+                "planned": last.planned,
+                "ago": round(max(0.0, now - last.at), 3),
+            }
+        rows.append(
+            {
+                "name": p.name,
+                "state": p.state.value,
+                "ready": p.ready,
+                "pid": p.pid,
+                "uptime": uptime,
+                "restarts": p.restarts,
+                "last_exit": last_exit,
+            }
+        )
+    return rows
+
+
+def status_reply(snapshot: Snapshot, now: float) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "shutting_down": snapshot.shutting_down,
+        "processes": status_rows(snapshot, now),
+    }
+
+
+def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
+    """'name (state)' for each process that is not ready, for wait-ready and
+    /readyz. A job that ran to completion (exited 0 and is not restarted)
+    counts as done. `checked_only`: only processes with a `ready` check."""
+    waiting = []
+    for p in snapshot.processes:
+        if checked_only and not p.has_ready_check:
+            continue
+        if p.ready:
+            continue
+        completed = p.last_exit is not None and p.last_exit.status == 0
+        if p.state is ProcessState.EXITED and completed:
+            continue
+        waiting.append(f"{p.name} ({p.state.value})")
+    return waiting
+
+
+# --- signals ----------------------------------------------------------------------------
+
+
+def signal_name(signum: int) -> str:
+    """'SIGTERM', 'SIGRTMIN+3', or the number for one Python cannot name."""
+    if signal.SIGRTMIN < signum < signal.SIGRTMAX:
+        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return str(signum)
+
+
+def parse_signal(text: str) -> int:
+    """A signal number from 'TERM', 'sigterm', '15' or 'RTMIN+3'; ValueError if none."""
+    word = text.strip().upper()
+    if word.isdigit():
+        signum = int(word)
+        if not 1 <= signum < signal.NSIG:
+            raise ValueError(f"{text!r} is not a signal number (1 to {signal.NSIG - 1})")
+        return signum
+    name = word if word.startswith("SIG") else "SIG" + word
+    for base, sign in (("SIGRTMIN+", 1), ("SIGRTMAX-", -1)):
+        if name.startswith(base) and name[len(base) :].isdigit():
+            start = signal.SIGRTMIN if sign > 0 else signal.SIGRTMAX
+            signum = start + sign * int(name[len(base) :])
+            if signal.SIGRTMIN <= signum <= signal.SIGRTMAX:
+                return signum
+            raise ValueError(f"{text!r} is outside SIGRTMIN..SIGRTMAX")
+    if name in signal.Signals.__members__:
+        return int(signal.Signals[name])
+    raise ValueError(f"{text!r} is not a signal name or number (like TERM, HUP, 15)")
+
+
+def connect_error(path: str, exc: OSError) -> str:
+    """What to tell the operator when the control socket cannot be reached."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    hint = {
+        errno.ENOENT: " (is `pidone run` running, with this control_socket?)",
+        errno.ECONNREFUSED: " (pidone is not listening: stale socket?)",
+        errno.EACCES: " (root or a member of control_group only)",
+        errno.EAGAIN: " (too many clients at once; try again)",
+    }.get(exc.errno or 0, "")
+    return f"cannot connect to {path}: {reason}{hint}"

@@ -1,0 +1,310 @@
+"""`pidone ctl`: steer a running `pidone run` through its control socket.
+
+    pidone ctl [--socket PATH] status [--json]
+    pidone ctl start|stop|restart [--timeout S] NAME...|all
+    pidone ctl reload NAME...|all
+    pidone ctl signal SIG NAME...|all
+    pidone ctl shutdown
+    pidone ctl wait-ready [--timeout S]
+
+One request, one reply (the protocol is in control.py). Exit status: 0 done,
+1 refused or failed (the reason on stderr), 2 usage. The socket is
+$PIDONE_CONTROL_SOCKET, else /run/pidone/control.sock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+from typing import Any, NoReturn
+
+from pidone.control import DEFAULT_SOCKET, connect_error, parse_signal, signal_name
+
+SHORT_TIMEOUT = 30.0  # status, reload, signal, shutdown: answered at once
+# start/stop/restart without --timeout: the server applies each process's
+# stop_timeout (celery's may be 600 s) and readiness wait, so wait long.
+LONG_TIMEOUT = 900.0
+WAIT_READY_TIMEOUT = 300.0  # wait-ready without --timeout
+GRACE = 5.0  # past --timeout, so the server's own "not ready within S s" arrives first
+MAX_REPLY = 16 * 1024 * 1024
+
+
+class CtlUsageError(Exception):
+    pass
+
+
+class CtlError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise CtlUsageError(f"{message}\n{self.format_usage().rstrip()}")
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
+    return value
+
+
+def _signal(text: str) -> int:
+    try:
+        return parse_signal(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="pidone ctl", description="Steer a running `pidone run`.")
+    parser.add_argument(
+        "--socket",
+        metavar="PATH",
+        default=os.environ.get("PIDONE_CONTROL_SOCKET") or DEFAULT_SOCKET,
+        help="the control socket (default: $PIDONE_CONTROL_SOCKET or %(default)s)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    status = sub.add_parser("status", help="every process: state, pid, uptime, restarts")
+    status.add_argument("--json", action="store_true", help="print the status as JSON")
+    verbs = {
+        "start": "start processes (all: in dependency order), wait until ready",
+        "stop": "stop processes with their stop signal and timeout",
+        "restart": "stop, start again, and wait until ready",
+    }
+    for verb, text in verbs.items():
+        p = sub.add_parser(verb, help=text)
+        p.add_argument("--timeout", type=_timeout, metavar="S", help="give up after S seconds")
+        p.add_argument("names", nargs="+", metavar="NAME", help="process names, or all")
+    reload = sub.add_parser("reload", help="send each process its reload_signal")
+    reload.add_argument("names", nargs="+", metavar="NAME", help="process names, or all")
+    sig = sub.add_parser("signal", help="send a signal to processes")
+    sig.add_argument("signum", type=_signal, metavar="SIG", help="TERM, HUP, 15, RTMIN+1, ...")
+    sig.add_argument("names", nargs="+", metavar="NAME", help="process names, or all")
+    sub.add_parser("shutdown", help="stop everything and exit (like SIGTERM to pidone)")
+    wait = sub.add_parser("wait-ready", help="exit 0 once every process is ready")
+    wait.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="S",
+        default=WAIT_READY_TIMEOUT,
+        help="give up after S seconds (default: %(default)g)",
+    )
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    names = getattr(args, "names", None)
+    if names is not None:
+        if "all" in names and len(names) > 1:
+            parser.error(f"{args.command}: 'all' stands alone")
+        args.names = list(dict.fromkeys(names))
+    return args
+
+
+def build_request(args: argparse.Namespace) -> dict[str, Any]:
+    request_args: dict[str, Any] = {}
+    if getattr(args, "names", None) is not None:
+        request_args["names"] = args.names
+    if args.command == "signal":
+        request_args["signal"] = args.signum
+    if getattr(args, "timeout", None) is not None:
+        request_args["timeout"] = args.timeout
+    return {"command": args.command, "args": request_args}
+
+
+def reply_timeout(args: argparse.Namespace) -> float:
+    """How long the client waits for the reply."""
+    timeout = getattr(args, "timeout", None)
+    if timeout is not None:
+        return float(timeout) + GRACE
+    if args.command in ("start", "stop", "restart"):
+        return LONG_TIMEOUT
+    return SHORT_TIMEOUT
+
+
+# --- talking -----------------------------------------------------------------------------
+
+
+def connect(path: str, deadline: float) -> socket.socket:
+    """A connection to the control socket; CtlError with the reason if none.
+    A full listen backlog (EAGAIN: a burst of clients) is retried until
+    `deadline`, where a blocking connect() could wait forever on a stuck server."""
+    pause = 0.005
+    while True:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(max(0.001, deadline - time.monotonic()))
+        try:
+            sock.connect(path)
+            return sock
+        except BlockingIOError as exc:
+            sock.close()
+            if time.monotonic() + pause > deadline:
+                raise CtlError(connect_error(path, exc)) from None
+        except OSError as exc:
+            sock.close()
+            raise CtlError(connect_error(path, exc)) from None
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
+
+
+def send(path: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Send `request`, return the reply; CtlError with the reason otherwise."""
+    deadline = time.monotonic() + timeout
+    data = json.dumps(request, separators=(",", ":")).encode() + b"\n"
+    with connect(path, time.monotonic() + min(timeout, SHORT_TIMEOUT)) as sock:
+        received = bytearray()
+        try:
+            try:
+                sock.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # refused before it read the request: the refusal is there to read
+            while b"\n" not in received:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError
+                sock.settimeout(left)
+                try:
+                    chunk = sock.recv(65536)
+                except ConnectionResetError:
+                    chunk = b""  # closed with our request unread: after its reply, if any
+                if not chunk:
+                    break
+                received += chunk
+                if len(received) > MAX_REPLY:
+                    raise CtlError("reply too large")
+        except TimeoutError:
+            raise CtlError(f"no reply within {timeout:g} s") from None
+        except OSError as exc:
+            raise CtlError(f"talking to {path}: {exc}") from None
+    line = bytes(received).partition(b"\n")[0]
+    if not line:
+        raise CtlError("pidone closed the connection without a reply")
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        raise CtlError(f"unreadable reply: {line[:200]!r}") from None
+    if not isinstance(reply, dict) or not isinstance(reply.get("ok"), bool):
+        raise CtlError(f"unexpected reply: {line[:200]!r}")
+    return reply
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+def format_duration(seconds: float | None) -> str:
+    """Like ps and kubectl: '45s', '3m 05s', '2h 07m', '3d 04h'."""
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60:02d}m"
+    return f"{s // 86400}d {s % 86400 // 3600:02d}h"
+
+
+def format_last_exit(last: dict[str, Any] | None) -> str:
+    if not last:
+        return "-"
+    signum = last.get("signal") or 0
+    how = signal_name(signum) if signum else f"exit {last.get('status')}"
+    if last.get("planned"):
+        how += " (stopped)"
+    ago = last.get("ago")
+    return f"{how}, {format_duration(ago)} ago" if isinstance(ago, int | float) else how
+
+
+HEADER = ("NAME", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
+
+
+def format_status(reply: dict[str, Any]) -> str:
+    """The status reply as an aligned table (the last column is not padded)."""
+    rows = [HEADER]
+    for p in reply.get("processes") or []:
+        pid = p.get("pid")
+        rows.append(
+            (
+                str(p.get("name", "?")),
+                str(p.get("state", "?")).upper(),
+                "yes" if p.get("ready") else "no",
+                "-" if pid is None else str(pid),
+                format_duration(p.get("uptime")),
+                str(p.get("restarts", 0)),
+                format_last_exit(p.get("last_exit")),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER) - 1)]
+    lines = []
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    if reply.get("shutting_down"):
+        lines.append("pidone is shutting down")
+    return "\n".join(lines) + "\n"
+
+
+def report(reply: dict[str, Any]) -> tuple[str, str]:
+    """(stdout, stderr) text for the reply to an action command."""
+    out: list[str] = []
+    err: list[str] = []
+    failed_shown = False
+    for result in reply.get("results") or []:
+        name = result.get("name", "?")
+        if result.get("ok", True):
+            out.append(f"{name}: {result.get('state', 'ok')}")
+        else:
+            failed_shown = True
+            err.append(f"{name}: {result.get('error') or 'failed'}")
+    if not reply["ok"]:
+        message = str(reply.get("error") or "")
+        if message or not failed_shown:
+            err.append(message or "failed")
+        waiting = [str(item) for item in reply.get("not_ready") or []]
+        if waiting and not all(item in message for item in waiting):
+            err.append(f"not ready: {', '.join(waiting)}")
+    return "".join(f"{line}\n" for line in out), "".join(f"{line}\n" for line in err)
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def main(argv: list[str]) -> int:
+    try:
+        args = parse_args(argv)
+    except CtlUsageError as exc:
+        sys.stderr.write(f"pidone ctl: {exc}\n")
+        return 2
+    except SystemExit as exc:  # --help
+        return exc.code if isinstance(exc.code, int) else 0
+    try:
+        reply = send(args.socket, build_request(args), reply_timeout(args))
+    except CtlError as exc:
+        sys.stderr.write(f"pidone ctl: {exc}\n")
+        return 1
+    if args.command == "status" and reply["ok"]:
+        if args.json:
+            sys.stdout.write(json.dumps(reply, indent=2) + "\n")
+        else:
+            sys.stdout.write(format_status(reply))
+        return 0
+    out, err = report(reply)
+    sys.stdout.write(out)
+    if err:
+        sys.stderr.write("".join(f"pidone ctl: {line}\n" for line in err.splitlines()))
+    return 0 if reply["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,198 @@
+"""The control protocol's pure parts: checking requests, status rows, signals."""
+
+from __future__ import annotations
+
+import signal
+from typing import Any
+
+import pytest
+
+from pidone.control import (
+    Command,
+    not_ready,
+    parse_request,
+    parse_signal,
+    signal_name,
+    status_reply,
+    status_rows,
+)
+from pidone.states import ProcessState
+from pidone.supervisor import ExitInfo, ProcessStatus, Request, Snapshot
+
+S = ProcessState
+KNOWN = ("redis", "web", "worker")
+
+
+def req(command: str, **args: Any) -> dict[str, Any]:
+    return {"command": command, "args": args}
+
+
+@pytest.mark.parametrize(
+    ("request_", "expected"),
+    [
+        (req("status"), Command("status")),
+        (req("shutdown"), Command("shutdown")),
+        (req("start", names=["web"]), Command("start", ("web",))),
+        (req("stop", names=["all"], timeout=30), Command("stop", ("all",), timeout=30.0)),
+        (req("restart", names=["web", "web", "worker"]), Command("restart", ("web", "worker"))),
+        (req("reload", names=["all"]), Command("reload", ("all",))),
+        (req("signal", names=["worker"], signal=10), Command("signal", ("worker",), signum=10)),
+        (req("wait-ready", timeout=2.5), Command("wait-ready", timeout=2.5)),
+        (req("wait-ready"), Command("wait-ready")),
+    ],
+)
+def test_good_requests(request_: dict[str, Any], expected: Command) -> None:
+    assert parse_request(request_, KNOWN) == expected
+
+
+@pytest.mark.parametrize(
+    ("request_", "error"),
+    [
+        (req("launch"), "unknown command 'launch'; commands: status, start, stop,"),
+        (req("start"), 'start: "names" must be a non-empty list of process names, or ["all"]'),
+        (req("start", names=[]), 'start: "names" must be a non-empty list'),
+        (req("start", names="web"), 'start: "names" must be a non-empty list'),
+        (req("start", names=[1]), 'start: "names" must be a non-empty list'),
+        (req("stop", names=["all", "web"]), 'stop: "all" stands alone'),
+        (req("restart", names=["web", "wbe", "db"]), "restart: no such process: wbe, db"),
+        (req("signal", names=["web"]), 'signal: "signal" must be a signal number'),
+        (req("signal", names=["web"], signal="TERM"), 'signal: "signal" must be a signal number'),
+        (req("signal", names=["web"], signal=True), 'signal: "signal" must be a signal number'),
+        (req("signal", names=["web"], signal=0), "signal: 0 is not a signal number (1 to"),
+        (req("signal", names=["web"], signal=999), "signal: 999 is not a signal number"),
+        (req("wait-ready", timeout=0), 'wait-ready: "timeout" must be a number of seconds > 0'),
+        (req("wait-ready", timeout="5"), 'wait-ready: "timeout" must be a number'),
+        (req("restart", names=["web"], timeout=float("inf")), 'restart: "timeout" must be'),
+    ],
+)
+def test_bad_requests(request_: dict[str, Any], error: str) -> None:
+    result = parse_request(request_, KNOWN)
+    assert isinstance(result, str)
+    assert result.startswith(error)
+
+
+def test_commands_become_supervisor_requests() -> None:
+    command = parse_request(req("signal", names=["web"], signal=signal.SIGUSR2), KNOWN)
+    assert isinstance(command, Command)
+    assert command.event() == Request("signal", ("web",), signal.SIGUSR2)
+    assert Command("restart", ("all",)).event() == Request("restart", ("all",), 0)
+
+
+def status(name: str, state: ProcessState, **kw: Any) -> ProcessStatus:
+    fields: dict[str, Any] = {
+        "pid": None,
+        "started_at": None,
+        "restarts": 0,
+        "restarts_by_reason": {},
+        "exits_by_status": {},
+        "last_exit": None,
+        "has_ready_check": True,
+    }
+    fields.update(kw)
+    return ProcessStatus(name=name, state=state, ready=state is S.READY, **fields)
+
+
+def test_status_rows_from_a_snapshot() -> None:
+    snap = Snapshot(
+        (
+            status("redis", S.READY, pid=10, started_at=40.0),
+            status(
+                "web",
+                S.BACKOFF,
+                started_at=80.0,  # its last run: not up now, so no uptime
+                restarts=2,
+                last_exit=ExitInfo(137, 9, 95.25, planned=False),
+            ),
+            status("worker", S.STOPPING, pid=12, started_at=99.9999, restarts=1),
+        ),
+        shutting_down=True,
+    )
+    assert status_reply(snap, 100.0) == {
+        "ok": True,
+        "shutting_down": True,
+        "processes": [
+            {
+                "name": "redis",
+                "state": "ready",
+                "ready": True,
+                "pid": 10,
+                "uptime": 60.0,
+                "restarts": 0,
+                "last_exit": None,
+            },
+            {
+                "name": "web",
+                "state": "backoff",
+                "ready": False,
+                "pid": None,
+                "uptime": None,
+                "restarts": 2,
+                "last_exit": {"status": 137, "signal": 9, "planned": False, "ago": 4.75},
+            },
+            {
+                "name": "worker",
+                "state": "stopping",
+                "ready": False,
+                "pid": 12,
+                "uptime": 0.0,
+                "restarts": 1,
+                "last_exit": None,
+            },
+        ],
+    }
+    assert status_rows(snap, 100.0) == status_reply(snap, 100.0)["processes"]
+
+
+def test_not_ready_counts_completed_jobs_as_done() -> None:
+    snap = Snapshot(
+        (
+            status("migrate", S.EXITED, last_exit=ExitInfo(0, 0, 1.0, False)),
+            status("seed", S.EXITED, last_exit=ExitInfo(3, 0, 1.0, False)),
+            status("web", S.RUNNING, pid=5),
+            status("cron", S.STARTING, has_ready_check=False),
+            status("redis", S.READY, pid=6),
+        ),
+        shutting_down=False,
+    )
+    assert not_ready(snap) == ["seed (exited)", "web (running)", "cron (starting)"]
+    assert not_ready(snap, checked_only=True) == ["seed (exited)", "web (running)"]
+
+
+@pytest.mark.parametrize(
+    ("text", "signum"),
+    [
+        ("TERM", signal.SIGTERM),
+        ("sigterm", signal.SIGTERM),
+        ("SIGHUP", signal.SIGHUP),
+        (" usr1 ", signal.SIGUSR1),
+        ("15", 15),
+        ("RTMIN", signal.SIGRTMIN),
+        ("RTMIN+3", signal.SIGRTMIN + 3),
+        ("SIGRTMAX-1", signal.SIGRTMAX - 1),
+    ],
+)
+def test_parse_signal(text: str, signum: int) -> None:
+    assert parse_signal(text) == signum
+
+
+@pytest.mark.parametrize("text", ["", "NOPE", "0", "65", "RTMIN+99", "-9"])
+def test_parse_signal_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_signal(text)
+
+
+@pytest.mark.parametrize(
+    ("signum", "name"),
+    [
+        (signal.SIGTERM, "SIGTERM"),
+        (signal.SIGKILL, "SIGKILL"),
+        (signal.SIGRTMIN, "SIGRTMIN"),
+        (signal.SIGRTMIN + 4, "SIGRTMIN+4"),
+        (signal.SIGRTMAX, "SIGRTMAX"),
+        (0, "0"),
+    ],
+)
+def test_signal_names_round_trip(signum: int, name: str) -> None:
+    assert signal_name(signum) == name
+    if signum:
+        assert parse_signal(name) == signum
