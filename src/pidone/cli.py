@@ -1,7 +1,7 @@
 """Command line: the only place where errors become exit statuses.
 
     pidone [-g] [-v...] [--] CMD [ARGS...]   run one command as PID 1 (like tini)
-    pidone run|check ...                     the supervisor (argparse, loaded lazily)
+    pidone run|check|ctl ...                 the supervisor (argparse, loaded lazily)
 
 Single-command mode parses its few options by hand: argparse would cost
 about 1.4 MiB of resident memory in a process that lives as long as the
@@ -20,6 +20,7 @@ USAGE = """\
 usage: pidone [OPTIONS] [--] CMD [ARGS...]
        pidone run [-f PROCFILE] [-c CONFIG] [-e ENVFILE]
        pidone check [-f PROCFILE] [-c CONFIG] [-e ENVFILE]
+       pidone ctl [--socket PATH] COMMAND ...   (pidone ctl -h for the commands)
 
 Single-command mode runs CMD as the only child of pidone, forwards every
 signal to it, reaps every zombie, and exits with CMD's exit status.
@@ -32,7 +33,7 @@ options:
 """
 
 
-SUBCOMMANDS = ("run", "check")
+SUBCOMMANDS = ("run", "check", "ctl")
 
 
 def parse_single(args: list[str]) -> Options | str:
@@ -74,6 +75,10 @@ def parse_single(args: list[str]) -> Options | str:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
+        if args and args[0] == "ctl":
+            from pidone import ctl
+
+            return ctl.main(args[1:])
         if args and args[0] in SUBCOMMANDS:
             from pidone.commands import run_subcommand
 

@@ -763,6 +763,8 @@ def _subtables(ctx: _Context, kind: str, data: Any) -> dict[str, Mapping[str, An
         where = f"{kind}.{name}"
         if not procfile.NAME.fullmatch(name):
             ctx.problem(where, None, _UNSET, f'"{name}" is not a valid name; {procfile.NAME_RULE}')
+        elif kind == "process" and name == procfile.RESERVED:
+            ctx.problem(where, None, _UNSET, procfile.RESERVED_RULE)
         elif not isinstance(table, dict):
             ctx.problem(kind, name, table, f"must be a table, like [{kind}.{name}]")
         else:

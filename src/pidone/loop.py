@@ -25,13 +25,19 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from pidone import identity, system
+from pidone import control, identity, system
 from pidone.config import Config, ProcessSpec, SocketSpec
+from pidone.counters import PidoneCounters
 from pidone.errors import SpawnError
 from pidone.logs import LogRelay
 from pidone.probes import Prober
-from pidone.states import HAS_PID
+from pidone.states import AT_REST, HAS_PID, ProcessState
+
+if TYPE_CHECKING:  # metrics pulls in prometheus-client and psutil: only when enabled
+    from pidone.metrics import MetricsServer, Waker
 from pidone.supervisor import (
     Action,
     CancelProbe,
@@ -44,6 +50,7 @@ from pidone.supervisor import (
     Ready,
     Reaped,
     SignalReceived,
+    Snapshot,
     SocketFixed,
     Spawn,
     Spawned,
@@ -59,6 +66,19 @@ from pidone.supervisor import (
 PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
 SOCKET_POLL = 0.05  # seconds between looks for a socket its process has yet to create
 Callback = Callable[[int], None]
+Reply = Callable[[dict[str, Any]], None]
+DEFAULT_WAIT = 300.0  # seconds a ctl start/restart waits for readiness unless told
+
+
+@dataclass
+class _Waiter:
+    """A ctl request waiting for processes to reach a goal."""
+
+    command: str
+    names: tuple[str, ...]  # expanded, in start order; () for wait-ready
+    reply: Reply
+    deadline: float
+    restarts: dict[str, int]  # for restart: the count before, to see a new instance
 
 
 class Loop:
@@ -81,6 +101,14 @@ class Loop:
         self.socket_dirs: dict[str, int] = {}  # socket name -> fd of its directory
         self.listening: dict[str, int] = {}  # socket name -> listening fd (listen = true)
         self.socket_watch: dict[tuple[str, str], float] = {}  # (process, socket) -> next look
+        self.waiters: list[_Waiter] = []
+        self.control: control.ControlServer | None = None
+        self.metrics: MetricsServer | None = None
+        self.waker: Waker | None = None
+        self.heartbeat = clock()
+        self.published: Snapshot | None = None  # what the metrics thread reads
+        self._forwarding: int | None = None  # the signal being passed on, for the counters
+        self.counters = PidoneCounters()
 
     def prepare_sockets(self) -> None:
         """Before anything starts: every socket directory made safe, stale
@@ -108,14 +136,65 @@ class Loop:
         self.selector.register(self.wakeup_fd, selectors.EVENT_READ, self._on_signals)
         if not system.is_pid1():
             system.become_subreaper()
+        self._start_side_parts()
         from pidone.supervisor import Boot
 
         self.feed(Boot())
+        self._publish()
         while self.exit_code is None:
             self._turn()
+        self._stop_side_parts()
         self.relay.drain(timeout=2.0)
         self.relay.close()
         return self.exit_code
+
+    # -- side parts: a failure here is logged, never fatal --
+
+    def _start_side_parts(self) -> None:
+        settings = self.config.settings
+        path = os.environ.get("PIDONE_CONTROL_SOCKET") or settings.control_socket
+        try:
+            gid = identity.group_id(settings.control_group) if settings.control_group else None
+            self.control = control.ControlServer(
+                self.selector, path, group=gid, on_request=self._on_control, log=self._log_side
+            )
+        except Exception as exc:
+            self._log_side(f"control socket {path} disabled: {exc}")
+        if settings.metrics:
+            try:
+                from pidone.metrics import MetricsServer, Waker
+
+                self.waker = Waker(self.selector)
+                self.metrics = MetricsServer(
+                    settings.metrics,
+                    snapshot=lambda: self.published,
+                    heartbeat=lambda: self.heartbeat,
+                    counters=self.counters,
+                    wake=self.waker.wake,
+                    log=self._log_side,
+                )
+                self.relay.event("pidone", f"metrics on http://{settings.metrics}/metrics")
+            except Exception as exc:
+                self._log_side(f"metrics on {settings.metrics} disabled: {exc}")
+
+    def _stop_side_parts(self) -> None:
+        for waiter in self.waiters:
+            waiter.reply(control.error("pidone is exiting"))
+        self.waiters.clear()
+        for close in (
+            self.metrics.close if self.metrics else None,
+            self.waker.close if self.waker else None,
+            self.control.close if self.control else None,
+        ):
+            if close is not None:
+                self._guard(lambda _, c=close: c(), 0)  # type: ignore[misc]
+
+    def _log_side(self, message: str) -> None:
+        self.relay.event("pidone", message, stream="stderr")
+
+    def _publish(self) -> None:
+        if self.metrics is not None:
+            self.published = self.core.snapshot()
 
     def _turn(self) -> None:
         """One iteration: wait, dispatch, tick. Never raises."""
@@ -123,18 +202,27 @@ class Loop:
             ready = self.selector.select(self._timeout())
         except InterruptedError:  # pragma: no cover - PEP 475 retries select
             ready = []
+        self.heartbeat = self.clock()
         for key, mask in ready:
             callback: Callback = key.data
             self._guard(callback, mask)
         self._guard(lambda _: self.prober.run_due(self.clock()), 0)
         self._guard(lambda _: self._look_at_pidfiles(), 0)
         self._guard(lambda _: self._look_at_sockets(), 0)
+        if self.control is not None:
+            control_server = self.control
+            self._guard(lambda _: control_server.run_due(self.clock()), 0)
         self.feed(Tick())
+        self._guard(lambda _: self._check_waiters(), 0)
+        self._publish()
 
     def _timeout(self) -> float | None:
         deadlines = [self.core.next_deadline(), self.prober.next_deadline()]
         deadlines += [when for _, when in self.pidfiles.values()]
         deadlines += list(self.socket_watch.values())
+        deadlines += [w.deadline for w in self.waiters]
+        if self.control is not None:
+            deadlines.append(self.control.next_deadline())
         due = [d for d in deadlines if d is not None]
         if not due:
             return None  # nothing scheduled: sleep until a signal or an fd
@@ -181,7 +269,8 @@ class Loop:
             case Spawn(name):
                 self._spawn(self.config.processes[name])
             case Kill(_, pid, signum, group):
-                system.send_signal(pid, signum, group=group)
+                if system.send_signal(pid, signum, group=group) and signum == self._forwarding:
+                    self.counters.count(self.counters.signals_forwarded, signum)
             case StartProbe(name, pid):
                 self.prober.start(name, self.config.processes[name].ready, pid)
             case CancelProbe(name):
@@ -246,20 +335,73 @@ class Loop:
             return
         reap = False
         for signum in delivered:
+            self.counters.count(self.counters.signals_received, signum)
             if signum == signal.SIGCHLD:
                 reap = True
             else:
-                self.feed(SignalReceived(signum))
+                self._forwarding = signum
+                try:
+                    self.feed(SignalReceived(signum))
+                finally:
+                    self._forwarding = None
         if reap:
             self._reap()
 
     def _reap(self) -> None:
         for pid, status in system.reap_zombies():
+            self.counters.zombies_reaped += 1
             if self.prober.child_exited(pid, status):
                 continue
             self.feed(Reaped(pid, status))
         if self.core.sweep_phase in ("term", "kill") and not system.has_children():
             self.feed(NoChildren())
+
+    # -- pidone ctl --
+
+    def _on_control(self, request: dict[str, Any], reply: Reply) -> None:
+        cmd = control.parse_request(request, self.config.processes)
+        if isinstance(cmd, str):
+            reply(control.error(cmd))
+            return
+        now = self.clock()
+        if cmd.command == "status":
+            reply(control.status_reply(self.core.snapshot(), now))
+            return
+        names = tuple(self.core.order) if "all" in cmd.names else cmd.names
+        names = tuple(n for n in self.core.order if n in names)
+        before = {p.name: p.restarts for p in self.core.snapshot().processes}
+        if cmd.command in ("start", "stop", "restart", "reload", "signal", "shutdown"):
+            self.feed(cmd.event())
+        if cmd.command in ("reload", "signal"):
+            states = {p.name: p.state for p in self.core.snapshot().processes}
+            results = [
+                {"name": n, "ok": states[n] in HAS_PID, "state": states[n].value}
+                | ({} if states[n] in HAS_PID else {"error": "not running"})
+                for n in names
+            ]
+            reply(_combine(results))
+        elif cmd.command == "shutdown":
+            reply({"ok": True})
+        else:
+            timeout = cmd.timeout
+            if timeout is None:
+                if cmd.command == "stop":
+                    timeout = max(self.config.processes[n].stop_timeout for n in names) + 10
+                else:
+                    timeout = DEFAULT_WAIT
+            self.waiters.append(_Waiter(cmd.command, names, reply, now + timeout, before))
+            self._check_waiters()
+
+    def _check_waiters(self) -> None:
+        if not self.waiters:
+            return
+        now = self.clock()
+        snap = self.core.snapshot()
+        for waiter in list(self.waiters):
+            verdict = _judge(waiter, snap, now)
+            if verdict is not None:
+                self.waiters.remove(waiter)
+                waiter.reply(verdict)
 
     def _probe_ready(self, name: str) -> None:
         pid = self.core.procs[name].pid or self.core.procs[name].launcher_pid
@@ -322,6 +464,58 @@ def socket_owner(sock: SocketSpec) -> tuple[int, int]:
     if sock.group is not None:
         gid = identity.group_id(sock.group)
     return uid, gid
+
+
+def _combine(results: list[dict[str, Any]]) -> dict[str, Any]:
+    failed = [r for r in results if not r["ok"]]
+    if failed:  # each result says why; the error sums them up
+        error = f"{len(failed)} of {len(results)} processes failed"
+        return {"ok": False, "error": error, "results": results}
+    return {"ok": True, "results": results}
+
+
+def _judge(waiter: _Waiter, snap: Snapshot, now: float) -> dict[str, Any] | None:
+    """The reply for a waiting ctl request, or None to keep waiting."""
+    if waiter.command == "wait-ready":
+        waiting = control.not_ready(snap)
+        if not waiting:
+            return {"ok": True}
+        if now >= waiter.deadline:
+            return {"ok": False, "error": f"not ready: {', '.join(waiting)}", "not_ready": waiting}
+        return None
+    procs = {p.name: p for p in snap.processes}
+    results = []
+    for name in waiter.names:
+        p = procs[name]
+        result: dict[str, Any] = {"name": name, "state": p.state.value}
+        if waiter.command == "stop":
+            done = p.state in AT_REST
+            failure = None
+        else:
+            new = waiter.command != "restart" or p.restarts > waiter.restarts.get(name, 0)
+            completed = p.state is ProcessState.EXITED and p.last_exit and p.last_exit.status == 0
+            done = new and (p.ready or bool(completed))
+            failure = (
+                _failure(p.state, p.last_exit.status if p.last_exit else None) if new else None
+            )
+        if done:
+            results.append(result | {"ok": True})
+        elif failure is not None:
+            results.append(result | {"ok": False, "error": failure})
+        elif now >= waiter.deadline:
+            what = "stopped" if waiter.command == "stop" else "ready"
+            results.append(result | {"ok": False, "error": f"not {what} in time ({p.state.value})"})
+        else:
+            return None  # still on its way
+    return _combine(results)
+
+
+def _failure(state: ProcessState, status: int | None) -> str | None:
+    if state is ProcessState.FATAL:
+        return "FATAL: it keeps exiting"
+    if state is ProcessState.EXITED:
+        return f"exited with status {status} and is not restarted"
+    return None
 
 
 def _read_pid(path: str) -> int | None:

@@ -87,6 +87,7 @@ from prometheus_client.registry import Collector
 
 from pidone import __version__
 from pidone.control import not_ready, signal_name
+from pidone.counters import PidoneCounters as PidoneCounters  # re-exported for callers
 from pidone.states import HAS_PID, ProcessState
 from pidone.supervisor import Snapshot
 
@@ -95,21 +96,6 @@ CLIENT_TIMEOUT = 10.0  # seconds per socket operation of one HTTP client
 MAX_CLIENTS = 32  # connections served at once; more are closed at accept
 FRESH = 1.0  # a loop that turned this recently is healthy without a wake-up
 HEALTH_WAIT = 0.8  # seconds /healthz waits for the loop to turn after a wake-up
-
-
-class PidoneCounters:
-    """Counts the loop keeps for /metrics. The loop is the only writer; the
-    scrape thread reads (copying the dicts), so a value may be one event stale."""
-
-    def __init__(self) -> None:
-        self.zombies_reaped = 0
-        self.signals_received: dict[int, int] = {}
-        self.signals_forwarded: dict[int, int] = {}
-        self.config_reloads = 0
-
-    @staticmethod
-    def count(counter: dict[int, int], signum: int) -> None:
-        counter[signum] = counter.get(signum, 0) + 1
 
 
 # --- process trees -----------------------------------------------------------------------

@@ -18,6 +18,8 @@ from pidone.errors import ConfigError
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 NAME_RULE = 'use only letters, digits, "_" and "-"'
+RESERVED = "all"  # `pidone ctl restart all` means every process
+RESERVED_RULE = '"all" is reserved (pidone ctl uses it for every process); pick another name'
 
 # The name is whatever precedes the first colon, so that a bad name gets its
 # own message instead of a vague "does not parse".
@@ -55,6 +57,9 @@ def parse(text: str, filename: str) -> list[ProcfileEntry]:
             continue
         if not command:
             problems.append(f'{where}: process "{name}" has no command; write "{name}: COMMAND"')
+            continue
+        if name == RESERVED:
+            problems.append(f"{where}: {RESERVED_RULE}")
             continue
         if name in first_line:
             problems.append(

@@ -199,7 +199,7 @@ def spawn(
     """
     from pidone.errors import SpawnError
 
-    reset_reserved = _reserved_resetter()
+    reserved = _ignored_reserved_signals()
     err_read, err_write = os.pipe2(os.O_CLOEXEC)
     # Block everything across fork: a signal meant for us must not run our
     # handlers in the child (they would write to our wakeup fd).
@@ -213,9 +213,7 @@ def spawn(
         raise
     if pid == 0:  # pragma: no cover - runs in the child, reported over err_write
         os.close(err_read)
-        _exec_child(
-            argv, env, cwd, foreground_tty, fds, prepare, listen_fds, reset_reserved, err_write
-        )
+        _exec_child(argv, env, cwd, foreground_tty, fds, prepare, listen_fds, reserved, err_write)
     _signal.pthread_sigmask(_signal.SIG_SETMASK, saved_mask)
     os.close(err_write)
     report = b""
@@ -230,39 +228,36 @@ def spawn(
     raise SpawnError(message, err, exit_code)
 
 
-_RESERVED: list[Callable[[], None] | None] = []  # computed once: see _reserved_resetter
+_RESERVED: list[list[int]] = []  # computed once: see _ignored_reserved_signals
 
 
-def _reserved_resetter() -> Callable[[], None] | None:
+def _ignored_reserved_signals() -> list[int]:
     """Signals 32 and 33 belong to glibc, whose sigaction() refuses them, so
     an ignored disposition inherited for them would pass on to the child.
-    If (rarely) we were started with them ignored, reset them in the child
-    with the raw rt_sigaction syscall. Returns None when there is nothing to
-    do, which is the usual case: ctypes then stays unloaded."""
-    if _RESERVED:
-        return _RESERVED[0]
-    resetter = None
-    try:
-        with open("/proc/self/status", "rb") as f:
-            line = next(ln for ln in f if ln.startswith(b"SigIgn:"))
-        ignored = int(line.split()[1], 16)
-    except (OSError, StopIteration, ValueError):
-        ignored = 0
-    reserved = [sig for sig in (32, 33) if ignored & (1 << (sig - 1))]
+    Which of them were we started with ignored? (Usually none.)"""
+    if not _RESERVED:
+        try:
+            with open("/proc/self/status", "rb") as f:
+                line = next(ln for ln in f if ln.startswith(b"SigIgn:"))
+            ignored = int(line.split()[1], 16)
+        except (OSError, StopIteration, ValueError):
+            ignored = 0
+        _RESERVED.append([sig for sig in (32, 33) if ignored & (1 << (sig - 1))])
+    return _RESERVED[0]
+
+
+def _reset_reserved(signals: list[int]) -> None:  # pragma: no cover - runs in the child
+    """Reset them with the raw rt_sigaction syscall. ctypes is imported here,
+    in the child, so that pidone itself never carries it (about 2 MiB)."""
+    import ctypes
+
     syscall_nr = {"x86_64": 13, "aarch64": 134}.get(os.uname().machine)
-    if reserved and syscall_nr is not None:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        # all zeros is SIG_DFL, no flags, empty mask, in every arch's layout
-        default = ctypes.create_string_buffer(64)
-
-        def resetter() -> None:  # pragma: no cover - runs in the child
-            for sig in reserved:
-                libc.syscall(syscall_nr, sig, default, None, 8)
-
-    _RESERVED.append(resetter)
-    return resetter
+    if syscall_nr is None:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    default = ctypes.create_string_buffer(64)  # all zeros: SIG_DFL, in every arch's layout
+    for sig in signals:
+        libc.syscall(syscall_nr, sig, default, None, 8)
 
 
 def _read_retrying(fd: int) -> bytes:
@@ -281,7 +276,7 @@ def _exec_child(
     fds: Mapping[int, int] | None,
     prepare: Callable[[], None] | None,
     listen_fds: Sequence[tuple[int, str]],
-    reset_reserved: Callable[[], None] | None,
+    reserved: list[int],
     err_write: int,
 ) -> None:  # pragma: no cover - runs in the forked child
     step = "setup"
@@ -300,8 +295,8 @@ def _exec_child(
                 _signal.signal(signum, _signal.SIG_DFL)
             except (OSError, ValueError, RuntimeError):
                 pass  # SIGKILL, SIGSTOP and glibc's reserved 32/33
-        if reset_reserved is not None:
-            reset_reserved()
+        if reserved:
+            _reset_reserved(reserved)
         if fds:
             step = "dup2"
             for target, source in fds.items():

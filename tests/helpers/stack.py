@@ -7,6 +7,7 @@ file with a shared monotonic clock, so order across processes is exact.
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -56,7 +57,9 @@ class Stack:
         if procfile is not None:
             (self.dir / "Procfile").write_text(procfile)
             args += ["-f", str(self.dir / "Procfile")]
-        self._init = Init(self.mode, [*extra, *args], cwd=str(self.dir))
+        self.control_socket = self.dir / "control.sock"  # not the host's /run/pidone
+        env = {**os.environ, "PIDONE_CONTROL_SOCKET": str(self.control_socket)}
+        self._init = Init(self.mode, [*extra, *args], cwd=str(self.dir), env=env)
         # Read pidone's output all along, as a container runtime does: a
         # full pipe would throttle the stack (the relay's backpressure).
         self._out: list[bytes] = []

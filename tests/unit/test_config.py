@@ -886,3 +886,11 @@ def test_specs_are_frozen_and_hashable(cwd: Path) -> None:
     with pytest.raises(AttributeError):
         spec.name = "other"  # type: ignore[misc]
     assert hash(spec) == hash(spec)
+
+
+def test_process_named_all_is_reserved(cwd: Path) -> None:
+    write(cwd, toml='[process.all]\ncommand = "x"\n[process.web]\ncommand = "y"\n')
+    assert problems() == [
+        'pidone.toml:1: [process.all]: "all" is reserved (pidone ctl uses it for every'
+        " process); pick another name"
+    ]

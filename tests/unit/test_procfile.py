@@ -76,3 +76,11 @@ def test_error_message_is_every_problem_joined() -> None:
     assert str(caught.value) == "\n".join(caught.value.problems)
     assert len(caught.value.problems) == 2
     assert caught.value.exit_code == 2
+
+
+def test_all_is_reserved_for_pidone_ctl() -> None:
+    with pytest.raises(ConfigError) as caught:
+        procfile.parse("all: sleep 1\nweb: x\n", "Procfile")
+    assert caught.value.problems == [
+        'Procfile:1: "all" is reserved (pidone ctl uses it for every process); pick another name'
+    ]
