@@ -84,6 +84,7 @@ DEFAULT_SOCKET = "/run/pidone/control.sock"
 MAX_REQUEST = 64 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds from connect to a complete request line
 WRITE_TIMEOUT = 10.0  # seconds to take the reply once it is ready
+LINGER = 2.0  # seconds to wait for the client to close after the reply
 
 COMMANDS = ("status", "start", "stop", "restart", "reload", "signal", "shutdown", "wait-ready")
 NAMED = frozenset({"start", "stop", "restart", "reload", "signal"})  # take NAMES
@@ -123,6 +124,7 @@ class _Conn:
         self.inbuf = bytearray()
         self.outbuf = b""
         self.phase = "read"  # read -> wait (the loop has the request) -> write -> closed
+        self.unread = False  # replied before reading the whole request: linger
         self.deadline: float | None = deadline
         self.events = 0
 
@@ -268,9 +270,9 @@ class ControlServer:
             return
         except OSError:
             data = b""  # ECONNRESET: gone, like EOF
-        if conn.phase == "wait":
+        if conn.phase in ("wait", "linger"):
             if not data:
-                self._drop(conn)  # hung up while we work on it: the reply will be dropped
+                self._drop(conn)  # hung up (while we work on it: the reply will be dropped)
             return  # anything after the request line is ignored
         if not data:
             if conn.inbuf.strip():
@@ -320,6 +322,7 @@ class ControlServer:
         except (TypeError, ValueError) as exc:
             self._log(f"control reply not serializable: {exc!r}")
             data = _encode(error("internal error: reply not serializable"))
+        conn.unread = conn.phase == "read"
         conn.phase = "write"
         conn.outbuf = data
         conn.deadline = self._clock() + self._write_timeout
@@ -333,9 +336,26 @@ class ControlServer:
                 self._watch(conn, selectors.EVENT_WRITE)
                 return
             except OSError:
-                break  # EPIPE, ECONNRESET: the client left
+                self._drop(conn)  # EPIPE, ECONNRESET: the client left
+                return
             conn.outbuf = conn.outbuf[sent:]
-        self._drop(conn)
+        if conn.unread:
+            self._linger(conn)
+        else:
+            self._drop(conn)
+
+    def _linger(self, conn: _Conn) -> None:
+        """Half-close and read until the client closes: closing a socket with
+        unread input (the rest of an oversized request) sends a reset, which
+        can destroy the reply before the client reads it."""
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._drop(conn)
+            return
+        conn.phase = "linger"
+        conn.deadline = self._clock() + LINGER
+        self._watch(conn, selectors.EVENT_READ)
 
     # -- bookkeeping --
 

@@ -139,6 +139,9 @@ class Stack:
     def stdout_so_far(self) -> str:
         return b"".join(list(self._out)).decode(errors="replace")
 
+    def stderr_so_far(self) -> str:
+        return b"".join(list(self._err)).decode(errors="replace")
+
     def __enter__(self) -> Stack:
         return self
 

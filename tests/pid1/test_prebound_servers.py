@@ -32,10 +32,11 @@ listen = true
 
 
 def uwsgi_command() -> str:
-    # --protocol http: the inherited socket speaks HTTP (nginx would use the
-    # default uwsgi protocol). The hook makes SIGTERM a graceful stop.
+    # --http-socket fd://3: the inherited socket, named so that uwsgi finds it
+    # again after a SIGHUP reload; HTTP here, where nginx would use --socket
+    # fd://3 (the uwsgi protocol). The hook makes SIGTERM a graceful stop.
     return (
-        f"{BIN / 'uwsgi'} --master --processes 2 --protocol http --need-app"
+        f"{BIN / 'uwsgi'} --master --processes 2 --http-socket fd://3 --need-app"
         f" --chdir {APP_DIR} --module wsgi_app"
         " --hook-master-start 'unix_signal:15 gracefully_kill_them_all'"
     )

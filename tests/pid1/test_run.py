@@ -105,8 +105,7 @@ command = "{stack.svc("flaky", "--exit-after", "0.05", "--code", "3")}"
 [process.steady]
 command = "{stack.svc("steady")}"
 """)
-        wait_for(lambda: "FATAL" in stack.stdout_so_far() + "".join(
-            c.decode() for c in stack._err), what="FATAL")  # fmt: skip
+        wait_for(lambda: "FATAL" in stack.stderr_so_far(), what="FATAL")
         entries = [e for e in stack.journal() if e.name == "flaky" and e.event.startswith("up")]
         assert len(entries) == 3
         first_gap = (entries[1].ns - entries[0].ns) / 1e9
