@@ -28,6 +28,7 @@ signal to it, reaps every zombie, and exits with CMD's exit status.
 options:
   -g, --group       send forwarded signals to the child's whole process group
   -v, --verbose     log what pidone does to stderr (-vv: every signal and reap)
+  --metrics ADDR    serve /metrics, /healthz and /readyz on ADDR (HOST:PORT)
   -h, --help        show this help and exit
   -V, --version     show the version and exit
 """
@@ -51,6 +52,14 @@ def parse_single(args: list[str]) -> Options | str:
             return f"pidone {__version__}\n"
         if arg == "--group":
             opts.group = True
+        elif arg == "--metrics" or arg.startswith("--metrics="):
+            if "=" in arg:
+                opts.metrics = arg.partition("=")[2]
+            elif i + 1 < len(args):
+                i += 1
+                opts.metrics = args[i]
+            if not opts.metrics:
+                raise UsageError("--metrics needs an address, like --metrics 0.0.0.0:9100")
         elif arg == "--verbose":
             opts.verbosity += 1
         elif arg.startswith("-") and not arg.startswith("--") and len(arg) > 1:

@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import signal
 import socket
 import socketserver
 import threading
@@ -621,7 +622,14 @@ class MetricsServer:
         self.port: int = self._server.server_address[1]
         self._stop_read, self._stop_write = os.pipe2(os.O_CLOEXEC)
         self._thread = threading.Thread(target=self._serve, name="pidone-metrics", daemon=True)
-        self._thread.start()
+        # The thread (and the handler threads it starts) must never take a
+        # signal meant for pidone: the kernel hands a process signal to any
+        # thread that does not block it. Block them all around its birth.
+        saved = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            self._thread.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, saved)
 
     def _serve(self) -> None:
         # Our own accept loop instead of serve_forever(), whose 0.5 s poll

@@ -14,6 +14,10 @@ import os
 from pidone import system
 from pidone.errors import SpawnError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pidone.single_metrics import SingleMetrics
+
 
 class Options:
     """Parsed single-command options (a plain class: dataclasses cost RSS)."""
@@ -64,25 +68,41 @@ def main(opts: Options) -> int:
         system.reap_zombies()
         return exc.exit_code
     log.info(f"started {opts.command[0]!r} as pid {child}")
-    return supervise(child, wakeup_fd, opts.group, log)
+    watch = None
+    if opts.metrics:
+        # Only now: prometheus-client costs memory that plain tini users never pay.
+        from pidone.single_metrics import SingleMetrics
+
+        watch = SingleMetrics.start(opts.metrics, opts.command, child, log.error)
+    return supervise(child, wakeup_fd, opts.group, log, watch)
 
 
-def supervise(child: int, wakeup_fd: int, group: bool, log: Log) -> int:
+def supervise(
+    child: int, wakeup_fd: int, group: bool, log: Log, watch: SingleMetrics | None = None
+) -> int:
     """The loop: block until signals arrive, forward them, reap, repeat."""
     reaped_total = 0
     while True:
         delivered = os.read(wakeup_fd, 4096)
+        if watch is not None:
+            watch.turned(delivered)
         reap = False
         for signum in delivered:
             if signum == system.SIGCHLD:
                 reap = True
                 continue
+            if signum == 0:
+                continue  # a wake-up from the metrics thread, not a signal
             sent = system.send_signal(child, signum, group=group)
+            if watch is not None and sent:
+                watch.forwarded(signum)
             log.debug(f"forwarded signal {signum} to {'group ' if group else ''}{child}: {sent}")
         if not reap:
             continue
         for pid, status in system.reap_zombies():
             reaped_total += 1
+            if watch is not None:
+                watch.reaped()
             if pid == child:
                 code = system.exit_status(status)
                 # Collect anything that died together with the child, then go.

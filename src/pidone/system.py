@@ -63,13 +63,20 @@ def _ignore_signal(signum: int, frame: object) -> None:
     have no handler. The work happens on the wakeup fd, not here."""
 
 
+# The write end of that pipe: a 0 byte written to it wakes the loop without
+# being a signal (a metrics thread proving the loop turns, for /healthz).
+wakeup_write_fd = -1
+
+
 def install_signal_wakeup(signals: Iterable[int]) -> int:
     """Catch `signals`, and return a blocking fd that yields one byte (the
     signal number) per delivery. Nothing is blocked, so children inherit an
     empty mask; SIGTTIN/SIGTTOU are ignored so a background init never stops."""
+    global wakeup_write_fd
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
     os.set_blocking(read_fd, True)
     _signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+    wakeup_write_fd = write_fd
     wanted = list(signals)
     for signum in wanted:
         _signal.signal(signum, _ignore_signal)

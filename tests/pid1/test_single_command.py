@@ -361,3 +361,52 @@ def test_exits_as_soon_as_the_child_exits(mode: str) -> None:
         assert init.wait(timeout=10) == 4
         if mode == "subreaper":  # as PID 1 the namespace took it down with us
             os.kill(orphan, signal.SIGKILL)
+
+
+def test_metrics_in_single_command_mode(mode: str) -> None:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from tests.helpers.stack import free_port
+
+    port = free_port()
+    recorder = [*helper("sigrecorder.py"), "--exit-on", str(int(signal.SIGTERM))]
+    with Init(mode, ["--metrics", f"127.0.0.1:{port}", "--", *recorder]) as init:
+
+        def get(path: str) -> tuple[int, str]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as r:
+                return r.status, r.read().decode()
+
+        def serving() -> bool:
+            try:
+                get("/healthz")
+            except OSError:
+                return False
+            return True
+
+        wait_for(serving, what="the metrics server")
+        time.sleep(1.2)  # the loop has slept past "fresh": /healthz must wake it
+        assert get("/healthz") == (200, "ok\n")
+        assert init.readline().startswith("READY ")
+        init.signal(signal.SIGUSR1)
+        assert init.readline() == f"SIG {int(signal.SIGUSR1)} {init.pid_inside}"
+        init.signal(signal.SIGUSR1)
+        assert init.readline() == f"SIG {int(signal.SIGUSR1)} {init.pid_inside}"
+
+        def samples() -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+            out = {}
+            for family in text_string_to_metric_families(get("/metrics")[1]):
+                for s in family.samples:
+                    out[s.name, tuple(sorted(s.labels.items()))] = s.value
+            return out
+
+        usr1 = (("signal", "SIGUSR1"),)
+        wait_for(lambda: samples().get(("pidone_signals_forwarded_total", usr1)) == 2,
+                 what="two SIGUSR1 forwarded")  # fmt: skip
+        m = samples()
+        assert m["pidone_signals_received_total", usr1] == 2
+        assert m["pidone_process_up", (("process", Path(PYTHON).name),)] == 1
+        assert get("/readyz")[0] == 200
+        init.signal(signal.SIGTERM)
+        assert init.wait() == 0

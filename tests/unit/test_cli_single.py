@@ -55,3 +55,16 @@ def test_help_and_version_are_returned_as_text() -> None:
     version = parse_single(["--version"])
     assert isinstance(version, str)
     assert version.startswith("pidone ")
+
+
+@pytest.mark.parametrize(
+    "args", [["--metrics", "0.0.0.0:9100", "x"], ["--metrics=0.0.0.0:9100", "x"]]
+)
+def test_metrics_address(args: list[str]) -> None:
+    opts = parsed(args)
+    assert (opts.metrics, opts.command) == ("0.0.0.0:9100", ["x"])
+
+
+def test_metrics_without_an_address_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="--metrics needs an address"):
+        parse_single(["--metrics"])

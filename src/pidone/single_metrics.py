@@ -1,0 +1,80 @@
+"""`pidone --metrics ADDR -- CMD`: /metrics, /healthz and /readyz for
+single-command mode, loaded only when asked for (prometheus-client and psutil
+cost several MiB that a plain tini replacement should not carry).
+
+The child is shown as one process named after its command, ready while it
+runs; the counters are pidone's own (zombies reaped, signals received and
+forwarded). A port that cannot be bound is logged, and pidone runs on.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+
+from pidone import system
+from pidone.counters import PidoneCounters
+from pidone.states import ProcessState
+from pidone.supervisor import ProcessStatus, Snapshot
+
+
+class SingleMetrics:
+    def __init__(self, command: Sequence[str], child: int) -> None:
+        self.counters = PidoneCounters()
+        self.heartbeat = time.monotonic()
+        name = os.path.basename(command[0]) or "child"
+        status = ProcessStatus(
+            name=name,
+            state=ProcessState.READY,
+            ready=True,
+            pid=child,
+            started_at=time.monotonic(),
+            restarts=0,
+            restarts_by_reason={},
+            exits_by_status={},
+            last_exit=None,
+            has_ready_check=False,
+        )
+        self.snapshot = Snapshot((status,), shutting_down=False)
+
+    @classmethod
+    def start(
+        cls, address: str, command: Sequence[str], child: int, log: Callable[[str], None]
+    ) -> SingleMetrics | None:
+        from pidone.metrics import MetricsServer
+
+        watch = cls(command, child)
+        try:
+            MetricsServer(
+                address,
+                snapshot=lambda: watch.snapshot,
+                heartbeat=lambda: watch.heartbeat,
+                counters=watch.counters,
+                wake=_wake,
+                log=log,
+            )
+        except Exception as exc:
+            log(f"metrics on {address} disabled: {exc}")
+            return None
+        return watch
+
+    def turned(self, delivered: bytes) -> None:
+        self.heartbeat = time.monotonic()
+        for signum in delivered:
+            if signum:
+                self.counters.count(self.counters.signals_received, signum)
+
+    def forwarded(self, signum: int) -> None:
+        self.counters.count(self.counters.signals_forwarded, signum)
+
+    def reaped(self) -> None:
+        self.counters.zombies_reaped += 1
+
+
+def _wake() -> None:
+    """Make the loop turn (it reads one byte per signal; 0 is no signal)."""
+    try:
+        os.write(system.wakeup_write_fd, b"\0")
+    except OSError:
+        pass  # the pipe is full: the loop is about to turn anyway
