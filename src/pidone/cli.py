@@ -91,7 +91,12 @@ def main(argv: list[str] | None = None) -> int:
         if args and args[0] in SUBCOMMANDS:
             from pidone.commands import run_subcommand
 
-            return run_subcommand(args)
+            code = run_subcommand(args)
+            if args[0] == "run":
+                # Everything is stopped and the logs are drained: skip the
+                # interpreter's teardown, which only delays the container's exit.
+                system.exit_now(code)
+            return code
         parsed = parse_single(args)
         if isinstance(parsed, str):
             sys.stdout.write(parsed)
