@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libcap-dev python3-dev python3-venv gcc util-linux procps tini dumb-init
 
 .PHONY: install system-deps test test-unit test-pid1 lint typecheck format bench demo clean
+.PHONY: webapp-install test-e2e demo-single
 
 install: $(STAMP)
 
@@ -41,7 +42,7 @@ format: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: lint typecheck
+test: lint typecheck webapp-install
 	$(BIN)/pytest -q tests
 
 test-unit: $(STAMP)
@@ -57,9 +58,30 @@ bench: $(STAMP)
 	$(BIN)/python -m compileall -q src >/dev/null
 	$(BIN)/python bench/run.py
 
-# For now the demo is single-command mode: pidone as PID 1 of a fresh PID
-# namespace reaps an orphan storm and passes the child's exit status (3) on.
-demo: $(STAMP)
+# --- the webapp example: uwsgi + celery + redis under pidone, nginx beside it ---
+WEBAPP := examples/webapp
+
+# Debian's redis-server and nginx (no daemon of theirs left running), users
+# app and celery, and /opt/pidone-webapp-venv (flask, celery[redis], uwsgi,
+# pidone from this checkout) that those users can read. Idempotent: about a
+# second when nothing changed; pidone is reinstalled when its sources change.
+webapp-install:
+	$(WEBAPP)/install.sh
+
+# The real stack in the foreground, until Ctrl-C: pidone as PID 1 of its own
+# PID namespace, nginx as www-data in namespaces of its own that share only
+# the socket directory (examples/webapp/run.py says how).
+demo: webapp-install
+	/usr/bin/python3 $(WEBAPP)/run.py
+
+# End-to-end tests against that stack (each test runs its own, in a network
+# namespace of its own); `make test` runs them too.
+test-e2e: $(STAMP) webapp-install
+	$(BIN)/pytest -q tests/e2e
+
+# Single-command mode: pidone as PID 1 of a fresh PID namespace reaps an
+# orphan storm and passes the child's exit status (3) on.
+demo-single: $(STAMP)
 	@status=0; unshare --pid --fork --mount-proc $(BIN)/pidone -v -- sh examples/single/demo.sh || status=$$?; \
 	echo "pidone exited with status $$status: the demo's own exit status"; test $$status -eq 3
 
