@@ -63,6 +63,9 @@ rmdir /.old-root
 
 # nginx as www-data from the start (no root master): with no capability
 # left and no_new_privs, nothing in this namespace can become root again.
+# The kernel clears the parent-death signal (SIGKILL, from unshare
+# --kill-child) when the user changes: --pdeathsig keep sets it again, so
+# nginx still goes when run.py does.
 exec setpriv --reuid=www-data --regid=www-data --init-groups \
-    --inh-caps=-all --bounding-set=-all --no-new-privs \
+    --inh-caps=-all --bounding-set=-all --no-new-privs --pdeathsig=keep \
     /usr/sbin/nginx -c /config/nginx.conf -e stderr

@@ -32,6 +32,7 @@ Standard library only, run by Debian's /usr/bin/python3, as root.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import pwd
@@ -42,6 +43,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +55,7 @@ APP_URL = "http://127.0.0.1:8080/"
 METRICS_URL = "http://127.0.0.1:9100/metrics"
 NGINX_STOP_TIMEOUT = 15.0  # nginx.conf: worker_shutdown_timeout 10s
 READY_TIMEOUT = 120.0
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 IN_NETNS = "PIDONE_WEBAPP_IN_NETNS"  # set once run.py runs in its own network namespace
 
 # The app container's first process: its own /run, the volume in it, then
@@ -80,14 +83,33 @@ REQUIRED = [
 ]
 
 
-def say(message: str) -> None:
-    """One line, in one write: it never mixes with pidone's lines."""
-    os.write(1, f"runner | {message}\n".encode())
+def say(message: str, fd: int = 1) -> None:
+    """One line, in one write: it never mixes with pidone's lines. A closed
+    terminal or pipe does not stop us from stopping the stack properly."""
+    try:
+        os.write(fd, f"runner | {message}\n".encode())
+    except OSError:
+        pass
 
 
 def fail(message: str) -> int:
-    os.write(2, f"runner | {message}\n".encode())
+    say(message, fd=2)
     return 1
+
+
+def die_with_the_runner(runner: int) -> Callable[[], None]:
+    """For Popen's preexec_fn: the child (unshare) gets SIGKILL when run.py
+    dies, even by SIGKILL; `unshare --kill-child` passes it on to the
+    namespace's PID 1, and with it the kernel ends the whole namespace. So
+    no stack outlives its runner."""
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != runner:  # the runner died before prctl
+            os._exit(1)
+
+    return preexec
 
 
 def status_of(returncode: int) -> int:
@@ -156,19 +178,25 @@ class Stack:
         # The image's PATH: the venv first (uwsgi, celery, pidone).
         env["PATH"] = f"{VENV / 'bin'}:{env.get('PATH', '/usr/sbin:/usr/bin:/sbin:/bin')}"
         env["REDIS_DIR"] = str(self.redis_dir)  # the Procfile's redis --dir
-        argv = ["unshare", "--pid", "--fork", "--mount-proc", "--",
+        argv = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--",
                 "/bin/sh", "-c", APP_SETUP, "app-setup", VOLUME_MOUNT, str(self.volume),
                 str(VENV / "bin" / "pidone"), "run"]  # fmt: skip
         # Its own session: Ctrl-C on the terminal reaches run.py only, which
         # stops nginx and pidone in order. pidone's output is our output.
         self.app = subprocess.Popen(
-            argv, cwd=HERE, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            argv,
+            cwd=HERE,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=die_with_the_runner(os.getpid()),
         )
         self.pidone = first_child(self.app.pid)
         say(f"app: pidone is pid 1 of its PID namespace (pid {self.pidone} outside)")
 
     def start_sidecar(self) -> None:
-        argv = ["unshare", "--pid", "--fork", "--mount", "--propagation", "private", "--",
+        argv = ["unshare", "--pid", "--fork", "--kill-child", "--mount",
+                "--propagation", "private", "--",
                 "/bin/bash", str(HERE / "nginx-sidecar.sh"), str(self.sidecar_root),
                 str(self.volume), str(HERE / "nginx.conf")]  # fmt: skip
         self.sidecar = subprocess.Popen(
@@ -179,6 +207,7 @@ class Stack:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_the_runner(os.getpid()),
         )
         assert self.sidecar.stdout is not None
         threading.Thread(target=relay, args=(self.sidecar.stdout, "nginx "), daemon=True).start()
@@ -329,7 +358,10 @@ def relay(stream: object, name: str) -> None:
     """Each line of the sidecar's output, prefixed, in one write."""
     readline = getattr(stream, "readline")  # noqa: B009 (a BufferedReader)
     while line := readline():
-        os.write(1, f"{name} | ".encode() + line.rstrip(b"\n") + b"\n")
+        try:
+            os.write(1, f"{name} | ".encode() + line.rstrip(b"\n") + b"\n")
+        except OSError:
+            pass  # our output is gone; keep draining nginx's
 
 
 def get(url: str) -> str:

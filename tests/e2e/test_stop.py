@@ -130,3 +130,12 @@ def test_ctrl_c_stops_nginx_gracefully_then_pidone(webapp: Webapp) -> None:
         assert webapp.find(name, r"stop timeout|SIGKILL|unclean|FATAL", mark) is None
     assert left == []  # nothing left in either namespace
     assert not (webapp.state / "stack.json").exists()
+
+
+def test_the_stack_does_not_outlive_its_runner(webapp: Webapp) -> None:
+    """run.py killed outright (SIGKILL, no chance to stop anything): the
+    parent-death signals it set up take both namespaces down with it."""
+    with pinned_namespace(webapp.pidone) as app, pinned_namespace(webapp.nginx) as sidecar:
+        os.kill(webapp.runner, signal.SIGKILL)
+        assert webapp.wait_exit(timeout=30) == -signal.SIGKILL
+        wait_for(lambda: in_namespace(app) + in_namespace(sidecar) == [], what="both emptied")
