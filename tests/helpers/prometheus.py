@@ -9,6 +9,7 @@ import subprocess
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,17 @@ from tests.helpers.stack import free_port
 
 
 class Prometheus:
-    def __init__(self, workdir: Path, *, target: str) -> None:
+    """`prefix` runs the server through a wrapper (nsenter into a network
+    namespace); `fetch(url) -> body` then reads its API from there too."""
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        target: str,
+        prefix: list[str] | None = None,
+        fetch: Callable[[str], str] | None = None,
+    ) -> None:
         binary = shutil.which("prometheus")
         if binary is None:
             raise AssertionError("prometheus is not installed: `make install` installs it")
@@ -30,11 +41,14 @@ class Prometheus:
             f"      - targets: ['{target}']\n"
         )
         self.proc: subprocess.Popen[bytes] | None = None
+        self.prefix = prefix or []
+        self.fetch = fetch or _fetch
 
     def __enter__(self) -> Prometheus:
         log = (self.dir / "prometheus.log").open("wb")
         self.proc = subprocess.Popen(
             [
+                *self.prefix,
                 self.binary,
                 f"--config.file={self.dir / 'prometheus.yml'}",
                 f"--storage.tsdb.path={self.dir / 'data'}",
@@ -50,8 +64,7 @@ class Prometheus:
         url = f"http://127.0.0.1:{self.port}/api/v1/query?" + urllib.parse.urlencode(
             {"query": promql}
         )
-        with urllib.request.urlopen(url, timeout=10) as r:
-            reply = json.load(r)
+        reply = json.loads(self.fetch(url))
         assert reply["status"] == "success", reply
         result: list[dict[str, Any]] = reply["data"]["result"]
         return result
@@ -66,7 +79,7 @@ class Prometheus:
             assert self.proc is not None and self.proc.poll() is None, self.log()
             try:
                 result = self.query(promql)
-            except OSError as exc:  # not listening yet
+            except (OSError, ValueError, AssertionError) as exc:  # not listening yet
                 last = exc
             else:
                 if len(result) >= count:
@@ -86,3 +99,9 @@ class Prometheus:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+
+def _fetch(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as r:
+        body: bytes = r.read()
+    return body.decode()
