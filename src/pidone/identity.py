@@ -106,49 +106,33 @@ def resolve(spec: ProcessSpec) -> Identity:
     )
 
 
+def _unknown(kind: str, value: str | None) -> str | None:
+    """The problem with a user or group name that does not exist, else None.
+    Numbers are taken as they are (they need no entry in /etc/passwd)."""
+    if value is None or value.isdigit():
+        return None
+    try:
+        (user_id if kind == "user" else group_id)(value)
+    except KeyError:
+        return f"no {kind} {value!r} on this system; create it or use a number"
+    return None
+
+
 def check(config: Config) -> Iterable[str]:
     """config.load's OS check: users, groups and directories exist."""
     where = config.sources.problem
     for name, spec in config.processes.items():
         table = f"process.{name}"
-        for key, value in (("user", spec.user), ("group", spec.group)):
-            if value is None or value.isdigit():
-                continue
-            try:
-                (user_id if key == "user" else group_id)(value)
-            except KeyError:
-                yield where(
-                    table, key, f"no {key} {value!r} on this system; create it or use a number"
-                )
-        for g in spec.groups or ():
-            if not g.isdigit():
-                try:
-                    group_id(g)
-                except KeyError:
-                    yield where(
-                        table, "groups", f"no group {g!r} on this system; create it or use a number"
-                    )
+        names = [("user", "user", spec.user), ("group", "group", spec.group)]
+        names += [("groups", "group", g) for g in spec.groups or ()]
+        for key, kind, value in names:
+            if (problem := _unknown(kind, value)) is not None:
+                yield where(table, key, problem)
         if spec.directory is not None and not os.path.isdir(spec.directory):
             yield where(
                 table, "directory", f"{spec.directory!r} is not a directory; create it first"
             )
     for name, sock in config.sockets.items():
-        table = f"socket.{name}"
-        if sock.owner is not None and not sock.owner.isdigit():
-            try:
-                user_id(sock.owner)
-            except KeyError:
-                yield where(
-                    table,
-                    "owner",
-                    f"no user {sock.owner!r} on this system; create it or use a number",
-                )
-        if sock.group is not None and not sock.group.isdigit():
-            try:
-                group_id(sock.group)
-            except KeyError:
-                yield where(
-                    table,
-                    "group",
-                    f"no group {sock.group!r} on this system; create it or use a number",
-                )
+        for key, kind, value in (("owner", "user", sock.owner), ("group", "group", sock.group)):
+            if (problem := _unknown(kind, value)) is not None:
+                yield where(f"socket.{name}", key, problem)

@@ -69,3 +69,15 @@ def as_user(user: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=30,
     )
+
+
+def socket_table(path: Path, *, listen: bool = True) -> str:
+    """[socket.app] as the tests use it: the app's, reachable by nginx's group."""
+    return f"""
+[socket.app]
+path = "{path}"
+owner = "{APP}"
+group = "www-data"
+mode = "0660"
+listen = {str(listen).lower()}
+"""

@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.helpers.load import UnixLoad
 from tests.helpers.running import PIDONE, PYTHON, wait_for
 from tests.helpers.stack import Stack, free_port, nth
-from tests.helpers.users import APP, EXTRA, as_user
+from tests.helpers.users import APP, EXTRA, as_user, socket_table
 
 BIN = Path(sys.executable).parent
 APP_DIR = Path(__file__).parent.parent / "helpers"
@@ -194,18 +194,16 @@ ready = "tcp:127.0.0.1:{free_port()}"
 
 
 def start_uwsgi(stack: Stack, sock: Path) -> None:
-    stack.start(f"""
-[socket.app]
-path = "{sock}"
-owner = "{APP}"
-group = "www-data"
-listen = true
+    stack.start(
+        socket_table(sock)
+        + f"""
 [process.web]
 command = "{UWSGI}"
 user = "{APP}"
 sockets = ["app"]
 ready = "notify"
-""")
+"""
+    )
     assert ctl(stack, "wait-ready", "--timeout", "30").returncode == 0
 
 

@@ -14,21 +14,10 @@ from pathlib import Path
 from tests.helpers.load import UnixLoad
 from tests.helpers.running import wait_for
 from tests.helpers.stack import Stack
-from tests.helpers.users import APP
+from tests.helpers.users import APP, socket_table
 
 BIN = Path(sys.executable).parent
 APP_DIR = Path(__file__).parent.parent / "helpers"
-
-
-def socket_section(path: Path) -> str:
-    return f"""
-[socket.app]
-path = "{path}"
-owner = "{APP}"
-group = "www-data"
-mode = "0660"
-listen = true
-"""
 
 
 def uwsgi_command() -> str:
@@ -46,7 +35,7 @@ def start_web(stack: Stack, sock: Path, command: str) -> None:
     """Start `command` as web, as the app user, on the pre-bound socket, and
     wait until it is ready."""
     stack.start(
-        socket_section(sock)
+        socket_table(sock)
         + f"""
 [process.web]
 command = "{command}"
@@ -102,7 +91,7 @@ def test_gunicorn_takes_the_socket_and_restarts_without_a_failed_request(shared:
     sock = shared / "run" / "app.sock"
     with Stack("pid1", shared) as stack:
         stack.start(
-            socket_section(sock)
+            socket_table(sock)
             + f"""
 [process.web]
 command = "{BIN / "gunicorn"} --workers 2 --chdir {APP_DIR} wsgi_app:application"

@@ -18,7 +18,7 @@ import pytest
 
 from tests.helpers.running import PIDONE, PYTHON, descendants, helper, wait_for
 from tests.helpers.stack import Stack
-from tests.helpers.users import APP, EXTRA, as_user, gid, uid
+from tests.helpers.users import APP, EXTRA, as_user, gid, socket_table, uid
 
 NET_BIND_SERVICE = 1 << 10
 WHOAMI = " ".join(helper("whoami.py"))
@@ -179,17 +179,6 @@ command = "{stack.svc("b")}"
 # --- the socket directory shared with nginx --------------------------------------
 
 
-def socket_toml(path: Path, *, listen: bool = True) -> str:
-    return f"""
-[socket.app]
-path = "{path}"
-owner = "{APP}"
-group = "www-data"
-mode = "0660"
-listen = {str(listen).lower()}
-"""
-
-
 def connect_as(user: str, path: Path) -> str:
     code = (
         "import socket,sys\n"
@@ -225,7 +214,7 @@ def test_prebound_socket_gets_its_owner_group_and_mode(
         assert connect_as("root", path) == "Connection refused"
     with Stack(mode, shared) as stack:
         stack.start(
-            socket_toml(path)
+            socket_table(path)
             + f"""
 [process.web]
 command = "{stack.svc("web")}"
@@ -240,7 +229,7 @@ def test_socket_activation_environment(mode: str, shared: Path) -> None:
     path = shared / "sock" / "app.sock"
     with Stack(mode, shared) as stack:
         stack.start(
-            socket_toml(path)
+            socket_table(path)
             + f"""
 [process.web]
 command = "{WHOAMI}"
@@ -272,7 +261,7 @@ def test_socket_created_by_the_process_is_fixed_before_it_is_ready(mode: str, sh
     path = shared / "own" / "app.sock"
     with Stack(mode, shared) as stack:
         stack.start(
-            socket_toml(path, listen=False)
+            socket_table(path, listen=False)
             + f"""
 [process.web]
 command = "{stack.svc("web", "--unix", str(path), "--delay", "0.3")}"
@@ -293,7 +282,7 @@ def test_a_symlink_planted_in_the_socket_path_is_refused(shared: Path) -> None:
     target.mkdir()
     (shared / "volume").symlink_to(target)
     (shared / "pidone.toml").write_text(
-        socket_toml(shared / "volume" / "app.sock") + '[process.web]\ncommand = "true"\n'
+        socket_table(shared / "volume" / "app.sock") + '[process.web]\ncommand = "true"\n'
     )
     result = subprocess.run([PIDONE, "run"], cwd=shared, capture_output=True, text=True, timeout=30)
     assert result.returncode == 2
