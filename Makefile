@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libcap-dev python3-dev python3-venv gcc util-linux procps tini dumb-init
 
 .PHONY: install system-deps test test-unit test-pid1 lint typecheck format bench demo clean
-.PHONY: webapp-install test-e2e demo-single
+.PHONY: webapp-install test-e2e demo-single test-container container-images
 
 install: $(STAMP)
 
@@ -78,6 +78,19 @@ demo: webapp-install
 # namespace of its own); `make test` runs them too.
 test-e2e: $(STAMP) webapp-install
 	$(BIN)/pytest -q tests/e2e
+
+# --- the container image and the example's Kubernetes pod, in real containers ---
+# podman from Debian (no Docker engine here), runc, no network but loopback
+# (docker/podman/containers.conf). The images: pidone's (docker/Dockerfile)
+# and the example's, built offline on Debian bases made by debootstrap, each
+# cached under a hash of its inputs (tests/container/images.py): a first run
+# takes a few minutes, a rerun seconds. `make test` runs these tests too.
+test-container: $(STAMP)
+	$(BIN)/pytest -q tests/container
+
+# Only build (or find) the images, and print their names and build times.
+container-images: $(STAMP)
+	$(BIN)/python -m tests.container.images
 
 # Single-command mode: pidone as PID 1 of a fresh PID namespace reaps an
 # orphan storm and passes the child's exit status (3) on.
