@@ -112,17 +112,31 @@ class Loop:
 
     def prepare_sockets(self) -> None:
         """Before anything starts: every socket directory made safe, stale
-        sockets removed, `listen = true` sockets bound. Raises UnsafePath."""
+        sockets removed, `listen = true` sockets bound, then the directory
+        given its owner, group and mode. Raises UnsafePath."""
         for name, sock in self.config.sockets.items():
             uid, gid = socket_owner(sock)
             directory, base = os.path.split(sock.path)
-            dir_fd = system.secure_directory(directory, uid=uid, gid=gid, mode=sock.directory_mode)
-            self.socket_dirs[name] = dir_fd
-            system.remove_stale_socket(dir_fd, base)
-            if sock.listen:
-                self.listening[name] = system.bind_unix_socket(
-                    sock.path, dir_fd, uid=uid, gid=gid, mode=sock.mode
-                )
+            step = "opening"
+            try:
+                dir_fd = system.secure_directory(directory)
+                self.socket_dirs[name] = dir_fd
+                step = "taking over"
+                system.claim_directory(dir_fd)
+                step = "removing a stale socket in"
+                system.remove_stale_socket(dir_fd, base)
+                if sock.listen:
+                    step = "binding the socket in"
+                    self.listening[name] = system.bind_unix_socket(
+                        sock.path, dir_fd, uid=uid, gid=gid, mode=sock.mode
+                    )
+                step = "setting the owner and mode of"
+                system.settle_directory(dir_fd, uid=uid, gid=gid, mode=sock.directory_mode)
+            except OSError as exc:
+                raise system.UnsafePath(
+                    f"[socket.{name}] {step} {directory}: {exc.strerror or exc} (pidone needs"
+                    " root, or CAP_CHOWN in a container, to set up the socket directory)"
+                ) from None
 
     # -- the loop --
 
@@ -302,7 +316,10 @@ class Loop:
             if sock not in self.listening:
                 self.socket_watch.pop((spec.name, sock), None)
                 path = self.config.sockets[sock].path
-                system.remove_stale_socket(self.socket_dirs[sock], os.path.basename(path))
+                try:
+                    system.remove_stale_socket(self.socket_dirs[sock], os.path.basename(path))
+                except PermissionError:  # no DAC_OVERRIDE in its directory: its own job then
+                    self.relay.event(spec.name, f"cannot remove a stale {path}", stream="stderr")
         try:
             pid = system.spawn(
                 spec.command.argv,

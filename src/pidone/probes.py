@@ -582,13 +582,18 @@ def _kill_check(pid: int) -> None:
 
 
 def _grant(path: str, uid: int | None, gid: int | None) -> None:
-    """Let the process (running as uid/gid, or as us) send, and nobody else."""
-    os.chown(
-        path,
-        os.geteuid() if uid is None else uid,
-        os.getegid() if gid is None else gid,
-    )
+    """Let the process (running as uid/gid, or as us) send, and nobody else.
+
+    The mode is set while the file is ours and the owner given last, so that
+    CAP_CHOWN is all a container must grant (chmod of a file we no longer own
+    would need CAP_FOWNER)."""
+    owner = (os.geteuid() if uid is None else uid, os.getegid() if gid is None else gid)
+    st = os.lstat(path)
+    if (st.st_uid, st.st_gid) == owner and stat.S_IMODE(st.st_mode) == 0o600:
+        return  # as it should be: nothing to change (restarts come here)
+    os.chown(path, os.geteuid(), os.getegid())
     os.chmod(path, 0o600)
+    os.chown(path, *owner)
 
 
 def _remove_stale_socket(path: str) -> None:

@@ -370,11 +370,10 @@ class UnsafePath(Exception):
     """A socket path pidone will not work on (a symlink, not a directory, ...)."""
 
 
-def secure_directory(path: str, *, uid: int, gid: int, mode: int) -> int:
+def secure_directory(path: str) -> int:
     """Open (creating as needed) directory `path` without following any
-    symlink on the way, give the last component owner, group and mode (fixing
-    whatever a volume came up with) and return an fd for it. Parents it has
-    to create get root and 0755. Raises UnsafePath."""
+    symlink on the way and return an fd for it. Parents it has to create get
+    root and 0755. Raises UnsafePath."""
     if not path.startswith("/"):
         raise UnsafePath(f"{path}: not an absolute path")
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -402,12 +401,36 @@ def secure_directory(path: str, *, uid: int, gid: int, mode: int) -> int:
                 raise
             os.close(fd)
             fd = child
-        os.fchown(fd, uid, gid)
-        os.fchmod(fd, mode)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def claim_directory(fd: int) -> None:
+    """Make the directory ours for a moment, so that we may remove and create
+    sockets in it, and set its mode, with CAP_CHOWN alone (no DAC_OVERRIDE,
+    FOWNER or FSETID: a container should not need them)."""
+    st = os.fstat(fd)
+    me = (os.geteuid(), os.getegid())
+    if (st.st_uid, st.st_gid) != me:
+        os.fchown(fd, *me)
+
+
+def settle_directory(fd: int, *, uid: int, gid: int, mode: int) -> None:
+    """Give a claimed directory its mode, then its owner and group. In that
+    order: chmod by the owner keeps the setgid bit without CAP_FSETID, and a
+    directory keeps it through chown. The result is checked, not assumed."""
+    import stat
+
+    os.fchmod(fd, mode)
+    os.fchown(fd, uid, gid)
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (uid, gid, mode):
+        raise UnsafePath(
+            f"the socket directory came out {st.st_uid}:{st.st_gid} "
+            f"{stat.S_IMODE(st.st_mode):04o}, not {uid}:{gid} {mode:04o}"
+        )
 
 
 def remove_stale_socket(dir_fd: int, name: str) -> bool:
@@ -541,9 +564,16 @@ def identity_preparer(ident: Identity) -> Callable[[], None]:
         if ident.umask is not None:
             os.umask(ident.umask)
         if ident.harden:
-            for cap in range(last_cap + 1):
-                if cap not in keep:
-                    _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
+            try:
+                for cap in range(last_cap + 1):
+                    if cap not in keep:
+                        _prctl.prctl(_prctl.PR_CAPBSET_DROP, cap)
+            except OSError as exc:
+                raise OSError(
+                    exc.errno,
+                    "dropping capabilities from the bounding set needs CAP_SETPCAP: "
+                    f"{exc.strerror} (give pidone CAP_SETPCAP, or run the process as root)",
+                ) from None
             if keep:
                 prctl.set_keepcaps(True)
         if ident.groups is not None:

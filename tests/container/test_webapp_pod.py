@@ -105,8 +105,9 @@ class Pod:
         assert isinstance(got, dict)
         return got
 
-    def sh(self, container: str, script: str) -> str:
-        return podman("exec", container, "sh", "-c", script, timeout=30).stdout
+    def sh(self, container: str, script: str, *, user: str | None = None) -> str:
+        who = ["--user", user] if user else []
+        return podman("exec", *who, container, "sh", "-c", script, timeout=30).stdout
 
     def logs(self, container: str = APP) -> str:
         done = podman("logs", container, check=False)
@@ -171,9 +172,9 @@ def test_task_through_redis_and_celery(pod: Pod) -> None:
 def test_socket_in_the_shared_volume(pod: Pod) -> None:
     """pidone made the emptyDir app:www-data 2750 and the socket 0660
     (pidone.toml); nginx, user 101 in group www-data, sees the same numbers."""
-    assert pod.sh(APP, "stat -c '%U:%G %a' /run/pidone-webapp /run/pidone-webapp/uwsgi.sock") == (
-        "app:www-data 2750\napp:www-data 660\n"
-    )
+    # as the app (root there has no DAC_OVERRIDE to look into app's directory)
+    socket = "stat -c '%U:%G %a' /run/pidone-webapp /run/pidone-webapp/uwsgi.sock"
+    assert pod.sh(APP, socket, user="app") == "app:www-data 2750\napp:www-data 660\n"
     app_uid = pod.sh(APP, "id -u app").strip()
     seen = pod.sh(NGINX, "stat -c '%u:%g %a %F' /run/pidone-webapp /run/pidone-webapp/uwsgi.sock")
     assert seen == f"{app_uid}:33 2750 directory\n{app_uid}:33 660 socket\n"
