@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # dumb-init are the peers of the benchmark; util-linux gives unshare.
 APT_PACKAGES := libcap-dev python3-dev python3-venv gcc util-linux procps tini dumb-init
 
-.PHONY: install system-deps test test-unit test-pid1 lint typecheck format bench demo clean
+.PHONY: install system-deps test test-unit test-pid1 lint typecheck format bench bench-deps demo clean
 .PHONY: webapp-install test-e2e demo-single test-container container-images
 
 install: $(STAMP)
@@ -51,11 +51,30 @@ test-unit: $(STAMP)
 test-pid1: $(STAMP)
 	$(BIN)/pytest -q tests/pid1
 
-# Bytecode first, as an installed package has it: compiling pidone's source
-# at start-up (PYTHONDONTWRITEBYTECODE set, or a read-only tree) costs PID 1
-# over a MiB of memory that it never gives back.
-bench: $(STAMP)
-	$(BIN)/python -m compileall -q src >/dev/null
+# pidone against every peer (bench/README.md). The peers: tini and dumb-init
+# (above), s6 and runit from Debian (without recommends: runit-init would
+# replace the init system), strace for the profile of a miss; supervisor,
+# circus, honcho and py-spy from PyPI in the bench's own venv. bench/run.py
+# compiles pidone's bytecode first, as an installed package has it.
+BENCH_APT_PACKAGES := s6 runit strace
+PEERS_VENV := bench/.venv-peers
+PEERS_STAMP := $(PEERS_VENV)/.installed
+
+bench-deps: $(STAMP) $(PEERS_STAMP)
+	@missing=""; for p in $(BENCH_APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for the benchmark:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+$(PEERS_STAMP): bench/peers-requirements.txt
+	$(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_VENV)/bin/pip install -q --disable-pip-version-check -r bench/peers-requirements.txt
+	touch $@
+
+bench: bench-deps
 	$(BIN)/python bench/run.py
 
 # --- the webapp example: uwsgi + celery + redis under pidone, nginx beside it ---

@@ -9,7 +9,7 @@ import subprocess
 from collections.abc import Sequence
 
 from pidbench.children import PYTHON as CHILD_PYTHON
-from pidbench.inits import PIDONE, REPO, Init
+from pidbench.inits import REPO, Init
 
 
 def _cpu_model() -> str:
@@ -45,13 +45,23 @@ def describe_machine() -> list[tuple[str, str]]:
     ]
 
 
+def load_average() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
+
+
 def describe_tools(inits: Sequence[Init]) -> list[tuple[str, str]]:
     tools = []
+    seen: set[str] = set()
     for init in inits:
+        if init.executable in seen:
+            continue  # pidone's variants: the same program
+        seen.add(init.executable)
         version = init.version()
-        if init is PIDONE:
+        if init.is_pidone:
             commit = _run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
-            version += f" (commit {commit})"
-        tools.append((init.name, version))
+            dirty = _run(["git", "-C", str(REPO), "status", "--porcelain", "--", "src"])
+            version += f" (commit {commit}{', src/ modified' if dirty != 'unknown' else ''})"
+        tools.append(("pidone" if init.is_pidone else init.name, version))
     tools.append(("unshare", _run(["unshare", "--version"])))
     return tools

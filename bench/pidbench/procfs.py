@@ -7,6 +7,7 @@ that loses its init says so instead of recording a zero.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pidbench.errors import BenchError
@@ -42,20 +43,47 @@ def stat(pid: int) -> Stat:
     return Stat(state=fields[0], ppid=int(fields[1]), cpu_ticks=int(fields[11]) + int(fields[12]))
 
 
+def tasks(pid: int) -> list[int]:
+    """The process's threads (the main thread included)."""
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise BenchError(f"process {pid} is gone (listing /proc/{pid}/task)") from exc
+
+
+def _per_task(pid: int, read: Callable[[int], int]) -> int:
+    total = 0
+    for tid in tasks(pid):
+        try:
+            total += read(tid)
+        except BenchError:
+            pass  # a thread that ended between the listing and the read
+    return total
+
+
 def cpu_runtime_ns(pid: int) -> int:
-    """Time on CPU in ns (schedstat): the same CPU as utime+stime, without the
-    10 ms tick granularity that rounds an idle init down to zero."""
-    return int(_read(pid, "schedstat").split()[0])
+    """Time on CPU in ns (schedstat) of all its threads: the same CPU as
+    utime+stime, without the 10 ms tick granularity that rounds an idle init
+    down to zero."""
+
+    def one(tid: int) -> int:
+        return int(_read(pid, f"task/{tid}/schedstat").split()[0])
+
+    return _per_task(pid, one)
 
 
 def context_switches(pid: int) -> int:
-    """Voluntary + involuntary switches: each one is a time the process ran."""
-    total = 0
-    for line in _read(pid, "status").splitlines():
-        key, _, value = line.partition(":")
-        if key in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
-            total += int(value)
-    return total
+    """Voluntary + involuntary switches of all its threads: each one is a time it ran."""
+
+    def one(tid: int) -> int:
+        total = 0
+        for line in _read(pid, f"task/{tid}/status").splitlines():
+            key, _, value = line.partition(":")
+            if key in ("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches"):
+                total += int(value)
+        return total
+
+    return _per_task(pid, one)
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -72,11 +100,46 @@ def memory_kib(pid: int) -> dict[str, int]:
 
 
 def children(pid: int) -> list[int]:
-    """Children of the process's main thread (the inits here have no others)."""
+    """Children of the process's main thread (what a single-threaded init forked)."""
     try:
         return [int(p) for p in _read(pid, f"task/{pid}/children").split()]
     except BenchError:
         return []
+
+
+def all_children(pid: int) -> list[int]:
+    """Children forked by any of its threads."""
+    found: list[int] = []
+    try:
+        threads = tasks(pid)
+    except BenchError:
+        return []
+    for tid in threads:
+        try:
+            found += [int(p) for p in _read(pid, f"task/{tid}/children").split()]
+        except BenchError:
+            pass
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, parents before their children."""
+    found: list[int] = []
+    queue = [pid]
+    while queue:
+        kids = all_children(queue.pop(0))
+        found += kids
+        queue += kids
+    return found
+
+
+def cmdline(pid: int) -> list[str]:
+    """argv, or [] for a zombie, a kernel thread, or a process that is gone."""
+    try:
+        raw = _read(pid, "cmdline")
+    except BenchError:
+        return []
+    return raw.split("\0")[:-1] if raw.endswith("\0") else raw.split("\0")
 
 
 def exe(pid: int) -> str | None:

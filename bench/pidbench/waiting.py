@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from pidbench import procfs
@@ -26,15 +26,26 @@ def wait_for(
         time.sleep(interval)
 
 
-def wait_until_quiet(pid: int, quiet: float = 0.1, timeout: float = 10.0) -> None:
-    """Wait until `pid` sleeps and has not run for `quiet` seconds, so that
-    what we read next is its steady state, not the tail of its start-up."""
+def wait_until_quiet(
+    pids: int | Sequence[int], quiet: float = 0.1, timeout: float = 10.0, calm_windows: int = 3
+) -> None:
+    """Wait until the process(es) sleep and have not run for `quiet` seconds,
+    so that what we read next is their steady state, not the tail of their
+    start-up. An init with a tick (supervisord, honcho) never goes that quiet:
+    `calm_windows` windows in a row in which it ran under 1% of the time count too."""
+    group = [pids] if isinstance(pids, int) else list(pids)
+    calm = 0
 
     def settled() -> bool | None:
-        before = procfs.context_switches(pid)
+        nonlocal calm
+        switches = sum(procfs.context_switches(p) for p in group)
+        runtime = sum(procfs.cpu_runtime_ns(p) for p in group)
         time.sleep(quiet)
-        if procfs.stat(pid).state == "S" and procfs.context_switches(pid) == before:
+        asleep = all(procfs.stat(p).state in ("S", "I") for p in group)
+        if asleep and sum(procfs.context_switches(p) for p in group) == switches:
             return True
-        return None
+        ran = sum(procfs.cpu_runtime_ns(p) for p in group) - runtime
+        calm = calm + 1 if ran < quiet * 1e9 * 0.01 else 0
+        return True if calm >= calm_windows else None
 
-    wait_for(settled, timeout, f"process {pid} to go quiet", interval=0)
+    wait_for(settled, timeout, f"process(es) {group} to go quiet", interval=0)

@@ -1,6 +1,6 @@
 """Orphan storm: make COUNT zombies that only the init can reap.
 
-    orphan_storm.py timed FIFO COUNT TIMEOUT
+    orphan_storm.py timed FIFO COUNT TIMEOUT [STALL]
     orphan_storm.py held FIFO COUNT
 
 Each of COUNT intermediate children forks a grandchild and exits at once.
@@ -12,10 +12,13 @@ namespace's /proc, and write one JSON line to FIFO (times in ms from the
 first fork):
 
     storm_ms  the last fork is done
-    clear_ms  no zombie is left (null: some were still there after TIMEOUT s)
+    clear_ms  no zombie is left (null: some were still there after TIMEOUT s,
+              or none was reaped for STALL s: an init that does not reap)
     peak      the most zombies seen at once
     leaked    zombies left when we stopped looking
     failed    forks that failed
+
+then wait to be killed (a supervisor would start another storm).
 
 held: write `ready`, storm when SIGUSR1 arrives (the benchmark has stopped
 the init by then, so the zombies pile up), write `done FAILED`, then wait
@@ -82,7 +85,7 @@ def orphan_one() -> bool:
     return status == 0
 
 
-def timed(count: int, timeout: float) -> dict[str, float | int | None]:
+def timed(count: int, timeout: float, stall: float) -> dict[str, float | int | None]:
     wait_for_init_asleep()
     start = time.monotonic_ns()
     peak = failed = 0
@@ -93,13 +96,17 @@ def timed(count: int, timeout: float) -> dict[str, float | int | None]:
     forked = time.monotonic_ns()
     deadline = time.monotonic() + timeout
     cleared: int | None = None
+    fewest, fewest_at = count + 1, time.monotonic()
     while True:
         zombies = count_zombies()
         peak = max(peak, zombies)
+        now = time.monotonic()
         if zombies == 0:
             cleared = time.monotonic_ns()
             break
-        if time.monotonic() > deadline:
+        if zombies < fewest:
+            fewest, fewest_at = zombies, now
+        if now > deadline or now - fewest_at > stall:
             break
         time.sleep(0.0002)
     return {
@@ -127,8 +134,10 @@ def main(argv: list[str]) -> int:
     report = os.open(fifo, os.O_WRONLY)
     if mode == "held":
         return held(report, count)
-    result = timed(count, float(argv[4]))
+    timeout = float(argv[4])
+    result = timed(count, timeout, float(argv[5]) if len(argv) > 5 else timeout)
     os.write(report, (json.dumps(result) + "\n").encode())
+    time.sleep(WAIT_LIMIT)
     return 0
 
 

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from pidbench.measure import Measurement
+from pidbench.measures.chain import Chain
 from pidbench.measures.idle import Idle
+from pidbench.measures.logs import LogRelay
 from pidbench.measures.memory import Memory
 from pidbench.measures.orphans import OrphanStorm, ZombieBurst
+from pidbench.measures.restart import Restart
+from pidbench.measures.scale import Scale
 from pidbench.measures.shutdown import Shutdown
 from pidbench.measures.signals import SignalLatency
 
@@ -15,5 +19,9 @@ ALL: tuple[Measurement, ...] = (
     OrphanStorm(),
     ZombieBurst(),
     SignalLatency(),
+    Restart(),
     Shutdown(),
+    Chain(),
+    LogRelay(),
+    Scale(),
 )
