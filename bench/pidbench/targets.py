@@ -126,7 +126,9 @@ def _logs(results: Results) -> tuple[bool, str]:
 
 def _scrape(results: Results) -> tuple[bool, str]:
     s = _summary(results, scale.SCRAPE, RUN)
-    return s.median < 250, f"median of medians {s.median:.1f} ms (max {s.maximum:.1f})"
+    count = results.summary(scale.PROCESSES, RUN)
+    processes = f" with {count.median:.0f} processes" if count is not None else ""
+    return s.median < 250, f"median of medians {s.median:.1f} ms{processes} (max {s.maximum:.1f})"
 
 
 TARGETS: tuple[tuple[str, str, Callable[[Results], tuple[bool, str]]], ...] = (

@@ -1,4 +1,4 @@
-"""Scale: 200 supervised processes.
+"""Scale: many supervised processes (200 unless --scale says otherwise).
 
 Each is children/up.sh (says `up` on a FIFO, then becomes `sleep`): the
 time from starting the init until all have said so; the init's memory and
@@ -29,6 +29,7 @@ START_TIMEOUT = 120.0
 STOP_TIMEOUT = 120.0
 SCRAPE_TIMEOUT = 10.0
 
+PROCESSES = Metric("scale_processes", "Supervised processes", "count", digits=0, better=None)
 START_ALL = Metric("scale_start", "Start to all running", "ms", digits=0)
 SCALE_RSS = Metric("scale_rss", "Init RSS", "MiB", digits=1)
 SCALE_TREE_PSS = Metric("scale_tree_pss", "Supervision tree PSS", "MiB", digits=1)
@@ -40,8 +41,8 @@ _PROCESS_LABEL = re.compile(rb'process="([^"]+)"')
 
 class Scale:
     name = "scale"
-    title = "200 supervised processes"
-    metrics = (START_ALL, SCALE_RSS, SCALE_TREE_PSS, SCRAPE, STOP_ALL)
+    title = "Scale: many supervised processes"
+    metrics = (PROCESSES, START_ALL, SCALE_RSS, SCALE_TREE_PSS, SCRAPE, STOP_ALL)
 
     def applies(self, init: Init) -> bool:
         return supervisors(init)
@@ -74,6 +75,7 @@ class Scale:
                     while len(up) < len(names):
                         line, last = channel.read_line_ns(max(0.0, deadline - time.monotonic()))
                         up.add(line.split()[1])
+                    out.record(PROCESSES, init.name, len(names))
                     out.record(START_ALL, init.name, (last - ns.started_ns) / 1e6)
                     wait_until_quiet(ns.pid, timeout=30)
                     out.record(SCALE_RSS, init.name, procfs.memory_kib(ns.pid)["Rss"] / 1024)
