@@ -279,9 +279,10 @@ def _import_tree(stderr: str) -> dict[str, str]:
     return parent
 
 
-def _group(module: str, parent: dict[str, str]) -> str:
+def _group(module: str, parent: dict[str, str], callers: dict[str, str]) -> str:
     """`pidone.metrics -> http.server`: the import in pidone's code that
-    brought `module` in; `pidone (own code)` for pidone's modules."""
+    brought `module` in (`pidone.loop.run() -> ...` for one in a function);
+    `pidone (own code)` for pidone's modules."""
     if module.startswith("pidone"):
         return "pidone (own code)"
     chain = [module]
@@ -289,7 +290,9 @@ def _group(module: str, parent: dict[str, str]) -> str:
         chain.append(parent[chain[-1]])
     top = chain[-1]
     importer = parent.get(top)
-    return f"{importer} -> {top}" if importer else f"(imported by a function) {top}"
+    if importer:
+        return f"{importer} -> {top}"
+    return f"{callers.get(top, '-')}() -> {top}"
 
 
 def _rss_profile(subject: str, settings: Settings) -> str:
@@ -307,14 +310,17 @@ def _rss_profile(subject: str, settings: Settings) -> str:
         wait_until_quiet(ns.supervision_tree())
         final = procfs.memory_kib(ns.pid)["Rss"]
         stderr = ns.log_path.read_text(errors="replace")
-    rows = [line.split() for line in trace.read_text().splitlines() if len(line.split()) == 2]
+    lines = [line.split() for line in trace.read_text().splitlines() if len(line.split()) == 4]
+    # pidone's own lines, not those of a child between its fork and its exec.
+    rows = [(module, rss) for pid, module, rss, _ in lines if pid == lines[0][0]]
+    callers = {module: caller for _, module, _, caller in lines}
     parent = _import_tree(stderr)
     groups: Counter[str] = Counter()
     modules: Counter[str] = Counter()
     for (module, rss), (_, after) in pairwise(rows):
         if module == "<start>":
             continue
-        key = _group(module, parent)
+        key = _group(module, parent, callers)
         groups[key] += int(after) - int(rss)
         modules[key] += 1
     start = int(rows[0][1])
