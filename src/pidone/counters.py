@@ -1,5 +1,5 @@
 """Counts the loop keeps for /metrics, in a module of their own so that the
-loop can keep them without importing prometheus-client when metrics are off."""
+loop can keep them without loading the metrics server when metrics are off."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ class PidoneCounters:
         self.zombies_reaped = 0
         self.signals_received: dict[int, int] = {}
         self.signals_forwarded: dict[int, int] = {}
-        self.config_reloads = 0
 
     @staticmethod
     def count(counter: dict[int, int], signum: int) -> None:

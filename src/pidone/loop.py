@@ -36,7 +36,7 @@ from pidone.logs import LogRelay
 from pidone.probes import Prober
 from pidone.states import AT_REST, HAS_PID, ProcessState
 
-if TYPE_CHECKING:  # metrics pulls in prometheus-client and psutil: only when enabled
+if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
     from pidone.metrics import MetricsServer, Waker
 from pidone.supervisor import (
     Action,

@@ -70,7 +70,7 @@ def main(opts: Options) -> int:
     log.info(f"started {opts.command[0]!r} as pid {child}")
     watch = None
     if opts.metrics:
-        # Only now: prometheus-client costs memory that plain tini users never pay.
+        # Only now: the HTTP server costs memory that plain tini users never pay.
         from pidone.single_metrics import SingleMetrics
 
         watch = SingleMetrics.start(opts.metrics, opts.command, child, log.error)

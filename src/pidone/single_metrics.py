@@ -1,6 +1,6 @@
 """`pidone --metrics ADDR -- CMD`: /metrics, /healthz and /readyz for
-single-command mode, loaded only when asked for (prometheus-client and psutil
-cost several MiB that a plain tini replacement should not carry).
+single-command mode, loaded only when asked for (the HTTP server and its
+threads cost memory that a plain tini replacement should not carry).
 
 The child is shown as one process named after its command, ready while it
 runs; the counters are pidone's own (zombies reaped, signals received and

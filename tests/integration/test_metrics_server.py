@@ -111,7 +111,7 @@ def test_metrics_parse_and_carry_pidone_and_process_series(
     assert m["pidone_process_open_fds", web] >= 3
     assert m["pidone_process_cpu_seconds_total", web] >= 0.0
     assert m["pidone_last_scrape_error", ()] == 0.0
-    # pidone's own process_* and python_* series, from prometheus-client's collectors
+    # pidone's own process_* and python_* series, under prometheus-client's names
     assert m["process_resident_memory_bytes", ()] > 1 * MiB
     assert m["process_open_fds", ()] > 0
     assert ("process_cpu_seconds_total", ()) in m
@@ -159,9 +159,9 @@ def test_memory_of_a_forked_worker_counts_for_its_process(
         assert m["pidone_process_resident_memory_bytes", celery] > 50 * MiB
         assert m["pidone_process_open_fds", celery] >= 6  # stdio and the pipe, twice
         # Both ways of finding descendants agree: the kernel's child lists,
-        # and the psutil pass over every process (kernels without them).
+        # and the pass over every /proc/PID/stat (kernels without them).
         for kernel_children in (True, False):
-            tree = TreeSampler(kernel_children=kernel_children)([master.pid])[master.pid]
+            tree = TreeSampler(use_kernel_children=kernel_children)([master.pid])[master.pid]
             assert tree.processes == 2
             assert tree.resident_bytes > 50 * MiB
         assert sample_trees([master.pid, 999_999_999]).keys() == {master.pid}
