@@ -1,7 +1,7 @@
 """Command line: the only place where errors become exit statuses.
 
     pidone [-g] [-v...] [--] CMD [ARGS...]   run one command as PID 1 (like tini)
-    pidone run|check|ctl ...                 the supervisor (argparse, loaded lazily)
+    pidone run|check|ctl ...                 the supervisor (loaded only for them)
 
 Single-command mode parses its few options by hand: argparse would cost
 about 1.4 MiB of resident memory in a process that lives as long as the
@@ -105,7 +105,12 @@ def main(argv: list[str] | None = None) -> int:
         # container's stop time is the child's, not Python's.
         system.exit_now(single.main(parsed))
     except UsageError as exc:
-        sys.stderr.write(f"pidone: {exc}\n\n{USAGE}")
+        text = USAGE
+        if args and args[0] in ("run", "check"):
+            from pidone.commands import usage
+
+            text = usage(args[0])
+        sys.stderr.write(f"pidone: {exc}\n\n{text}")
         return exc.exit_code
     except PidoneError as exc:
         sys.stderr.write(f"pidone: {exc}\n")

@@ -1,46 +1,92 @@
 """The supervisor's subcommands: `pidone run`, `pidone check`.
 
-Loaded only for them (argparse and the config stack would bloat the
-single-command mode). Config and usage errors exit 2, having started nothing.
+Loaded only for them (the config stack would bloat the single-command
+mode). Their few options are parsed by hand, like single-command mode's:
+argparse and the shutil, lzma and bz2 its help formatter imports would cost
+`pidone run` over 1 MiB of resident memory for as long as the container
+lives. Config and usage errors exit 2, having started nothing.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from pidone import __version__
 from pidone.config import Config, load
 from pidone.errors import UsageError
 
+USAGE = """\
+usage: pidone {command} [-f PROCFILE] [-c CONFIG] [-e ENVFILE]
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(f"{self.prog}: {message}")
+{what}
+
+options:
+  -f, --procfile PROCFILE  Procfile (default: ./Procfile)
+  -c, --config CONFIG      pidone.toml (default: ./pidone.toml if present)
+  -e, --env ENVFILE        .env file (default: ./.env if present)
+  -h, --help               show this help and exit
+"""
+
+WHAT = {
+    "run": "Supervise the processes of a Procfile / pidone.toml.",
+    "check": "Validate the configuration and print the start order; start nothing.",
+}
+
+FILE_OPTIONS = {
+    "-f": "procfile",
+    "--procfile": "procfile",
+    "-c": "config",
+    "--config": "config",
+    "-e": "env",
+    "--env": "env",
+}
 
 
-def _files(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("-f", "--procfile", type=Path, help="Procfile (default: ./Procfile)")
-    parser.add_argument(
-        "-c", "--config", type=Path, help="pidone.toml (default: ./pidone.toml if present)"
-    )
-    parser.add_argument("-e", "--env", type=Path, help=".env file (default: ./.env if present)")
+@dataclass
+class Args:
+    command: str
+    procfile: Path | None = None
+    config: Path | None = None
+    env: Path | None = None
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="pidone", description="A container-native init and supervisor.")
-    parser.add_argument("-V", "--version", action="version", version=f"pidone {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = sub.add_parser("run", help="supervise the processes of a Procfile / pidone.toml")
-    _files(run)
-    check = sub.add_parser("check", help="validate the configuration and print the start order")
-    _files(check)
-    return parser
+def usage(command: str) -> str:
+    return USAGE.format(command=command, what=WHAT[command])
 
 
-def load_config(args: argparse.Namespace) -> Config:
+def parse_args(argv: list[str]) -> Args | str:
+    """`run|check [OPTIONS]`: Args, or a str to print and exit 0 (help)."""
+    command, rest = argv[0], argv[1:]
+    if command not in WHAT:
+        raise UsageError(f"unknown subcommand {command!r}: use run, check or ctl")
+    args = Args(command)
+    i = 0
+    while i < len(rest):
+        arg = rest[i]
+        if arg in ("-h", "--help"):
+            return usage(command)
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if name not in FILE_OPTIONS and len(arg) > 2 and arg[:2] in FILE_OPTIONS:
+            name, eq, value = arg[:2], "=", arg[2:]  # -cFILE
+        field = FILE_OPTIONS.get(name)
+        if field is None:
+            what = "option" if arg.startswith("-") else "argument"
+            raise UsageError(f"{command}: unknown {what} {arg!r}")
+        if not eq:
+            if i + 1 >= len(rest):
+                raise UsageError(f"{command}: {name} needs a file name")
+            i += 1
+            value = rest[i]
+        if not value:
+            raise UsageError(f"{command}: {name} needs a file name")
+        setattr(args, field, Path(value))
+        i += 1
+    return args
+
+
+def load_config(args: Args) -> Config:
     from pidone import system
 
     environ = system.original_environ()
@@ -69,7 +115,10 @@ def describe(config: Config) -> str:
 
 
 def run_subcommand(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse_args(argv)
+    if isinstance(args, str):
+        sys.stdout.write(args)
+        return 0
     config = load_config(args)
     if args.command == "check":
         sys.stdout.write(describe(config))
