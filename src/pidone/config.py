@@ -24,7 +24,6 @@ same ConfigError.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 import signal
@@ -376,6 +375,8 @@ def _check_top_level(ctx: _Context, data: Mapping[str, Any]) -> None:
                 ctx.problem("", key, value, f"must be a table, like [{key}]")
             continue
         if isinstance(value, dict):  # a table: [sockets.app] for [socket.app]
+            import difflib  # only a config with a mistake pays for it
+
             match = difflib.get_close_matches(key, TABLES, n=1)
             hint = f"did you mean [{match[0]}]?" if match else "use " + TABLE_FORMS
             ctx.problem(key, None, _UNSET, f"unknown table; {hint}")

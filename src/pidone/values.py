@@ -3,7 +3,6 @@ a spec holds, or raises BadValue("what is wrong; how to fix it")."""
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import resource
@@ -21,6 +20,8 @@ class BadValue(Exception):
 
 
 def did_you_mean(word: str, known: Iterable[str], cutoff: float = 0.6) -> str:
+    import difflib  # only a config with a mistake pays for it
+
     by_lower = {name.lower(): name for name in known}
     match = difflib.get_close_matches(word.lower(), list(by_lower), n=1, cutoff=cutoff)
     return f'; did you mean "{by_lower[match[0]]}"?' if match else ""

@@ -31,3 +31,33 @@ def test_heavy_modules_are_not_loaded_before_the_snapshot_either() -> None:
     loaded = set(out.stdout.split())
     assert "pidone.system" in loaded
     assert not (loaded & HEAVY), sorted(loaded & HEAVY)
+
+
+# `pidone run` with metrics also lives as long as the container (the
+# benchmark's target: at most 18 MiB). What the supervisor, its config
+# stack and its metrics server load must leave these out: each costs from
+# 0.3 to 6 MiB (bench/RESULTS.md's import profile).
+HEAVY_FOR_RUN = {
+    "argparse",
+    "difflib",
+    "email",
+    "http.server",
+    "http.client",
+    "prometheus_client",
+    "psutil",
+    "shutil",
+    "ssl",
+    "subprocess",
+    "urllib.request",
+}
+
+
+def test_the_supervisor_and_its_metrics_leave_out_the_heavy_modules() -> None:
+    probe = (
+        "import sys; from pidone import commands, loop, metrics; "
+        "print(' '.join(sorted(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    loaded = set(out.stdout.split())
+    assert {"pidone.config", "pidone.loop", "pidone.metrics"} <= loaded
+    assert not (loaded & HEAVY_FOR_RUN), sorted(loaded & HEAVY_FOR_RUN)
