@@ -18,7 +18,7 @@ from pidone.single import Options
 
 USAGE = """\
 usage: pidone [OPTIONS] [--] CMD [ARGS...]
-       pidone run [-f PROCFILE] [-c CONFIG] [-e ENVFILE]
+       pidone run [-f PROCFILE] [-c CONFIG] [-e ENVFILE] [--metrics ADDR]
        pidone check [-f PROCFILE] [-c CONFIG] [-e ENVFILE]
        pidone ctl [--socket PATH] COMMAND ...   (pidone ctl -h for the commands)
 

@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pidone.config import Config, load
 from pidone.errors import UsageError
+from pidone.values import BadValue, address
 
 USAGE = """\
-usage: pidone {command} [-f PROCFILE] [-c CONFIG] [-e ENVFILE]
+usage: pidone {command} [-f PROCFILE] [-c CONFIG] [-e ENVFILE] [--metrics ADDR]
 
 {what}
 
@@ -26,6 +27,8 @@ options:
   -f, --procfile PROCFILE  Procfile (default: ./Procfile)
   -c, --config CONFIG      pidone.toml (default: ./pidone.toml if present)
   -e, --env ENVFILE        .env file (default: ./.env if present)
+  --metrics ADDR           serve /metrics, /healthz, /readyz on HOST:PORT
+                           (overrides [pidone] metrics)
   -h, --help               show this help and exit
 """
 
@@ -34,13 +37,14 @@ WHAT = {
     "check": "Validate the configuration and print the start order; start nothing.",
 }
 
-FILE_OPTIONS = {
+OPTIONS = {
     "-f": "procfile",
     "--procfile": "procfile",
     "-c": "config",
     "--config": "config",
     "-e": "env",
     "--env": "env",
+    "--metrics": "metrics",
 }
 
 
@@ -50,6 +54,10 @@ class Args:
     procfile: Path | None = None
     config: Path | None = None
     env: Path | None = None
+    metrics: str | None = None
+
+
+_WORD = {"metrics": "HOST:PORT address, like 0.0.0.0:9100"}
 
 
 def usage(command: str) -> str:
@@ -68,20 +76,24 @@ def parse_args(argv: list[str]) -> Args | str:
         if arg in ("-h", "--help"):
             return usage(command)
         name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
-        if name not in FILE_OPTIONS and len(arg) > 2 and arg[:2] in FILE_OPTIONS:
+        if name not in OPTIONS and len(arg) > 2 and arg[:2] in OPTIONS:
             name, eq, value = arg[:2], "=", arg[2:]  # -cFILE
-        field = FILE_OPTIONS.get(name)
+        field = OPTIONS.get(name)
         if field is None:
             what = "option" if arg.startswith("-") else "argument"
             raise UsageError(f"{command}: unknown {what} {arg!r}")
-        if not eq:
-            if i + 1 >= len(rest):
-                raise UsageError(f"{command}: {name} needs a file name")
+        if not eq and i + 1 < len(rest):
             i += 1
             value = rest[i]
         if not value:
-            raise UsageError(f"{command}: {name} needs a file name")
-        setattr(args, field, Path(value))
+            raise UsageError(f"{command}: {name} needs a {_WORD.get(field, 'file name')}")
+        if field == "metrics":
+            try:
+                args.metrics = address(value)
+            except BadValue as exc:
+                raise UsageError(f"{command}: --metrics {value!r} {exc}") from None
+        else:
+            setattr(args, field, Path(value))
         i += 1
     return args
 
@@ -100,7 +112,10 @@ def load_config(args: Args) -> Config:
     )
     from pidone import identity
 
-    return load(args.procfile, args.config, args.env, environ=env, checks=[identity.check])
+    config = load(args.procfile, args.config, args.env, environ=env, checks=[identity.check])
+    if args.metrics is not None:
+        config = replace(config, settings=replace(config.settings, metrics=args.metrics))
+    return config
 
 
 def describe(config: Config) -> str:

@@ -51,9 +51,10 @@ class Stack:
         return self._init
 
     def start(self, toml: str, *, procfile: str | None = None,
-              extra: tuple[str, ...] = ()) -> Stack:  # fmt: skip
+              extra: tuple[str, ...] = (), run_args: tuple[str, ...] = ()) -> Stack:  # fmt: skip
+        """`extra`: pidone's options before `run`; `run_args`: after it."""
         (self.dir / "pidone.toml").write_text(toml)
-        args = ["run", "-c", str(self.dir / "pidone.toml")]
+        args = ["run", "-c", str(self.dir / "pidone.toml"), *run_args]
         if procfile is not None:
             (self.dir / "Procfile").write_text(procfile)
             args += ["-f", str(self.dir / "Procfile")]

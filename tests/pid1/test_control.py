@@ -287,6 +287,21 @@ command = '''{eater}'''
         assert stack.init.wait() == 0
 
 
+def test_the_metrics_option_overrides_the_config(shared: Path) -> None:
+    configured, asked = free_port(), free_port()
+    with Stack("pid1", shared) as stack:
+        stack.start(
+            f'[pidone]\nmetrics = "127.0.0.1:{configured}"\n'
+            f'[process.a]\ncommand = "{stack.svc("a")}"\n',
+            run_args=("--metrics", f"127.0.0.1:{asked}"),
+        )
+        wait_for(lambda: _answers(asked), what="the metrics server on the asked port")
+        assert metrics(asked)["pidone_process_up", (("process", "a"),)] in (0, 1)
+        assert not _answers(configured)
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
+
+
 def test_readyz_is_503_with_the_reason_until_ready(shared: Path) -> None:
     port = free_port()
     with Stack("pid1", shared) as stack:

@@ -24,6 +24,8 @@ from pidone.errors import UsageError
         ),
         (["run", "-cC", "-fP"], Args("run", Path("P"), Path("C"))),
         (["run", "-c", "a", "-c", "b"], Args("run", config=Path("b"))),  # the last one wins
+        (["run", "--metrics", "0.0.0.0:9100"], Args("run", metrics="0.0.0.0:9100")),
+        (["run", "--metrics=[::1]:9100"], Args("run", metrics="[::1]:9100")),
     ],
 )
 def test_options(argv: list[str], expected: Args) -> None:
@@ -45,6 +47,11 @@ def test_help_is_returned_for_printing(argv: list[str]) -> None:
         (["check", "web"], "check: unknown argument 'web'"),
         (["run", "-c"], "run: -c needs a file name"),
         (["run", "--config="], "run: --config needs a file name"),
+        (["run", "--metrics"], "run: --metrics needs a HOST:PORT address, like 0.0.0.0:9100"),
+        (
+            ["run", "--metrics", "9100"],
+            """run: --metrics '9100' must be "HOST:PORT", like "127.0.0.1:9100\"""",
+        ),
     ],
 )
 def test_usage_errors_say_what_is_wrong(argv: list[str], message: str) -> None:
