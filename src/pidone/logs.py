@@ -189,7 +189,9 @@ class LogRelay:
             self._register(source)
         return write_fd
 
-    def event(self, name: str, message: str, *, stream: Stream = "stdout") -> None:
+    def event(
+        self, name: str, message: str, *, stream: Stream = "stdout", catch_up: bool = True
+    ) -> None:
         """Log one of pidone's own events, formatted like a process line.
 
         For a process's name, what it already wrote (an unfinished last
@@ -197,11 +199,16 @@ class LogRelay:
         "exited with status 1"; except for the first event after pipe_for()
         ("started"), which comes before anything the new instance wrote. (A
         live process caught halfway through writing a line in several pieces
-        sees it cut in two: the lesser evil.)
+        sees it cut in two: the lesser evil.) `catch_up=False` is for events
+        about the previous instance logged after the new one was spawned
+        (pipe_for() relayed its last words already): nothing is relayed
+        first, and the "started" event that follows still comes first.
         """
         if self._closed:
             return
-        if name in self._spawning:
+        if not catch_up:
+            pass
+        elif name in self._spawning:
             self._spawning.discard(name)
         else:
             for source_stream in ("stdout", "stderr"):

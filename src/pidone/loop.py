@@ -270,17 +270,19 @@ class Loop:
             except Exception:
                 self._log_bug(f"the supervisor handling {ev}")
                 continue
+            spawned: set[str] = set()  # Spawn comes first in a batch: see the Log case
             for action in actions:
                 try:
-                    self._execute(action)
+                    self._execute(action, spawned)
                 except Exception:
                     self._log_bug(f"carrying out {action}")
 
     # -- actions --
 
-    def _execute(self, action: Action) -> None:
+    def _execute(self, action: Action, spawned: set[str]) -> None:
         match action:
             case Spawn(name):
+                spawned.add(name)
                 self._spawn(self.config.processes[name])
             case Kill(_, pid, signum, group):
                 if system.send_signal(pid, signum, group=group) and signum == self._forwarding:
@@ -294,7 +296,15 @@ class Loop:
             case WatchSocket(name, sock):
                 self.socket_watch[name, sock] = self.clock()
             case Log(name, message, error):
-                self.relay.event(name, message, stream="stderr" if error else "stdout")
+                # A line about the instance before one spawned in this batch
+                # ("exited", "restarting"): the new one's output must not be
+                # relayed in front of it, nor in front of its "started".
+                self.relay.event(
+                    name,
+                    message,
+                    stream="stderr" if error else "stdout",
+                    catch_up=name not in spawned,
+                )
             case Sweep(signum):
                 system.signal_everyone_else(signum)
                 self._reap()

@@ -30,6 +30,8 @@ each one toward what it should be doing. The rules:
   nothing left to run) stops everything in reverse order, each with its own
   stop signal and timeout (then SIGKILL to its group), then sweeps whatever
   is left in the container: SIGTERM, then SIGKILL after sweep_timeout.
+* In the actions one event produces, Spawn and Kill come first: the lines
+  that log them follow, so that a restart or a signal never waits for them.
 """
 
 from __future__ import annotations
@@ -187,6 +189,19 @@ class Exit:
 
 Action = Spawn | Kill | StartProbe | CancelProbe | WatchPidfile | WatchSocket | Log | Sweep | Exit
 
+
+def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
+    """The batch with its Spawn and Kill actions moved to the front, each
+    part keeping its own order. The loop carries a batch out in order, and a
+    Log costs a write to pidone's output and a look at the process's pipes:
+    a restart or a forwarded signal must not wait for the lines that tell of
+    it. (Sweep stays where it is: it reaps, which feeds new events at once.)"""
+    first = [a for a in actions if isinstance(a, (Spawn, Kill))]
+    if not first or len(first) == len(actions):
+        return actions
+    return first + [a for a in actions if not isinstance(a, (Spawn, Kill))]
+
+
 # --- what ctl and metrics see ------------------------------------------------
 
 
@@ -311,7 +326,7 @@ class Supervisor:
             case Request():
                 self._on_request(event, out)
         self._reconcile(out)
-        return out
+        return spawns_and_signals_first(out)
 
     def next_deadline(self) -> float | None:
         """The earliest time at which a Tick has something to do."""

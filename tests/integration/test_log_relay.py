@@ -325,6 +325,35 @@ def test_events_and_instances_keep_their_order_across_a_restart(
     )
 
 
+def test_events_about_the_last_instance_may_follow_the_restart(
+    selector: selectors.BaseSelector,
+) -> None:
+    # The loop spawns the new instance first and then logs the old one's
+    # exit (catch_up=False): its last words still come before the exit, and
+    # the new instance's first line after "started".
+    out = Sink()
+    relay = LogRelay(selector, names=["web"], stdout_fd=out.fd, stderr_fd=out.fd)
+    proc = spawn(relay, "web", "import os; os.write(1, b'last words\\nunfinished')")
+    relay.event("web", "started")
+    proc.wait()
+    restarted = spawn(relay, "web", "print('new instance', flush=True)")
+    restarted.wait()  # it has written before pidone logs anything
+    relay.event("web", "exited with signal SIGKILL", catch_up=False)
+    relay.event("web", "restarting in 0 s", catch_up=False)
+    relay.event("web", "started again")
+    run_loop(selector, lambda: out.data.endswith(b"new instance\n"))
+    (data,) = finish(relay, out)
+    assert data == (
+        b"web    | started\n"
+        b"web    | last words\n"
+        b"web    | unfinished\n"
+        b"web    | exited with signal SIGKILL\n"
+        b"web    | restarting in 0 s\n"
+        b"web    | started again\n"
+        b"web    | new instance\n"
+    )
+
+
 def test_a_new_instance_never_continues_the_last_ones_line(
     selector: selectors.BaseSelector,
 ) -> None:

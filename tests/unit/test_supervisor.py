@@ -33,6 +33,7 @@ from pidone.supervisor import (
     Sweep,
     Tick,
     WatchPidfile,
+    spawns_and_signals_first,
 )
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -227,6 +228,17 @@ def test_restart_at_once_then_with_doubling_backoff(tmp_path: Path) -> None:
     assert sim.core.snapshot().processes[0].restarts_by_reason == {"crash": 2}
 
 
+def test_a_restart_at_once_is_spawned_before_its_exit_is_logged(tmp_path: Path) -> None:
+    # The loop carries actions out in order, and logging takes time: the
+    # Spawn goes first, the lines about the exit after it, in their order.
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n')
+    sim.do(Boot())
+    old = sim.pid("a")
+    actions = sim.core.handle(Reaped(old, killed(KILL)), sim.now)
+    assert actions[0] == Spawn("a")
+    assert logs(actions) == ["a: exited with signal SIGKILL", "a: restarting in 0 s"]
+
+
 def test_fatal_after_too_many_exits_in_the_window(tmp_path: Path) -> None:
     toml = '[pidone]\nfatal_after = 3\nfatal_window = 60\n[process.a]\ncommand = "a"\n'
     sim = sim_for(tmp_path, toml)
@@ -398,6 +410,44 @@ def test_sigterm_stops_in_reverse_order_and_exits_0(tmp_path: Path) -> None:
     out = sim.exit("a", exited(0))
     assert out[-1] == Sweep(TERM)
     assert exits(sim.do(NoChildren())) == [0]
+
+
+def test_sigterm_signals_before_it_logs(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    pids = {n: sim.pid(n) for n in "abc"}
+    actions = sim.core.handle(SignalReceived(TERM), sim.now)
+    assert actions[:3] == [Kill(n, pids[n], TERM) for n in "abc"]
+    assert logs(actions) == [
+        "pidone: received SIGTERM: stopping",
+        *(f"{n}: stopping: SIGTERM to {pids[n]}" for n in "abc"),
+    ]
+    assert {a for a in actions[3:] if isinstance(a, CancelProbe)} == {CancelProbe(n) for n in "abc"}
+
+
+def test_spawns_and_signals_go_first_each_part_in_its_order() -> None:
+    batch: list[Action] = [
+        Log("pidone", "one"),
+        CancelProbe("a"),
+        Kill("a", 10, TERM),
+        Log("a", "two"),
+        Spawn("b"),
+        Sweep(TERM),
+        Kill("c", 12, TERM),
+        Exit(0),
+    ]
+    assert spawns_and_signals_first(batch) == [
+        Kill("a", 10, TERM),
+        Spawn("b"),
+        Kill("c", 12, TERM),
+        Log("pidone", "one"),
+        CancelProbe("a"),
+        Log("a", "two"),
+        Sweep(TERM),
+        Exit(0),
+    ]
+    quiet: list[Action] = [Log("pidone", "x"), Exit(1)]
+    assert spawns_and_signals_first(quiet) == quiet
 
 
 def test_independent_processes_stop_in_parallel(tmp_path: Path) -> None:
