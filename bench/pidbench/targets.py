@@ -29,7 +29,13 @@ class Verdict:
 
 
 class _Missing(Exception):
-    pass
+    """No number for a subject. Not measured: n/a. But a word in every round
+    of one of pidone's (a signal dropped, zombies leaked, a child not
+    restarted) is what was measured, and the target is missed."""
+
+    def __init__(self, text: str, passed: bool | None) -> None:
+        super().__init__(text)
+        self.passed = passed
 
 
 def _summary(results: Results, metric: Metric, subject: str) -> Summary:
@@ -37,7 +43,10 @@ def _summary(results: Results, metric: Metric, subject: str) -> Summary:
     if summary is None:
         flags = results.flags(metric, subject)
         why = f" ({', '.join(sorted(set(flags)))})" if flags else ""
-        raise _Missing(f"no {metric.label} for {subject}{why}")
+        # A reference (tini, the bare interpreter) without a number leaves
+        # nothing to judge against.
+        failed = bool(flags) and subject in (SINGLE, RUN, RUN_METRICS)
+        raise _Missing(f"no {metric.label} for {subject}{why}", False if failed else None)
     return summary
 
 
@@ -154,7 +163,7 @@ def judge(results: Results) -> list[Verdict]:
         try:
             passed, detail = check(results)
         except _Missing as missing:
-            verdicts.append(Verdict(key, target, None, str(missing)))
+            verdicts.append(Verdict(key, target, missing.passed, str(missing)))
             continue
         verdicts.append(Verdict(key, target, passed, detail))
     return verdicts

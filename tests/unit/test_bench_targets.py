@@ -364,3 +364,41 @@ def test_a_missing_reference_gives_n_a_with_the_words_it_had() -> None:
     found = verdict("storm", values, {(orphans.CLEAR, "tini"): ["leaks", "leaks"]})
     assert found.passed is None
     assert found.detail == "no Storm start to no zombie left for tini (leaks)"
+
+
+# --- words instead of numbers: pidone failed, it was not "not measured" ---------
+
+
+@pytest.mark.parametrize(
+    ("key", "metric", "subject", "word"),
+    [
+        ("storm", orphans.CLEAR, SINGLE, "leaks"),
+        ("storm", orphans.CLEAR, RUN, "leaks"),
+        ("restart", restart.RESTART, RUN, "not restarted"),
+        ("restart", restart.RESTART, RUN, "stops all"),
+        ("signals", signals.METRICS[signal.SIGTERM][0], SINGLE, signals.DROPPED_EXIT),
+        ("signals", signals.METRICS[signal.SIGHUP][0], RUN, signals.DROPPED_RESTART),
+        ("shutdown", shutdown.SLOW_EXTRA, RUN, "not told"),
+        ("logs", logs.THROUGHPUT, RUN, "timed out"),
+    ],
+)
+def test_pidone_with_a_word_in_every_round_misses_and_says_why(
+    key: str, metric: Metric, subject: str, word: str
+) -> None:
+    values = passing()
+    del values[(metric, subject)]
+    found = verdict(key, values, {(metric, subject): [word, word, word]})
+    assert found.word == "MISS"
+    assert found.detail == f"no {metric.label} for {subject} ({word})"
+
+
+def test_different_words_are_all_named_once() -> None:
+    median = signals.METRICS[signal.SIGTERM][0]
+    values = passing()
+    del values[(median, RUN)]
+    words = [signals.DROPPED, signals.DROPPED_EXIT, signals.DROPPED]
+    found = verdict("signals", values, {(median, RUN): words})
+    assert found.word == "MISS"
+    assert (
+        found.detail == "no SIGTERM latency, median for pidone run (dropped, dropped: init exits)"
+    )
