@@ -295,22 +295,10 @@ def _group(module: str, parent: dict[str, str], callers: dict[str, str]) -> str:
     return f"{callers.get(top, '-')}() -> {top}"
 
 
-def _rss_profile(subject: str, settings: Settings) -> str:
-    base = _by_name(subject)
-    trace = Path(tempfile.mkstemp(prefix="rss-", suffix=".txt", dir=settings.workdir)[1])
-
-    def render(workload: Workload, rundir: Path) -> list[str]:
-        argv = base.render(workload, rundir)
-        return [str(VENV_PYTHON), str(RSS_TRACE), str(trace), *argv[1:]]
-
-    traced = Init(f"{subject} (traced)", base.kind, base.executable, render)
-    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
-    with Namespace(traced, SLEEPERS, settings.workdir, env=env) as ns:
-        ns.wait_workload(SLEEP, 3)
-        wait_until_quiet(ns.supervision_tree())
-        final = procfs.memory_kib(ns.pid)["Rss"]
-        stderr = ns.log_path.read_text(errors="replace")
-    lines = [line.split() for line in trace.read_text().splitlines() if len(line.split()) == 4]
+def _rss_table(trace: str, stderr: str, final: int) -> list[str]:
+    """The rows of the RSS table: rss_trace.py's lines (`trace`) paired with
+    PYTHONPROFILEIMPORTTIME's tree (`stderr`); `final` is the init's RSS (KiB)."""
+    lines = [line.split() for line in trace.splitlines() if len(line.split()) == 4]
     # pidone's own lines, not those of a child between its fork and its exec.
     rows = [(module, rss) for pid, module, rss, _ in lines if pid == lines[0][0]]
     callers = {module: caller for _, module, _, caller in lines}
@@ -339,6 +327,25 @@ def _rss_profile(subject: str, settings: Settings) -> str:
         f"| after the last import (running: buffers, threads, the heap) | | {final - last} |"
     )
     table.append(f"| **total: the init's RSS** | | **{final}** |")
+    return table
+
+
+def _rss_profile(subject: str, settings: Settings) -> str:
+    base = _by_name(subject)
+    trace = Path(tempfile.mkstemp(prefix="rss-", suffix=".txt", dir=settings.workdir)[1])
+
+    def render(workload: Workload, rundir: Path) -> list[str]:
+        argv = base.render(workload, rundir)
+        return [str(VENV_PYTHON), str(RSS_TRACE), str(trace), *argv[1:]]
+
+    traced = Init(f"{subject} (traced)", base.kind, base.executable, render)
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    with Namespace(traced, SLEEPERS, settings.workdir, env=env) as ns:
+        ns.wait_workload(SLEEP, 3)
+        wait_until_quiet(ns.supervision_tree())
+        final = procfs.memory_kib(ns.pid)["Rss"]
+        stderr = ns.log_path.read_text(errors="replace")
+    table = _rss_table(trace.read_text(), stderr, final)
     command = (
         f"`PYTHONPROFILEIMPORTTIME=1 {VENV_PYTHON.relative_to(REPO)} "
         f"{RSS_TRACE.relative_to(REPO)} OUT run -c pidone.toml` (`{subject}` with 3 `sleep` "
