@@ -312,11 +312,15 @@ def _rss_table(trace: str, stderr: str, final: int) -> list[str]:
         groups[key] += int(after) - int(rss)
         modules[key] += 1
     start = int(rows[0][1])
+    # What rss_trace.py itself grew by (its audit hook, its first read of
+    # statm) before pidone's first import: in the total too.
+    first = int(rows[1][1]) if len(rows) > 1 else start
     last = int(rows[-1][1])
     table = [
         "| where | modules | RSS (KiB) |",
         "|---|--:|--:|",
         f"| the interpreter before pidone (`python` and `site`) | | {start} |",
+        f"| the tracer (rss_trace.py) until pidone's first import | | {first - start} |",
     ]
     for key, kib in groups.most_common():
         if kib >= 64:

@@ -112,12 +112,28 @@ def test_rss_table_pairs_the_trace_with_the_import_tree() -> None:
         "| where | modules | RSS (KiB) |",
         "|---|--:|--:|",
         "| the interpreter before pidone (`python` and `site`) | | 9000 |",
+        "| the tracer (rss_trace.py) until pidone's first import | | 156 |",
         "| `pidone.config -> tomllib` | 3 | 500 |",
         "| `pidone.cli -> socket` | 2 | 300 |",
         "| `pidone (own code)` | 3 | 244 |",
         "| everything under 64 KiB each | | 30 |",
         "| after the last import (running: buffers, threads, the heap) | | 270 |",
         "| **total: the init's RSS** | | **10500** |",
+    ]
+
+
+def test_rss_table_rows_add_up_to_the_total() -> None:
+    rows = profile._rss_table(RSS_TRACE, IMPORT_TIME, 10500)[2:-1]
+    assert sum(int(row.split("|")[-2]) for row in rows) == 10500
+
+
+def test_rss_table_without_any_import() -> None:
+    assert profile._rss_table("7 <start> 9000 -\n", "", 9100)[2:] == [
+        "| the interpreter before pidone (`python` and `site`) | | 9000 |",
+        "| the tracer (rss_trace.py) until pidone's first import | | 0 |",
+        "| everything under 64 KiB each | | 0 |",
+        "| after the last import (running: buffers, threads, the heap) | | 100 |",
+        "| **total: the init's RSS** | | **9100** |",
     ]
 
 
