@@ -26,7 +26,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from itertools import pairwise
+from itertools import pairwise, zip_longest
 from pathlib import Path
 
 from pidbench import namespace, procfs
@@ -136,7 +136,9 @@ class _Spy:
         own: Counter[str] = Counter()
         for stack, count in looping.items():
             frames = [_short(f) for f in stack.split(";") if f]
-            for frame in set(frames[1:]):  # the first frame is the thread
+            # Every frame, outermost first (py-spy adds no thread frame without
+            # --threads), once per sample however often it recurs.
+            for frame in dict.fromkeys(frames):
                 inclusive[frame] += count
             if frames:
                 own[frames[-1]] += count
@@ -147,11 +149,19 @@ class _Spy:
             "| on the stack (inclusive) | share | at the top (self) | share |",
             "|---|--:|---|--:|",
         ]
-        for (f1, n1), (f2, n2) in zip(
-            inclusive.most_common(TOP), own.most_common(TOP), strict=False
-        ):
-            rows.append(f"| `{f1}` | {n1 / total:.0%} | `{f2}` | {n2 / total:.0%} |")
+        # There are fewer frames at the top than on the stack: every row of
+        # the longer column, the shorter one's cells left empty.
+        for on_stack, at_top in zip_longest(inclusive.most_common(TOP), own.most_common(TOP)):
+            rows.append(f"| {_share(on_stack, total)} | {_share(at_top, total)} |")
         return "\n".join(rows)
+
+
+def _share(entry: tuple[str, int] | None, total: int) -> str:
+    """Two table cells: the frame and its share of the samples, or empty."""
+    if entry is None:
+        return " | "
+    frame, count = entry
+    return f"`{frame}` | {count / total:.0%}"
 
 
 def _spy_on(

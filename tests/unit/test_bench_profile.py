@@ -226,6 +226,61 @@ def test_spy_sums_the_raw_stacks_of_every_launch(tmp_path: Path) -> None:
     }
 
 
+def _stack(*frames: str) -> str:
+    return ";".join(frames)
+
+
+SRC = f"{REPO}/src/pidone"
+TURN = (
+    f"<module> ({REPO}/.venv/bin/pidone:8)",
+    f"main ({SRC}/cli.py:84)",
+    f"run ({SRC}/loop.py:550)",
+    f"Loop.run ({SRC}/loop.py:143)",
+    f"Loop._turn ({SRC}/loop.py:213)",
+)
+
+
+def test_spy_tables_every_frame_on_the_stack_and_every_one_at_the_top(tmp_path: Path) -> None:
+    raw = tmp_path / "spy.txt"
+    raw.write_text(
+        f"{_stack(*TURN, f'Loop._reap ({SRC}/loop.py:367)')} 6\n"
+        f"{_stack(*TURN, f'spawn ({SRC}/system.py:186)')} 3\n"
+        # Start-up: not in the loop, counted only in the total.
+        f"{_stack(*TURN[:2], '_find_and_load (<frozen importlib._bootstrap>:1165)')} 10\n"
+    )
+    spy = profile._Spy("pidone run", tmp_path)
+    spy._add(raw)
+    assert spy.tables().splitlines() == [
+        "9 samples in the loop over 1 launches (19 in all: the rest is start-up, imports and "
+        "configuration), shares of those in the loop:",
+        "",
+        "| on the stack (inclusive) | share | at the top (self) | share |",
+        "|---|--:|---|--:|",
+        # Ties in the order of the stack, outermost first.
+        "| `<module> (.venv/bin/pidone:8)` | 100% | `Loop._reap (pidone/loop.py:367)` | 67% |",
+        "| `main (pidone/cli.py:84)` | 100% | `spawn (pidone/system.py:186)` | 33% |",
+        "| `run (pidone/loop.py:550)` | 100% |  |  |",
+        "| `Loop.run (pidone/loop.py:143)` | 100% |  |  |",
+        "| `Loop._turn (pidone/loop.py:213)` | 100% |  |  |",
+        "| `Loop._reap (pidone/loop.py:367)` | 67% |  |  |",
+        "| `spawn (pidone/system.py:186)` | 33% |  |  |",
+    ]
+
+
+def test_spy_tables_count_a_recursive_frame_once_and_show_the_top_rows(tmp_path: Path) -> None:
+    spy = profile._Spy("pidone", tmp_path)
+    deep = [f"f{i} (pidone/x.py:{i})" for i in range(20)]
+    spy.stacks[_stack("supervise (pidone/single.py:1)", "g (pidone/y.py:1)", *deep)] = 1
+    spy.stacks[
+        _stack("supervise (pidone/single.py:1)", "g (pidone/y.py:1)", "g (pidone/y.py:1)")
+    ] = 1
+    rows = spy.tables().splitlines()[4:]
+    assert len(rows) == profile.TOP
+    assert rows[0] == "| `supervise (pidone/single.py:1)` | 100% | `f19 (pidone/x.py:19)` | 50% |"
+    assert rows[1] == "| `g (pidone/y.py:1)` | 100% | `g (pidone/y.py:1)` | 50% |"
+    assert rows[2] == "| `f0 (pidone/x.py:0)` | 50% |  |  |"
+
+
 def test_spy_without_samples_in_the_loop_says_so(tmp_path: Path) -> None:
     spy = profile._Spy("pidone run", tmp_path)
     spy.stacks["<module> (pidone:8);main (pidone/cli.py:84)"] = 40
