@@ -402,3 +402,31 @@ def test_different_words_are_all_named_once() -> None:
     assert (
         found.detail == "no SIGTERM latency, median for pidone run (dropped, dropped: init exits)"
     )
+
+
+# --- a word in some rounds: those rounds failed, the others do not outvote them ---
+
+
+def test_restart_with_a_round_not_restarted_misses() -> None:
+    values = with_value(restart.RESTART, RUN, 5.0, 5.0, 5.0, 5.0)
+    found = verdict("restart", values, {(restart.RESTART, RUN): ["not restarted"]})
+    assert found.word == "MISS"
+    assert found.detail == "median 5.00 ms (min 5.00, max 5.00); 1x not restarted"
+
+
+def test_shutdown_with_the_slow_child_not_told_in_a_round_misses() -> None:
+    values = with_value(shutdown.SLOW_EXTRA, RUN, 2.0, 2.0)
+    found = verdict("shutdown", values, {(shutdown.SLOW_EXTRA, RUN): ["not told"]})
+    assert found.word == "MISS"
+    assert found.detail.endswith("pidone run exits 2.00 ms after it (max 2.00; 1x not told)")
+
+
+def test_log_relay_timing_out_in_a_round_misses() -> None:
+    values = passing()
+    values[(logs.THROUGHPUT, RUN)] = [300.0, 300.0]
+    values[(logs.LOST, RUN)] = [0.0, 0.0]
+    timed_out = ["timed out"]
+    words = {(logs.THROUGHPUT, RUN): timed_out, (logs.LOST, RUN): timed_out}
+    found = verdict("logs", values, words)
+    assert found.word == "MISS"
+    assert found.detail == "pidone run (prefixes) 300 MB/s, 0 lines lost at worst; 1x timed out"
