@@ -97,7 +97,12 @@ class Loop:
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self.wakeup_fd = -1
         self.identities = {n: identity.resolve(spec) for n, spec in config.processes.items()}
-        self.preparers = {n: system.identity_preparer(i) for n, i in self.identities.items()}
+        # As PID 1 a child that keeps pidone's identity needs no preparer, so
+        # it is spawned without fork: see system.identity_preparer and spawn.
+        pdeathsig = not system.is_pid1()
+        self.preparers = {
+            n: system.identity_preparer(i, pdeathsig=pdeathsig) for n, i in self.identities.items()
+        }
         self.socket_dirs: dict[str, int] = {}  # socket name -> fd of its directory
         self.listening: dict[str, int] = {}  # socket name -> listening fd (listen = true)
         self.socket_watch: dict[tuple[str, str], float] = {}  # (process, socket) -> next look
@@ -338,6 +343,7 @@ class Loop:
                 fds=fds,
                 prepare=self.preparers[spec.name],
                 listen_fds=listen_fds,
+                fast=True,
             )
         except SpawnError as exc:
             self.events.append(SpawnFailed(spec.name, str(exc)))
@@ -350,7 +356,7 @@ class Loop:
         env = _environment(spec, self.identities[name])
         fds = {0: self.devnull, 1: self.devnull, 2: self.relay.pipe_for(name, "stderr")}
         return system.spawn(
-            argv, env=env, cwd=spec.directory, fds=fds, prepare=self.preparers[name]
+            argv, env=env, cwd=spec.directory, fds=fds, prepare=self.preparers[name], fast=True
         )
 
     # -- inputs --

@@ -51,8 +51,10 @@ class Stack:
         return self._init
 
     def start(self, toml: str, *, procfile: str | None = None,
-              extra: tuple[str, ...] = (), run_args: tuple[str, ...] = ()) -> Stack:  # fmt: skip
-        """`extra`: pidone's options before `run`; `run_args`: after it."""
+              extra: tuple[str, ...] = (), run_args: tuple[str, ...] = (),
+              prefix: list[str] | None = None) -> Stack:  # fmt: skip
+        """`extra`: pidone's options before `run`; `run_args`: after it;
+        `prefix`: a launcher that execs pidone's command line."""
         (self.dir / "pidone.toml").write_text(toml)
         args = ["run", "-c", str(self.dir / "pidone.toml"), *run_args]
         if procfile is not None:
@@ -60,7 +62,7 @@ class Stack:
             args += ["-f", str(self.dir / "Procfile")]
         self.control_socket = self.dir / "control.sock"  # not the host's /run/pidone
         env = {**os.environ, "PIDONE_CONTROL_SOCKET": str(self.control_socket)}
-        self._init = Init(self.mode, [*extra, *args], cwd=str(self.dir), env=env)
+        self._init = Init(self.mode, [*extra, *args], cwd=str(self.dir), env=env, prefix=prefix)
         # Read pidone's output all along, as a container runtime does: a
         # full pipe would throttle the stack (the relay's backpressure).
         self._out: list[bytes] = []

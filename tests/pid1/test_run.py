@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.running import PIDONE, helper, wait_for
+from tests.helpers.running import PIDONE, PYTHON, helper, wait_for
 from tests.helpers.stack import Stack, before, free_port, nth
+from tests.pid1.test_single_command import IGNORE_32
 
 TERM = signal.SIGTERM
 
@@ -343,3 +344,38 @@ def test_a_daemonizing_program_is_followed_through_its_pidfile(mode: str, tmp_pa
         stack.init.signal(TERM)
         assert stack.init.wait() == 0
     assert stack.events()[-2:] == ["d term", "d exit 0"]
+
+
+def test_a_supervised_child_starts_clean(mode: str, tmp_path: Path) -> None:
+    # As PID 1 a child that keeps pidone's identity is started by posix_spawn,
+    # as a subreaper by fork (it needs its parent-death signal): either way
+    # nothing of pidone's signal state or of its open files (control socket,
+    # metrics server, log pipes, epoll...) reaches the child. pidone's own
+    # parent ignores SIGHUP and glibc's signal 32 and blocks SIGUSR1.
+    launcher = (
+        "import os,signal,sys;"
+        + IGNORE_32
+        + "signal.pthread_sigmask(signal.SIG_BLOCK,{signal.SIGUSR1});"
+        "signal.signal(signal.SIGHUP,signal.SIG_IGN);"
+        "os.execvp(sys.argv[1],sys.argv[1:])"
+    )
+    with Stack(mode, tmp_path) as stack:
+        stack.start(
+            f"""
+[pidone]
+metrics = "127.0.0.1:{free_port()}"
+[process.signals]
+command = "grep ^Sig[BI] /proc/self/status"
+restart = "never"
+[process.fds]
+command = "{" ".join(helper("open_fds.py"))}"
+restart = "never"
+""",
+            prefix=[PYTHON, "-c", launcher],
+        )
+        assert stack.init.wait() == 0
+        out, _ = stack.output()
+    width = len("signals")
+    assert f"{'signals':<{width}} | SigBlk:\t0000000000000000" in out.splitlines(), out
+    assert f"{'signals':<{width}} | SigIgn:\t0000000000000000" in out.splitlines(), out
+    assert f"{'fds':<{width}} | FDS 0 1 2" in out.splitlines(), out
