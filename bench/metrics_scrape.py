@@ -35,7 +35,8 @@ import urllib.request
 from prometheus_client.parser import text_string_to_metric_families
 
 from pidone.exposition import render_text
-from pidone.metrics import MetricsServer, PidoneCounters, TreeSampler
+from pidone.metrics import MetricsServer, PidoneCounters
+from pidone.proctree import TreeSampler
 from pidone.states import ProcessState
 from pidone.supervisor import ProcessStatus, Snapshot
 
