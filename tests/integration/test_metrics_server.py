@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pidone.metrics import MetricsServer, PidoneCounters, TreeSampler, Waker, sample_trees
+from pidone.metrics import MetricsServer, PidoneCounters, Waker
+from pidone.proctree import TreeSampler, sample_trees
 from pidone.states import ProcessState
 from pidone.supervisor import ProcessStatus, Snapshot
 
