@@ -67,7 +67,8 @@ def test_text_format_round_trips_through_the_reference_parser() -> None:
 def test_openmetrics_round_trips_through_the_reference_parser() -> None:
     text = render_openmetrics(families()).decode()
     assert text.endswith("# EOF\n")
-    parsed = list(openmetrics_families(text))  # strict: raises on any format error  # type: ignore[no-untyped-call]  # the openmetrics parser has no hints
+    # strict: raises on any format error (and has no type hints)
+    parsed = list(openmetrics_families(text))  # type: ignore[no-untyped-call]
     kinds = {f.name: f.type for f in parsed}
     assert kinds == {
         "pidone_zombies_reaped": "counter",
