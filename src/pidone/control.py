@@ -75,6 +75,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pidone.errors import PidoneError
+from pidone.signames import signal_name as signal_name  # re-exported for callers
 from pidone.states import HAS_PID, ProcessState
 
 if TYPE_CHECKING:
@@ -649,16 +650,6 @@ def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
 
 
 # --- signals ----------------------------------------------------------------------------
-
-
-def signal_name(signum: int) -> str:
-    """'SIGTERM', 'SIGRTMIN+3', or the number for one Python cannot name."""
-    if signal.SIGRTMIN < signum < signal.SIGRTMAX:
-        return f"SIGRTMIN+{signum - signal.SIGRTMIN}"
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return str(signum)
 
 
 def parse_signal(text: str) -> int:

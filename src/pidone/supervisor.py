@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 
 from pidone import graph
 from pidone.config import Config, ProcessSpec
+from pidone.signames import signal_name
 from pidone.states import AT_REST, HAS_PID, Event, ProcessState, transition
 
 S = ProcessState
@@ -434,7 +435,7 @@ class Supervisor:
         p.exits_by_status[status] = p.exits_by_status.get(status, 0) + 1
         p.last_exit = ExitInfo(status, signum, self.now, planned)
         out.append(CancelProbe(p.name))
-        how = f"signal {signal.Signals(signum).name}" if signum else f"status {status}"
+        how = f"signal {signal_name(signum)}" if signum else f"status {status}"
         if planned:
             out.append(Log(p.name, f"stopped ({how})"))
             clean = (
@@ -516,7 +517,7 @@ class Supervisor:
             if self.shutting_down:
                 out.append(Log("pidone", "already stopping; SIGKILL pidone to force"))
                 return
-            out.append(Log("pidone", f"received {signal.Signals(signum).name}: stopping"))
+            out.append(Log("pidone", f"received {signal_name(signum)}: stopping"))
             self._begin_shutdown(out)
         elif signum == signal.SIGHUP:
             self._reload(self.order, out)
@@ -589,7 +590,7 @@ class Supervisor:
         for n in names:
             p = self.procs[n]
             if p.state in HAS_PID and p.pid is not None:
-                out.append(Log(n, f"reload: {signal.Signals(p.spec.reload_signal).name}"))
+                out.append(Log(n, f"reload: {signal_name(p.spec.reload_signal)}"))
                 out.append(Kill(n, p.pid, p.spec.reload_signal))
 
     def _bound_dependents(self, name: str) -> list[str]:
@@ -650,7 +651,7 @@ class Supervisor:
             out.append(Log(p.name, "stopping: waiting for its pidfile to know whom to signal"))
             return
         group = p.spec.stop_target == "group"
-        name = signal.Signals(p.spec.stop_signal).name
+        name = signal_name(p.spec.stop_signal)
         out.append(Log(p.name, f"stopping: {name} to {'group ' if group else ''}{pid}"))
         out.append(Kill(p.name, pid, p.spec.stop_signal, group=group))
 

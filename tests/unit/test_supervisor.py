@@ -239,6 +239,27 @@ def test_a_restart_at_once_is_spawned_before_its_exit_is_logged(tmp_path: Path) 
     assert logs(actions) == ["a: exited with signal SIGKILL", "a: restarting in 0 s"]
 
 
+def test_a_process_killed_by_a_real_time_signal_is_restarted(tmp_path: Path) -> None:
+    # signal.Signals has no member for SIGRTMIN+6: naming it must not break the restart
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n')
+    sim.do(Boot())
+    old = sim.pid("a")
+    actions = sim.core.handle(Reaped(old, killed(signal.SIGRTMIN + 6)), sim.now)
+    assert actions[0] == Spawn("a")
+    assert logs(actions)[0] == "a: exited with signal SIGRTMIN+6"
+    assert sim.core.snapshot().processes[0].exits_by_status == {128 + signal.SIGRTMIN + 6: 1}
+
+
+def test_real_time_stop_and_reload_signals_are_named(tmp_path: Path) -> None:
+    rt3, rt4 = int(signal.SIGRTMIN) + 3, int(signal.SIGRTMIN) + 4
+    toml = f'[process.a]\ncommand = "a"\nstop_signal = {rt3}\nreload_signal = {rt4}\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    assert "a: reload: SIGRTMIN+4" in logs(sim.do(Request("reload", ("a",))))
+    out = sim.do(SignalReceived(TERM))
+    assert any("SIGRTMIN+3" in line for line in logs(out)), logs(out)
+
+
 def test_fatal_after_too_many_exits_in_the_window(tmp_path: Path) -> None:
     toml = '[pidone]\nfatal_after = 3\nfatal_window = 60\n[process.a]\ncommand = "a"\n'
     sim = sim_for(tmp_path, toml)
