@@ -295,8 +295,9 @@ def test_the_metrics_option_overrides_the_config(shared: Path) -> None:
             f'[process.a]\ncommand = "{stack.svc("a")}"\n',
             run_args=("--metrics", f"127.0.0.1:{asked}"),
         )
-        wait_for(lambda: _answers(asked), what="the metrics server on the asked port")
-        assert metrics(asked)["pidone_process_up", (("process", "a"),)] in (0, 1)
+        up = ("pidone_process_up", (("process", "a"),))
+        wait_for(lambda: _answers(asked) and up in metrics(asked), what="a's series on the port")
+        assert metrics(asked)[up] in (0, 1)
         assert not _answers(configured)
         stack.init.signal(signal.SIGTERM)
         assert stack.init.wait() == 0
