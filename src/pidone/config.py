@@ -413,7 +413,9 @@ def _settings(ctx: _Context, data: Any) -> Settings:
     default = Settings()
     settings = Settings(
         stop_timeout=table.get("stop_timeout", values.seconds, default.stop_timeout),
-        log_format=cast(LogFormat, table.get("log_format", values.choice("text", "json"), "text")),
+        log_format=cast(
+            LogFormat, table.get("log_format", values.choice("text", "json", "raw"), "text")
+        ),
         control_socket=table.get(
             "control_socket",
             values.absolute_path('"/run/pidone/control.sock"'),

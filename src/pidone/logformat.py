@@ -1,6 +1,7 @@
 """Cutting child output into whole lines and formatting them (pure): the
-text prefix (`web    | `, coloured on a terminal) or one JSON object per
-line. The relay in logs.py feeds these; they never touch an fd."""
+text prefix (`web    | `, coloured on a terminal), one JSON object per
+line, or raw (the lines as written; pidone's own events still prefixed).
+The relay in logs.py feeds these; they never touch an fd."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Literal
 
 Stream = Literal["stdout", "stderr"]
-LogFormat = Literal["text", "json"]
+LogFormat = Literal["text", "json", "raw"]
 
 PIDONE_NAME = "pidone"
 MAX_PARTIAL = 64 * 1024
@@ -110,8 +111,8 @@ class Formatter:
         color: Callable[[Stream], bool],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if fmt not in ("text", "json"):
-            raise ValueError(f"unknown log format {fmt!r}: use 'text' or 'json'")
+        if fmt not in ("text", "json", "raw"):
+            raise ValueError(f"unknown log format {fmt!r}: use 'text', 'json' or 'raw'")
         self.fmt = fmt
         ordered = [PIDONE_NAME, *(n for n in names if n != PIDONE_NAME)]
         self._order = {name: i - 1 for i, name in enumerate(ordered)}
@@ -156,6 +157,11 @@ class Formatter:
         """`data` is whole lines, the last one ending in a newline."""
         if self.fmt == "json":
             return self._json_lines(name, stream, data)
+        if self.fmt == "raw":
+            return data
+        return self._prefixed(name, stream, data)
+
+    def _prefixed(self, name: str, stream: Stream, data: bytes) -> bytes:
         prefix = self.prefix(name, stream)
         # One replace per chunk instead of a loop per line: this is what
         # makes hundreds of MB/s possible in Python. (Slicing off the last
@@ -184,4 +190,5 @@ class Formatter:
         if self.fmt == "json":
             record = {"time": self.timestamp(), "process": name, "stream": stream, "event": text}
             return (json.dumps(record, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
-        return self.lines(name, stream, text.encode("utf-8") + b"\n")
+        # raw too: an event must say which process it is about
+        return self._prefixed(name, stream, text.encode("utf-8") + b"\n")

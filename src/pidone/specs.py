@@ -17,7 +17,7 @@ DEFAULT_ENVFILE = Path(".env")
 
 RestartPolicy = Literal["always", "on-failure", "never"]
 StopTarget = Literal["process", "group"]
-LogFormat = Literal["text", "json"]
+LogFormat = Literal["text", "json", "raw"]
 ReadyKind = Literal["unix", "tcp", "http", "file", "exec", "notify", "settle"]
 
 # Linux capability names (without "CAP_") in the order of their numbers in

@@ -227,6 +227,33 @@ command = "{stack.svc("beta", "--spam", str(n))}"
         assert errs == [f"{name:<{width}} | {name} err {i} {'y' * (i % 89)}" for i in range(n)]
 
 
+def test_raw_logs_pass_lines_through_unprefixed_and_whole(mode: str, tmp_path: Path) -> None:
+    n = 5000
+    with Stack(mode, tmp_path) as stack:
+        stack.start(f"""
+[pidone]
+log_format = "raw"
+[process.alpha]
+command = "{stack.svc("alpha", "--spam", str(n))}"
+[process.beta]
+command = "{stack.svc("beta", "--spam", str(n))}"
+""")
+        stack.wait_for("alpha spammed", "beta spammed")
+        wait_for(lambda: stack.stdout_so_far().count(" out ") >= 2 * n, timeout=30, what="flood")
+        stack.init.signal(TERM)
+        assert stack.init.wait() == 0
+        out, err = stack.output()
+    for name in ("alpha", "beta"):
+        outs = [line for line in out.splitlines() if line.startswith(f"{name} out ")]
+        errs = [line for line in err.splitlines() if line.startswith(f"{name} err ")]
+        assert outs == [f"{name} out {i} {'x' * (i % 97)}" for i in range(n)]
+        assert errs == [f"{name} err {i} {'y' * (i % 89)}" for i in range(n)]
+    # pidone's own events keep a prefix: they say which process they are about
+    assert "pidone | " in out
+    assert all(line.startswith(("alpha ", "beta ", "pidone ", "alpha  |", "beta   |"))
+               for line in out.splitlines()), out[:2000]  # fmt: skip
+
+
 def test_orphans_of_supervised_processes_are_reaped(mode: str, tmp_path: Path) -> None:
     storm = " ".join(helper("orphan_storm.py"))
     with Stack(mode, tmp_path) as stack:

@@ -136,7 +136,7 @@ def test_bad_keys_every_problem_at_once_in_file_order(monkeypatch: pytest.Monkey
     in_fixture(monkeypatch, "bad-keys")
     assert problems() == [
         "pidone.toml:1: stop_timeout: belongs in the [pidone] table; move it under [pidone]",
-        'pidone.toml:4: [pidone] log_format = "yaml": must be one of "text", "json"',
+        'pidone.toml:4: [pidone] log_format = "yaml": must be one of "text", "json", "raw"',
         "pidone.toml:6: [pidone] backoff_max = 1: is below backoff_initial (2.0); "
         "make it at least that",
         'pidone.toml:9: [process.web] comand: unknown key; did you mean "command"?',
@@ -767,7 +767,7 @@ after = 1
         ("fatal_after = 0", "must be a whole number of at least 1, like 5"),
         ("fatal_window = 0", "must be more than 0 seconds, like 10 or 2.5"),
         ("backoff_initial = 0", "must be more than 0 seconds, like 10 or 2.5"),
-        ('log_format = "JSON"', 'must be one of "text", "json"; did you mean "json"?'),
+        ('log_format = "JSON"', 'must be one of "text", "json", "raw"; did you mean "json"?'),
         ("settle_time = -0.5", "must be a number of seconds, like 10 or 2.5"),
         ("control_group = [1]", 'must be a name or a number, like "app" or 1000'),
         ("stop_timout = 1", 'unknown key; did you mean "stop_timeout"?'),

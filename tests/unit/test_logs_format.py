@@ -146,6 +146,23 @@ def test_colour_can_differ_between_streams() -> None:
 def test_unknown_format_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown log format"):
         Formatter("xml", ["web"], color=lambda stream: False)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="use 'text', 'json' or 'raw'"):
+        Formatter("xml", ["web"], color=lambda stream: False)  # type: ignore[arg-type]
+
+
+# --- raw -------------------------------------------------------------------
+
+
+def test_raw_passes_lines_through_as_they_are() -> None:
+    fmt = Formatter("raw", ["web"], color=lambda stream: True)
+    data = b"GET / 200\n\xff\xfe \x1b[31mred\x1b[0m\r\n\n"
+    assert fmt.lines("web", "stdout", data) == data
+
+
+def test_raw_events_keep_a_prefix_to_say_whose_they_are() -> None:
+    fmt = Formatter("raw", ["web"], color=lambda stream: False)
+    assert fmt.event("web", "stdout", "exited with status 1") == b"web    | exited with status 1\n"
+    assert fmt.event("pidone", "stderr", "FATAL web") == b"pidone | FATAL web\n"
 
 
 # --- JSON ------------------------------------------------------------------
