@@ -113,6 +113,14 @@ PIDONE_RUN_JSON = Init(
     (PIDONE_BIN, "-V"),
     variant=True,
 )
+PIDONE_RUN_RAW = Init(
+    "pidone run raw",
+    "supervisor",
+    PIDONE_BIN,
+    partial(configs.pidone_run, log_format="raw"),
+    (PIDONE_BIN, "-V"),
+    variant=True,
+)
 TINI = Init("tini", "single", TINI_BIN, _single([TINI_BIN, "--"]))
 DUMB_INIT = Init("dumb-init", "single", DUMB_INIT_BIN, _single([DUMB_INIT_BIN]))
 SUPERVISORD = Init("supervisord", "supervisor", configs.SUPERVISORD_BIN, configs.supervisord)
@@ -139,6 +147,7 @@ INITS: tuple[Init, ...] = (
     PIDONE_RUN,
     PIDONE_RUN_METRICS,
     PIDONE_RUN_JSON,
+    PIDONE_RUN_RAW,
     TINI,
     DUMB_INIT,
     SUPERVISORD,

@@ -146,6 +146,13 @@ def _logs(results: Results) -> tuple[bool, str]:
     json_lost = results.summary(logs.LOST, logs.JSON_VARIANT)
     if json_rate is not None and json_lost is not None:
         detail += f"; JSON (not judged) {json_rate.median:.0f} MB/s, {json_lost.maximum:.0f} lost"
+    raw_rate = results.summary(logs.THROUGHPUT, logs.RAW_VARIANT)
+    raw_lost = results.summary(logs.LOST, logs.RAW_VARIANT)
+    if raw_rate is not None and raw_lost is not None:
+        detail += (
+            f"; without prefixes (not judged) {raw_rate.median:.0f} MB/s,"
+            f" {raw_lost.maximum:.0f} lost"
+        )
     return rate.median >= 200 and lost.maximum == 0 and not words, detail
 
 

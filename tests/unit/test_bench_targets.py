@@ -296,6 +296,18 @@ def test_log_relay_json_variant_is_shown_but_not_judged() -> None:
     )
 
 
+def test_log_relay_raw_variant_is_shown_but_not_judged() -> None:
+    values = passing()
+    values[(logs.THROUGHPUT, logs.RAW_VARIANT)] = [450.0]
+    values[(logs.LOST, logs.RAW_VARIANT)] = [0.0]
+    found = verdict("logs", values)
+    assert found.passed is True
+    assert found.detail == (
+        "pidone run (prefixes) 300 MB/s, 0 lines lost at worst;"
+        " without prefixes (not judged) 450 MB/s, 0 lost"
+    )
+
+
 # --- /metrics scrape with 200 processes < 250 ms -------------------------------
 
 

@@ -36,6 +36,7 @@ from pidbench.workload import Service, Workload
 CHUNK = 65536  # bytes per write() of a writer
 READ_SIZE = 1 << 20
 JSON_VARIANT = "pidone run json"
+RAW_VARIANT = "pidone run raw"
 START_TIMEOUT = 30.0
 
 THROUGHPUT = Metric("log_mbps", "Throughput", "MB/s", digits=0, better="higher")
@@ -81,7 +82,7 @@ class LogRelay:
     metrics = (THROUGHPUT, LOST, RELAY_CPU, RELAY_SHARE)
 
     def applies(self, init: Init) -> bool:
-        return not init.variant or init.name == JSON_VARIANT
+        return not init.variant or init.name in (JSON_VARIANT, RAW_VARIANT)
 
     def rounds(self, settings: Settings) -> int:
         return heavy_rounds(settings)
@@ -94,7 +95,8 @@ class LogRelay:
             "the children's bytes (10^6) over the time until the last one's end marker came "
             "out; lines lost counts lines missing or damaged; the relay CPU is the supervision "
             "tree's time on CPU (schedstat) over the same span. `pidone run` prefixes each "
-            f"line with the process name, `{JSON_VARIANT}` writes JSON, `pidone` "
+            f"line with the process name, `{JSON_VARIANT}` writes JSON, `{RAW_VARIANT}` "
+            "relays the lines as they are (no prefix), `pidone` "
             "(single-command) does not relay: like tini, dumb-init, s6 and runit (no logger "
             "configured) the children write straight into the pipe. supervisord relays "
             "(`stdout_logfile=/dev/stdout`), circus too (`StdoutStream`), honcho with "
