@@ -94,17 +94,20 @@ def _sample_lines(f: Family) -> Iterable[str]:
 
 
 def format_value(value: float) -> str:
-    if isinstance(value, bool):
-        return "1" if value else "0"
-    if isinstance(value, int):
-        return str(value)
+    """As Prometheus' own Go code writes a float, and as pidone wrote them
+    when prometheus-client did (scripts grep for `... 1.0`): always with a
+    decimal point or an exponent, the exponent from 1e+06 up."""
+    value = float(value)
     if math.isnan(value):
         return "NaN"
     if math.isinf(value):
         return "+Inf" if value > 0 else "-Inf"
-    if value.is_integer() and abs(value) < 1e15:
-        return str(int(value))
-    return repr(value)
+    text = repr(value)
+    dot = text.find(".")
+    if value > 0 and dot > 6:  # 1234567.0 -> 1.234567e+06
+        mantissa = (text[0] + "." + text[1:dot] + text[dot + 1 :]).rstrip("0").rstrip(".")
+        return f"{mantissa}e+{dot - 1:02d}"
+    return text
 
 
 def _escape_help(text: str) -> str:

@@ -4,6 +4,7 @@ parsers for both formats (the reference implementation is the oracle)."""
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 from prometheus_client.openmetrics.parser import (
@@ -103,11 +104,16 @@ def test_the_accept_header_chooses_the_format(accept: str, expected: str) -> Non
 @pytest.mark.parametrize(
     ("value", "text"),
     [
-        (3, "3"),
-        (True, "1"),
-        (2.0, "2"),
+        (3, "3.0"),
+        (True, "1.0"),
+        (0, "0.0"),
+        (-2, "-2.0"),
         (0.25, "0.25"),
+        (123456.0, "123456.0"),
+        (1234567.0, "1.234567e+06"),
+        (1700000000.25, "1.70000000025e+09"),
         (1e20, "1e+20"),
+        (1e-7, "1e-07"),
         (math.inf, "+Inf"),
         (-math.inf, "-Inf"),
         (math.nan, "NaN"),
@@ -123,3 +129,15 @@ def test_a_wrong_number_of_label_values_or_kind_is_refused() -> None:
         f.add(("1", "2"), 1)
     with pytest.raises(ValueError, match="kind"):
         Family("x", "histogram", "X.")
+
+
+def test_values_are_written_as_prometheus_client_wrote_them() -> None:
+    # pidone used to expose through prometheus-client: scripts and dashboards
+    # may match its text exactly, so its writer is the oracle here.
+    from prometheus_client.utils import floatToGoString
+
+    rng = random.Random(8)
+    values = [rng.random() * 10 ** rng.randint(-8, 16) for _ in range(20000)]
+    values += [float(n) for n in range(-3, 3)] + [10.0**k for k in range(-8, 17)]
+    expected = [floatToGoString(v) for v in values]  # type: ignore[no-untyped-call]
+    assert [format_value(v) for v in values] == expected
