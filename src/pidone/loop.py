@@ -275,21 +275,23 @@ class Loop:
             except Exception:
                 self._log_bug(f"the supervisor handling {ev}")
                 continue
-            spawned: set[str] = set()  # Spawn comes first in a batch: see the Log case
+            # Spawn and Kill come first in a batch: see the Log case
+            acted_on: set[str] = set()
             for action in actions:
                 try:
-                    self._execute(action, spawned)
+                    self._execute(action, acted_on)
                 except Exception:
                     self._log_bug(f"carrying out {action}")
 
     # -- actions --
 
-    def _execute(self, action: Action, spawned: set[str]) -> None:
+    def _execute(self, action: Action, acted_on: set[str]) -> None:
         match action:
             case Spawn(name):
-                spawned.add(name)
+                acted_on.add(name)
                 self._spawn(self.config.processes[name])
-            case Kill(_, pid, signum, group):
+            case Kill(name, pid, signum, group):
+                acted_on.add(name)
                 if system.send_signal(pid, signum, group=group) and signum == self._forwarding:
                     self.counters.count(self.counters.signals_forwarded, signum)
             case StartProbe(name, pid):
@@ -301,14 +303,17 @@ class Loop:
             case WatchSocket(name, sock):
                 self.socket_watch[name, sock] = self.clock()
             case Log(name, message, error):
-                # A line about the instance before one spawned in this batch
-                # ("exited", "restarting"): the new one's output must not be
-                # relayed in front of it, nor in front of its "started".
+                # About a process spawned or signalled in this batch (its
+                # action went first, for speed): "exited" or "restarting" must
+                # not be preceded by the new instance's output, nor "stopping:
+                # SIGTERM" by the process's reaction to it ("Warm shutdown").
+                # So nothing is relayed first; what it wrote before is in
+                # order already, the loop relays as soon as output comes.
                 self.relay.event(
                     name,
                     message,
                     stream="stderr" if error else "stdout",
-                    catch_up=name not in spawned,
+                    catch_up=name not in acted_on,
                 )
             case Sweep(signum):
                 system.signal_everyone_else(signum)
