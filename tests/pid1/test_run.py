@@ -15,7 +15,7 @@ import pytest
 
 from tests.helpers.running import PIDONE, PYTHON, helper, wait_for
 from tests.helpers.stack import Stack, before, free_port, nth
-from tests.pid1.test_single_command import IGNORE_32
+from tests.pid1.test_single_command import MESSY_LAUNCHER
 
 TERM = signal.SIGTERM
 
@@ -359,13 +359,7 @@ def test_a_supervised_child_starts_clean(mode: str, tmp_path: Path) -> None:
     # nothing of pidone's signal state or of its open files (control socket,
     # metrics server, log pipes, epoll...) reaches the child. pidone's own
     # parent ignores SIGHUP and glibc's signal 32 and blocks SIGUSR1.
-    launcher = (
-        "import os,signal,sys;"
-        + IGNORE_32
-        + "signal.pthread_sigmask(signal.SIG_BLOCK,{signal.SIGUSR1});"
-        "signal.signal(signal.SIGHUP,signal.SIG_IGN);"
-        "os.execvp(sys.argv[1],sys.argv[1:])"
-    )
+    launcher = MESSY_LAUNCHER
     with Stack(mode, tmp_path) as stack:
         stack.start(
             f"""

@@ -163,19 +163,22 @@ IGNORE_32 = (
     "act=ctypes.create_string_buffer(64);act[0]=1;"  # handler SIG_IGN (1)
     "assert ctypes.CDLL(None).syscall(nr,32,act,None,8)==0;"
 )
+# `python -c MESSY_LAUNCHER CMD...`: execs CMD blocking SIGUSR1 and ignoring
+# SIGHUP and signal 32, a parent state that must never reach pidone's children.
+MESSY_LAUNCHER = (
+    "import os,signal,sys;"
+    + IGNORE_32
+    + "signal.pthread_sigmask(signal.SIG_BLOCK,{signal.SIGUSR1});"
+    "signal.signal(signal.SIGHUP,signal.SIG_IGN);"
+    "os.execvp(sys.argv[1],sys.argv[1:])"
+)
 
 
 def test_child_starts_with_no_blocked_or_ignored_signals(mode: str) -> None:
     # pidone's own parent blocks SIGUSR1 and ignores SIGHUP and glibc's
     # signal 32, and Python itself ignores SIGPIPE and SIGXFSZ: none of that
     # may reach the child.
-    launcher = (
-        "import os,signal,sys;"
-        + IGNORE_32
-        + "signal.pthread_sigmask(signal.SIG_BLOCK,{signal.SIGUSR1});"
-        "signal.signal(signal.SIGHUP,signal.SIG_IGN);"
-        "os.execvp(sys.argv[1],sys.argv[1:])"
-    )
+    launcher = MESSY_LAUNCHER
     probe = ["grep", "^Sig[BI]", "/proc/self/status"]
     # the launcher really does ignore 32 (else this test proves nothing)
     check = subprocess.run([PYTHON, "-c", launcher, *probe], capture_output=True, text=True)
