@@ -200,17 +200,16 @@ class LogRelay:
         ("started"), which comes before anything the new instance wrote. (A
         live process caught halfway through writing a line in several pieces
         sees it cut in two: the lesser evil.) `catch_up=False` is for events
-        about the previous instance logged after the new one was spawned
-        (pipe_for() relayed its last words already): nothing is relayed
-        first, and the "started" event that follows still comes first.
+        logged just after the process was spawned or signalled: about the
+        previous instance (pipe_for() relayed its last words already), or a
+        "stopping" that must come before the reaction to the signal. Nothing
+        is relayed first, and a "started" that follows still comes first.
         """
         if self._closed:
             return
-        if not catch_up:
-            pass
-        elif name in self._spawning:
+        if catch_up and name in self._spawning:
             self._spawning.discard(name)
-        else:
+        elif catch_up:
             for source_stream in ("stdout", "stderr"):
                 source = self._sources.get((name, source_stream))
                 if source is not None:
