@@ -84,7 +84,7 @@ from pidone.counters import PidoneCounters as PidoneCounters  # re-exported for 
 from pidone.exposition import Family, render
 from pidone.httpserve import HttpServer, Request, Response
 from pidone.httpserve import parse_address as parse_address  # re-exported for callers
-from pidone.proctree import Sampler, TreeSampler, boot_time, count_fds, read_stat
+from pidone.proctree import Sampler, TreeSampler, count_fds, read_stat, start_time
 from pidone.proctree import TreeUsage as TreeUsage  # re-exported for callers
 from pidone.proctree import sample_trees as sample_trees  # re-exported for callers
 from pidone.states import HAS_PID, ProcessState
@@ -288,7 +288,7 @@ def self_process_metrics() -> list[Family]:
     start = gauge(
         "process_start_time_seconds", "Start time of the process since unix epoch in seconds."
     )
-    start.add((), boot_time() + stat.start_ticks / os.sysconf("SC_CLK_TCK"))
+    start.add((), start_time(stat))
     fds = gauge("process_open_fds", "Number of open file descriptors.")
     fds.add((), count_fds("self"))
     max_fds = gauge("process_max_fds", "Maximum number of open file descriptors.")

@@ -16,6 +16,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
+from functools import cache
+
+from pidone import system
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
@@ -73,21 +76,6 @@ def count_fds(pid: int | str) -> int:
         return 0
 
 
-def kernel_children(pid: int) -> list[int]:
-    found: list[int] = []
-    try:
-        tids = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return found  # gone
-    for tid in tids:  # each thread lists the children it forked
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
-                found.extend(int(child) for child in f.read().split())
-        except OSError:
-            pass  # the thread ended meanwhile
-    return found
-
-
 def parent_map() -> Callable[[int], list[int]]:
     """Children of every process, from one pass over /proc/*/stat."""
     children: dict[int, list[int]] = {}
@@ -118,7 +106,7 @@ class TreeSampler:
     def __call__(self, roots: Collection[int]) -> dict[int, TreeUsage]:
         if not roots:
             return {}
-        children = kernel_children if self._kernel_children else parent_map()
+        children = system.children_of if self._kernel_children else parent_map()
         usage: dict[int, TreeUsage] = {}
         for root in roots:
             tree = [root]
@@ -147,6 +135,12 @@ def sample_trees(roots: Collection[int]) -> dict[int, TreeUsage]:
     return TreeSampler()(roots)
 
 
+def start_time(stat: Stat) -> float:
+    """Unix time the process of `stat` started."""
+    return boot_time() + stat.start_ticks / CLOCK_TICKS
+
+
+@cache  # it never changes: read /proc/stat once
 def boot_time() -> float:
     """Unix time the machine booted (`btime` of /proc/stat)."""
     with open("/proc/stat", "rb") as f:

@@ -15,6 +15,7 @@ import sys
 # `typing` and `collections.abc` cost memory at run time; mypy still sees them.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any, NoReturn
 
@@ -143,17 +144,29 @@ def has_children() -> bool:
     return True
 
 
+def children_of(pid: int) -> list[int]:
+    """Children of pid from the kernel's lists (CONFIG_PROC_CHILDREN): each
+    thread lists the children it forked, so every thread's list is read."""
+    found: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found  # gone
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as f:
+                found.extend(int(child) for child in f.read().split())
+        except OSError:
+            pass  # the thread ended meanwhile
+    return found
+
+
 def descendants(pid: int) -> list[int]:
     """Live descendants of pid, from /proc's children lists (children first)."""
     found: list[int] = []
     queue = [pid]
     while queue:
-        parent = queue.pop()
-        try:
-            with open(f"/proc/{parent}/task/{parent}/children", "rb") as f:
-                kids = [int(k) for k in f.read().split()]
-        except OSError:
-            continue
+        kids = children_of(queue.pop())
         found.extend(kids)
         queue.extend(kids)
     return found
