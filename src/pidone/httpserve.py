@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import selectors
-import signal
 import socket
 import threading
 import time
@@ -26,6 +25,8 @@ import traceback
 from collections.abc import Callable
 from functools import partial
 from urllib.parse import urlsplit
+
+from pidone import system
 
 CLIENT_TIMEOUT = 10.0  # seconds per socket operation of one HTTP client
 MAX_CLIENTS = 32  # connections served at once; more are closed at accept
@@ -116,18 +117,6 @@ def parse_address(text: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
-def start_thread(target: Callable[[], None], name: str) -> threading.Thread:
-    """A daemon thread that never takes a signal meant for pidone: the
-    kernel hands a process signal to any thread that does not block it."""
-    thread = threading.Thread(target=target, name=name, daemon=True)
-    saved = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
-    try:
-        thread.start()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, saved)
-    return thread
-
-
 class HttpServer:
     """Serve `handler` on ADDRESS ("HOST:PORT") until close(). Binding errors
     raise OSError here, in the caller's thread; errors later are given to
@@ -163,7 +152,7 @@ class HttpServer:
         self._active = 0
         self._active_lock = threading.Lock()
         self._stop_read, self._stop_write = os.pipe2(os.O_CLOEXEC)
-        self.thread = start_thread(self._serve, "pidone-http")
+        self.thread = system.start_thread(self._serve, "pidone-http")
 
     def _serve(self) -> None:
         with selectors.DefaultSelector() as selector:
@@ -193,7 +182,7 @@ class HttpServer:
                 conn.close()
                 continue
             try:
-                start_thread(partial(self._client, conn), "pidone-http-client")
+                system.start_thread(partial(self._client, conn), "pidone-http-client")
             except BaseException:
                 self._done()
                 conn.close()

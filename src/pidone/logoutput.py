@@ -15,6 +15,8 @@ from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING
 
+from pidone import system
+
 if TYPE_CHECKING:
     from pidone.logs import _Source
 
@@ -178,8 +180,7 @@ class ThreadOutput(Output):
         self.busy = 0  # bytes the thread has taken but not yet written
         self.closing = False
         self.wake_fd, self._wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self.thread = threading.Thread(target=self._run, name=f"pidone-{label}", daemon=True)
-        self.thread.start()
+        self.thread = system.start_thread(self._run, f"pidone-{label}")
 
     def pending(self) -> int:
         with self.cond:

@@ -891,6 +891,21 @@ def changes_identity(ident: Identity) -> bool:
     )
 
 
+def start_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """A daemon thread that never takes a signal meant for pidone: the kernel
+    hands a process-directed signal to any thread that does not block it.
+    (threading is imported here: single-command mode never loads it.)"""
+    import threading
+
+    thread = threading.Thread(target=target, name=name, daemon=True)
+    saved = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
+    try:
+        thread.start()
+    finally:
+        _signal.pthread_sigmask(_signal.SIG_SETMASK, saved)
+    return thread
+
+
 def write_stderr(text: str) -> None:
     """Unbuffered write to fd 2 that never raises (the init must go on)."""
     try:
