@@ -97,30 +97,17 @@ DUMB_INIT_BIN = _system_binary("dumb-init")
 
 PIDONE = Init("pidone", "single", PIDONE_BIN, _single([PIDONE_BIN, "--"]), (PIDONE_BIN, "-V"))
 PIDONE_RUN = Init("pidone run", "supervisor", PIDONE_BIN, configs.pidone_run, (PIDONE_BIN, "-V"))
-PIDONE_RUN_METRICS = Init(
-    "pidone run +metrics",
-    "supervisor",
-    PIDONE_BIN,
-    partial(configs.pidone_run, metrics=True),
-    (PIDONE_BIN, "-V"),
-    variant=True,
-)
-PIDONE_RUN_JSON = Init(
-    "pidone run json",
-    "supervisor",
-    PIDONE_BIN,
-    partial(configs.pidone_run, log_format="json"),
-    (PIDONE_BIN, "-V"),
-    variant=True,
-)
-PIDONE_RUN_RAW = Init(
-    "pidone run raw",
-    "supervisor",
-    PIDONE_BIN,
-    partial(configs.pidone_run, log_format="raw"),
-    (PIDONE_BIN, "-V"),
-    variant=True,
-)
+
+
+def _pidone_run_variant(name: str, *, log_format: str = "text", metrics: bool = False) -> Init:
+    """`pidone run` with other settings, measured only where a measurement names it."""
+    run = partial(configs.pidone_run, log_format=log_format, metrics=metrics)
+    return Init(name, "supervisor", PIDONE_BIN, run, (PIDONE_BIN, "-V"), variant=True)
+
+
+PIDONE_RUN_METRICS = _pidone_run_variant("pidone run +metrics", metrics=True)
+PIDONE_RUN_JSON = _pidone_run_variant("pidone run json", log_format="json")
+PIDONE_RUN_RAW = _pidone_run_variant("pidone run raw", log_format="raw")
 TINI = Init("tini", "single", TINI_BIN, _single([TINI_BIN, "--"]))
 DUMB_INIT = Init("dumb-init", "single", DUMB_INIT_BIN, _single([DUMB_INIT_BIN]))
 SUPERVISORD = Init("supervisord", "supervisor", configs.SUPERVISORD_BIN, configs.supervisord)
