@@ -91,14 +91,17 @@ def test_exit_status_passed_on(images: Images) -> None:
 
 
 ORPHANS = r"""
-# 40 orphans: each `sh -c` exits at once, leaving its sleep to PID 1.
-for i in $(seq 40); do sh -c 'sleep 0.3 & echo $! >> /tmp/orphans'; done
+# 40 orphans: each `sh -c` exits at once, leaving its sleep to PID 1. The
+# sleeps outlive the count by far (a loaded machine starts 40 shells slowly);
+# then they are ended by pid, and PID 1 must reap every one.
+for i in $(seq 40); do sh -c 'sleep 60 & echo $! >> /tmp/orphans'; done
 orphaned=0
 for pid in $(cat /tmp/orphans); do
     ppid=$(awk '/^PPid:/ {print $2}' /proc/$pid/status 2>/dev/null)
     [ "$ppid" = 1 ] && orphaned=$((orphaned + 1))
 done
-sleep 1.5   # every sleep has exited by now
+kill $(cat /tmp/orphans)
+sleep 1   # pidone has reaped them by now
 zombies=0; left=0
 for status in /proc/[0-9]*/status; do
     grep -q '^State:.*Z' "$status" 2>/dev/null && zombies=$((zombies + 1))

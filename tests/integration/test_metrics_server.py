@@ -98,8 +98,11 @@ def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 def test_metrics_parse_and_carry_pidone_and_process_series(
     server: MetricsServer, published: Published
 ) -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    # Scraped once the interpreter is up, not while exec is still mapping it.
+    code = "import time; print('up', flush=True); time.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
     try:
+        assert child.stdout is not None and child.stdout.readline() == b"up\n"
         published.snap = Snapshot((status("web", pid=child.pid),), False)
         m = scrape(server.port)
     finally:
