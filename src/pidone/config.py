@@ -87,6 +87,7 @@ from pidone.specs import (
 from pidone.specs import (
     StopTarget as StopTarget,
 )
+from pidone import tomllines
 from pidone.tomllines import TomlLines
 from pidone.values import BadValue
 
@@ -106,12 +107,12 @@ class Sources:
         self.config = config
         self.envfile = envfile
         self.procfile_lines = dict(procfile_lines)
-        self._toml_lines = TomlLines(toml_text)
+        self.toml_lines = TomlLines(toml_text)
 
     def where(self, table: str, key: str | None = None) -> str:
         """The "file:line" of a key (or else its table), e.g. "pidone.toml:12";
         the Procfile line for a process that only the Procfile defines."""
-        line = self._toml_lines.find(table, key)
+        line = self.toml_lines.find(table, key)
         if line is not None:
             return f"{self.config}:{line}"
         name = table.partition(".")[2]
@@ -217,13 +218,26 @@ def _paths(
     return procfile, config, envfile
 
 
+MAX_FILE_BYTES = 1024 * 1024  # per config file: every parse stays fast and small
+
+
 def _read(path: Path | None, option: str, problems: list[str]) -> str | None:
     if path is None:
         return None
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         problems.append(f"{path}: cannot read it: {exc.strerror}; check the path given to {option}")
+        return None
+    if len(data) > MAX_FILE_BYTES:
+        problems.append(
+            f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; "
+            "a configuration file is never that big, check the path given to " + option
+        )
+        return None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         problems.append(
             f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
@@ -261,8 +275,15 @@ _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)")
 def _parse_toml(text: str | None, path: Path | None, problems: list[str]) -> dict[str, Any]:
     if text is None:
         return {}
+    shape = tomllines.shape_problem(text)
+    if shape is not None:
+        problems.append(f"{path}:{shape[0]}: {shape[1]}; write it flatter")
+        return {}
     try:
         return tomllib.loads(text)
+    except RecursionError:  # shape_problem missed a form; still a config error
+        problems.append(f"{path}: nested too deeply; write it flatter")
+        return {}
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         position = _TOML_POSITION.search(message)
@@ -313,18 +334,48 @@ def _subject(table: str, key: str | None, value: object) -> str:
     return text
 
 
+_SHOWN_CHARS = 200  # of a value quoted in a message
+
+
 def _toml(value: object) -> str:
-    """A value written as in the TOML file."""
+    """A value written as in the TOML file (a long one cut short)."""
+    text = _toml_full(value, tomllines.MAX_NESTING)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+
+
+def _toml_full(value: object, depth: int) -> str:
+    if depth <= 0:
+        return "..."
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value[: _SHOWN_CHARS + 1], ensure_ascii=False)
     if isinstance(value, list):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
+        return "[" + ", ".join(_toml_full(item, depth - 1) for item in value[:_SHOWN_CHARS]) + "]"
     if isinstance(value, dict):
-        items = ", ".join(f"{key} = {_toml(item)}" for key, item in value.items())
+        items = ", ".join(
+            f"{key} = {_toml_full(item, depth - 1)}"
+            for key, item in list(value.items())[:_SHOWN_CHARS]
+        )
         return f"{{ {items} }}" if items else "{}"
     return str(value)
+
+
+def _has_nul(value: object, depth: int = tomllines.MAX_NESTING) -> bool:
+    """Does a TOML value (keys included) hold a NUL? No path, name, argument or
+    environment value can: the kernel's strings end at the first NUL."""
+    if isinstance(value, str):
+        return "\0" in value
+    if depth <= 0:
+        return False
+    if isinstance(value, list):
+        return any(_has_nul(item, depth - 1) for item in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k, 0) or _has_nul(v, depth - 1) for k, v in value.items())
+    return False
+
+
+NUL_RULE = "holds a NUL character (\\u0000), which no name, path or argument can; remove it"
 
 
 class _Table:
@@ -346,11 +397,33 @@ class _Table:
     def get(self, key: str, parse: Callable[[Any], T], default: T) -> T:
         if key not in self.data:
             return default
-        try:
-            return parse(self.data[key])
-        except BadValue as bad:
-            self.ctx.problem(self.name, key, self.data[key], str(bad))
+        value = self.data[key]
+        if _has_nul(value):
+            self.ctx.problem(self.name, key, value, NUL_RULE)
             return default
+        try:
+            return parse(value)
+        except BadValue as bad:
+            self.ctx.problem(self.name, key, value, str(bad))
+            return default
+
+    def get_mode(self, key: str, maximum: int, example: str, default: T) -> int | T:
+        """An octal mode: a string, or an integer written as a 0o literal
+        (tomllib gives 432 for 0o660 and for 432: the file's text tells)."""
+        value = self.data.get(key)
+        lines = self.ctx.sources.toml_lines
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and lines.is_octal_literal(self.name, key, value)
+        ):
+            value = values.OctalLiteral(value)
+            try:
+                return values.octal(maximum, example)(value)
+            except BadValue as bad:
+                self.ctx.problem(self.name, key, value, str(bad))
+                return default
+        return self.get(key, values.octal(maximum, example), default)
 
 
 # --- the tables -------------------------------------------------------------------
@@ -397,8 +470,8 @@ def _subtables(ctx: _Context, kind: str, data: Any) -> dict[str, Mapping[str, An
         where = f"{kind}.{name}"
         if not procfile.NAME.fullmatch(name):
             ctx.problem(where, None, _UNSET, f'"{name}" is not a valid name; {procfile.NAME_RULE}')
-        elif kind == "process" and name == procfile.RESERVED:
-            ctx.problem(where, None, _UNSET, procfile.RESERVED_RULE)
+        elif kind == "process" and name in procfile.RESERVED:
+            ctx.problem(where, None, _UNSET, procfile.RESERVED[name])
         elif not isinstance(table, dict):
             ctx.problem(kind, name, table, f"must be a table, like [{kind}.{name}]")
         else:
@@ -469,9 +542,9 @@ def _sockets(ctx: _Context, data: Any) -> dict[str, SocketSpec]:
             path=path,
             owner=table.get("owner", values.identity, None),
             group=table.get("group", values.identity, None),
-            mode=table.get("mode", values.octal(0o7777, "0660"), 0o660),
+            mode=table.get_mode("mode", 0o7777, "0660", 0o660),
             listen=table.get("listen", values.flag, False),
-            directory_mode=table.get("directory_mode", values.octal(0o7777, "2750"), 0o2750),
+            directory_mode=table.get_mode("directory_mode", 0o7777, "2750", 0o2750),
         )
     return sockets
 
@@ -556,7 +629,7 @@ def _process(
         user=table.get("user", values.identity, None),
         group=table.get("group", values.identity, None),
         groups=table.get("groups", values.identities, None),
-        umask=table.get("umask", values.octal(0o777, "0027"), None),
+        umask=table.get_mode("umask", 0o777, "0027", None),
         clear_env=clear_env,
         capabilities=table.get("capabilities", values.capabilities, ()),
         rlimits=table.get("rlimits", values.rlimits, ()),

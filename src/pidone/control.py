@@ -579,14 +579,12 @@ def parse_request(request: dict[str, Any], known: Collection[str]) -> Command | 
         signum = raw_sig
     timeout: float | None = None
     if command in TIMED and args.get("timeout") is not None:
-        raw_timeout = args["timeout"]
-        if (
-            not isinstance(raw_timeout, int | float)
-            or isinstance(raw_timeout, bool)
-            or not 0 < raw_timeout < float("inf")
-        ):
-            return f'{command}: "timeout" must be a number of seconds > 0'
-        timeout = float(raw_timeout)
+        from pidone.values import BadValue, positive_seconds  # the config's one duration rule
+
+        try:
+            timeout = positive_seconds(args["timeout"])
+        except BadValue as bad:
+            return f'{command}: "timeout" {bad}'
     return Command(command, names, signum, timeout)
 
 

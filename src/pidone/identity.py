@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pidone.config import CAPABILITIES, Config, ProcessSpec
+from pidone.values import id_number
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ def user_id(name: str) -> tuple[int, int | None, str | None, str | None]:
     """(uid, primary gid, name, home) for a user name or number; KeyError if a
     name is unknown. A number need not exist in /etc/passwd (arbitrary uids
     are common in containers); then gid, name and home are None."""
-    if name.isdigit():
-        uid = int(name)
+    uid = id_number(name)
+    if uid is not None:
         try:
             entry = pwd.getpwuid(uid)
         except KeyError:
@@ -60,9 +61,8 @@ def user_id(name: str) -> tuple[int, int | None, str | None, str | None]:
 
 def group_id(name: str) -> int:
     """gid for a group name or number; KeyError if a name is unknown."""
-    if name.isdigit():
-        return int(name)
-    return grp.getgrnam(name).gr_gid
+    gid = id_number(name)
+    return gid if gid is not None else grp.getgrnam(name).gr_gid
 
 
 def resolve(spec: ProcessSpec) -> Identity:
@@ -109,7 +109,7 @@ def resolve(spec: ProcessSpec) -> Identity:
 def _unknown(kind: str, value: str | None) -> str | None:
     """The problem with a user or group name that does not exist, else None.
     Numbers are taken as they are (they need no entry in /etc/passwd)."""
-    if value is None or value.isdigit():
+    if value is None or id_number(value) is not None:
         return None
     try:
         (user_id if kind == "user" else group_id)(value)

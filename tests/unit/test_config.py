@@ -143,14 +143,14 @@ def test_bad_keys_every_problem_at_once_in_file_order(monkeypatch: pytest.Monkey
         'pidone.toml:10: [process.web] after = "redis": must be a list of names, like ["redis"]',
         'pidone.toml:11: [process.web] stop_signal = "SIGFOO": not a signal name; '
         'use a name like "SIGTERM" or a number',
-        'pidone.toml:12: [process.web] stop_timeout = "30s": must be a number of seconds, '
-        "like 10 or 2.5",
+        'pidone.toml:12: [process.web] stop_timeout = "30s": must be a number of seconds '
+        "from 0 to 86400 (one day), like 10 or 2.5",
         'pidone.toml:13: [process.web] restart = "allways": must be one of "always", '
         '"on-failure", "never"; did you mean "always"?',
         'pidone.toml:14: [process.web] ready = "tcp:localhost": must be "tcp:HOST:PORT", '
         'like "tcp:127.0.0.1:6379"',
         'pidone.toml:15: [process.web] umask = "0999": must be an octal string up to "0777", '
-        'like "0027"',
+        'like "0027", or an octal number like 0o27',
         'pidone.toml:16: [process.web] control = "yes": must be true or false (without quotes)',
         'pidone.toml:19: [process.redis] command = "redis-server --port 6380": also given on '
         "Procfile:2; keep only one of the two",
@@ -159,7 +159,7 @@ def test_bad_keys_every_problem_at_once_in_file_order(monkeypatch: pytest.Monkey
         'pidone.toml:26: [socket.app] path = "run/app.sock": must be an absolute path, '
         'like "/run/app/app.sock"',
         'pidone.toml:27: [socket.app] mode = "rw-rw----": must be an octal string up to "7777", '
-        'like "0660"',
+        'like "0660", or an octal number like 0o660',
         "pidone.toml:29: [sockets]: unknown table; did you mean [socket]?",
     ]
 
@@ -444,10 +444,10 @@ def test_umask_forms(cwd: Path, value: str, mask: int) -> None:
     assert one_process(cwd, f"umask = {value}").umask == mask
 
 
-@pytest.mark.parametrize("value", ['"0999"', '"01000"', "512", '"u=rwx"', "-1", "true"])
+@pytest.mark.parametrize("value", ['"0999"', '"01000"', "0o1000", '"u=rwx"', "-1", "true", "999"])
 def test_bad_umask(cwd: Path, value: str) -> None:
     assert one_problem(cwd, f"umask = {value}").endswith(
-        'must be an octal string up to "0777", like "0027"'
+        'must be an octal string up to "0777", like "0027", or an octal number like 0o27'
     )
 
 
@@ -479,9 +479,9 @@ def test_rlimit_forms(cwd: Path) -> None:
          "with soft <= hard"),
         ('{ nofile = ["unlimited", 10] }', "nofile: the soft limit is above the hard one; "
          "use [soft, hard] with soft <= hard"),
-        ("{ nofile = -1 }", 'nofile must be a number, "unlimited", or [soft, hard], '
+        ("{ nofile = -1 }", 'nofile must be a number below 2**63, "unlimited", or [soft, hard], '
          "like nofile = 4096"),
-        ('{ nofile = "lots" }', 'nofile must be a number, "unlimited", or [soft, hard], '
+        ('{ nofile = "lots" }', 'nofile must be a number below 2**63, "unlimited", or [soft, hard], '
          "like nofile = 4096"),
         ('"nofile=10"', 'must be a table of limits, like { nofile = 4096, core = "unlimited" }'),
     ],
@@ -523,11 +523,11 @@ def test_identities(cwd: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("user = -1", 'must be a name or a number, like "app" or 1000'),
-        ('user = ""', 'must be a name or a number, like "app" or 1000'),
-        ('group = "a b"', 'must be a name or a number, like "app" or 1000'),
+        ("user = -1", "is not a valid id; use a number from 0 to 4294967294, or a name"),
+        ('user = ""', 'must be a name or a number from 0 to 4294967294, like "app" or 1000'),
+        ('group = "a b"', 'must be a name or a number from 0 to 4294967294, like "app" or 1000'),
         ('groups = "www-data"', 'must be a list of group names or numbers, like ["www-data", 101]'),
-        ("groups = [true]", 'must be a name or a number, like "app" or 1000'),
+        ("groups = [true]", 'must be a name or a number from 0 to 4294967294, like "app" or 1000'),
     ],
 )
 def test_bad_identities(cwd: Path, body: str, message: str) -> None:
@@ -596,8 +596,8 @@ READY_FORMS = (
         ('"tcp:db:99999"', 'must be "tcp:HOST:PORT", like "tcp:127.0.0.1:6379"'),
         ('"http://:80/"', 'must be a URL with a host, like "http://127.0.0.1:8000/health"'),
         ('"http://db:port/"', 'must be a URL with a host, like "http://127.0.0.1:8000/health"'),
-        ('"settle:soon"', 'must be "settle:SECONDS", like "settle:2.5"'),
-        ('"settle:-1"', 'must be "settle:SECONDS", like "settle:2.5"'),
+        ('"settle:soon"', 'must be "settle:SECONDS" with SECONDS from 0 to 86400 (one day), like "settle:2.5"'),
+        ('"settle:-1"', 'must be "settle:SECONDS" with SECONDS from 0 to 86400 (one day), like "settle:2.5"'),
         (
             '"exec:check \'x"',
             "a single quote (') is never closed; close it, or escape it with a backslash",
@@ -614,9 +614,9 @@ def test_bad_ready(cwd: Path, value: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("stop_timeout = -1", "must be a number of seconds, like 10 or 2.5"),
-        ("stop_timeout = nan", "must be a number of seconds, like 10 or 2.5"),
-        ("stop_timeout = true", "must be a number of seconds, like 10 or 2.5"),
+        ("stop_timeout = -1", "must be a number of seconds from 0 to 86400 (one day), like 10 or 2.5"),
+        ("stop_timeout = nan", "must be a number of seconds from 0 to 86400 (one day), like 10 or 2.5"),
+        ("stop_timeout = true", "must be a number of seconds from 0 to 86400 (one day), like 10 or 2.5"),
         ('stop_target = "pgroup"', 'must be one of "process", "group"; did you mean "group"?'),
         ('restart = "on_failure"', 'must be one of "always", "on-failure", "never"; '
          'did you mean "on-failure"?'),
@@ -765,11 +765,11 @@ after = 1
         ('control_socket = "ctl.sock"', 'must be an absolute path, like '
          '"/run/pidone/control.sock"'),
         ("fatal_after = 0", "must be a whole number of at least 1, like 5"),
-        ("fatal_window = 0", "must be more than 0 seconds, like 10 or 2.5"),
-        ("backoff_initial = 0", "must be more than 0 seconds, like 10 or 2.5"),
+        ("fatal_window = 0", "must be more than 0 seconds and at most 86400, like 10 or 2.5"),
+        ("backoff_initial = 0", "must be more than 0 seconds and at most 86400, like 10 or 2.5"),
         ('log_format = "JSON"', 'must be one of "text", "json", "raw"; did you mean "json"?'),
-        ("settle_time = -0.5", "must be a number of seconds, like 10 or 2.5"),
-        ("control_group = [1]", 'must be a name or a number, like "app" or 1000'),
+        ("settle_time = -0.5", "must be a number of seconds from 0 to 86400 (one day), like 10 or 2.5"),
+        ("control_group = [1]", 'must be a name or a number from 0 to 4294967294, like "app" or 1000'),
         ("stop_timout = 1", 'unknown key; did you mean "stop_timeout"?'),
     ],
 )  # fmt: skip
@@ -794,7 +794,7 @@ def test_socket_tables(cwd: Path) -> None:
         toml=f"""\
 [socket.a]
 path = "/run/a.sock"
-mode = 416
+mode = 0o640
 directory_mode = "0750"
 
 [socket.b]
@@ -822,7 +822,7 @@ def test_socket_defaults_and_modes(cwd: Path) -> None:
     write(
         cwd,
         procfile="web: serve\n",
-        toml='[socket.a]\npath = "/run/a.sock"\n\n[socket.b]\npath = "/run/b.sock"\nmode = 416\n'
+        toml='[socket.a]\npath = "/run/a.sock"\n\n[socket.b]\npath = "/run/b.sock"\nmode = 0o640\n'
         'directory_mode = "0750"\n',
     )
     assert load_here().sockets == {
