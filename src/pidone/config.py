@@ -37,6 +37,7 @@ from typing import Any, TypeVar, cast
 from pidone import command as commands
 from pidone import envfile, graph, procfile
 from pidone.command import Command
+from pidone.envfile import Budget
 from pidone.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -44,7 +45,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from pidone import values
+from pidone import tomllines, values
 from pidone.specs import (
     CAPABILITIES as CAPABILITIES,
 )
@@ -87,7 +88,6 @@ from pidone.specs import (
 from pidone.specs import (
     StopTarget as StopTarget,
 )
-from pidone import tomllines
 from pidone.tomllines import TomlLines
 from pidone.values import BadValue
 
@@ -164,14 +164,15 @@ def load(
     env_text = _read(env_path, "-e", problems)
     _raise_if(problems)
 
+    budget = Budget()  # for every ${VAR} expansion of this load
     entries = _parse_procfile(procfile_text, procfile_path, problems)
-    dotenv = _parse_envfile(env_text, env_path, environ, problems)
+    dotenv = _parse_envfile(env_text, env_path, environ, problems, budget)
     data = _parse_toml(toml_text, config_path, problems)
     _raise_if(problems)
 
     lines = {entry.name: entry.line for entry in entries}
     sources = Sources(procfile_path, config_path, env_path, lines, toml_text or "")
-    ctx = _Context(sources, problems)
+    ctx = _Context(sources, problems, budget)
     _check_top_level(ctx, data)
     settings = _settings(ctx, data.get("pidone", {}))
     sockets = _sockets(ctx, data.get("socket", {}))
@@ -258,12 +259,16 @@ def _parse_procfile(
 
 
 def _parse_envfile(
-    text: str | None, path: Path | None, environ: Mapping[str, str], problems: list[str]
+    text: str | None,
+    path: Path | None,
+    environ: Mapping[str, str],
+    problems: list[str],
+    budget: Budget,
 ) -> dict[str, str]:
     if text is None:
         return {}
     try:
-        return envfile.parse(text, str(path), environ=environ)
+        return envfile.parse(text, str(path), environ=environ, budget=budget)
     except ConfigError as exc:
         problems.extend(exc.problems)
         return {}
@@ -315,9 +320,10 @@ _UNSET: Any = object()
 
 
 class _Context:
-    def __init__(self, sources: Sources, problems: list[str]) -> None:
+    def __init__(self, sources: Sources, problems: list[str], budget: Budget) -> None:
         self.sources = sources
         self.problems = problems
+        self.budget = budget
 
     def problem(self, table: str, key: str | None, value: object, message: str) -> None:
         where = self.sources.where(table, key)
@@ -423,7 +429,7 @@ class _Table:
             except BadValue as bad:
                 self.ctx.problem(self.name, key, value, str(bad))
                 return default
-        return self.get(key, values.octal(maximum, example), default)
+        return self.get(key, values.octal(maximum, example), cast(int, default))
 
 
 # --- the tables -------------------------------------------------------------------
@@ -592,7 +598,7 @@ def _process(
     configured: dict[str, str] = table.get("environment", values.environment, {})
     for key, value in configured.items():
         try:
-            environment[key] = envfile.expand(value, base)
+            environment[key] = envfile.expand(value, base, ctx.budget)
         except ValueError as exc:
             ctx.problem(where, "environment", raw["environment"], f"{key}: {exc}")
     command_env = {**base, **environment}
@@ -611,7 +617,7 @@ def _process(
         after=table.get("after", values.names('["redis"]'), ()),
         ready=table.get(
             "ready",
-            lambda value: values.ready(value, command_env),
+            lambda value: values.ready(value, command_env, ctx.budget),
             ReadyCheck("settle", seconds=settings.settle_time),
         ),
         restart=cast(
@@ -670,7 +676,7 @@ def _process_command(
             )
         return None
     try:
-        line = envfile.expand(text, env)
+        line = envfile.expand(text, env, ctx.budget)
         return line, commands.parse(line)
     except ValueError as exc:
         if entry is None:

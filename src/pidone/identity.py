@@ -12,11 +12,12 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import resource
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pidone.config import CAPABILITIES, Config, ProcessSpec
-from pidone.values import id_number
+from pidone.values import as_float, id_number
 
 
 @dataclass(frozen=True)
@@ -118,16 +119,60 @@ def _unknown(kind: str, value: str | None) -> str | None:
     return None
 
 
+def _too_many_groups(groups: tuple[str, ...] | None) -> str | None:
+    """setgroups(2) refuses more than NGROUPS_MAX groups."""
+    most = os.sysconf("SC_NGROUPS_MAX")
+    if groups is not None and len(groups) > most:
+        return f"{len(groups)} groups, more than the {most} a process can have; list fewer"
+    return None
+
+
+def _rlimit_problems(spec: ProcessSpec) -> Iterable[str]:
+    """What setrlimit(2) would refuse in the child (which sets them as pidone,
+    before any user switch): a hard limit above pidone's own without
+    CAP_SYS_RESOURCE, or nofile above the kernel's nr_open."""
+    from pidone import system
+
+    privileged = system.has_effective_capability(system.CAP_SYS_RESOURCE)
+    for limit in spec.rlimits:
+        hard = as_float(limit.hard)
+        if limit.resource == resource.RLIMIT_NOFILE and hard > (ceiling := system.nr_open()):
+            yield (
+                f"{limit.name} {_limit_text(limit.hard)} is above the kernel's maximum "
+                f"{ceiling} (/proc/sys/fs/nr_open); use at most {ceiling}"
+            )
+            continue
+        own = resource.getrlimit(limit.resource)[1]
+        if not privileged and hard > as_float(own):
+            yield (
+                f"{limit.name} {_limit_text(limit.hard)} is above pidone's own hard limit "
+                f"{_limit_text(own)}, which only CAP_SYS_RESOURCE may raise; "
+                f"use at most {_limit_text(own)}"
+            )
+
+
+def _limit_text(limit: int) -> str:
+    return "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
+
+
 def check(config: Config) -> Iterable[str]:
-    """config.load's OS check: users, groups and directories exist."""
+    """config.load's OS check: users, groups and directories exist, and what
+    the child's setgroups and setrlimit would refuse is refused here."""
     where = config.sources.problem
+    if (problem := _unknown("group", config.settings.control_group)) is not None:
+        yield where("pidone", "control_group", problem)
     for name, spec in config.processes.items():
         table = f"process.{name}"
         names = [("user", "user", spec.user), ("group", "group", spec.group)]
-        names += [("groups", "group", g) for g in spec.groups or ()]
+        if (problem := _too_many_groups(spec.groups)) is not None:
+            yield where(table, "groups", problem)
+        else:
+            names += [("groups", "group", g) for g in spec.groups or ()]
         for key, kind, value in names:
             if (problem := _unknown(kind, value)) is not None:
                 yield where(table, key, problem)
+        for problem in _rlimit_problems(spec):
+            yield where(table, "rlimits", problem)
         if spec.directory is not None and not os.path.isdir(spec.directory):
             yield where(
                 table, "directory", f"{spec.directory!r} is not a directory; create it first"

@@ -47,9 +47,7 @@ def parse(text: str, filename: str) -> list[ProcfileEntry]:
             continue
         where = f"{filename}:{number}"
         if "\0" in line:
-            problems.append(
-                f"{where}: holds a NUL character, which no command can; remove it"
-            )
+            problems.append(f"{where}: holds a NUL character, which no command can; remove it")
             continue
         match = _LINE.fullmatch(line)
         if match is None:

@@ -12,6 +12,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from pidone import command as commands
+from pidone.envfile import Budget
 from pidone.specs import CAPABILITIES, RLIMITS, ReadyCheck, Rlimit
 
 
@@ -52,7 +53,8 @@ def positive_seconds(value: Any) -> float:
     return float(value)
 
 
-_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")  # ASCII only: "¹⁵".isdigit() is True
+# ASCII only: superscript digits pass isdigit(), and float() reads other scripts' digits.
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
 
 
 def seconds_text(text: str) -> float:
@@ -64,7 +66,8 @@ def seconds_text(text: str) -> float:
 
 def ascii_int(text: str) -> int | None:
     """The number that text is, in ASCII digits only, else None (str.isdigit
-    and int() also take "¹⁵" or "١٥"); at most 20 digits, so no huge int parse."""
+    also takes superscript and other scripts' digits, which int() then refuses
+    or reads); at most 20 digits, so no huge int parse."""
     text = text.strip()
     if not text.isascii() or not text.isdigit() or len(text) > 20:
         return None
@@ -182,9 +185,7 @@ def octal(maximum: int, example: str) -> Callable[[Any], int]:
         elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             digits = f"{value:04d}"
             if set(digits) <= set("01234567"):
-                raise BadValue(
-                    f'is read as a decimal number; write it as "{digits}" or 0o{value}'
-                )
+                raise BadValue(f'is read as a decimal number; write it as "{digits}" or 0o{value}')
         if number is None or not 0 <= number <= maximum:
             raise BadValue(
                 f'must be an octal string up to "{maximum:04o}", like "{example}", '
@@ -298,7 +299,7 @@ READY_FORMS = (
 )
 
 
-def ready(value: Any, env: Mapping[str, str]) -> ReadyCheck:
+def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> ReadyCheck:
     if not isinstance(value, str):
         raise BadValue(f"must be a string: {READY_FORMS}")
     if value == "notify":
@@ -323,7 +324,7 @@ def ready(value: Any, env: Mapping[str, str]) -> ReadyCheck:
         return ReadyCheck("tcp", target, host=host.strip("[]"), port=number)
     if kind == "exec":
         try:
-            return ReadyCheck("exec", target, command=commands.parse(target, env))
+            return ReadyCheck("exec", target, command=commands.parse(target, env, budget))
         except ValueError as exc:
             raise BadValue(str(exc)) from None
     try:

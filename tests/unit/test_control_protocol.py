@@ -62,10 +62,22 @@ def test_good_requests(request_: dict[str, Any], expected: Command) -> None:
         (req("signal", names=["web"], signal=999), "signal: 999 is not a signal number"),
         (req("wait-ready", timeout=0), 'wait-ready: "timeout" must be more than 0 seconds'),
         # A control-group member (not root) must not crash PID 1 with an epoll overflow.
-        (req("wait-ready", timeout=1e300), 'wait-ready: "timeout" must be a number of seconds from 0 to 86400'),
-        (req("wait-ready", timeout=float("inf")), 'wait-ready: "timeout" must be a number of seconds from 0 to 86400'),
-        (req("restart", names=["web"], timeout=86400.5), 'restart: "timeout" must be a number of seconds from 0 to 86400'),
-        (req("start", names=["web"], timeout=-1), 'start: "timeout" must be a number of seconds from 0 to 86400'),
+        (
+            req("wait-ready", timeout=1e300),
+            'wait-ready: "timeout" must be a number of seconds from 0 to 86400',
+        ),
+        (
+            req("wait-ready", timeout=float("inf")),
+            'wait-ready: "timeout" must be a number of seconds from 0 to 86400',
+        ),
+        (
+            req("restart", names=["web"], timeout=86400.5),
+            'restart: "timeout" must be a number of seconds from 0 to 86400',
+        ),
+        (
+            req("start", names=["web"], timeout=-1),
+            'start: "timeout" must be a number of seconds from 0 to 86400',
+        ),
         (req("wait-ready", timeout="5"), 'wait-ready: "timeout" must be a number'),
         (req("restart", names=["web"], timeout=float("inf")), 'restart: "timeout" must be'),
     ],
