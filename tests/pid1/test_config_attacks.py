@@ -7,7 +7,6 @@ the loop."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -21,6 +20,7 @@ from tests.helpers.users import APP, EXTRA, as_user
 
 WHOAMI = " ".join(helper("whoami.py"))
 MARKER = "started"
+WEB = '[process.web]\ncommand = "CMD"\n'
 
 
 def _write(directory: Path, files: dict[str, str]) -> None:
@@ -158,9 +158,7 @@ ATTACKS: dict[str, tuple[dict[str, str], str]] = {
         "pidone.toml:3: [process.web] rlimits: nofile 99999999 is above the kernel's maximum",
     ),
     "unknown_control_group": (
-        {
-            "pidone.toml": '[pidone]\ncontrol_group = "no-such-group-x"\n[process.web]\ncommand = "CMD"\n'
-        },
+        {"pidone.toml": '[pidone]\ncontrol_group = "no-such-group-x"\n' + WEB},
         "pidone.toml:2: [pidone] control_group: no group 'no-such-group-x'",
     ),
     "process_named_pidone": (
@@ -168,10 +166,9 @@ ATTACKS: dict[str, tuple[dict[str, str], str]] = {
         'Procfile:1: "pidone" is reserved',
     ),
     "mode_as_a_decimal_integer": (
-        {
-            "pidone.toml": '[socket.s]\npath = "/run/h1/s.sock"\nmode = 660\n[process.web]\ncommand = "CMD"\n'
-        },
-        'pidone.toml:3: [socket.s] mode = 660: is read as a decimal number; write it as "0660" or 0o660',
+        {"pidone.toml": '[socket.s]\npath = "/run/h1/s.sock"\nmode = 660\n' + WEB},
+        "pidone.toml:3: [socket.s] mode = 660: is read as a decimal number; "
+        'write it as "0660" or 0o660',
     ),
     "umask_as_a_decimal_integer": (
         {"pidone.toml": '[process.web]\ncommand = "CMD"\numask = 27\n'},
