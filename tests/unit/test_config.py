@@ -902,3 +902,241 @@ def test_process_named_all_is_reserved(cwd: Path) -> None:
         'pidone.toml:1: [process.all]: "all" is reserved (pidone ctl uses it for every'
         " process); pick another name"
     ]
+
+
+def test_process_named_pidone_is_reserved_its_lines_would_pass_for_pidones(cwd: Path) -> None:
+    rule = '"pidone" is reserved (it names pidone\'s own log lines); pick another name'
+    write(cwd, procfile="pidone: x\n")
+    assert problems() == [f"Procfile:1: {rule}"]
+    (cwd / "Procfile").unlink()
+    write(cwd, toml='[process.pidone]\ncommand = "y"\n[process.web]\ncommand = "z"\n')
+    assert problems() == [f"pidone.toml:1: [process.pidone]: {rule}"]
+
+
+# --- attacks: each a clear problem with its line, never a traceback ------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "user = 4294967295",  # (uid_t)-1: setresuid(-1, ...) changes nothing, root stays
+        'user = "4294967295"',
+        "user = 99999999999",
+        'group = "99999999999"',
+        "group = 4294967295",
+        "groups = [4294967295]",
+        'user = "000000000000000000004294967295"',
+    ],
+)
+def test_uid_minus_one_and_ids_past_32_bits_are_refused(cwd: Path, body: str) -> None:
+    assert one_problem(cwd, body) == (
+        f"pidone.toml:3: [process.web] {body}: is not a valid id; "
+        "use a number from 0 to 4294967294, or a name"
+    )
+
+
+def test_socket_owner_and_group_past_32_bits_are_refused(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\n",
+        toml='[socket.a]\npath = "/run/a.sock"\nowner = 4294967295\ngroup = "99999999999"\n',
+    )
+    assert [p.partition(": is")[0] for p in problems()] == [
+        "pidone.toml:3: [socket.a] owner = 4294967295",
+        'pidone.toml:4: [socket.a] group = "99999999999"',
+    ]
+
+
+def test_the_highest_id_is_kept_as_a_number(cwd: Path) -> None:
+    spec = one_process(cwd, 'user = 4294967294\ngroup = "0"\ngroups = ["007"]')
+    assert (spec.user, spec.group, spec.groups) == ("4294967294", "0", ("7",))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("umask = 27", 'is read as a decimal number; write it as "0027" or 0o27'),
+        ("umask = 22", 'is read as a decimal number; write it as "0022" or 0o22'),
+    ],
+)
+def test_mode_written_as_a_decimal_integer_is_refused_with_how_to_write_it(
+    cwd: Path, body: str, message: str
+) -> None:
+    assert one_problem(cwd, body) == f"pidone.toml:3: [process.web] {body}: {message}"
+
+
+def test_socket_modes_as_decimal_integers_are_refused_in_every_layout(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\n",
+        toml='[socket.a]\npath = "/run/a.sock"\nmode = 660\ndirectory_mode = 2750\n'
+        '[socket.b]\npath = "/run/b.sock"\nmode = 0o660\n'
+        '[socket]\nc = { path = "/run/c.sock", mode = 432 }\n',
+    )
+    assert problems() == [
+        "pidone.toml:3: [socket.a] mode = 660: is read as a decimal number; "
+        'write it as "0660" or 0o660',
+        "pidone.toml:4: [socket.a] directory_mode = 2750: is read as a decimal number; "
+        'write it as "2750" or 0o2750',
+        # 432 is what 0o660 arrives as: the text tells the two apart
+        "pidone.toml:9: [socket.c] mode = 432: is read as a decimal number; "
+        'write it as "0432" or 0o432',
+    ]
+
+
+def test_modes_as_0o_literals_in_every_layout(cwd: Path) -> None:
+    write(
+        cwd,
+        toml='[process.web]\ncommand = "serve"\numask = 0o0_27\n'
+        '[socket.a]\npath = "/run/a.sock"\nmode = 0o640\ndirectory_mode = 0o2750 # dir\n'
+        '[socket.c]\npath = "/run/c.sock"\nmode = "660"\n'
+        '[socket]\nb = { path = "/run/b.sock", "mode" = 0o600 }\n',
+    )
+    loaded = load_here()
+    assert loaded.processes["web"].umask == 0o27
+    modes = {n: (s.mode, s.directory_mode) for n, s in loaded.sockets.items()}
+    assert modes == {"a": (0o640, 0o2750), "b": (0o600, 0o2750), "c": (0o660, 0o2750)}
+
+
+def test_a_0o_literal_above_the_maximum_is_refused(cwd: Path) -> None:
+    assert one_problem(cwd, "umask = 0o1777") == (
+        'pidone.toml:3: [process.web] umask = 0o1777: must be an octal string up to "0777", '
+        'like "0027", or an octal number like 0o27'
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["stop_timeout = 2592000", "stop_timeout = inf", "stop_timeout = 1e+300"],
+)
+def test_duration_past_epolls_range_is_refused(cwd: Path, body: str) -> None:
+    assert one_problem(cwd, body) == f"pidone.toml:3: [process.web] {body}: {SECONDS_RULE}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "stop_timeout = 2592000",
+        "settle_time = 2592000",
+        "backoff_max = 100000.0",
+        "fatal_window = 86400.5",
+    ],
+)
+def test_every_duration_setting_has_the_one_range(cwd: Path, body: str) -> None:
+    write(cwd, procfile="web: serve\n", toml=f"[pidone]\n{body}\n")
+    assert problems()[0].startswith(f"pidone.toml:2: [pidone] {body}: must be")
+    assert "86400" in problems()[0]
+
+
+@pytest.mark.parametrize("value", ['"settle:2592000"', '"settle:inf"', '"settle:1e3"'])
+def test_settle_past_the_range_or_not_plain_decimal_is_refused(cwd: Path, value: str) -> None:
+    assert one_problem(cwd, f"ready = {value}").endswith(
+        'must be "settle:SECONDS" with SECONDS from 0 to 86400 (one day), like "settle:2.5"'
+    )
+
+
+def test_one_day_is_the_longest_duration(cwd: Path) -> None:
+    spec = one_process(cwd, 'stop_timeout = 86400\nready = "settle:86400"')
+    assert (spec.stop_timeout, spec.ready.seconds) == (86400.0, 86400.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('stop_signal = "\u00b9\u2075"', "not a signal name"),  # "15" in superscripts
+        ('ready = "tcp:db:\u00b9\u2075"', 'must be "tcp:HOST:PORT"'),
+        ('ready = "http://db:\u00b9\u2075/"', "must be a URL with a host"),
+        ('ready = "settle:\u0661"', 'must be "settle:SECONDS"'),  # Arabic-Indic 1
+        ('user = "\u00b9\u2075"', None),  # a name (not a number): looked up later
+    ],
+)
+def test_superscript_digits_are_not_numbers(cwd: Path, body: str, message: str | None) -> None:
+    if message is None:
+        assert one_process(cwd, body).user == "\u00b9\u2075"
+        return
+    found = one_problem(cwd, body)
+    assert found.startswith(f"pidone.toml:3: [process.web] {body.partition(' = ')[0]} = ")
+    assert message in found
+
+
+def test_superscript_port_in_metrics_is_refused(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n", toml='[pidone]\nmetrics = "0.0.0.0:\u00b9\u2075"\n')
+    assert problems() == [
+        'pidone.toml:2: [pidone] metrics = "0.0.0.0:\u00b9\u2075": must be "HOST:PORT", '
+        'like "127.0.0.1:9100"'
+    ]
+
+
+def test_toml_nested_5000_deep_is_refused_with_its_line(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n", toml="a = 1\n\nx = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert problems() == [
+        "pidone.toml:3: arrays or tables nested more than 32 deep; write it flatter"
+    ]
+
+
+def test_toml_inline_tables_nested_5000_deep_are_refused(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n", toml="x = " + "{a=" * 5000 + "1" + "}" * 5000 + "\n")
+    assert problems() == [
+        "pidone.toml:1: arrays or tables nested more than 32 deep; write it flatter"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a" + ".a" * 100_000 + " = 1\n", "[" + ".".join(["t"] * 100_000) + "]\n"],
+)
+def test_toml_key_of_100000_dotted_parts_is_refused(cwd: Path, text: str) -> None:
+    # tomllib's memory grows with the square of the parts: 100,000 ran out
+    write(cwd, procfile="web: serve\n", toml=text)
+    assert problems() == ["pidone.toml:1: a key of more than 32 dotted parts; write it flatter"]
+
+
+def test_shape_check_ignores_brackets_and_dots_in_strings_and_comments(cwd: Path) -> None:
+    deep = "[" * 40
+    write(
+        cwd,
+        toml=f'[process.web] # {deep}\ncommand = "echo {deep}"\n'
+        f'environment = {{ A = \'{deep}\', B = """\n{deep}.{"." * 40}""" }}\n'
+        "after = [\n  # a.b.c\n]\n",
+    )
+    assert load_here().processes["web"].environment["A"] == deep
+
+
+def test_a_config_file_over_1_mib_is_refused(cwd: Path) -> None:
+    (cwd / "Procfile").write_text("web: serve\n" + "# padding\n" * 110_000)
+    assert problems() == [
+        "Procfile: larger than 1024 KiB; a configuration file is never that big, "
+        "check the path given to -f"
+    ]
+
+
+def test_nul_in_a_command_or_environment_value_is_refused_with_its_line(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\0x\n",
+        toml='[process.job]\ncommand = "a\\u0000b"\n'
+        '[process.env]\ncommand = "c"\nenvironment = { A = "x\\u0000" }\n',
+    )
+    nul = "holds a NUL character (\\u0000), which no name, path or argument can; remove it"
+    assert problems() == [
+        "Procfile:1: holds a NUL character, which no command can; remove it",
+    ]
+    write(cwd, procfile="web: serve\n")
+    assert problems() == [
+        f'pidone.toml:2: [process.job] command = "a\\u0000b": {nul}',
+        f'pidone.toml:5: [process.env] environment = {{ A = "x\\u0000" }}: {nul}',
+    ]
+
+
+def test_an_expanded_command_is_bounded_too(cwd: Path) -> None:
+    write(cwd, procfile="web: serve ${A}${A}\n", env="A=" + "x" * (70 * 1024) + "\n")
+    assert problems() == [
+        'Procfile:1: process "web": expands to more than 128 KiB (the kernel\'s limit for '
+        "one environment value or argument); use fewer or shorter ${VAR} references"
+    ]
+
+
+def test_a_long_bad_value_is_cut_short_in_its_message(cwd: Path) -> None:
+    found = one_problem(cwd, f'restart = "{"x" * 5000}"')
+    assert len(found) < 400
+    assert '..." must be one of' in found or "...: must be one of" in found
