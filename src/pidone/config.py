@@ -319,11 +319,15 @@ T = TypeVar("T")
 _UNSET: Any = object()
 
 
+MAX_ENV_ENTRIES = 1 << 20  # variables in all processes' environments together (memory)
+
+
 class _Context:
     def __init__(self, sources: Sources, problems: list[str], budget: Budget) -> None:
         self.sources = sources
         self.problems = problems
         self.budget = budget
+        self.env_entries_left = MAX_ENV_ENTRIES
 
     def problem(self, table: str, key: str | None, value: object, message: str) -> None:
         where = self.sources.where(table, key)
@@ -593,6 +597,25 @@ def _process(
 ) -> ProcessSpec | None:
     where = f"process.{name}"
     table = _Table(ctx, where, raw, PROCESS_KEYS)
+    # Each process gets its own environment dicts: their sizes add up. Counted
+    # before any is built (20,000 processes x 10,000 variables ran out of memory).
+    configured_raw = raw.get("environment")
+    entries = (
+        len(environ)
+        + len(dotenv)
+        + (len(configured_raw) if isinstance(configured_raw, dict) else 0)
+    )
+    ctx.env_entries_left -= entries
+    if ctx.env_entries_left < 0:
+        if ctx.env_entries_left + entries >= 0:  # report it once
+            ctx.problem(
+                where,
+                None,
+                _UNSET,
+                f"the environments of all processes add up to more than {MAX_ENV_ENTRIES} "
+                "variables; define fewer processes or variables",
+            )
+        return None
     base = {**environ, **dotenv}
     environment: dict[str, str] = {}
     configured: dict[str, str] = table.get("environment", values.environment, {})

@@ -151,6 +151,32 @@ def _rlimit_problems(spec: ProcessSpec) -> Iterable[str]:
             )
 
 
+# What execve(2) takes: each string at most MAX_ARG_STRLEN (32 pages), and
+# all of them with their pointers within ARG_MAX; past either, E2BIG.
+MAX_ARG_STRLEN = 32 * 4096
+_EXEC_MARGIN = 4096  # for what pidone adds (HOME, NOTIFY_SOCKET, LISTEN_FDS, ...)
+
+
+def _exec_problem(spec: ProcessSpec) -> str | None:
+    """Would exec refuse this command line and environment (E2BIG)?"""
+    strings = [arg.encode(errors="surrogateescape") for arg in spec.command.argv]
+    strings += [f"{k}={v}".encode(errors="surrogateescape") for k, v in spec.env.items()]
+    longest = max((len(s) for s in strings), default=0)
+    if longest >= MAX_ARG_STRLEN:
+        return (
+            f"an argument or environment variable of {longest} bytes, more than the "
+            f"{MAX_ARG_STRLEN} bytes exec takes (E2BIG); shorten it"
+        )
+    total = sum(len(s) + 1 + 8 for s in strings) + _EXEC_MARGIN  # NUL and pointer each
+    most = os.sysconf("SC_ARG_MAX")
+    if total > most:
+        return (
+            f"its command line and environment take {total} bytes, more than the {most} "
+            "exec takes (ARG_MAX, E2BIG); shorten them, or use clear_env"
+        )
+    return None
+
+
 def _limit_text(limit: int) -> str:
     return "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
 
@@ -173,6 +199,8 @@ def check(config: Config) -> Iterable[str]:
                 yield where(table, key, problem)
         for problem in _rlimit_problems(spec):
             yield where(table, "rlimits", problem)
+        if (problem := _exec_problem(spec)) is not None:
+            yield where(table, None, problem)
         if spec.directory is not None and not os.path.isdir(spec.directory):
             yield where(
                 table, "directory", f"{spec.directory!r} is not a directory; create it first"

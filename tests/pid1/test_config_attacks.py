@@ -145,6 +145,10 @@ ATTACKS: dict[str, tuple[dict[str, str], str]] = {
         {"Procfile": "other: CMD\0x\n"},
         "Procfile:1: holds a NUL character",
     ),
+    "environment_over_arg_max": (
+        {".env": "B=" + "x" * 100_000 + "\n" + "".join(f"V{n}=${{B}}\n" for n in range(30))},
+        "Procfile:1: [process.web]: its command line and environment take",
+    ),
     "seventy_thousand_groups": (
         {
             "pidone.toml": '[process.web]\ncommand = "CMD"\ngroups = ['

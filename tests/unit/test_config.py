@@ -1140,3 +1140,40 @@ def test_a_long_bad_value_is_cut_short_in_its_message(cwd: Path) -> None:
     found = one_problem(cwd, f'restart = "{"x" * 5000}"')
     assert len(found) < 400
     assert '..." must be one of' in found or "...: must be one of" in found
+
+
+def test_20000_processes_times_10000_variables_are_refused_before_they_are_built(
+    cwd: Path,
+) -> None:
+    # 390 KB of files; each process's own environment copy made 2 * 10**8 entries
+    write(
+        cwd,
+        procfile="".join(f"p{n}: serve\n" for n in range(20_000)),
+        env="".join(f"V{n}=x\n" for n in range(10_000)),
+    )
+    assert problems() == [
+        "Procfile:105: [process.p104]: the environments of all processes add up to more "
+        f"than {config.MAX_ENV_ENTRIES} variables; define fewer processes or variables"
+    ]
+
+
+def test_an_environment_exec_would_refuse_with_e2big_is_refused_by_check(cwd: Path) -> None:
+    from pidone import identity
+
+    write(
+        cwd,
+        procfile="one: serve\nmany: serve\n",
+        # 30 values of 100 KiB: 3 MB, over ARG_MAX; and one of 70,000 two-byte
+        # characters: under the 128 KiB of characters, over exec's 131072 bytes
+        env="B=" + "x" * (100 * 1024) + "\n" + "".join(f"V{n}=${{B}}\n" for n in range(30)),
+        toml="[process.one]\nclear_env = false\n[process.many]\nclear_env = true\n"
+        'environment = { W = "' + "\u00e9" * 70_000 + '" }\n',
+    )
+    with pytest.raises(ConfigError) as caught:
+        config.load(None, None, None, environ={}, checks=[identity.check])
+    assert [p.partition(": its")[0].partition(": an")[0] for p in caught.value.problems] == [
+        "pidone.toml:1: [process.one]",
+        "pidone.toml:3: [process.many]",
+    ]
+    assert "more than the 131072 bytes exec takes (E2BIG)" in caught.value.problems[1]
+    assert "exec takes (ARG_MAX, E2BIG); shorten them" in caught.value.problems[0]
