@@ -653,6 +653,8 @@ def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
 def parse_signal(text: str) -> int:
     """A signal number from 'TERM', 'sigterm', '15' or 'RTMIN+3'; ValueError if none."""
     word = text.strip().upper()
+    if not word.isascii():  # str.isdigit takes superscripts, which int() refuses
+        raise ValueError(f"{text!r} is not a signal name or number")
     if word.isdigit():
         signum = int(word)
         if not 1 <= signum < signal.NSIG:

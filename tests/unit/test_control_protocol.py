@@ -192,9 +192,11 @@ def test_parse_signal(text: str, signum: int) -> None:
     assert parse_signal(text) == signum
 
 
-@pytest.mark.parametrize("text", ["", "NOPE", "0", "65", "RTMIN+99", "-9"])
+@pytest.mark.parametrize(
+    "text", ["", "NOPE", "0", "65", "RTMIN+99", "-9", "\u00b9\u2075", "RTMIN+\u00b9"]
+)
 def test_parse_signal_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"signal|outside"):
         parse_signal(text)
 
 
