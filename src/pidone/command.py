@@ -26,7 +26,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pidone.envfile import expand
+from pidone.envfile import Budget, expand
 
 SHELL = "/bin/sh"
 
@@ -44,14 +44,14 @@ class Command:
     shell_stays: bool = False
 
 
-def parse(text: str, env: Mapping[str, str] | None = None) -> Command:
+def parse(text: str, env: Mapping[str, str] | None = None, budget: Budget | None = None) -> Command:
     """Expand ${VAR} from `env` (when given), then choose direct exec or a shell.
 
     Raises ValueError for an empty command, an unclosed quote or `$(`, or a
     malformed `${...}`.
     """
     if env is not None:
-        text = expand(text, env)
+        text = expand(text, env, budget)
     text = text.strip()
     if not text:
         raise ValueError(

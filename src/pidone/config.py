@@ -37,6 +37,7 @@ from typing import Any, TypeVar, cast
 from pidone import command as commands
 from pidone import envfile, graph, procfile
 from pidone.command import Command
+from pidone.envfile import Budget
 from pidone.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -44,7 +45,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from pidone import values
+from pidone import tomllines, values
 from pidone.specs import (
     CAPABILITIES as CAPABILITIES,
 )
@@ -106,12 +107,12 @@ class Sources:
         self.config = config
         self.envfile = envfile
         self.procfile_lines = dict(procfile_lines)
-        self._toml_lines = TomlLines(toml_text)
+        self.toml_lines = TomlLines(toml_text)
 
     def where(self, table: str, key: str | None = None) -> str:
         """The "file:line" of a key (or else its table), e.g. "pidone.toml:12";
         the Procfile line for a process that only the Procfile defines."""
-        line = self._toml_lines.find(table, key)
+        line = self.toml_lines.find(table, key)
         if line is not None:
             return f"{self.config}:{line}"
         name = table.partition(".")[2]
@@ -163,14 +164,15 @@ def load(
     env_text = _read(env_path, "-e", problems)
     _raise_if(problems)
 
+    budget = Budget()  # for every ${VAR} expansion of this load
     entries = _parse_procfile(procfile_text, procfile_path, problems)
-    dotenv = _parse_envfile(env_text, env_path, environ, problems)
+    dotenv = _parse_envfile(env_text, env_path, environ, problems, budget)
     data = _parse_toml(toml_text, config_path, problems)
     _raise_if(problems)
 
     lines = {entry.name: entry.line for entry in entries}
     sources = Sources(procfile_path, config_path, env_path, lines, toml_text or "")
-    ctx = _Context(sources, problems)
+    ctx = _Context(sources, problems, budget)
     _check_top_level(ctx, data)
     settings = _settings(ctx, data.get("pidone", {}))
     sockets = _sockets(ctx, data.get("socket", {}))
@@ -217,13 +219,26 @@ def _paths(
     return procfile, config, envfile
 
 
+MAX_FILE_BYTES = 1024 * 1024  # per config file: every parse stays fast and small
+
+
 def _read(path: Path | None, option: str, problems: list[str]) -> str | None:
     if path is None:
         return None
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         problems.append(f"{path}: cannot read it: {exc.strerror}; check the path given to {option}")
+        return None
+    if len(data) > MAX_FILE_BYTES:
+        problems.append(
+            f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; "
+            "a configuration file is never that big, check the path given to " + option
+        )
+        return None
+    try:
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         problems.append(
             f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
@@ -244,12 +259,16 @@ def _parse_procfile(
 
 
 def _parse_envfile(
-    text: str | None, path: Path | None, environ: Mapping[str, str], problems: list[str]
+    text: str | None,
+    path: Path | None,
+    environ: Mapping[str, str],
+    problems: list[str],
+    budget: Budget,
 ) -> dict[str, str]:
     if text is None:
         return {}
     try:
-        return envfile.parse(text, str(path), environ=environ)
+        return envfile.parse(text, str(path), environ=environ, budget=budget)
     except ConfigError as exc:
         problems.extend(exc.problems)
         return {}
@@ -261,8 +280,15 @@ _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column \d+\)")
 def _parse_toml(text: str | None, path: Path | None, problems: list[str]) -> dict[str, Any]:
     if text is None:
         return {}
+    shape = tomllines.shape_problem(text)
+    if shape is not None:
+        problems.append(f"{path}:{shape[0]}: {shape[1]}; write it flatter")
+        return {}
     try:
         return tomllib.loads(text)
+    except RecursionError:  # shape_problem missed a form; still a config error
+        problems.append(f"{path}: nested too deeply; write it flatter")
+        return {}
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         position = _TOML_POSITION.search(message)
@@ -293,10 +319,15 @@ T = TypeVar("T")
 _UNSET: Any = object()
 
 
+MAX_ENV_ENTRIES = 1 << 20  # variables in all processes' environments together (memory)
+
+
 class _Context:
-    def __init__(self, sources: Sources, problems: list[str]) -> None:
+    def __init__(self, sources: Sources, problems: list[str], budget: Budget) -> None:
         self.sources = sources
         self.problems = problems
+        self.budget = budget
+        self.env_entries_left = MAX_ENV_ENTRIES
 
     def problem(self, table: str, key: str | None, value: object, message: str) -> None:
         where = self.sources.where(table, key)
@@ -313,18 +344,48 @@ def _subject(table: str, key: str | None, value: object) -> str:
     return text
 
 
+_SHOWN_CHARS = 200  # of a value quoted in a message
+
+
 def _toml(value: object) -> str:
-    """A value written as in the TOML file."""
+    """A value written as in the TOML file (a long one cut short)."""
+    text = _toml_full(value, tomllines.MAX_NESTING)
+    return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
+
+
+def _toml_full(value: object, depth: int) -> str:
+    if depth <= 0:
+        return "..."
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return json.dumps(value[: _SHOWN_CHARS + 1], ensure_ascii=False)
     if isinstance(value, list):
-        return "[" + ", ".join(_toml(item) for item in value) + "]"
+        return "[" + ", ".join(_toml_full(item, depth - 1) for item in value[:_SHOWN_CHARS]) + "]"
     if isinstance(value, dict):
-        items = ", ".join(f"{key} = {_toml(item)}" for key, item in value.items())
+        items = ", ".join(
+            f"{key} = {_toml_full(item, depth - 1)}"
+            for key, item in list(value.items())[:_SHOWN_CHARS]
+        )
         return f"{{ {items} }}" if items else "{}"
     return str(value)
+
+
+def _has_nul(value: object, depth: int = tomllines.MAX_NESTING) -> bool:
+    """Does a TOML value (keys included) hold a NUL? No path, name, argument or
+    environment value can: the kernel's strings end at the first NUL."""
+    if isinstance(value, str):
+        return "\0" in value
+    if depth <= 0:
+        return False
+    if isinstance(value, list):
+        return any(_has_nul(item, depth - 1) for item in value)
+    if isinstance(value, dict):
+        return any(_has_nul(k, 0) or _has_nul(v, depth - 1) for k, v in value.items())
+    return False
+
+
+NUL_RULE = "holds a NUL character (\\u0000), which no name, path or argument can; remove it"
 
 
 class _Table:
@@ -346,11 +407,33 @@ class _Table:
     def get(self, key: str, parse: Callable[[Any], T], default: T) -> T:
         if key not in self.data:
             return default
-        try:
-            return parse(self.data[key])
-        except BadValue as bad:
-            self.ctx.problem(self.name, key, self.data[key], str(bad))
+        value = self.data[key]
+        if _has_nul(value):
+            self.ctx.problem(self.name, key, value, NUL_RULE)
             return default
+        try:
+            return parse(value)
+        except BadValue as bad:
+            self.ctx.problem(self.name, key, value, str(bad))
+            return default
+
+    def get_mode(self, key: str, maximum: int, example: str, default: T) -> int | T:
+        """An octal mode: a string, or an integer written as a 0o literal
+        (tomllib gives 432 for 0o660 and for 432: the file's text tells)."""
+        value = self.data.get(key)
+        lines = self.ctx.sources.toml_lines
+        if (
+            isinstance(value, int)
+            and not isinstance(value, bool)
+            and lines.is_octal_literal(self.name, key, value)
+        ):
+            value = values.OctalLiteral(value)
+            try:
+                return values.octal(maximum, example)(value)
+            except BadValue as bad:
+                self.ctx.problem(self.name, key, value, str(bad))
+                return default
+        return self.get(key, values.octal(maximum, example), cast(int, default))
 
 
 # --- the tables -------------------------------------------------------------------
@@ -397,8 +480,8 @@ def _subtables(ctx: _Context, kind: str, data: Any) -> dict[str, Mapping[str, An
         where = f"{kind}.{name}"
         if not procfile.NAME.fullmatch(name):
             ctx.problem(where, None, _UNSET, f'"{name}" is not a valid name; {procfile.NAME_RULE}')
-        elif kind == "process" and name == procfile.RESERVED:
-            ctx.problem(where, None, _UNSET, procfile.RESERVED_RULE)
+        elif kind == "process" and name in procfile.RESERVED:
+            ctx.problem(where, None, _UNSET, procfile.RESERVED[name])
         elif not isinstance(table, dict):
             ctx.problem(kind, name, table, f"must be a table, like [{kind}.{name}]")
         else:
@@ -469,9 +552,9 @@ def _sockets(ctx: _Context, data: Any) -> dict[str, SocketSpec]:
             path=path,
             owner=table.get("owner", values.identity, None),
             group=table.get("group", values.identity, None),
-            mode=table.get("mode", values.octal(0o7777, "0660"), 0o660),
+            mode=table.get_mode("mode", 0o7777, "0660", 0o660),
             listen=table.get("listen", values.flag, False),
-            directory_mode=table.get("directory_mode", values.octal(0o7777, "2750"), 0o2750),
+            directory_mode=table.get_mode("directory_mode", 0o7777, "2750", 0o2750),
         )
     return sockets
 
@@ -514,12 +597,31 @@ def _process(
 ) -> ProcessSpec | None:
     where = f"process.{name}"
     table = _Table(ctx, where, raw, PROCESS_KEYS)
+    # Each process gets its own environment dicts: their sizes add up. Counted
+    # before any is built (20,000 processes x 10,000 variables ran out of memory).
+    configured_raw = raw.get("environment")
+    entries = (
+        len(environ)
+        + len(dotenv)
+        + (len(configured_raw) if isinstance(configured_raw, dict) else 0)
+    )
+    ctx.env_entries_left -= entries
+    if ctx.env_entries_left < 0:
+        if ctx.env_entries_left + entries >= 0:  # report it once
+            ctx.problem(
+                where,
+                None,
+                _UNSET,
+                f"the environments of all processes add up to more than {MAX_ENV_ENTRIES} "
+                "variables; define fewer processes or variables",
+            )
+        return None
     base = {**environ, **dotenv}
     environment: dict[str, str] = {}
     configured: dict[str, str] = table.get("environment", values.environment, {})
     for key, value in configured.items():
         try:
-            environment[key] = envfile.expand(value, base)
+            environment[key] = envfile.expand(value, base, ctx.budget)
         except ValueError as exc:
             ctx.problem(where, "environment", raw["environment"], f"{key}: {exc}")
     command_env = {**base, **environment}
@@ -538,7 +640,7 @@ def _process(
         after=table.get("after", values.names('["redis"]'), ()),
         ready=table.get(
             "ready",
-            lambda value: values.ready(value, command_env),
+            lambda value: values.ready(value, command_env, ctx.budget),
             ReadyCheck("settle", seconds=settings.settle_time),
         ),
         restart=cast(
@@ -556,7 +658,7 @@ def _process(
         user=table.get("user", values.identity, None),
         group=table.get("group", values.identity, None),
         groups=table.get("groups", values.identities, None),
-        umask=table.get("umask", values.octal(0o777, "0027"), None),
+        umask=table.get_mode("umask", 0o777, "0027", None),
         clear_env=clear_env,
         capabilities=table.get("capabilities", values.capabilities, ()),
         rlimits=table.get("rlimits", values.rlimits, ()),
@@ -597,7 +699,7 @@ def _process_command(
             )
         return None
     try:
-        line = envfile.expand(text, env)
+        line = envfile.expand(text, env, ctx.budget)
         return line, commands.parse(line)
     except ValueError as exc:
         if entry is None:

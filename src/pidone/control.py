@@ -579,14 +579,12 @@ def parse_request(request: dict[str, Any], known: Collection[str]) -> Command | 
         signum = raw_sig
     timeout: float | None = None
     if command in TIMED and args.get("timeout") is not None:
-        raw_timeout = args["timeout"]
-        if (
-            not isinstance(raw_timeout, int | float)
-            or isinstance(raw_timeout, bool)
-            or not 0 < raw_timeout < float("inf")
-        ):
-            return f'{command}: "timeout" must be a number of seconds > 0'
-        timeout = float(raw_timeout)
+        from pidone.values import BadValue, positive_seconds  # the config's one duration rule
+
+        try:
+            timeout = positive_seconds(args["timeout"])
+        except BadValue as bad:
+            return f'{command}: "timeout" {bad}'
     return Command(command, names, signum, timeout)
 
 
@@ -655,6 +653,8 @@ def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
 def parse_signal(text: str) -> int:
     """A signal number from 'TERM', 'sigterm', '15' or 'RTMIN+3'; ValueError if none."""
     word = text.strip().upper()
+    if not word.isascii():  # str.isdigit takes superscripts, which int() refuses
+        raise ValueError(f"{text!r} is not a signal name or number")
     if word.isdigit():
         signum = int(word)
         if not 1 <= signum < signal.NSIG:

@@ -47,13 +47,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _timeout(text: str) -> float:
+    """The server's rule for a duration (values.positive_seconds), checked here
+    too: the client's own socket timeout would overflow on 1e300."""
+    from pidone.values import BadValue, positive_seconds
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if not 0 < value < float("inf"):
-        raise argparse.ArgumentTypeError(f"must be more than 0 seconds: {text!r}")
-    return value
+    try:
+        return positive_seconds(value)
+    except BadValue as bad:
+        raise argparse.ArgumentTypeError(f"{text!r} {bad}") from None
 
 
 def _signal(text: str) -> int:

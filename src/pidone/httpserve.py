@@ -111,7 +111,7 @@ def format_head(response: Response, server: str) -> bytes:
 def parse_address(text: str) -> tuple[str, int]:
     """'HOST:PORT' (host may be '[::1]', or empty for every IPv4 address)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or int(port) > 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
         raise ValueError(f'metrics address must be "HOST:PORT", like "127.0.0.1:9100": {text!r}')
     host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
     return host or "0.0.0.0", int(port)

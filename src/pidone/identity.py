@@ -12,10 +12,12 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import resource
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pidone.config import CAPABILITIES, Config, ProcessSpec
+from pidone.values import as_float, id_number
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ def user_id(name: str) -> tuple[int, int | None, str | None, str | None]:
     """(uid, primary gid, name, home) for a user name or number; KeyError if a
     name is unknown. A number need not exist in /etc/passwd (arbitrary uids
     are common in containers); then gid, name and home are None."""
-    if name.isdigit():
-        uid = int(name)
+    uid = id_number(name)
+    if uid is not None:
         try:
             entry = pwd.getpwuid(uid)
         except KeyError:
@@ -60,9 +62,8 @@ def user_id(name: str) -> tuple[int, int | None, str | None, str | None]:
 
 def group_id(name: str) -> int:
     """gid for a group name or number; KeyError if a name is unknown."""
-    if name.isdigit():
-        return int(name)
-    return grp.getgrnam(name).gr_gid
+    gid = id_number(name)
+    return gid if gid is not None else grp.getgrnam(name).gr_gid
 
 
 def resolve(spec: ProcessSpec) -> Identity:
@@ -109,7 +110,7 @@ def resolve(spec: ProcessSpec) -> Identity:
 def _unknown(kind: str, value: str | None) -> str | None:
     """The problem with a user or group name that does not exist, else None.
     Numbers are taken as they are (they need no entry in /etc/passwd)."""
-    if value is None or value.isdigit():
+    if value is None or id_number(value) is not None:
         return None
     try:
         (user_id if kind == "user" else group_id)(value)
@@ -118,16 +119,88 @@ def _unknown(kind: str, value: str | None) -> str | None:
     return None
 
 
+def _too_many_groups(groups: tuple[str, ...] | None) -> str | None:
+    """setgroups(2) refuses more than NGROUPS_MAX groups."""
+    most = os.sysconf("SC_NGROUPS_MAX")
+    if groups is not None and len(groups) > most:
+        return f"{len(groups)} groups, more than the {most} a process can have; list fewer"
+    return None
+
+
+def _rlimit_problems(spec: ProcessSpec) -> Iterable[str]:
+    """What setrlimit(2) would refuse in the child (which sets them as pidone,
+    before any user switch): a hard limit above pidone's own without
+    CAP_SYS_RESOURCE, or nofile above the kernel's nr_open."""
+    from pidone import system
+
+    privileged = system.has_effective_capability(system.CAP_SYS_RESOURCE)
+    for limit in spec.rlimits:
+        hard = as_float(limit.hard)
+        if limit.resource == resource.RLIMIT_NOFILE and hard > (ceiling := system.nr_open()):
+            yield (
+                f"{limit.name} {_limit_text(limit.hard)} is above the kernel's maximum "
+                f"{ceiling} (/proc/sys/fs/nr_open); use at most {ceiling}"
+            )
+            continue
+        own = resource.getrlimit(limit.resource)[1]
+        if not privileged and hard > as_float(own):
+            yield (
+                f"{limit.name} {_limit_text(limit.hard)} is above pidone's own hard limit "
+                f"{_limit_text(own)}, which only CAP_SYS_RESOURCE may raise; "
+                f"use at most {_limit_text(own)}"
+            )
+
+
+# What execve(2) takes: each string at most MAX_ARG_STRLEN (32 pages), and
+# all of them with their pointers within ARG_MAX; past either, E2BIG.
+MAX_ARG_STRLEN = 32 * 4096
+_EXEC_MARGIN = 4096  # for what pidone adds (HOME, NOTIFY_SOCKET, LISTEN_FDS, ...)
+
+
+def _exec_problem(spec: ProcessSpec) -> str | None:
+    """Would exec refuse this command line and environment (E2BIG)?"""
+    strings = [arg.encode(errors="surrogateescape") for arg in spec.command.argv]
+    strings += [f"{k}={v}".encode(errors="surrogateescape") for k, v in spec.env.items()]
+    longest = max((len(s) for s in strings), default=0)
+    if longest >= MAX_ARG_STRLEN:
+        return (
+            f"an argument or environment variable of {longest} bytes, more than the "
+            f"{MAX_ARG_STRLEN} bytes exec takes (E2BIG); shorten it"
+        )
+    total = sum(len(s) + 1 + 8 for s in strings) + _EXEC_MARGIN  # NUL and pointer each
+    most = os.sysconf("SC_ARG_MAX")
+    if total > most:
+        return (
+            f"its command line and environment take {total} bytes, more than the {most} "
+            "exec takes (ARG_MAX, E2BIG); shorten them, or use clear_env"
+        )
+    return None
+
+
+def _limit_text(limit: int) -> str:
+    return "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
+
+
 def check(config: Config) -> Iterable[str]:
-    """config.load's OS check: users, groups and directories exist."""
+    """config.load's OS check: users, groups and directories exist, and what
+    the child's setgroups and setrlimit would refuse is refused here."""
     where = config.sources.problem
+    if (problem := _unknown("group", config.settings.control_group)) is not None:
+        yield where("pidone", "control_group", problem)
     for name, spec in config.processes.items():
         table = f"process.{name}"
         names = [("user", "user", spec.user), ("group", "group", spec.group)]
-        names += [("groups", "group", g) for g in spec.groups or ()]
+        if (problem := _too_many_groups(spec.groups)) is not None:
+            yield where(table, "groups", problem)
+        else:
+            names += [("groups", "group", g) for g in spec.groups or ()]
         for key, kind, value in names:
             if (problem := _unknown(kind, value)) is not None:
                 yield where(table, key, problem)
+        for problem in _rlimit_problems(spec):
+            yield where(table, "rlimits", problem)
+        if (problem := _exec_problem(spec)) is not None:
+            yield where(table, None, problem)
         if spec.directory is not None and not os.path.isdir(spec.directory):
             yield where(
                 table, "directory", f"{spec.directory!r} is not a directory; create it first"

@@ -35,6 +35,7 @@ from pidone.errors import SpawnError
 from pidone.logs import LogRelay
 from pidone.probes import Prober
 from pidone.states import AT_REST, HAS_PID, ProcessState
+from pidone.values import MAX_SECONDS
 
 if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
     from pidone.metrics import MetricsServer, Waker
@@ -245,7 +246,8 @@ class Loop:
         due = [d for d in deadlines if d is not None]
         if not due:
             return None  # nothing scheduled: sleep until a signal or an fd
-        return max(0.0, min(due) - self.clock())
+        # Clamped: no deadline, however far, may overflow epoll_wait's timeout.
+        return min(max(0.0, min(due) - self.clock()), MAX_SECONDS)
 
     def _guard(self, callback: Callback, mask: int) -> None:
         try:

@@ -18,8 +18,11 @@ from pidone.errors import ConfigError
 
 NAME = re.compile(r"[A-Za-z0-9_-]+")
 NAME_RULE = 'use only letters, digits, "_" and "-"'
-RESERVED = "all"  # `pidone ctl restart all` means every process
-RESERVED_RULE = '"all" is reserved (pidone ctl uses it for every process); pick another name'
+# Names no process may take, and why.
+RESERVED = {
+    "all": '"all" is reserved (pidone ctl uses it for every process); pick another name',
+    "pidone": '"pidone" is reserved (it names pidone\'s own log lines); pick another name',
+}
 
 # The name is whatever precedes the first colon, so that a bad name gets its
 # own message instead of a vague "does not parse".
@@ -43,6 +46,9 @@ def parse(text: str, filename: str) -> list[ProcfileEntry]:
         if not line or line.startswith("#"):
             continue
         where = f"{filename}:{number}"
+        if "\0" in line:
+            problems.append(f"{where}: holds a NUL character, which no command can; remove it")
+            continue
         match = _LINE.fullmatch(line)
         if match is None:
             problems.append(
@@ -58,8 +64,8 @@ def parse(text: str, filename: str) -> list[ProcfileEntry]:
         if not command:
             problems.append(f'{where}: process "{name}" has no command; write "{name}: COMMAND"')
             continue
-        if name == RESERVED:
-            problems.append(f"{where}: {RESERVED_RULE}")
+        if name in RESERVED:
+            problems.append(f"{where}: {RESERVED[name]}")
             continue
         if name in first_line:
             problems.append(

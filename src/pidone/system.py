@@ -819,6 +819,10 @@ def identity_preparer(ident: Identity, *, pdeathsig: bool = True) -> Callable[[]
     then groups, gid, uid (keeping capabilities across setuid only if some
     are kept), then the capability sets, no_new_privs, and the parent-death
     signal last, because a credential change clears it.
+
+    `capabilities` on a process that stays root bound it too: with the
+    bounding set and the inheritable set cut to the list, root's exec grants
+    exactly the list (permitted = inheritable | bounding for uid 0).
     """
     if not pdeathsig and not changes_identity(ident):
         return None
@@ -826,10 +830,11 @@ def identity_preparer(ident: Identity, *, pdeathsig: bool = True) -> Callable[[]
 
     import _prctl  # the C half: PR_SET_PDEATHSIG, PR_CAPBSET_DROP
 
-    # The Python half (capability sets) costs 0.3 MiB of PID 1: only when used.
-    prctl: Any = __import__("prctl") if ident.harden else None
-
     keep = sorted(set(ident.keep_caps))
+    bound = ident.harden or bool(keep)  # a root process with `capabilities` is bounded too
+    # The Python half (capability sets) costs 0.3 MiB of PID 1: only when used.
+    prctl: Any = __import__("prctl") if bound else None
+
     last_cap = _cap_last_cap()
     raise_ambient = _ambient_raiser() if keep and ident.harden else None
     parent = os.getpid()
@@ -839,7 +844,7 @@ def identity_preparer(ident: Identity, *, pdeathsig: bool = True) -> Callable[[]
             resource.setrlimit(res, (soft, hard))
         if ident.umask is not None:
             os.umask(ident.umask)
-        if ident.harden:
+        if bound:
             try:
                 for cap in range(last_cap + 1):
                     if cap not in keep:
@@ -850,7 +855,7 @@ def identity_preparer(ident: Identity, *, pdeathsig: bool = True) -> Callable[[]
                     "dropping capabilities from the bounding set needs CAP_SETPCAP: "
                     f"{exc.strerror} (give pidone CAP_SETPCAP, or run the process as root)",
                 ) from None
-            if keep:
+            if keep and ident.harden:
                 assert prctl is not None
                 prctl.set_keepcaps(True)
         if ident.groups is not None:
@@ -871,6 +876,10 @@ def identity_preparer(ident: Identity, *, pdeathsig: bool = True) -> Callable[[]
                 for cap in keep:
                     raise_ambient(cap)
             prctl.set_no_new_privs(1)
+        elif bound:  # stays root: its sets limited to the list (exec then grants exactly it)
+            assert prctl is not None
+            for flag in (prctl.cap_effective, prctl.cap_permitted, prctl.cap_inheritable):
+                flag.limit(*keep)
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, SIGKILL)
         if os.getppid() != parent:  # pidone died before the signal was armed
             os._exit(1)
@@ -880,15 +889,40 @@ def identity_preparer(ident: Identity, *, pdeathsig: bool = True) -> Callable[[]
 
 def changes_identity(ident: Identity) -> bool:
     """Does a child have to change anything of its own to become `ident`?
-    (Capabilities to keep matter only with hardening: a root child has them.)"""
+    (Then it takes the fork path: posix_spawn cannot run the preparer.)"""
     return (
         ident.uid is not None
         or ident.gid is not None
         or ident.groups is not None
         or ident.umask is not None
         or bool(ident.rlimits)
+        or bool(ident.keep_caps)
         or ident.harden
     )
+
+
+CAP_SYS_RESOURCE = 24
+
+
+def has_effective_capability(cap: int) -> bool:
+    """Is `cap` in pidone's effective set (/proc/self/status CapEff)?"""
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"CapEff:"):
+                    return bool(int(line.split()[1], 16) >> cap & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return os.geteuid() == 0
+
+
+def nr_open() -> int:
+    """The kernel's ceiling for RLIMIT_NOFILE (/proc/sys/fs/nr_open)."""
+    try:
+        with open("/proc/sys/fs/nr_open", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return 1024 * 1024  # the kernel's default
 
 
 def start_thread(target: Callable[[], None], name: str) -> threading.Thread:

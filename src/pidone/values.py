@@ -12,6 +12,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from pidone import command as commands
+from pidone.envfile import Budget
 from pidone.specs import CAPABILITIES, RLIMITS, ReadyCheck, Rlimit
 
 
@@ -31,16 +32,51 @@ def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# Every duration pidone sleeps on, from its config or from a control client,
+# lies in 0..MAX_SECONDS: one day, far below the ~24.8 days (2**31 ms) past
+# which epoll_wait's timeout overflows, and longer than any sane stop timeout,
+# backoff or readiness wait.
+MAX_SECONDS = 86_400.0
+_RANGE = f"from 0 to {MAX_SECONDS:g} (one day)"
+
+
 def seconds(value: Any) -> float:
-    if not is_number(value) or not math.isfinite(value) or value < 0:
-        raise BadValue("must be a number of seconds, like 10 or 2.5")
+    """A duration in seconds, 0..MAX_SECONDS: the one rule for every duration."""
+    if not is_number(value) or not 0 <= value <= MAX_SECONDS:  # NaN fails too
+        raise BadValue(f"must be a number of seconds {_RANGE}, like 10 or 2.5")
     return float(value)
 
 
 def positive_seconds(value: Any) -> float:
     if seconds(value) == 0:
-        raise BadValue("must be more than 0 seconds, like 10 or 2.5")
+        raise BadValue(f"must be more than 0 seconds and at most {MAX_SECONDS:g}, like 10 or 2.5")
     return float(value)
+
+
+# ASCII only: superscript digits pass isdigit(), and float() reads other scripts' digits.
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def seconds_text(text: str) -> float:
+    """A duration written as text ("2.5"), by the same rule as seconds()."""
+    if not _DECIMAL.fullmatch(text.strip()):
+        raise BadValue(f"must be a number of seconds {_RANGE}, like 2.5")
+    return seconds(float(text))
+
+
+def ascii_int(text: str) -> int | None:
+    """The number that text is, in ASCII digits only, else None (str.isdigit
+    also takes superscript and other scripts' digits, which int() then refuses
+    or reads); at most 20 digits, so no huge int parse."""
+    text = text.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 20:
+        return None
+    return int(text)
+
+
+# uid_t and gid_t are 32 bits; (uid_t)-1 = 4294967295 means "leave unchanged"
+# to setresuid, so it would run the process as root.
+MAX_ID = 2**32 - 2
 
 
 def count(value: Any) -> int:
@@ -84,13 +120,33 @@ def choice(*options: str) -> Callable[[Any], str]:
     return parse
 
 
+def id_number(text: str) -> int | None:
+    """The uid/gid a user or group text names by number, else None (a name)."""
+    return ascii_int(text) if text.isascii() and text.isdigit() else None
+
+
+_ID_RANGE = f"a number from 0 to {MAX_ID}"
+
+
 def identity(value: Any) -> str:
     """A user or group: a name or a number (kept as text, resolved later)."""
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value <= MAX_ID:
+            raise BadValue(f"is not a valid id; use {_ID_RANGE}, or a name")
         return str(value)
-    if isinstance(value, str) and value.strip() and not any(c in value for c in ":\n "):
+    if (
+        isinstance(value, str)
+        and value.strip()
+        and value.isprintable()
+        and not any(c in value for c in ": ")
+    ):
+        if value.isascii() and value.isdigit():
+            number = id_number(value)
+            if number is None or number > MAX_ID:
+                raise BadValue(f"is not a valid id; use {_ID_RANGE}, or a name")
+            return str(number)
         return value
-    raise BadValue('must be a name or a number, like "app" or 1000')
+    raise BadValue(f'must be a name or {_ID_RANGE}, like "app" or 1000')
 
 
 def identities(value: Any) -> tuple[str, ...]:
@@ -108,15 +164,33 @@ def names(example: str) -> Callable[[Any], tuple[str, ...]]:
     return parse
 
 
+class OctalLiteral(int):
+    """A TOML integer written as 0o...: the one integer form a mode may take
+    (config.py tells it from a decimal 660 by the text of the file)."""
+
+    def __str__(self) -> str:
+        return f"0o{int(self):o}"
+
+
 def octal(maximum: int, example: str) -> Callable[[Any], int]:
+    """A mode or umask: an octal string ("0660", "660", "0o660") or a 0o literal.
+    A plain TOML integer is refused: 660 would be read as decimal (0o1224)."""
+
     def parse(value: Any) -> int:
         number: int | None = None
-        if isinstance(value, str) and re.fullmatch(r"(0o)?[0-7]{1,5}", value):
+        if isinstance(value, OctalLiteral):
+            number = int(value)
+        elif isinstance(value, str) and re.fullmatch(r"(0o)?[0-7]{1,5}", value):
             number = int(value.removeprefix("0o"), 8)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            number = value
+        elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            digits = f"{value:04d}"
+            if set(digits) <= set("01234567"):
+                raise BadValue(f'is read as a decimal number; write it as "{digits}" or 0o{value}')
         if number is None or not 0 <= number <= maximum:
-            raise BadValue(f'must be an octal string up to "{maximum:04o}", like "{example}"')
+            raise BadValue(
+                f'must be an octal string up to "{maximum:04o}", like "{example}", '
+                f"or an octal number like 0o{example.lstrip('0') or '0'}"
+            )
         return number
 
     return parse
@@ -124,8 +198,8 @@ def octal(maximum: int, example: str) -> Callable[[Any], int]:
 
 def signal_number(value: Any) -> int:
     """A signal number from "SIGTERM", "term", "15" or 15."""
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
+    if isinstance(value, str) and (number := ascii_int(value)) is not None:
+        value = number
     if isinstance(value, int) and not isinstance(value, bool):
         if not 1 <= value < signal.NSIG:
             raise BadValue(
@@ -142,9 +216,15 @@ def signal_number(value: Any) -> int:
     return int(signal.Signals[name])
 
 
+def port_number(text: str) -> int | None:
+    """A TCP port 1..65535 in ASCII digits, else None."""
+    number = ascii_int(text)
+    return number if number is not None and 1 <= number <= 65535 else None
+
+
 def address(value: Any) -> str:
     host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
-    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+    if not host or port_number(port) is None:
         raise BadValue('must be "HOST:PORT", like "127.0.0.1:9100"')
     return cast(str, value)
 
@@ -195,12 +275,18 @@ def rlimits(value: Any) -> tuple[Rlimit, ...]:
     return tuple(limits)
 
 
+# rlim_t is 64 bits; Python passes it as a signed long long (RLIM_INFINITY is -1).
+_RLIM_MAX = 2**63 - 1
+
+
 def limit(name: str, value: Any) -> int:
     if value in ("unlimited", "infinity"):
         return resource.RLIM_INFINITY
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _RLIM_MAX:
         return value
-    raise BadValue(f'{name} must be a number, "unlimited", or [soft, hard], like {name} = 4096')
+    raise BadValue(
+        f'{name} must be a number below 2**63, "unlimited", or [soft, hard], like {name} = 4096'
+    )
 
 
 def as_float(limit: int) -> float:
@@ -213,7 +299,7 @@ READY_FORMS = (
 )
 
 
-def ready(value: Any, env: Mapping[str, str]) -> ReadyCheck:
+def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> ReadyCheck:
     if not isinstance(value, str):
         raise BadValue(f"must be a string: {READY_FORMS}")
     if value == "notify":
@@ -232,21 +318,22 @@ def ready(value: Any, env: Mapping[str, str]) -> ReadyCheck:
         return ReadyCheck("file", target, path=target)
     if kind == "tcp":
         host, _, port = target.rpartition(":")
-        if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        number = port_number(port)
+        if not host or number is None:
             raise BadValue('must be "tcp:HOST:PORT", like "tcp:127.0.0.1:6379"')
-        return ReadyCheck("tcp", target, host=host.strip("[]"), port=int(port))
+        return ReadyCheck("tcp", target, host=host.strip("[]"), port=number)
     if kind == "exec":
         try:
-            return ReadyCheck("exec", target, command=commands.parse(target, env))
+            return ReadyCheck("exec", target, command=commands.parse(target, env, budget))
         except ValueError as exc:
             raise BadValue(str(exc)) from None
     try:
-        seconds = float(target)
-    except ValueError:
-        seconds = -1.0
-    if not math.isfinite(seconds) or seconds < 0:
-        raise BadValue('must be "settle:SECONDS", like "settle:2.5"')
-    return ReadyCheck("settle", target, seconds=seconds)
+        settle = seconds_text(target)
+    except BadValue:
+        raise BadValue(
+            f'must be "settle:SECONDS" with SECONDS {_RANGE}, like "settle:2.5"'
+        ) from None
+    return ReadyCheck("settle", target, seconds=settle)
 
 
 def ready_http(value: str) -> ReadyCheck:

@@ -100,6 +100,34 @@ capabilities = ["NET_BIND_SERVICE"]
     assert report["privileged_bind"] == "ok"
 
 
+def test_capabilities_on_a_process_that_stays_root_are_applied_not_ignored(
+    mode: str, shared: Path
+) -> None:
+    with Stack(mode, shared) as stack:
+        stack.start(f"""
+[process.rootcaps]
+command = "{WHOAMI}"
+capabilities = ["NET_BIND_SERVICE", "CHOWN"]
+[process.rootuser]
+command = "{WHOAMI}"
+user = "root"
+capabilities = ["NET_BIND_SERVICE"]
+""")
+        report, named = whoami(stack, "rootcaps"), whoami(stack, "rootuser")
+    listed = NET_BIND_SERVICE | 1 << 0  # CAP_CHOWN is 0
+    status = report["status"]
+    assert isinstance(status, dict)
+    assert status["Uid"] == ["0"] * 4
+    assert caps(report) == {
+        "CapInh": 0, "CapPrm": listed, "CapEff": listed, "CapBnd": listed, "CapAmb": 0
+    }  # fmt: skip
+    assert report["privileged_bind"] == "ok"
+    assert caps(named) == {
+        "CapInh": 0, "CapPrm": NET_BIND_SERVICE, "CapEff": NET_BIND_SERVICE,
+        "CapBnd": NET_BIND_SERVICE, "CapAmb": 0,
+    }  # fmt: skip
+
+
 def test_clear_env_starts_from_an_empty_environment(mode: str, shared: Path) -> None:
     with Stack(mode, shared) as stack:
         (shared / ".env").write_text("FROM_DOTENV=1\n")

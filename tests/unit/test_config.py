@@ -15,6 +15,9 @@ from pidone.config import Config, ProcessSpec, ReadyCheck, Rlimit, Settings, Soc
 from pidone.errors import ConfigError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
+SECONDS_RULE = "must be a number of seconds from 0 to 86400 (one day), like 10 or 2.5"
+LIMIT_RULE = 'nofile must be a number below 2**63, "unlimited", or [soft, hard], like nofile = 4096'
+ID_RULE = 'must be a name or a number from 0 to 4294967294, like "app" or 1000'
 
 
 @pytest.fixture
@@ -143,14 +146,14 @@ def test_bad_keys_every_problem_at_once_in_file_order(monkeypatch: pytest.Monkey
         'pidone.toml:10: [process.web] after = "redis": must be a list of names, like ["redis"]',
         'pidone.toml:11: [process.web] stop_signal = "SIGFOO": not a signal name; '
         'use a name like "SIGTERM" or a number',
-        'pidone.toml:12: [process.web] stop_timeout = "30s": must be a number of seconds, '
-        "like 10 or 2.5",
+        'pidone.toml:12: [process.web] stop_timeout = "30s": must be a number of seconds '
+        "from 0 to 86400 (one day), like 10 or 2.5",
         'pidone.toml:13: [process.web] restart = "allways": must be one of "always", '
         '"on-failure", "never"; did you mean "always"?',
         'pidone.toml:14: [process.web] ready = "tcp:localhost": must be "tcp:HOST:PORT", '
         'like "tcp:127.0.0.1:6379"',
         'pidone.toml:15: [process.web] umask = "0999": must be an octal string up to "0777", '
-        'like "0027"',
+        'like "0027", or an octal number like 0o27',
         'pidone.toml:16: [process.web] control = "yes": must be true or false (without quotes)',
         'pidone.toml:19: [process.redis] command = "redis-server --port 6380": also given on '
         "Procfile:2; keep only one of the two",
@@ -159,7 +162,7 @@ def test_bad_keys_every_problem_at_once_in_file_order(monkeypatch: pytest.Monkey
         'pidone.toml:26: [socket.app] path = "run/app.sock": must be an absolute path, '
         'like "/run/app/app.sock"',
         'pidone.toml:27: [socket.app] mode = "rw-rw----": must be an octal string up to "7777", '
-        'like "0660"',
+        'like "0660", or an octal number like 0o660',
         "pidone.toml:29: [sockets]: unknown table; did you mean [socket]?",
     ]
 
@@ -444,10 +447,10 @@ def test_umask_forms(cwd: Path, value: str, mask: int) -> None:
     assert one_process(cwd, f"umask = {value}").umask == mask
 
 
-@pytest.mark.parametrize("value", ['"0999"', '"01000"', "512", '"u=rwx"', "-1", "true"])
+@pytest.mark.parametrize("value", ['"0999"', '"01000"', "0o1000", '"u=rwx"', "-1", "true", "999"])
 def test_bad_umask(cwd: Path, value: str) -> None:
     assert one_problem(cwd, f"umask = {value}").endswith(
-        'must be an octal string up to "0777", like "0027"'
+        'must be an octal string up to "0777", like "0027", or an octal number like 0o27'
     )
 
 
@@ -479,10 +482,9 @@ def test_rlimit_forms(cwd: Path) -> None:
          "with soft <= hard"),
         ('{ nofile = ["unlimited", 10] }', "nofile: the soft limit is above the hard one; "
          "use [soft, hard] with soft <= hard"),
-        ("{ nofile = -1 }", 'nofile must be a number, "unlimited", or [soft, hard], '
-         "like nofile = 4096"),
-        ('{ nofile = "lots" }', 'nofile must be a number, "unlimited", or [soft, hard], '
-         "like nofile = 4096"),
+        ("{ nofile = -1 }", LIMIT_RULE),
+        ('{ nofile = "lots" }', LIMIT_RULE),
+        ("{ nofile = 9223372036854775808 }", LIMIT_RULE),
         ('"nofile=10"', 'must be a table of limits, like { nofile = 4096, core = "unlimited" }'),
     ],
 )  # fmt: skip
@@ -523,11 +525,11 @@ def test_identities(cwd: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("user = -1", 'must be a name or a number, like "app" or 1000'),
-        ('user = ""', 'must be a name or a number, like "app" or 1000'),
-        ('group = "a b"', 'must be a name or a number, like "app" or 1000'),
+        ("user = -1", "is not a valid id; use a number from 0 to 4294967294, or a name"),
+        ('user = ""', ID_RULE),
+        ('group = "a b"', ID_RULE),
         ('groups = "www-data"', 'must be a list of group names or numbers, like ["www-data", 101]'),
-        ("groups = [true]", 'must be a name or a number, like "app" or 1000'),
+        ("groups = [true]", ID_RULE),
     ],
 )
 def test_bad_identities(cwd: Path, body: str, message: str) -> None:
@@ -596,8 +598,14 @@ READY_FORMS = (
         ('"tcp:db:99999"', 'must be "tcp:HOST:PORT", like "tcp:127.0.0.1:6379"'),
         ('"http://:80/"', 'must be a URL with a host, like "http://127.0.0.1:8000/health"'),
         ('"http://db:port/"', 'must be a URL with a host, like "http://127.0.0.1:8000/health"'),
-        ('"settle:soon"', 'must be "settle:SECONDS", like "settle:2.5"'),
-        ('"settle:-1"', 'must be "settle:SECONDS", like "settle:2.5"'),
+        (
+            '"settle:soon"',
+            'must be "settle:SECONDS" with SECONDS from 0 to 86400 (one day), like "settle:2.5"',
+        ),
+        (
+            '"settle:-1"',
+            'must be "settle:SECONDS" with SECONDS from 0 to 86400 (one day), like "settle:2.5"',
+        ),
         (
             '"exec:check \'x"',
             "a single quote (') is never closed; close it, or escape it with a backslash",
@@ -614,9 +622,9 @@ def test_bad_ready(cwd: Path, value: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("body", "message"),
     [
-        ("stop_timeout = -1", "must be a number of seconds, like 10 or 2.5"),
-        ("stop_timeout = nan", "must be a number of seconds, like 10 or 2.5"),
-        ("stop_timeout = true", "must be a number of seconds, like 10 or 2.5"),
+        ("stop_timeout = -1", SECONDS_RULE),
+        ("stop_timeout = nan", SECONDS_RULE),
+        ("stop_timeout = true", SECONDS_RULE),
         ('stop_target = "pgroup"', 'must be one of "process", "group"; did you mean "group"?'),
         ('restart = "on_failure"', 'must be one of "always", "on-failure", "never"; '
          'did you mean "on-failure"?'),
@@ -765,11 +773,11 @@ after = 1
         ('control_socket = "ctl.sock"', 'must be an absolute path, like '
          '"/run/pidone/control.sock"'),
         ("fatal_after = 0", "must be a whole number of at least 1, like 5"),
-        ("fatal_window = 0", "must be more than 0 seconds, like 10 or 2.5"),
-        ("backoff_initial = 0", "must be more than 0 seconds, like 10 or 2.5"),
+        ("fatal_window = 0", "must be more than 0 seconds and at most 86400, like 10 or 2.5"),
+        ("backoff_initial = 0", "must be more than 0 seconds and at most 86400, like 10 or 2.5"),
         ('log_format = "JSON"', 'must be one of "text", "json", "raw"; did you mean "json"?'),
-        ("settle_time = -0.5", "must be a number of seconds, like 10 or 2.5"),
-        ("control_group = [1]", 'must be a name or a number, like "app" or 1000'),
+        ("settle_time = -0.5", SECONDS_RULE),
+        ("control_group = [1]", ID_RULE),
         ("stop_timout = 1", 'unknown key; did you mean "stop_timeout"?'),
     ],
 )  # fmt: skip
@@ -794,7 +802,7 @@ def test_socket_tables(cwd: Path) -> None:
         toml=f"""\
 [socket.a]
 path = "/run/a.sock"
-mode = 416
+mode = 0o640
 directory_mode = "0750"
 
 [socket.b]
@@ -822,7 +830,7 @@ def test_socket_defaults_and_modes(cwd: Path) -> None:
     write(
         cwd,
         procfile="web: serve\n",
-        toml='[socket.a]\npath = "/run/a.sock"\n\n[socket.b]\npath = "/run/b.sock"\nmode = 416\n'
+        toml='[socket.a]\npath = "/run/a.sock"\n\n[socket.b]\npath = "/run/b.sock"\nmode = 0o640\n'
         'directory_mode = "0750"\n',
     )
     assert load_here().sockets == {
@@ -894,3 +902,278 @@ def test_process_named_all_is_reserved(cwd: Path) -> None:
         'pidone.toml:1: [process.all]: "all" is reserved (pidone ctl uses it for every'
         " process); pick another name"
     ]
+
+
+def test_process_named_pidone_is_reserved_its_lines_would_pass_for_pidones(cwd: Path) -> None:
+    rule = '"pidone" is reserved (it names pidone\'s own log lines); pick another name'
+    write(cwd, procfile="pidone: x\n")
+    assert problems() == [f"Procfile:1: {rule}"]
+    (cwd / "Procfile").unlink()
+    write(cwd, toml='[process.pidone]\ncommand = "y"\n[process.web]\ncommand = "z"\n')
+    assert problems() == [f"pidone.toml:1: [process.pidone]: {rule}"]
+
+
+# --- attacks: each a clear problem with its line, never a traceback ------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "user = 4294967295",  # (uid_t)-1: setresuid(-1, ...) changes nothing, root stays
+        'user = "4294967295"',
+        "user = 99999999999",
+        'group = "99999999999"',
+        "group = 4294967295",
+        "groups = [4294967295]",
+        'user = "000000000000000000004294967295"',
+    ],
+)
+def test_uid_minus_one_and_ids_past_32_bits_are_refused(cwd: Path, body: str) -> None:
+    assert one_problem(cwd, body) == (
+        f"pidone.toml:3: [process.web] {body}: is not a valid id; "
+        "use a number from 0 to 4294967294, or a name"
+    )
+
+
+def test_socket_owner_and_group_past_32_bits_are_refused(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\n",
+        toml='[socket.a]\npath = "/run/a.sock"\nowner = 4294967295\ngroup = "99999999999"\n',
+    )
+    assert [p.partition(": is")[0] for p in problems()] == [
+        "pidone.toml:3: [socket.a] owner = 4294967295",
+        'pidone.toml:4: [socket.a] group = "99999999999"',
+    ]
+
+
+def test_the_highest_id_is_kept_as_a_number(cwd: Path) -> None:
+    spec = one_process(cwd, 'user = 4294967294\ngroup = "0"\ngroups = ["007"]')
+    assert (spec.user, spec.group, spec.groups) == ("4294967294", "0", ("7",))
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("umask = 27", 'is read as a decimal number; write it as "0027" or 0o27'),
+        ("umask = 22", 'is read as a decimal number; write it as "0022" or 0o22'),
+    ],
+)
+def test_mode_written_as_a_decimal_integer_is_refused_with_how_to_write_it(
+    cwd: Path, body: str, message: str
+) -> None:
+    assert one_problem(cwd, body) == f"pidone.toml:3: [process.web] {body}: {message}"
+
+
+def test_socket_modes_as_decimal_integers_are_refused_in_every_layout(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\n",
+        toml='[socket.a]\npath = "/run/a.sock"\nmode = 660\ndirectory_mode = 2750\n'
+        '[socket.b]\npath = "/run/b.sock"\nmode = 0o660\n'
+        '[socket]\nc = { path = "/run/c.sock", mode = 432 }\n',
+    )
+    assert problems() == [
+        "pidone.toml:3: [socket.a] mode = 660: is read as a decimal number; "
+        'write it as "0660" or 0o660',
+        "pidone.toml:4: [socket.a] directory_mode = 2750: is read as a decimal number; "
+        'write it as "2750" or 0o2750',
+        # 432 is what 0o660 arrives as: the text tells the two apart
+        "pidone.toml:9: [socket.c] mode = 432: is read as a decimal number; "
+        'write it as "0432" or 0o432',
+    ]
+
+
+def test_modes_as_0o_literals_in_every_layout(cwd: Path) -> None:
+    write(
+        cwd,
+        toml='[process.web]\ncommand = "serve"\numask = 0o0_27\n'
+        '[socket.a]\npath = "/run/a.sock"\nmode = 0o640\ndirectory_mode = 0o2750 # dir\n'
+        '[socket.c]\npath = "/run/c.sock"\nmode = "660"\n'
+        '[socket]\nb = { path = "/run/b.sock", "mode" = 0o600 }\n',
+    )
+    loaded = load_here()
+    assert loaded.processes["web"].umask == 0o27
+    modes = {n: (s.mode, s.directory_mode) for n, s in loaded.sockets.items()}
+    assert modes == {"a": (0o640, 0o2750), "b": (0o600, 0o2750), "c": (0o660, 0o2750)}
+
+
+def test_a_0o_literal_above_the_maximum_is_refused(cwd: Path) -> None:
+    assert one_problem(cwd, "umask = 0o1777") == (
+        'pidone.toml:3: [process.web] umask = 0o1777: must be an octal string up to "0777", '
+        'like "0027", or an octal number like 0o27'
+    )
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["stop_timeout = 2592000", "stop_timeout = inf", "stop_timeout = 1e+300"],
+)
+def test_duration_past_epolls_range_is_refused(cwd: Path, body: str) -> None:
+    assert one_problem(cwd, body) == f"pidone.toml:3: [process.web] {body}: {SECONDS_RULE}"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "stop_timeout = 2592000",
+        "settle_time = 2592000",
+        "backoff_max = 100000.0",
+        "fatal_window = 86400.5",
+    ],
+)
+def test_every_duration_setting_has_the_one_range(cwd: Path, body: str) -> None:
+    write(cwd, procfile="web: serve\n", toml=f"[pidone]\n{body}\n")
+    assert problems()[0].startswith(f"pidone.toml:2: [pidone] {body}: must be")
+    assert "86400" in problems()[0]
+
+
+@pytest.mark.parametrize("value", ['"settle:2592000"', '"settle:inf"', '"settle:1e3"'])
+def test_settle_past_the_range_or_not_plain_decimal_is_refused(cwd: Path, value: str) -> None:
+    assert one_problem(cwd, f"ready = {value}").endswith(
+        'must be "settle:SECONDS" with SECONDS from 0 to 86400 (one day), like "settle:2.5"'
+    )
+
+
+def test_one_day_is_the_longest_duration(cwd: Path) -> None:
+    spec = one_process(cwd, 'stop_timeout = 86400\nready = "settle:86400"')
+    assert (spec.stop_timeout, spec.ready.seconds) == (86400.0, 86400.0)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('stop_signal = "\u00b9\u2075"', "not a signal name"),  # "15" in superscripts
+        ('ready = "tcp:db:\u00b9\u2075"', 'must be "tcp:HOST:PORT"'),
+        ('ready = "http://db:\u00b9\u2075/"', "must be a URL with a host"),
+        ('ready = "settle:\u0661"', 'must be "settle:SECONDS"'),  # Arabic-Indic 1
+        ('user = "\u00b9\u2075"', None),  # a name (not a number): looked up later
+    ],
+)
+def test_superscript_digits_are_not_numbers(cwd: Path, body: str, message: str | None) -> None:
+    if message is None:
+        assert one_process(cwd, body).user == "\u00b9\u2075"
+        return
+    found = one_problem(cwd, body)
+    assert found.startswith(f"pidone.toml:3: [process.web] {body.partition(' = ')[0]} = ")
+    assert message in found
+
+
+def test_superscript_port_in_metrics_is_refused(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n", toml='[pidone]\nmetrics = "0.0.0.0:\u00b9\u2075"\n')
+    assert problems() == [
+        'pidone.toml:2: [pidone] metrics = "0.0.0.0:\u00b9\u2075": must be "HOST:PORT", '
+        'like "127.0.0.1:9100"'
+    ]
+
+
+def test_toml_nested_5000_deep_is_refused_with_its_line(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n", toml="a = 1\n\nx = " + "[" * 5000 + "]" * 5000 + "\n")
+    assert problems() == [
+        "pidone.toml:3: arrays or tables nested more than 32 deep; write it flatter"
+    ]
+
+
+def test_toml_inline_tables_nested_5000_deep_are_refused(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\n", toml="x = " + "{a=" * 5000 + "1" + "}" * 5000 + "\n")
+    assert problems() == [
+        "pidone.toml:1: arrays or tables nested more than 32 deep; write it flatter"
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a" + ".a" * 100_000 + " = 1\n", "[" + ".".join(["t"] * 100_000) + "]\n"],
+)
+def test_toml_key_of_100000_dotted_parts_is_refused(cwd: Path, text: str) -> None:
+    # tomllib's memory grows with the square of the parts: 100,000 ran out
+    write(cwd, procfile="web: serve\n", toml=text)
+    assert problems() == ["pidone.toml:1: a key of more than 32 dotted parts; write it flatter"]
+
+
+def test_shape_check_ignores_brackets_and_dots_in_strings_and_comments(cwd: Path) -> None:
+    deep = "[" * 40
+    write(
+        cwd,
+        toml=f'[process.web] # {deep}\ncommand = "echo {deep}"\n'
+        f'environment = {{ A = \'{deep}\', B = """\n{deep}.{"." * 40}""" }}\n'
+        "after = [\n  # a.b.c\n]\n",
+    )
+    assert load_here().processes["web"].environment["A"] == deep
+
+
+def test_a_config_file_over_1_mib_is_refused(cwd: Path) -> None:
+    (cwd / "Procfile").write_text("web: serve\n" + "# padding\n" * 110_000)
+    assert problems() == [
+        "Procfile: larger than 1024 KiB; a configuration file is never that big, "
+        "check the path given to -f"
+    ]
+
+
+def test_nul_in_a_command_or_environment_value_is_refused_with_its_line(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\0x\n",
+        toml='[process.job]\ncommand = "a\\u0000b"\n'
+        '[process.env]\ncommand = "c"\nenvironment = { A = "x\\u0000" }\n',
+    )
+    nul = "holds a NUL character (\\u0000), which no name, path or argument can; remove it"
+    assert problems() == [
+        "Procfile:1: holds a NUL character, which no command can; remove it",
+    ]
+    write(cwd, procfile="web: serve\n")
+    assert problems() == [
+        f'pidone.toml:2: [process.job] command = "a\\u0000b": {nul}',
+        f'pidone.toml:5: [process.env] environment = {{ A = "x\\u0000" }}: {nul}',
+    ]
+
+
+def test_an_expanded_command_is_bounded_too(cwd: Path) -> None:
+    write(cwd, procfile="web: serve ${A}${A}\n", env="A=" + "x" * (70 * 1024) + "\n")
+    assert problems() == [
+        'Procfile:1: process "web": expands to more than 128 KiB (the kernel\'s limit for '
+        "one environment value or argument); use fewer or shorter ${VAR} references"
+    ]
+
+
+def test_a_long_bad_value_is_cut_short_in_its_message(cwd: Path) -> None:
+    found = one_problem(cwd, f'restart = "{"x" * 5000}"')
+    assert len(found) < 400
+    assert '..." must be one of' in found or "...: must be one of" in found
+
+
+def test_20000_processes_times_10000_variables_are_refused_before_they_are_built(
+    cwd: Path,
+) -> None:
+    # 390 KB of files; each process's own environment copy made 2 * 10**8 entries
+    write(
+        cwd,
+        procfile="".join(f"p{n}: serve\n" for n in range(20_000)),
+        env="".join(f"V{n}=x\n" for n in range(10_000)),
+    )
+    assert problems() == [
+        "Procfile:105: [process.p104]: the environments of all processes add up to more "
+        f"than {config.MAX_ENV_ENTRIES} variables; define fewer processes or variables"
+    ]
+
+
+def test_an_environment_exec_would_refuse_with_e2big_is_refused_by_check(cwd: Path) -> None:
+    from pidone import identity
+
+    write(
+        cwd,
+        procfile="one: serve\nmany: serve\n",
+        # 30 values of 100 KiB: 3 MB, over ARG_MAX; and one of 70,000 two-byte
+        # characters: under the 128 KiB of characters, over exec's 131072 bytes
+        env="B=" + "x" * (100 * 1024) + "\n" + "".join(f"V{n}=${{B}}\n" for n in range(30)),
+        toml="[process.one]\nclear_env = false\n[process.many]\nclear_env = true\n"
+        'environment = { W = "' + "\u00e9" * 70_000 + '" }\n',
+    )
+    with pytest.raises(ConfigError) as caught:
+        config.load(None, None, None, environ={}, checks=[identity.check])
+    assert [p.partition(": its")[0].partition(": an")[0] for p in caught.value.problems] == [
+        "pidone.toml:1: [process.one]",
+        "pidone.toml:3: [process.many]",
+    ]
+    assert "more than the 131072 bytes exec takes (E2BIG)" in caught.value.problems[1]
+    assert "exec takes (ARG_MAX, E2BIG); shorten them" in caught.value.problems[0]

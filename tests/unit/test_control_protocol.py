@@ -60,7 +60,24 @@ def test_good_requests(request_: dict[str, Any], expected: Command) -> None:
         (req("signal", names=["web"], signal=True), 'signal: "signal" must be a signal number'),
         (req("signal", names=["web"], signal=0), "signal: 0 is not a signal number (1 to"),
         (req("signal", names=["web"], signal=999), "signal: 999 is not a signal number"),
-        (req("wait-ready", timeout=0), 'wait-ready: "timeout" must be a number of seconds > 0'),
+        (req("wait-ready", timeout=0), 'wait-ready: "timeout" must be more than 0 seconds'),
+        # A control-group member (not root) must not crash PID 1 with an epoll overflow.
+        (
+            req("wait-ready", timeout=1e300),
+            'wait-ready: "timeout" must be a number of seconds from 0 to 86400',
+        ),
+        (
+            req("wait-ready", timeout=float("inf")),
+            'wait-ready: "timeout" must be a number of seconds from 0 to 86400',
+        ),
+        (
+            req("restart", names=["web"], timeout=86400.5),
+            'restart: "timeout" must be a number of seconds from 0 to 86400',
+        ),
+        (
+            req("start", names=["web"], timeout=-1),
+            'start: "timeout" must be a number of seconds from 0 to 86400',
+        ),
         (req("wait-ready", timeout="5"), 'wait-ready: "timeout" must be a number'),
         (req("restart", names=["web"], timeout=float("inf")), 'restart: "timeout" must be'),
     ],
@@ -175,9 +192,11 @@ def test_parse_signal(text: str, signum: int) -> None:
     assert parse_signal(text) == signum
 
 
-@pytest.mark.parametrize("text", ["", "NOPE", "0", "65", "RTMIN+99", "-9"])
+@pytest.mark.parametrize(
+    "text", ["", "NOPE", "0", "65", "RTMIN+99", "-9", "\u00b9\u2075", "RTMIN+\u00b9"]
+)
 def test_parse_signal_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"signal|outside"):
         parse_signal(text)
 
 

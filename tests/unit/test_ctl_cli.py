@@ -93,7 +93,9 @@ def test_socket_from_option_environment_or_default(monkeypatch: pytest.MonkeyPat
         (["signal", "TERM"], "the following arguments are required: NAME"),
         (["wait-ready", "--timeout", "soon"], "not a number of seconds: 'soon'"),
         (["wait-ready", "--timeout", "0"], "must be more than 0 seconds"),
-        (["stop", "--timeout", "-1", "web"], "must be more than 0 seconds"),
+        (["stop", "--timeout", "-1", "web"], "must be a number of seconds from 0 to 86400"),
+        # the client's own socket timeout overflowed on it (OverflowError)
+        (["wait-ready", "--timeout", "1e300"], "must be a number of seconds from 0 to 86400"),
         (["status", "--yaml"], "unrecognized arguments: --yaml"),
     ],
 )

@@ -150,3 +150,60 @@ def test_unclosed_quote_is_reported_at_its_opening_line() -> None:
     assert problems_of("A=1\nB='never closed\nC=2\n") == [
         ".env:2: B: the opening ' is never closed; add the closing '"
     ]
+
+
+# --- bounds: no .env can exhaust memory, the stack or the CPU --------------------------------
+
+
+def test_default_nested_3000_deep_is_refused_not_a_recursion_error() -> None:
+    text = "A=" + "${A:-" * 3000 + "x" + "}" * 3000 + "\n"
+    assert problems_of(text) == [
+        ".env:1: A: ${...:-default} nested more than 16 deep; write it flatter"
+    ]
+
+
+def test_default_nested_16_deep_still_expands() -> None:
+    text = "${A:-" * 16 + "x" + "}" * 16
+    assert envfile.expand(text, {}) == "x"
+
+
+def test_a_value_doubled_40_times_stops_at_128_kib_with_its_line() -> None:
+    text = "A=0123456789ab\n" + "A=${A}${A}\n" * 40  # 455 bytes; 12 TiB unbounded
+    found = problems_of(text)
+    assert found[0] == (
+        ".env:15: A: expands to more than 128 KiB (the kernel's limit for one environment "
+        "value or argument); use fewer or shorter ${VAR} references"
+    )
+    assert len(found) == 27  # lines 15..41: each refused, none grown
+
+
+def test_many_large_values_stop_at_the_budget_of_the_whole_load() -> None:
+    big = "x" * (100 * 1024)
+    text = f"B={big}\n" + "".join(f"V{n}=${{B}}\n" for n in range(60))
+    found = problems_of(text)
+    assert found[0].startswith(".env:41: V39: the expanded values add up to more than 4 MiB")
+    assert len(found) == 1  # parsing stops there: nothing more is built
+
+
+def test_expand_counts_against_a_shared_budget() -> None:
+    budget = envfile.Budget(total=10)
+    assert envfile.expand("${A}", {"A": "12345"}, budget) == "12345"
+    with pytest.raises(ValueError, match="add up to more than"):
+        envfile.expand("${A}${A}", {"A": "12345"}, budget)
+
+
+def test_520_kb_with_one_unclosed_quote_is_reported_at_once() -> None:
+    text = 'A="' + ("x" * 50 + "\n") * 10_400  # 530 KB: 105 s with a rescan per line
+    found = problems_of(text)
+    assert found == ['.env:1: A: the opening " is never closed; add the closing "']
+
+
+def test_a_quoted_value_over_many_lines_keeps_escapes_across_line_breaks() -> None:
+    text = 'A="one\\\n' + "two\\\\\n" + 'three \\" still"\nB=after\n'
+    assert envfile.parse(text, ".env") == {"A": 'one\\\ntwo\\\nthree " still', "B": "after"}
+
+
+def test_nul_in_a_value_is_refused_with_its_line() -> None:
+    assert problems_of("OK=1\nA=a\0b\n") == [
+        ".env:2: A: holds a NUL character, which no value can; remove it"
+    ]

@@ -409,7 +409,10 @@ def test_parse_address(text: str, expected: tuple[str, int]) -> None:
     assert parse_address(text) == expected
 
 
-@pytest.mark.parametrize("text", ["9100", "host:", "host:http", "host:70000", ""])
+# "host:\u00b9\u2075": superscript digits pass str.isdigit(), then int() raised
+@pytest.mark.parametrize(
+    "text", ["9100", "host:", "host:http", "host:70000", "", "host:\u00b9\u2075"]
+)
 def test_parse_address_rejects(text: str) -> None:
     with pytest.raises(ValueError, match="HOST:PORT"):
         parse_address(text)

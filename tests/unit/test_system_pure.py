@@ -91,7 +91,6 @@ def test_fork_when_the_child_has_work_of_its_own(overrides: dict[str, object]) -
 def test_a_child_keeping_pidones_identity_needs_no_preparer_as_pid1() -> None:
     # As PID 1 the parent-death signal is the kernel's job: nothing left to do.
     assert not changes_identity(Identity())
-    assert not changes_identity(Identity(keep_caps=(10,)))  # root keeps them anyway
     assert identity_preparer(Identity(), pdeathsig=False) is None
 
 
@@ -103,6 +102,7 @@ def test_a_child_keeping_pidones_identity_needs_no_preparer_as_pid1() -> None:
         Identity(groups=(4,)),
         Identity(umask=0o027),
         Identity(rlimits=((7, 1024, 1024),)),
+        Identity(keep_caps=(10,)),  # a root process bounded to its `capabilities`
     ],
 )
 def test_a_child_that_changes_its_identity_has_a_preparer(ident: Identity) -> None:
