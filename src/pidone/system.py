@@ -324,10 +324,12 @@ def unfollowable(pid: int, launcher: Launcher, taken: Iterable[int] = ()) -> str
     child that started no earlier than the launcher, runs the launcher's
     executable or is still in its process group, and that the process's
     user could signal itself (the uid kill(2) checks; any for root)."""
-    if not 2 <= pid <= pid_max():
-        return f"pid {pid} is out of range (2..{pid_max()})"
+    if pid == 1:
+        return "pid 1 is the init of the PID namespace"
     if pid == os.getpid():
         return f"pid {pid} is pidone itself"
+    if not 2 <= pid <= pid_max():
+        return f"pid {pid} is out of range (2..{pid_max()})"
     if pid in taken:
         return f"pid {pid} belongs to another supervised process"
     alive = launcher.started is not None and start_ticks(launcher.pid) == launcher.started
