@@ -344,7 +344,7 @@ class Loop:
         """Every failure to start (an exec error, EMFILE making its pipes,
         EACCES on its notify socket...) is a failed start: SpawnFailed."""
         try:
-            pid = self._start(spec)
+            pid, search_path = self._start(spec)
         except SpawnError as exc:
             self.events.append(SpawnFailed(spec.name, str(exc)))
         except Exception as exc:
@@ -354,11 +354,16 @@ class Loop:
             if spec.pidfile:
                 uid = self.identities[spec.name].uid
                 self.launchers[spec.name] = system.Launcher(
-                    pid, os.geteuid() if uid is None else uid
+                    pid,
+                    os.geteuid() if uid is None else uid,
+                    spec.command.argv[0],
+                    search_path,
+                    spec.directory,
                 )
             self.events.append(Spawned(spec.name, pid))
 
-    def _start(self, spec: ProcessSpec) -> int:
+    def _start(self, spec: ProcessSpec) -> tuple[int, str | None]:
+        """Spawn it: (its pid, the PATH its program was searched in)."""
         ident = self.identities[spec.name]
         env = _environment(spec, ident)
         if spec.ready.kind == "notify":
@@ -377,7 +382,7 @@ class Loop:
                     system.remove_stale_socket(self.socket_dirs[sock], os.path.basename(path))
                 except PermissionError:  # no DAC_OVERRIDE in its directory: its own job then
                     self.relay.event(spec.name, f"cannot remove a stale {path}", stream="stderr")
-        return system.spawn(
+        pid = system.spawn(
             spec.command.argv,
             env=env,
             cwd=spec.directory,
@@ -386,6 +391,7 @@ class Loop:
             listen_fds=listen_fds,
             fast=True,
         )
+        return pid, env.get("PATH")
 
     def _spawn_check(self, name: str, argv: Sequence[str]) -> int:
         """Run an `exec:` readiness check as the process it checks."""

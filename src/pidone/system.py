@@ -299,17 +299,34 @@ def _uids(pid: int) -> tuple[int, int] | None:
     return None
 
 
+def program_file(name: str, search_path: str | None, cwd: str | None) -> tuple[int, int] | None:
+    """(device, inode) of the program `name` names, searched in `search_path`
+    as exec does: the launcher's executable when /proc can no longer tell
+    (a launcher that exited at once is a zombie, whose exe link is gone)."""
+    dirs = [""] if "/" in name else os.get_exec_path({"PATH": search_path or os.defpath})
+    for directory in dirs:
+        try:
+            st = os.stat(os.path.join(cwd or "", directory, name))
+        except OSError:
+            continue
+        return st.st_dev, st.st_ino
+    return None
+
+
 class Launcher:
     """What a pidfile process's launcher was, recorded when it was spawned
     (it is usually gone when the pidfile is read): its pid, its start time,
-    its executable, and the uid its process runs as."""
+    its executable (see executable and program_file), and the uid its
+    process runs as."""
 
     __slots__ = ("exe", "pid", "started", "uid")
 
-    def __init__(self, pid: int, uid: int) -> None:
+    def __init__(
+        self, pid: int, uid: int, argv0: str, search_path: str | None, cwd: str | None
+    ) -> None:
         self.pid = pid
-        self.started = start_ticks(pid)
-        self.exe = executable(pid)
+        self.started = start_ticks(pid)  # a zombie keeps it: it is ours to reap
+        self.exe = executable(pid) or program_file(argv0, search_path, cwd)
         self.uid = uid
 
 
