@@ -27,9 +27,14 @@ each one toward what it should be doing. The rules:
   dependents go down first (they no longer "should run") and come back once
   it is ready again.
 * Shutdown (SIGTERM/SIGINT, ctl shutdown, a `control` process exiting, or
-  nothing left to run) stops everything in reverse order, each with its own
-  stop signal and timeout (then SIGKILL to its group), then sweeps whatever
-  is left in the container: SIGTERM, then SIGKILL after sweep_timeout.
+  nothing left to run: every process EXITED or FATAL, never one the
+  operator stopped) stops everything in reverse order, each with its own
+  stop signal and SIGCONT, and timeout (then SIGKILL to its group and pid),
+  then sweeps whatever is left in the container: SIGTERM, then SIGKILL
+  after sweep_timeout.
+* A stop Collects the main pid's tree first (and again at its timeout);
+  once the main pid is reaped, KillLeftovers ends what is left of it.
+* A failure to spawn is an exit (status 127), counted like any other.
 * In the actions one event produces, Spawn and Kill come first: the lines
   that log them follow, so that a restart or a signal never waits for them.
 """
