@@ -347,10 +347,13 @@ class Loop:
             pid, search_path = self._start(spec)
         except SpawnError as exc:
             self.events.append(SpawnFailed(spec.name, str(exc)))
-        except Exception as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-            self.events.append(SpawnFailed(spec.name, f"{type(exc).__name__}: {reason}"))
+        except OSError as exc:
+            self.events.append(SpawnFailed(spec.name, f"OSError: {exc.strerror or exc}"))
+        except Exception as exc:  # a bug of ours: its traceback too, and still a failed start
+            self._log_bug(f"starting {spec.name}")
+            self.events.append(SpawnFailed(spec.name, f"{type(exc).__name__}: {exc}"))
         else:
+            self.events.append(Spawned(spec.name, pid))
             if spec.pidfile:
                 uid = self.identities[spec.name].uid
                 self.launchers[spec.name] = system.Launcher(
@@ -360,7 +363,6 @@ class Loop:
                     search_path,
                     spec.directory,
                 )
-            self.events.append(Spawned(spec.name, pid))
 
     def _start(self, spec: ProcessSpec) -> tuple[int, str | None]:
         """Spawn it: (its pid, the PATH its program was searched in)."""
@@ -377,6 +379,7 @@ class Loop:
         for sock in spec.sockets:  # a socket it creates itself: never a stale one
             if sock not in self.listening:
                 self.socket_watch.pop((spec.name, sock), None)
+                self.socket_problems.pop((spec.name, sock), None)  # a new instance: warned anew
                 path = self.config.sockets[sock].path
                 try:
                     system.remove_stale_socket(self.socket_dirs[sock], os.path.basename(path))
@@ -502,7 +505,11 @@ class Loop:
                     for q in (other.pid, other.launcher_pid)
                     if q is not None
                 }
-                problem = system.unfollowable(pid, self.launchers[name], taken) or ""
+                launcher = self.launchers.get(name)
+                if launcher is None:
+                    problem = "its launcher is unknown"
+                else:
+                    problem = system.unfollowable(pid, launcher, taken) or ""
             if pid is None or problem:
                 if (
                     problem
