@@ -25,6 +25,7 @@ def liar(stack: Stack, script: str, *, extra: str = "") -> str:
     """A process running as APP whose launcher runs `script` (sh) and exits:
     what it leaves in its pidfile is all pidone has to go on."""
     pidfile = stack.dir / "liar.pid"
+    pidfile.unlink(missing_ok=True)  # what an earlier test left would be read first
     return f"""
 [pidone]
 settle_time = 0.2
