@@ -527,6 +527,9 @@ class Supervisor:
         if p.awaiting_sockets:  # nginx must be able to use it before we say ready
             p.ready_deferred = True
             return
+        if p.spec.pidfile and p.pid is None:  # not ready before we know (and trust) its pid
+            p.ready_deferred = True
+            return
         p.move(Event.READY_OK)
         out.append(Log(p.name, "ready"))
 
@@ -544,6 +547,9 @@ class Supervisor:
             return
         p.pid = pid
         out.append(Log(p.name, f"following pid {pid} from {p.spec.pidfile}"))
+        if p.ready_deferred and p.state is S.RUNNING and not p.awaiting_sockets:
+            p.ready_deferred = False
+            self._become_ready(p, out)
         if p.state is S.STOPPING:  # asked to stop before we knew whom to signal
             self._send_stop_signal(p, pid, out)
 

@@ -765,3 +765,14 @@ def test_a_stop_remembers_the_tree_and_kills_its_leftovers_once_reaped(tmp_path:
     out = sim.do(Reaped(pid, killed(KILL)))
     assert KillLeftovers("a") in out
     assert out.index(KillLeftovers("a")) < out.index(Spawn("a"))  # gone before the new one
+
+
+def test_a_pidfile_process_is_not_ready_before_its_pid_is_known(tmp_path: Path) -> None:
+    # A refused (or late) pidfile: settled or checked, it is still nobody we know.
+    sim = daemonized(tmp_path)
+    sim.at(100.0)  # far past settle_time
+    assert sim.state("d") is S.RUNNING
+    assert not sim.core.snapshot().processes[0].ready
+    out = sim.do(PidfileRead("d", 77))
+    assert sim.state("d") is S.READY
+    assert logs(out) == ["d: following pid 77 from /run/d.pid", "d: ready"]
