@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tests.helpers.running import descendants, proc_state, wait_for
 from tests.helpers.stack import Stack, free_port
-from tests.helpers.users import APP, socket_table
+from tests.helpers.users import APP, gid, socket_table, uid
 from tests.pid1.test_control import _answers, ctl, http_status
 
 
@@ -211,3 +211,26 @@ sockets = ["app"]
         assert Path("/etc/passwd").stat().st_mode & 0o777 == 0o644  # not chmodded through it
         stack.init.signal(signal.SIGTERM)
         assert stack.init.wait() == 0
+
+
+def test_notify_socket_eacces_when_not_root_is_a_failed_start_then_fatal(shared: Path) -> None:
+    # pidone as a plain user (subreaper: no namespace without root) cannot make
+    # the notify socket under /run/pidone: PermissionError, not a SpawnError.
+    who = [f"--reuid={uid(APP)}", f"--regid={gid(APP)}", "--clear-groups"]
+    with Stack("subreaper", shared) as stack:
+        stack.start(
+            f"""
+[pidone]
+fatal_after = 2
+backoff_initial = 0.1
+[process.web]
+command = "{stack.svc("web", "--notify")}"
+ready = "notify"
+""",
+            prefix=["setpriv", *who],
+        )
+        assert stack.init.wait() == 1  # FATAL, nothing left to run
+        _, err = stack.output()
+    assert re.search(r"^web\s+\| cannot start: OSError: Permission denied$", err, re.M), err
+    assert "unclean stop: web is FATAL" in err
+    assert stack.count("web up") == 0
