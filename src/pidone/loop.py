@@ -67,6 +67,7 @@ from pidone.supervisor import (
 )
 
 PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
+PIDFILE_RETRY = 1.0  # seconds between looks at a refused pidfile (its program may fix it)
 SOCKET_POLL = 0.05  # seconds between looks for a socket its process has yet to create
 SOCKET_RETRY = 1.0  # seconds between looks at a socket path that is wrong (warned once)
 Callback = Callable[[int], None]
@@ -511,15 +512,13 @@ class Loop:
                 else:
                     problem = system.unfollowable(pid, launcher, taken) or ""
             if pid is None or problem:
-                if (
-                    problem
-                    and not problem.endswith(system.NOT_RUNNING)
-                    and name not in self.refused
-                ):
+                refused = bool(problem) and not problem.endswith(system.NOT_RUNNING)
+                if refused and name not in self.refused:
                     self.refused.add(name)
                     line = f"pidfile {path} refused: {problem} (logged once; still looking)"
                     self.relay.event(name, line, stream="stderr")
-                self.pidfiles[name] = (path, now + PIDFILE_POLL)
+                pause = PIDFILE_RETRY if refused else PIDFILE_POLL
+                self.pidfiles[name] = (path, now + pause)
                 continue
             del self.pidfiles[name]
             self.feed(PidfileRead(name, pid))

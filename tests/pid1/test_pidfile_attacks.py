@@ -56,9 +56,10 @@ def refusals(stack: Stack) -> list[str]:
 
 
 def refused_once(stack: Stack, reason: str) -> None:
-    """Refused, with `reason`, and logged once though it is looked at 10 times a second."""
+    """Refused, with `reason`, and logged once though it is looked at again
+    (once a second: loop.PIDFILE_RETRY)."""
     wait_for(lambda: refusals(stack), what="the pidfile to be refused")
-    time.sleep(0.6)
+    time.sleep(1.3)
     found = refusals(stack)
     assert len(found) == 1, found
     assert reason in found[0], found
@@ -216,3 +217,18 @@ stop_timeout = 5
         assert time.monotonic() - started < 5
         _, err = stack.output()
     assert "refused" not in err
+
+
+def test_a_refused_pidfile_is_looked_at_again_and_followed_once_it_is_right(
+    mode: str, tmp_path: Path
+) -> None:
+    pidfile = tmp_path / "d.pid"
+    with Stack(mode, tmp_path) as stack:
+        script = f"{stack.svc('d')} & echo 1 > {pidfile}; sleep 1.5; echo $! > {pidfile}"
+        stack.start(f"[process.d]\ncommand = '''sh -c '{script}' '''\npidfile = '{pidfile}'\n")
+        wait_for(lambda: "refused" in stack.stderr_so_far(), what="the first refusal")
+        wait_for(lambda: "following pid" in stack.stdout_so_far(), what="the right pid followed")
+        assert "following pid 1 " not in stack.stdout_so_far()
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0  # its stop signal reached the daemon
+    assert stack.events()[-2:] == ["d term", "d exit 0"]
