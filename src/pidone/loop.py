@@ -486,9 +486,10 @@ class Loop:
     def _look_at_pidfiles(self) -> None:
         """Read each awaited pidfile and follow its pid only if the trust rule
         (system.unfollowable) allows. A refused pidfile is logged once per
-        instance and looked at again (a stale pid of an earlier instance,
-        silently): the process stays without a main pid, so it is signalled
-        nowhere, and its stop ends at the stop timeout."""
+        instance and looked at again every PIDFILE_RETRY (a stale pid of an
+        earlier instance, silently, every PIDFILE_POLL): the process stays
+        without a main pid, so it is signalled nowhere, and its stop ends at
+        the stop timeout."""
         now = self.clock()
         for name, (path, when) in list(self.pidfiles.items()):
             proc = self.core.procs[name]
