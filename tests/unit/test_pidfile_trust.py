@@ -5,6 +5,7 @@ tests/pid1/test_pidfile_attacks.py)."""
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -56,3 +57,10 @@ def test_signals_never_reach_pid_1_pidone_or_everyone() -> None:
     for pid in (-1, 0, 1, os.getpid()):
         assert system.send_signal(pid, 0) is False
         assert system.send_signal(pid, 0, group=True) is False
+
+
+def test_sigkill_to_the_group_of_a_process_leading_none_still_kills_it() -> None:
+    with subprocess.Popen(["sleep", "30"]) as child:  # in our group: it leads none
+        assert os.getpgid(child.pid) != child.pid
+        assert system.send_signal(child.pid, signal.SIGKILL, group=True) is True
+        assert child.wait(timeout=10) == -signal.SIGKILL
