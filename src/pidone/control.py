@@ -633,10 +633,12 @@ def status_reply(snapshot: Snapshot, now: float) -> dict[str, Any]:
 def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
     """'name (state)' for each process that is not ready, for wait-ready and
     /readyz. A job that ran to completion (exited 0 and is not restarted)
-    counts as done. `checked_only`: only processes with a `ready` check."""
+    counts as done. `checked_only`: only processes with a `ready` check, and
+    every FATAL one (given up: traffic must not flow to it, checked or not)."""
     waiting = []
     for p in snapshot.processes:
-        if checked_only and not p.has_ready_check:
+        fatal = p.state is ProcessState.FATAL
+        if checked_only and not p.has_ready_check and not fatal:
             continue
         if p.ready:
             continue

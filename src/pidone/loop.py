@@ -42,12 +42,15 @@ if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
 from pidone.supervisor import (
     Action,
     CancelProbe,
+    Collect,
     EventType,
     Exit,
     Kill,
+    KillLeftovers,
     Log,
     NoChildren,
     PidfileRead,
+    ProcessStatus,
     Ready,
     Reaped,
     SignalReceived,
@@ -65,7 +68,9 @@ from pidone.supervisor import (
 )
 
 PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
+PIDFILE_RETRY = 1.0  # seconds between looks at a refused pidfile (its program may fix it)
 SOCKET_POLL = 0.05  # seconds between looks for a socket its process has yet to create
+SOCKET_RETRY = 1.0  # seconds between looks at a socket path that is wrong (warned once)
 Callback = Callable[[int], None]
 Reply = Callable[[dict[str, Any]], None]
 DEFAULT_WAIT = 300.0  # seconds a ctl start/restart waits for readiness unless told
@@ -95,6 +100,9 @@ class Loop:
         self.events: deque[EventType] = deque()
         self.exit_code: int | None = None
         self.pidfiles: dict[str, tuple[str, float]] = {}  # name -> (path, next look)
+        self.launchers: dict[str, system.Launcher] = {}  # pidfile processes' launchers
+        self.refused: set[str] = set()  # pidfile processes whose refusal is logged
+        self.trees: dict[str, dict[int, int | None]] = {}  # stopping: descendant -> start time
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self.wakeup_fd = -1
         self.identities = {n: identity.resolve(spec) for n, spec in config.processes.items()}
@@ -107,6 +115,7 @@ class Loop:
         self.socket_dirs: dict[str, int] = {}  # socket name -> fd of its directory
         self.listening: dict[str, int] = {}  # socket name -> listening fd (listen = true)
         self.socket_watch: dict[tuple[str, str], float] = {}  # (process, socket) -> next look
+        self.socket_problems: dict[tuple[str, str], str] = {}  # the one logged, until it changes
         self.waiters: list[_Waiter] = []
         self.control: control.ControlServer | None = None
         self.metrics: MetricsServer | None = None
@@ -302,6 +311,17 @@ class Loop:
                 self.prober.cancel(name)
             case WatchPidfile(name, path):
                 self.pidfiles[name] = (path, self.clock())
+                self.refused.discard(name)
+            case Collect(name, pid):
+                tree = self.trees.setdefault(name, {})
+                for child in system.descendants(pid):
+                    tree.setdefault(child, system.start_ticks(child))
+            case KillLeftovers(name):
+                # Still the same processes (start time) that were its
+                # descendants when its stop began: nothing of it is left.
+                for child, started in self.trees.pop(name, {}).items():
+                    if started is not None and system.start_ticks(child) == started:
+                        system.send_signal(child, signal.SIGKILL)
             case WatchSocket(name, sock):
                 self.socket_watch[name, sock] = self.clock()
             case Log(name, message, error):
@@ -324,6 +344,31 @@ class Loop:
                 self.exit_code = code
 
     def _spawn(self, spec: ProcessSpec) -> None:
+        """Every failure to start (an exec error, EMFILE making its pipes,
+        EACCES on its notify socket...) is a failed start: SpawnFailed."""
+        try:
+            pid, search_path = self._start(spec)
+        except SpawnError as exc:
+            self.events.append(SpawnFailed(spec.name, str(exc)))
+        except OSError as exc:
+            self.events.append(SpawnFailed(spec.name, f"OSError: {exc.strerror or exc}"))
+        except Exception as exc:  # a bug of ours: its traceback too, and still a failed start
+            self._log_bug(f"starting {spec.name}")
+            self.events.append(SpawnFailed(spec.name, f"{type(exc).__name__}: {exc}"))
+        else:
+            self.events.append(Spawned(spec.name, pid))
+            if spec.pidfile:
+                uid = self.identities[spec.name].uid
+                self.launchers[spec.name] = system.Launcher(
+                    pid,
+                    os.geteuid() if uid is None else uid,
+                    spec.command.argv[0],
+                    search_path,
+                    spec.directory,
+                )
+
+    def _start(self, spec: ProcessSpec) -> tuple[int, str | None]:
+        """Spawn it: (its pid, the PATH its program was searched in)."""
         ident = self.identities[spec.name]
         env = _environment(spec, ident)
         if spec.ready.kind == "notify":
@@ -337,25 +382,22 @@ class Loop:
         for sock in spec.sockets:  # a socket it creates itself: never a stale one
             if sock not in self.listening:
                 self.socket_watch.pop((spec.name, sock), None)
+                self.socket_problems.pop((spec.name, sock), None)  # a new instance: warned anew
                 path = self.config.sockets[sock].path
                 try:
                     system.remove_stale_socket(self.socket_dirs[sock], os.path.basename(path))
                 except PermissionError:  # no DAC_OVERRIDE in its directory: its own job then
                     self.relay.event(spec.name, f"cannot remove a stale {path}", stream="stderr")
-        try:
-            pid = system.spawn(
-                spec.command.argv,
-                env=env,
-                cwd=spec.directory,
-                fds=fds,
-                prepare=self.preparers[spec.name],
-                listen_fds=listen_fds,
-                fast=True,
-            )
-        except SpawnError as exc:
-            self.events.append(SpawnFailed(spec.name, str(exc)))
-        else:
-            self.events.append(Spawned(spec.name, pid))
+        pid = system.spawn(
+            spec.command.argv,
+            env=env,
+            cwd=spec.directory,
+            fds=fds,
+            prepare=self.preparers[spec.name],
+            listen_fds=listen_fds,
+            fast=True,
+        )
+        return pid, env.get("PATH")
 
     def _spawn_check(self, name: str, argv: Sequence[str]) -> int:
         """Run an `exec:` readiness check as the process it checks."""
@@ -413,13 +455,8 @@ class Loop:
         if cmd.command in ("start", "stop", "restart", "reload", "signal", "shutdown"):
             self.feed(cmd.event())
         if cmd.command in ("reload", "signal"):
-            states = {p.name: p.state for p in self.core.snapshot().processes}
-            results = [
-                {"name": n, "ok": states[n] in HAS_PID, "state": states[n].value}
-                | ({} if states[n] in HAS_PID else {"error": "not running"})
-                for n in names
-            ]
-            reply(_combine(results))
+            procs = {p.name: p for p in self.core.snapshot().processes}
+            reply(_combine([_signalled(procs[n]) for n in names]))
         elif cmd.command == "shutdown":
             reply({"ok": True})
         else:
@@ -449,6 +486,12 @@ class Loop:
             self.feed(Ready(name, pid))
 
     def _look_at_pidfiles(self) -> None:
+        """Read each awaited pidfile and follow its pid only if the trust rule
+        (system.unfollowable) allows. A refused pidfile is logged once per
+        instance and looked at again every PIDFILE_RETRY (a stale pid of an
+        earlier instance, silently, every PIDFILE_POLL): the process stays
+        without a main pid, so it is signalled nowhere, and its stop ends at
+        the stop timeout."""
         now = self.clock()
         for name, (path, when) in list(self.pidfiles.items()):
             proc = self.core.procs[name]
@@ -457,9 +500,28 @@ class Loop:
                 continue
             if now < when:
                 continue
-            pid = _read_pid(path)
-            if pid is None:
-                self.pidfiles[name] = (path, now + PIDFILE_POLL)
+            pid, problem = system.read_pidfile(path)
+            if pid is not None:
+                taken = {
+                    q
+                    for other in self.core.procs.values()
+                    if other.name != name
+                    for q in (other.pid, other.launcher_pid)
+                    if q is not None
+                }
+                launcher = self.launchers.get(name)
+                if launcher is None:
+                    problem = "its launcher is unknown"
+                else:
+                    problem = system.unfollowable(pid, launcher, taken) or ""
+            if pid is None or problem:
+                refused = bool(problem) and not problem.endswith(system.NOT_RUNNING)
+                if refused and name not in self.refused:
+                    self.refused.add(name)
+                    line = f"pidfile {path} refused: {problem} (logged once; still looking)"
+                    self.relay.event(name, line, stream="stderr")
+                pause = PIDFILE_RETRY if refused else PIDFILE_POLL
+                self.pidfiles[name] = (path, now + pause)
                 continue
             del self.pidfiles[name]
             self.feed(PidfileRead(name, pid))
@@ -472,18 +534,24 @@ class Loop:
             spec = self.config.sockets[sock]
             uid, gid = socket_owner(spec)
             base = os.path.basename(spec.path)
+            pause = SOCKET_POLL
             try:
                 fixed = system.fix_socket(
                     self.socket_dirs[sock], base, uid=uid, gid=gid, mode=spec.mode
                 )
             except (OSError, system.UnsafePath) as exc:
-                self.relay.event(name, f"socket {sock}: {exc}", stream="stderr")
-                fixed = False
+                # Warned once until the problem changes, and looked at less often
+                problem = f"socket {sock}: {exc}"
+                if self.socket_problems.get((name, sock)) != problem:
+                    self.socket_problems[name, sock] = problem
+                    self.relay.event(name, problem, stream="stderr")
+                fixed, pause = False, SOCKET_RETRY
             if fixed:
                 del self.socket_watch[name, sock]
+                self.socket_problems.pop((name, sock), None)
                 self.feed(SocketFixed(name, sock))
             else:
-                self.socket_watch[name, sock] = now + SOCKET_POLL
+                self.socket_watch[name, sock] = now + pause
 
 
 def _environment(spec: ProcessSpec, ident: identity.Identity) -> dict[str, str]:
@@ -504,6 +572,15 @@ def socket_owner(sock: SocketSpec) -> tuple[int, int]:
     if sock.group is not None:
         gid = identity.group_id(sock.group)
     return uid, gid
+
+
+def _signalled(p: ProcessStatus) -> dict[str, Any]:
+    """The RESULT of a reload or signal: only a known main pid is signalled."""
+    result: dict[str, Any] = {"name": p.name, "state": p.state.value}
+    if p.state in HAS_PID and p.pid is not None:
+        return result | {"ok": True}
+    why = "not running yet: waiting for its pidfile" if p.state in HAS_PID else "not running"
+    return result | {"ok": False, "error": why}
 
 
 def _combine(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -556,18 +633,6 @@ def _failure(state: ProcessState, status: int | None) -> str | None:
     if state is ProcessState.EXITED:
         return f"exited with status {status} and is not restarted"
     return None
-
-
-def _read_pid(path: str) -> int | None:
-    """The live pid in a pidfile, or None (missing, partial, or stale)."""
-    try:
-        with open(path, "rb") as f:
-            text = f.read().strip()
-        pid = int(text)
-        os.kill(pid, 0)
-    except (OSError, ValueError):
-        return None
-    return pid if pid > 0 else None
 
 
 def run(config: Config) -> int:

@@ -5,7 +5,8 @@ and the one table that says which event moves it where.
     ---------  ---------------  ----------  ----------------------------------------------
     STOPPED    START            STARTING    wanted up; it spawns once every `after` is READY
     STARTING   SPAWNED          RUNNING     fork/exec succeeded, the pid is known
-    STARTING   SPAWN_FAILED     EXITED      exec failed (counts as a failure, like an exit)
+    STARTING   SPAWN_FAILED     EXITED      any failure to start: exec, EMFILE, ... (counts
+                                            as a failure, like an exit)
     RUNNING    READY_OK         READY       the `ready` check passed (or it stayed up
                                             for the settle time); dependents may start
     READY      READY_OK         READY       a repeated READY=1 (uwsgi after a reload)
@@ -18,9 +19,9 @@ and the one table that says which event moves it where.
     BACKOFF    START            STARTING    started by hand: skip the rest of the delay
     EXITED     START            STARTING    started by hand (or `restart = "never"` is
     FATAL      START            STARTING      overridden by the operator); failures reset
-    RUNNING    STOP             STOPPING    stop signal sent to the main pid (or group)
+    RUNNING    STOP             STOPPING    stop signal, then SIGCONT, to the main pid (or group)
     READY      STOP             STOPPING
-    STOPPING   STOP_TIMEOUT     STOPPING    stop timeout passed: SIGKILL to its group
+    STOPPING   STOP_TIMEOUT     STOPPING    stop timeout passed: SIGKILL to its group and pid
     STOPPING   EXITED           STOPPED     it stopped as asked (never restarted for it)
     STARTING   STOP             STOPPED     not spawned yet: nothing to signal
     BACKOFF    STOP             STOPPED     the pending restart is cancelled

@@ -27,9 +27,14 @@ each one toward what it should be doing. The rules:
   dependents go down first (they no longer "should run") and come back once
   it is ready again.
 * Shutdown (SIGTERM/SIGINT, ctl shutdown, a `control` process exiting, or
-  nothing left to run) stops everything in reverse order, each with its own
-  stop signal and timeout (then SIGKILL to its group), then sweeps whatever
-  is left in the container: SIGTERM, then SIGKILL after sweep_timeout.
+  nothing left to run: every process EXITED or FATAL, never one the
+  operator stopped) stops everything in reverse order, each with its own
+  stop signal and SIGCONT, and timeout (then SIGKILL to its group and pid),
+  then sweeps whatever is left in the container: SIGTERM, then SIGKILL
+  after sweep_timeout.
+* A stop Collects the main pid's tree first (and again at its timeout);
+  once the main pid is reaped, KillLeftovers ends what is left of it.
+* A failure to spawn is an exit (status 127), counted like any other.
 * In the actions one event produces, Spawn and Kill come first: the lines
   that log them follow, so that a restart or a signal never waits for them.
 """
@@ -170,6 +175,23 @@ class WatchSocket:
 
 
 @dataclass(frozen=True)
+class Collect:
+    """Remember NAME's main pid's live descendants (with their start times):
+    they belong to the instance being stopped."""
+
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class KillLeftovers:
+    """NAME's stopped instance is reaped: SIGKILL what Collect remembered and
+    is still the same process (a session of its own escapes the group kill)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class Log:
     name: str  # a process name, or "pidone"
     message: str
@@ -188,19 +210,23 @@ class Exit:
     code: int
 
 
-Action = Spawn | Kill | StartProbe | CancelProbe | WatchPidfile | WatchSocket | Log | Sweep | Exit
+Action = (
+    Spawn | Kill | StartProbe | CancelProbe | WatchPidfile | WatchSocket | Collect | KillLeftovers
+) | (Log | Sweep | Exit)
 
 
 def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
-    """The batch with its Spawn and Kill actions moved to the front, each
+    """The batch with its Spawn and Kill actions (and the Collect and
+    KillLeftovers that go with a stop) moved to the front, each
     part keeping its own order. The loop carries a batch out in order, and a
     Log costs a write to pidone's output and a look at the process's pipes:
     a restart or a forwarded signal must not wait for the lines that tell of
     it. (Sweep stays where it is: it reaps, which feeds new events at once.)"""
-    first = [a for a in actions if isinstance(a, (Spawn, Kill))]
+    urgent = (Spawn, Collect, Kill, KillLeftovers)  # Collect walks the tree before it is signalled
+    first = [a for a in actions if isinstance(a, urgent)]
     if not first or len(first) == len(actions):
         return actions
-    return first + [a for a in actions if not isinstance(a, (Spawn, Kill))]
+    return first + [a for a in actions if not isinstance(a, urgent)]
 
 
 # --- what ctl and metrics see ------------------------------------------------
@@ -274,6 +300,16 @@ def decode_status(wait_status: int) -> tuple[int, int]:
     if code < 0:
         return 128 - code, -code
     return code, 0
+
+
+def backoff_delay(failures: int, initial: float, cap: float) -> float:
+    """The wait before restart number `failures` (1-based): none for the
+    first, then initial doubling up to cap. The exponent is bounded so that
+    thousands of failures cannot overflow (a float product saturates to inf,
+    which min() turns into the cap)."""
+    if failures <= 1:
+        return 0.0
+    return min(cap, initial * 2.0 ** min(failures - 2, 1000))
 
 
 class Supervisor:
@@ -437,6 +473,7 @@ class Supervisor:
         out.append(CancelProbe(p.name))
         how = f"signal {signal_name(signum)}" if signum else f"status {status}"
         if planned:
+            out.append(KillLeftovers(p.name))
             out.append(Log(p.name, f"stopped ({how})"))
             clean = (
                 status == 0 or signum == p.spec.stop_signal or status == 128 + p.spec.stop_signal
@@ -472,8 +509,7 @@ class Supervisor:
                 Log(p.name, f"FATAL: exited {n} times within {window:g} s; not restarting", True)
             )
             return
-        delay = 0.0 if n == 1 else self.settings.backoff_initial * 2 ** (n - 2)
-        delay = min(delay, self.settings.backoff_max)
+        delay = backoff_delay(n, self.settings.backoff_initial, self.settings.backoff_max)
         p.move(Event.RETRY)
         p.backoff_until = self.now + delay
         p.restart_reason = "crash"
@@ -489,6 +525,9 @@ class Supervisor:
     def _become_ready(self, p: _Proc, out: list[Action]) -> None:
         p.settle_at = None
         if p.awaiting_sockets:  # nginx must be able to use it before we say ready
+            p.ready_deferred = True
+            return
+        if p.spec.pidfile and p.pid is None:  # not ready before we know (and trust) its pid
             p.ready_deferred = True
             return
         p.move(Event.READY_OK)
@@ -508,9 +547,11 @@ class Supervisor:
             return
         p.pid = pid
         out.append(Log(p.name, f"following pid {pid} from {p.spec.pidfile}"))
+        if p.ready_deferred and p.state is S.RUNNING and not p.awaiting_sockets:
+            p.ready_deferred = False
+            self._become_ready(p, out)
         if p.state is S.STOPPING:  # asked to stop before we knew whom to signal
-            group = p.spec.stop_target == "group"
-            out.append(Kill(p.name, pid, p.spec.stop_signal, group=group))
+            self._send_stop_signal(p, pid, out)
 
     def _on_signal(self, signum: int, out: list[Action]) -> None:
         if signum in (signal.SIGTERM, signal.SIGINT):
@@ -523,7 +564,8 @@ class Supervisor:
             self._reload(self.order, out)
         else:
             for p in self._running():
-                out.append(Kill(p.name, self._signal_pid(p), signum))
+                if p.pid is not None:
+                    out.append(Kill(p.name, p.pid, signum))
 
     def _on_request(self, req: Request, out: list[Action]) -> None:
         names = self._expand(req.names)
@@ -556,11 +598,10 @@ class Supervisor:
                         p.move(Event.START)
             case "reload":
                 self._reload(names, out)
-            case "signal":
-                for n in names:
-                    p = self.procs[n]
-                    if p.state in HAS_PID:
-                        out.append(Kill(n, self._signal_pid(p), req.signum))
+            case "signal":  # the main pid only: not a launcher still writing its pidfile
+                for p in self._running():
+                    if p.name in names and p.pid is not None:
+                        out.append(Kill(p.name, p.pid, req.signum))
             case _:
                 raise ValueError(f"unknown request {req.command!r}")
 
@@ -577,11 +618,6 @@ class Supervisor:
 
     def _running(self) -> Iterable[_Proc]:
         return (p for p in self.procs.values() if p.state in HAS_PID and p.pid is not None)
-
-    def _signal_pid(self, p: _Proc) -> int:
-        pid = p.pid if p.pid is not None else p.launcher_pid
-        assert pid is not None, (p.state, p.pid, p.launcher_pid)
-        return pid
 
     def _signal_pid_or_none(self, p: _Proc) -> int | None:
         return p.pid if p.pid is not None else p.launcher_pid
@@ -653,7 +689,17 @@ class Supervisor:
         group = p.spec.stop_target == "group"
         name = signal_name(p.spec.stop_signal)
         out.append(Log(p.name, f"stopping: {name} to {'group ' if group else ''}{pid}"))
+        self._send_stop_signal(p, pid, out)
+
+    def _send_stop_signal(self, p: _Proc, pid: int, out: list[Action]) -> None:
+        """The stop signal, then SIGCONT to the same target (as systemd and s6
+        do): a process stopped by SIGSTOP runs its handler instead of waiting
+        for the SIGKILL. Its tree is remembered first, for KillLeftovers."""
+        group = p.spec.stop_target == "group"
+        out.append(Collect(p.name, pid))
         out.append(Kill(p.name, pid, p.spec.stop_signal, group=group))
+        if p.spec.stop_signal != signal.SIGCONT:
+            out.append(Kill(p.name, pid, signal.SIGCONT, group=group))
 
     def _reconcile(self, out: list[Action]) -> None:
         if not self.booted:
@@ -682,6 +728,7 @@ class Supervisor:
                     self._on_main_exit(p, 128 + signal.SIGKILL, signal.SIGKILL, out)
                     return True
                 out.append(Log(p.name, f"stop timeout: SIGKILL to group {pid}", error=True))
+                out.append(Collect(p.name, pid))  # what it forked since the stop began
                 out.append(Kill(p.name, pid, signal.SIGKILL, group=True))
             return False
         if state in (S.RUNNING, S.READY):
@@ -716,11 +763,9 @@ class Supervisor:
         return False
 
     def _nothing_left_to_run(self) -> bool:
-        """Every process has exited for good (policy or FATAL): nothing to do."""
-        return all(
-            p.state in (S.EXITED, S.FATAL) or (p.state is S.STOPPED and not p.wanted)
-            for p in self.procs.values()
-        ) and any(p.state in (S.EXITED, S.FATAL) for p in self.procs.values())
+        """Every process has exited for good (policy or FATAL): nothing to do.
+        A process the operator stopped is not done: they may start it again."""
+        return all(p.state in (S.EXITED, S.FATAL) for p in self.procs.values())
 
     def _finish(self, out: list[Action]) -> None:
         """Everything supervised is at rest: sweep the leftovers, then exit."""

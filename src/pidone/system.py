@@ -186,15 +186,201 @@ def signal_everyone_else(signum: int) -> None:
 
 
 def send_signal(pid: int, signum: int, *, group: bool = False) -> bool:
-    """Signal a process (or its process group); False if it is already gone."""
-    try:
-        if group:
-            os.killpg(pid, signum)
-        else:
-            os.kill(pid, signum)
-    except ProcessLookupError:
+    """Signal a process (or its process group); False if it is already gone.
+
+    `group`: the group led by pid, and the process itself when it leads no
+    group (a daemon that left its launcher's group; killpg would say ESRCH)
+    or another one. Never pid 1, pidone or a pid <= 0 (which kill() takes
+    for "everyone" or "my group"): refused, False."""
+    if pid <= 1 or pid == os.getpid():
         return False
+    reached = False
+    if group:
+        try:
+            os.killpg(pid, signum)
+            reached = True
+        except ProcessLookupError:
+            pass
+        try:
+            if os.getpgid(pid) == pid:
+                return True  # the killpg reached it
+        except ProcessLookupError:
+            return reached
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        return reached
     return True
+
+
+# --- pids from outside: a pidfile a supervised program writes --------------------
+
+PIDFILE_MAX = 64  # bytes: a pid and some whitespace; anything longer is not a pidfile
+PID_MAX_LIMIT = 4194304  # the kernel's ceiling for /proc/sys/kernel/pid_max
+NOT_RUNNING = "is not running"  # how unfollowable() ends for a pid that is gone (stale)
+
+
+def read_pidfile(path: str) -> tuple[int | None, str]:
+    """(pid, "") from the pidfile at `path`; (None, "") while it is not there
+    or still empty; (None, why) for a pidfile pidone refuses to read.
+
+    It is opened without blocking (a FIFO would stall the loop in open())
+    and without following a symlink at its last component (the program owns
+    its directory: a link to /dev/zero or another user's file is refused),
+    must be a regular file, and at most PIDFILE_MAX bytes of ASCII digits
+    with surrounding whitespace are read."""
+    import stat
+
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None, ""
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None, "is a symlink; pidone follows no symlink as a pidfile"
+        return None, f"cannot be opened: {exc.strerror}"
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, "is not a regular file"
+        data = os.read(fd, PIDFILE_MAX + 1)
+    except OSError as exc:
+        return None, f"cannot be read: {exc.strerror}"
+    finally:
+        os.close(fd)
+    if len(data) > PIDFILE_MAX:
+        return None, f"is longer than {PIDFILE_MAX} bytes"
+    text = data.strip(b" \t\r\n")
+    if not text:
+        return None, ""
+    if not all(0x30 <= c <= 0x39 for c in text):  # not str.isdigit: "¹⁵" is a digit there
+        return None, f"holds {text[:20]!r}, not a pid"
+    return int(text), ""
+
+
+def pid_max() -> int:
+    """The largest pid the kernel hands out."""
+    try:
+        with open("/proc/sys/kernel/pid_max", "rb") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return PID_MAX_LIMIT
+
+
+def start_ticks(pid: int) -> int | None:
+    """When pid started (clock ticks after boot): with the pid, it names one
+    process for good, whatever pid reuse does. None once it is gone."""
+    from pidone import proctree  # only `pidone run` follows pids
+
+    stat = proctree.read_stat(pid)
+    return None if stat is None else stat.start_ticks
+
+
+def executable(pid: int) -> tuple[int, int] | None:
+    """(device, inode) of the file pid runs: the same program, whatever its
+    path or argv[0] say. None if unknown (gone, or a kernel thread)."""
+    try:
+        st = os.stat(f"/proc/{pid}/exe")
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _uids(pid: int) -> tuple[int, int] | None:
+    """(real, saved) uid of pid: the ones kill(2) compares a sender's with."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    real, _, saved, _ = (int(x) for x in line.split()[1:5])
+                    return real, saved
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def program_file(name: str, search_path: str | None, cwd: str | None) -> tuple[int, int] | None:
+    """(device, inode) of the program `name` names, searched in `search_path`
+    as exec does: the launcher's executable when /proc can no longer tell
+    (a launcher that exited at once is a zombie, whose exe link is gone)."""
+    dirs = [""] if "/" in name else os.get_exec_path({"PATH": search_path or os.defpath})
+    for directory in dirs:
+        try:
+            st = os.stat(os.path.join(cwd or "", directory, name))
+        except OSError:
+            continue
+        return st.st_dev, st.st_ino
+    return None
+
+
+class Launcher:
+    """What a pidfile process's launcher was, recorded when it was spawned
+    (it is usually gone when the pidfile is read): its pid, its start time,
+    its executable (see executable and program_file), and the uid its
+    process runs as."""
+
+    __slots__ = ("exe", "pid", "started", "uid")
+
+    def __init__(
+        self, pid: int, uid: int, argv0: str, search_path: str | None, cwd: str | None
+    ) -> None:
+        self.pid = pid
+        self.started = start_ticks(pid)  # a zombie keeps it: it is ours to reap
+        self.exe = executable(pid) or program_file(argv0, search_path, cwd)
+        self.uid = uid
+
+
+def unfollowable(pid: int, launcher: Launcher, taken: Iterable[int] = ()) -> str | None:
+    """THE trust rule for a pid from outside (a pidfile): None if pidone may
+    follow and signal `pid` as the main process of `launcher`'s process,
+    else why not.
+
+    Never out of 2..pid_max, 1, pidone itself, or a pid another supervised
+    process has (`taken`). Then either a live descendant of the launcher, or
+    (a daemon that forked away and was reparented to pidone) pidone's own
+    child that started no earlier than the launcher, runs the launcher's
+    executable or is still in its process group, and that the process's
+    user could signal itself (the uid kill(2) checks; any for root)."""
+    if pid == 1:
+        return "pid 1 is the init of the PID namespace"
+    if pid == os.getpid():
+        return f"pid {pid} is pidone itself"
+    if not 2 <= pid <= pid_max():
+        return f"pid {pid} is out of range (2..{pid_max()})"
+    if pid in taken:
+        return f"pid {pid} belongs to another supervised process"
+    alive = launcher.started is not None and start_ticks(launcher.pid) == launcher.started
+    if alive and pid == launcher.pid:
+        return None  # the program wrote its own pid and stayed in the foreground
+    if alive and pid in descendants(launcher.pid):
+        return _owned_by(pid, launcher.uid)
+    from pidone import proctree
+
+    stat = proctree.read_stat(pid)
+    if stat is None:
+        return f"pid {pid} {NOT_RUNNING}"
+    if stat.ppid != os.getpid():
+        return f"pid {pid} is neither a descendant of pid {launcher.pid} nor pidone's child"
+    if launcher.started is None or stat.start_ticks < launcher.started:
+        return f"pid {pid} started before pid {launcher.pid}, its launcher"
+    try:
+        in_group = os.getpgid(pid) == launcher.pid
+    except ProcessLookupError:
+        return f"pid {pid} {NOT_RUNNING}"
+    if not in_group and (launcher.exe is None or executable(pid) != launcher.exe):
+        return f"pid {pid} runs another program than pid {launcher.pid}, its launcher"
+    return _owned_by(pid, launcher.uid)
+
+
+def _owned_by(pid: int, uid: int) -> str | None:
+    if uid == 0:
+        return None  # root may signal any process
+    uids = _uids(pid)
+    if uids is None:
+        return f"pid {pid} {NOT_RUNNING}"
+    if uid not in uids:
+        return f"pid {pid} belongs to uid {uids[0]}, not to uid {uid}"
+    return None
 
 
 def spawn(

@@ -9,15 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from pidone import config
+from pidone import config, control
+from pidone.metrics import check_ready
 from pidone.states import ProcessState as S
 from pidone.supervisor import (
     Action,
     Boot,
     CancelProbe,
+    Collect,
     EventType,
     Exit,
     Kill,
+    KillLeftovers,
     Log,
     NoChildren,
     PidfileRead,
@@ -33,12 +36,14 @@ from pidone.supervisor import (
     Sweep,
     Tick,
     WatchPidfile,
+    backoff_delay,
     spawns_and_signals_first,
 )
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 TERM = int(signal.SIGTERM)
 KILL = int(signal.SIGKILL)
+CONT = int(signal.SIGCONT)
 
 
 def exited(code: int) -> int:
@@ -112,8 +117,14 @@ def spawns(actions: list[Action]) -> list[str]:
     return [a.name for a in actions if isinstance(a, Spawn)]
 
 
-def kills(actions: list[Action]) -> list[tuple[str, int, bool]]:
-    return [(a.name, a.signum, a.group) for a in actions if isinstance(a, Kill)]
+def kills(actions: list[Action], *, cont: bool = False) -> list[tuple[str, int, bool]]:
+    """The signals sent; the SIGCONT after each stop signal only with `cont`
+    (test_a_sigstopped_process_gets_sigcont_after_its_stop_signal)."""
+    return [
+        (a.name, a.signum, a.group)
+        for a in actions
+        if isinstance(a, Kill) and (cont or a.signum != signal.SIGCONT)
+    ]
 
 
 def logs(actions: list[Action]) -> list[str]:
@@ -438,12 +449,17 @@ def test_sigterm_signals_before_it_logs(tmp_path: Path) -> None:
     sim.do(Boot())
     pids = {n: sim.pid(n) for n in "abc"}
     actions = sim.core.handle(SignalReceived(TERM), sim.now)
-    assert actions[:3] == [Kill(n, pids[n], TERM) for n in "abc"]
+    # each: its tree remembered, the stop signal, SIGCONT; then the lines
+    assert actions[:9] == [
+        a
+        for n in "abc"
+        for a in (Collect(n, pids[n]), Kill(n, pids[n], TERM), Kill(n, pids[n], CONT))
+    ]
     assert logs(actions) == [
         "pidone: received SIGTERM: stopping",
         *(f"{n}: stopping: SIGTERM to {pids[n]}" for n in "abc"),
     ]
-    assert {a for a in actions[3:] if isinstance(a, CancelProbe)} == {CancelProbe(n) for n in "abc"}
+    assert {a for a in actions[9:] if isinstance(a, CancelProbe)} == {CancelProbe(n) for n in "abc"}
 
 
 def test_spawns_and_signals_go_first_each_part_in_its_order() -> None:
@@ -660,3 +676,103 @@ def test_a_daemon_whose_pidfile_never_comes_is_given_up_at_the_stop_timeout(
     assert "d: stop timeout: no pid from its pidfile" in logs(out)
     assert out[-1] == Sweep(TERM)
     assert exits(sim.do(NoChildren())) == [1]
+
+
+# --- issue 12: what an unlucky operator or a hostile program does ------------------
+
+
+def test_five_thousand_failures_do_not_overflow_the_backoff(tmp_path: Path) -> None:
+    toml = (
+        "[pidone]\nbackoff_initial = 0.5\nbackoff_max = 30\nfatal_after = 100000\n"
+        "fatal_window = 1000000\n"
+        '[process.a]\ncommand = "a"\n'
+    )
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    for n in range(5000):
+        sim.exit("a", exited(1))
+        assert sim.state("a") in (S.BACKOFF, S.RUNNING), n
+        sim.at(sim.core.procs["a"].backoff_until)
+    assert sim.core.procs["a"].backoff_until == sim.now  # elapsed: spawned again
+    assert len(sim.core.procs["a"].failures) == 5000
+    assert backoff_delay(5000, 0.5, 30.0) == 30.0
+    assert backoff_delay(10**9, 1e300, 1e308) == 1e308  # saturates, never raises
+    assert [backoff_delay(n, 0.5, 30.0) for n in (1, 2, 3, 4)] == [0.0, 0.5, 1.0, 2.0]
+
+
+def test_a_sigstopped_process_gets_sigcont_after_its_stop_signal(tmp_path: Path) -> None:
+    toml = '[process.a]\ncommand = "a"\n[process.g]\ncommand = "g"\nstop_target = "group"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    out = sim.do(SignalReceived(TERM))
+    sent = kills(out, cont=True)
+    assert sent == [("a", TERM, False), ("a", CONT, False), ("g", TERM, True), ("g", CONT, True)]
+    pids = [a.pid for a in out if isinstance(a, Kill)]
+    assert pids == [sim.pid("a")] * 2 + [sim.pid("g")] * 2  # the same target each time
+
+
+def test_ctl_stop_while_a_one_shot_job_is_done_is_not_nothing_left_to_run(
+    tmp_path: Path,
+) -> None:
+    toml = '[process.job]\ncommand = "j"\nrestart = "never"\n[process.web]\ncommand = "w"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    sim.exit("job", exited(0))
+    sim.do(Request("stop", ("web",)))
+    out = sim.exit("web", killed(TERM))
+    assert sim.state("web") is S.STOPPED and not sim.core.shutting_down
+    assert not [a for a in out if isinstance(a, (Sweep, Exit))]
+    assert "pidone: no process left to run: exiting" not in logs(out)
+    assert spawns(sim.do(Request("start", ("web",)))) == ["web"]  # the operator's to restart
+
+
+def test_a_fatal_process_without_a_ready_check_makes_readyz_fail_naming_it(
+    tmp_path: Path,
+) -> None:
+    toml = '[pidone]\nfatal_after = 1\n[process.web]\ncommand = "w"\n[process.z]\ncommand = "z"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    sim.at(10.0)  # z settles: ready
+    sim.exit("web", exited(1))
+    assert sim.state("web") is S.FATAL
+    snap = sim.core.snapshot()
+    assert not snap.processes[0].has_ready_check
+    assert control.not_ready(snap, checked_only=True) == ["web (fatal)"]
+    assert control.not_ready(snap) == ["web (fatal)"]
+    assert check_ready(snap) == (False, "not ready: web (fatal)")
+
+
+def test_ctl_signal_while_waiting_for_the_pidfile_signals_nobody(tmp_path: Path) -> None:
+    sim = daemonized(tmp_path)  # its launcher has exited, no pid known yet
+    usr1 = int(signal.SIGUSR1)
+    out = sim.do(Request("signal", ("d",), usr1))  # raised AssertionError before
+    assert kills(out, cont=True) == []
+    assert kills(sim.do(SignalReceived(usr1)), cont=True) == []
+    assert kills(sim.do(Request("reload", ("d",))), cont=True) == []
+
+
+def test_a_stop_remembers_the_tree_and_kills_its_leftovers_once_reaped(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\nstop_timeout = 2\n')
+    sim.do(Boot())
+    pid = sim.pid("a")
+    out = sim.do(Request("restart", ("a",)))
+    assert out[:2] == [Collect("a", pid), Kill("a", pid, TERM)]  # walked before signalled
+    out = sim.at(2.0)
+    assert [a for a in out if isinstance(a, (Collect, Kill))] == [
+        Collect("a", pid),  # what it forked since
+        Kill("a", pid, KILL, group=True),
+    ]
+    out = sim.do(Reaped(pid, killed(KILL)))
+    assert KillLeftovers("a") in out
+    assert out.index(KillLeftovers("a")) < out.index(Spawn("a"))  # gone before the new one
+
+
+def test_a_pidfile_process_is_not_ready_before_its_pid_is_known(tmp_path: Path) -> None:
+    # A refused (or late) pidfile: settled or checked, it is still nobody we know.
+    sim = daemonized(tmp_path)
+    sim.at(100.0)  # far past settle_time
+    assert sim.state("d") is S.RUNNING
+    assert not sim.core.snapshot().processes[0].ready
+    out = sim.do(PidfileRead("d", 77))
+    assert sim.state("d") is S.READY
+    assert logs(out) == ["d: following pid 77 from /run/d.pid", "d: ready"]
