@@ -683,8 +683,9 @@ def test_a_daemon_whose_pidfile_never_comes_is_given_up_at_the_stop_timeout(
 
 def test_five_thousand_failures_do_not_overflow_the_backoff(tmp_path: Path) -> None:
     toml = (
-        "[pidone]\nbackoff_initial = 0.5\nbackoff_max = 30\nfatal_after = 100000\n"
-        "fatal_window = 1000000\n"
+        # 5,000 waits of at most 10 s fit in the longest fatal_window (one day)
+        "[pidone]\nbackoff_initial = 0.5\nbackoff_max = 10\nfatal_after = 100000\n"
+        "fatal_window = 86400\n"
         '[process.a]\ncommand = "a"\n'
     )
     sim = sim_for(tmp_path, toml)
