@@ -1,12 +1,12 @@
 """THE event loop of `pidone run`: one thread, one selector, no tick.
 
     run(config):
-        catch signals (one byte each on a wakeup pipe)
+        catch signals (blocked; read from a signalfd)
         become a subreaper unless PID 1
         feed Boot to the supervisor core, carry out its actions
         loop:
             sleep in select() until an fd is ready or the earliest deadline
-            signals: SIGCHLD -> reap every zombie; others -> the core
+            signals: SIGCHLD -> reap every zombie, first; others -> the core
             child output -> the log relay; readiness answers -> the core
             feed Tick; carry out the actions
         until the core says Exit(code)
@@ -95,7 +95,7 @@ class Loop:
         self.exit_code: int | None = None
         self.pidfiles: dict[str, tuple[str, float]] = {}  # name -> (path, next look)
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        self.wakeup_fd = -1
+        self.signal_fd = -1
         self.identities = {n: identity.resolve(spec) for n, spec in config.processes.items()}
         # As PID 1 a child that keeps pidone's identity needs no preparer, so
         # it is spawned without fork: see system.identity_preparer and spawn.
@@ -147,12 +147,12 @@ class Loop:
 
     def run(self) -> int:
         signals = [s for s in system.forwardable_signals() if s != signal.SIGPIPE]
-        self.wakeup_fd = system.install_signal_wakeup([*signals, signal.SIGCHLD])
+        system.catch_signals([*signals, signal.SIGCHLD])
+        self.signal_fd = system.signal_fd()
         # Our own writes to a closed stdout must give EPIPE, not a signal that
         # we would then forward to every child.
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        os.set_blocking(self.wakeup_fd, False)
-        self.selector.register(self.wakeup_fd, selectors.EVENT_READ, self._on_signals)
+        self.selector.register(self.signal_fd, selectors.EVENT_READ, self._on_signals)
         if not system.is_pid1():
             system.become_subreaper()
         self._start_side_parts()
@@ -368,22 +368,23 @@ class Loop:
 
     def _on_signals(self, mask: int) -> None:
         try:
-            delivered = os.read(self.wakeup_fd, 4096)
+            taken = system.read_signals(self.signal_fd)
         except BlockingIOError:
             return
-        reap = False
-        for signum in delivered:
-            self.counters.count(self.counters.signals_received, signum)
-            if signum == signal.SIGCHLD:
-                reap = True
-            else:
-                self._forwarding = signum
-                try:
-                    self.feed(SignalReceived(signum))
-                finally:
-                    self._forwarding = None
-        if reap:
+        # Reap first: an exit is not kept waiting behind a burst of signals.
+        if any(signum == signal.SIGCHLD for signum, _, _ in taken):
             self._reap()
+        for signum, code, sender in taken:
+            if signum == signal.SIGCHLD:
+                if not system.is_wake(code, sender):  # else: wake_loop, from a side thread
+                    self.counters.count(self.counters.signals_received, signum)
+                continue
+            self.counters.count(self.counters.signals_received, signum)
+            self._forwarding = signum
+            try:
+                self.feed(SignalReceived(signum))
+            finally:
+                self._forwarding = None
 
     def _reap(self) -> None:
         for pid, status in system.reap_zombies():
