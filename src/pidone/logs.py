@@ -48,6 +48,7 @@ import errno
 import fcntl
 import os
 import selectors
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -76,6 +77,44 @@ _DEFAULT_PIPE_SIZE = 64 * 1024
 _DRAIN_READ_LIMIT = 4 * 1024 * 1024
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+# What threads other than the loop's may have waiting for it: lines beyond
+# are counted and dropped, each line is cut to SIDE_LINE_MAX characters.
+SIDE_LINES = 1000
+SIDE_LINE_MAX = 4096
+
+
+class SideLog:
+    """The one way a thread other than the loop's logs (the HTTP server's,
+    the metrics collector's): the relay is not thread-safe, so `put()`
+    queues the line and wakes the loop, which relays it (`take()`). Bounded:
+    a thread that logs in a flood costs at most SIDE_LINES lines of memory;
+    the rest is counted, and the count logged."""
+
+    def __init__(self, wake: Callable[[], None], limit: int = SIDE_LINES) -> None:
+        self._wake = wake
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._dropped = 0
+
+    def put(self, message: str) -> None:
+        """From any thread; never blocks on output, never raises."""
+        with self._lock:
+            if len(self._lines) >= self._limit:
+                self._dropped += 1
+                return
+            self._lines.append(message[:SIDE_LINE_MAX])
+            first = len(self._lines) == 1
+        if first:  # later ones find the loop woken already
+            self._wake()
+
+    def take(self) -> tuple[list[str], int]:
+        """In the loop: (the lines waiting, how many were dropped since)."""
+        with self._lock:
+            lines, self._lines = self._lines, []
+            dropped, self._dropped = self._dropped, 0
+        return lines, dropped
 
 
 # --- the relay ------------------------------------------------------------

@@ -32,7 +32,7 @@ from pidone import control, identity, system
 from pidone.config import Config, ProcessSpec, SocketSpec
 from pidone.counters import PidoneCounters
 from pidone.errors import SpawnError
-from pidone.logs import LogRelay
+from pidone.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.probes import Prober
 from pidone.states import AT_REST, HAS_PID, ProcessState
 
@@ -110,6 +110,7 @@ class Loop:
         self.control: control.ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.waker: Waker | None = None
+        self.side_log = SideLog(system.wake_loop)  # for the metrics server's threads
         self.heartbeat = clock()
         self.published: Snapshot | None = None  # what the metrics thread reads
         self._forwarding: int | None = None  # the signal being passed on, for the counters
@@ -163,6 +164,7 @@ class Loop:
         while self.exit_code is None:
             self._turn()
         self._stop_side_parts()
+        self._relay_side_log()
         self.relay.drain(timeout=2.0)
         self.relay.close()
         return self.exit_code
@@ -190,7 +192,7 @@ class Loop:
                     heartbeat=lambda: self.heartbeat,
                     counters=self.counters,
                     wake=self.waker.wake,
-                    log=self._log_side,
+                    log=self.side_log.put,
                 )
                 self.relay.event("pidone", f"metrics on http://{settings.metrics}/metrics")
             except Exception as exc:
@@ -209,7 +211,17 @@ class Loop:
                 self._guard(lambda _, c=close: c(), 0)  # type: ignore[misc]
 
     def _log_side(self, message: str) -> None:
+        """A side part's message, in the loop's thread (others: side_log.put)."""
         self.relay.event("pidone", message, stream="stderr")
+
+    def _relay_side_log(self) -> None:
+        lines, dropped = self.side_log.take()
+        for line in lines:
+            self._log_side(line)
+        if dropped:
+            self._log_side(
+                f"{dropped} messages of side threads dropped ({SIDE_LINES} were waiting)"
+            )
 
     def _publish(self) -> None:
         if self.metrics is not None:
@@ -225,6 +237,7 @@ class Loop:
         for key, mask in ready:
             callback: Callback = key.data
             self._guard(callback, mask)
+        self._guard(lambda _: self._relay_side_log(), 0)
         self._guard(lambda _: self.prober.run_due(self.clock()), 0)
         self._guard(lambda _: self._look_at_pidfiles(), 0)
         self._guard(lambda _: self._look_at_sockets(), 0)
