@@ -40,12 +40,14 @@ class Run:
 
     def _count(self) -> None:
         assert self.init.proc.stdout is not None
-        while chunk := self.init.proc.stdout.read1(1 << 20):
+        fd = self.init.proc.stdout.fileno()
+        while chunk := os.read(fd, 1 << 20):
             self.out_bytes += len(chunk)
 
     def _keep(self) -> None:
         assert self.init.proc.stderr is not None
-        while chunk := self.init.proc.stderr.read1(65536):
+        fd = self.init.proc.stderr.fileno()
+        while chunk := os.read(fd, 65536):
             self.err.append(chunk)
 
     def stderr(self) -> str:
