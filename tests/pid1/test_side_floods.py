@@ -107,3 +107,55 @@ command = "yes loud"
         err = run.stderr()
     assert answers and set(answers) == {200}, answers
     assert "Traceback" not in err and "internal error" not in err, err[-2000:]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+RSS_BOUND_KIB = 40 * 1024  # pidone run is about 16 MiB; its queues hold a few MiB at most
+
+
+def read_all(fd: int, into: list[bytes] | None) -> None:
+    while chunk := os.read(fd, 1 << 20):
+        if into is not None:
+            into.append(chunk)
+
+
+def test_crash_loop_into_a_stdout_nobody_reads_keeps_memory_bounded(
+    mode: str, tmp_path: Path
+) -> None:
+    journal = tmp_path / "starts"
+    toml = f"""
+[pidone]
+backoff_initial = 0.01
+backoff_max = 0.02
+fatal_after = 1000000
+[process.crash]
+command = "sh -c 'echo x >> {journal}; yes crashing | head -c 200000; exit 1'"
+"""
+    (tmp_path / "pidone.toml").write_text(toml)
+    # stdout is a pipe the test never reads; stderr is read (it is small)
+    with Init(mode, ["run", "-c", str(tmp_path / "pidone.toml")]) as init:
+        assert init.proc.stderr is not None and init.proc.stdout is not None
+        err: list[bytes] = []
+        stderr_fd, stdout_fd = init.proc.stderr.fileno(), init.proc.stdout.fileno()
+        threading.Thread(target=read_all, args=(stderr_fd, err), daemon=True).start()
+        samples = []
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            samples.append(rss_kib(init.pid))
+            time.sleep(0.2)
+        starts_then = len(journal.read_text().splitlines())
+        time.sleep(1.0)
+        starts_now = len(journal.read_text().splitlines())
+        # once someone reads it, the drop is said, with its count
+        threading.Thread(target=read_all, args=(stdout_fd, None), daemon=True).start()
+        wait_for(lambda: b"was not read: dropped" in b"".join(err), what="the drop reported")
+    print(f"\n{mode}: RSS {samples[0]} -> max {max(samples)} KiB; {starts_now} starts")
+    assert max(samples) < RSS_BOUND_KIB, samples
+    # still restarting, and so reaping, while its output waits
+    assert starts_now > starts_then > 0
