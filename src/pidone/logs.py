@@ -22,9 +22,10 @@ Guarantees:
 - Lines are never interleaved: only whole lines are queued, and one queue
   per destination keeps them whole even across partial writes (stdout and
   stderr that are the same file share one queue, so they cannot cut into
-  each other's lines either). A partial line waits for its newline; more
-  than 64 KiB without a newline goes out as a line of its own, so a process
-  cannot make us hold unbounded memory. At EOF and in `drain()` a trailing
+  each other's lines either). A partial line waits for its newline; a
+  line is at most MAX_PARTIAL (64 KiB): a longer one goes out in pieces of
+  64 KiB, each a line of its own, so a process cannot make us hold
+  unbounded memory. At EOF and in `drain()` a trailing
   partial line goes out with a newline added.
 - The loop never blocks on output. O_NONBLOCK on fd 1/2's own open file
   description would leak into the shell or container runtime sharing it,

@@ -221,7 +221,7 @@ def test_partial_lines_are_joined_across_writes(selector: selectors.BaseSelector
     assert data == b"web    | hello world\nweb    | second\n"
 
 
-def test_over_long_line_comes_out_in_pieces_that_join_back(
+def test_line_of_300_kib_comes_out_in_pieces_of_exactly_64_kib_that_join_back(
     selector: selectors.BaseSelector,
 ) -> None:
     out = Sink()
@@ -241,9 +241,10 @@ def test_over_long_line_comes_out_in_pieces_that_join_back(
     payloads = [piece[9:] for piece in pieces]
     assert payloads[-1] == b"next"
     assert b"".join(payloads[:-1]) == bytes(48 + i % 10 for i in range(300 * 1024))
-    assert len(payloads) - 1 >= 300 * 1024 // (MAX_PARTIAL + logs.READ_SIZE)
-    assert len(payloads) > 2  # it was really cut, not held whole
-    assert all(len(p) > MAX_PARTIAL for p in payloads[:-2])  # each cut is a long piece
+    # cut at exactly MAX_PARTIAL bytes, whatever the size of each read
+    assert [len(p) for p in payloads[:-1]] == [MAX_PARTIAL] * (300 * 1024 // MAX_PARTIAL) + [
+        300 * 1024 % MAX_PARTIAL
+    ]
 
 
 def test_drain_relays_what_is_left_with_the_last_partial_line(
