@@ -4,16 +4,21 @@ nobody reads, control-group members hoarding connections."""
 
 from __future__ import annotations
 
+import json
 import os
+import pwd
 import socket
+import subprocess
 import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tests.helpers.running import Init, wait_for
+from pidone.control import MAX_PER_UID
+from tests.helpers.running import PIDONE, PYTHON, Init, wait_for
 from tests.helpers.stack import free_port
+from tests.helpers.users import APP, EXTRA, ensure_users
 
 # urlsplit() raises on this target: the HTTP server logs "error serving a
 # client" for each such request.
@@ -159,3 +164,76 @@ command = "sh -c 'echo x >> {journal}; yes crashing | head -c 200000; exit 1'"
     assert max(samples) < RSS_BOUND_KIB, samples
     # still restarting, and so reaping, while its output waits
     assert starts_now > starts_then > 0
+
+
+# Run as the control-group member: opens N connections to the control
+# socket and keeps them idle; prints how many got a reply at once (refused)
+# and the first reply, then holds the rest until its stdin closes.
+HOARDER = r"""
+import json, select, socket, sys, time
+path, count = sys.argv[1], int(sys.argv[2])
+held, refused, first = [], 0, None
+for _ in range(count):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)  # blocking: waits while the backlog is full
+    held.append(s)
+time.sleep(0.5)  # every reply there is comes at once
+for s in held[:]:
+    if select.select([s], [], [], 0)[0]:
+        reply = s.recv(65536)
+        refused += 1
+        first = first or json.loads(reply)
+        held.remove(s)
+print(json.dumps({"held": len(held), "refused": refused, "first": first}), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_control_group_member_hoarding_connections_cannot_lock_root_out(
+    mode: str, shared: Path
+) -> None:
+    ensure_users()
+    sock = shared / "control.sock"
+    toml = f"""
+[pidone]
+control_group = "{EXTRA}"
+[process.a]
+command = "sleep 1000"
+"""
+    (shared / "pidone.toml").write_text(toml)
+    env = {**os.environ, "PIDONE_CONTROL_SOCKET": str(sock)}
+    with Init(mode, ["run", "-c", str(shared / "pidone.toml")], env=env):
+        wait_for(sock.exists, what="the control socket")
+        entry = pwd.getpwnam(APP)
+        hoarder = subprocess.Popen(
+            [PYTHON, "-c", HOARDER, str(sock), "300"],
+            user=entry.pw_uid,
+            group=entry.pw_gid,
+            extra_groups=os.getgrouplist(APP, entry.pw_gid),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert hoarder.stdout is not None
+            hoard = json.loads(hoarder.stdout.readline())
+            started = time.monotonic()
+            status = subprocess.run(
+                [PIDONE, "ctl", "--socket", str(sock), "status"],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            took = time.monotonic() - started
+        finally:
+            hoarder.kill()
+            hoarder.wait()
+    print(f"\n{mode}: member held {hoard['held']}, refused {hoard['refused']};"
+          f" root's status took {took:.3f} s")  # fmt: skip
+    assert status.returncode == 0, status.stderr
+    assert "a" in status.stdout
+    assert took < 2.0
+    assert hoard["held"] == MAX_PER_UID
+    assert hoard["refused"] == 300 - MAX_PER_UID
+    assert hoard["first"] == {
+        "ok": False,
+        "error": f"too many connections from uid {entry.pw_uid} ({MAX_PER_UID} at most)",
+    }
