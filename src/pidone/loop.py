@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pidone import control, identity, system
 from pidone.config import Config, ProcessSpec, SocketSpec
 from pidone.counters import PidoneCounters
-from pidone.errors import SpawnError
+from pidone.errors import PidoneError, SpawnError
 from pidone.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.probes import Prober
 from pidone.states import AT_REST, HAS_PID, ProcessState
@@ -149,7 +149,10 @@ class Loop:
     def run(self) -> int:
         signals = [s for s in system.forwardable_signals() if s != signal.SIGPIPE]
         system.catch_signals([*signals, signal.SIGCHLD])
-        self.signal_fd = system.signal_fd()
+        try:
+            self.signal_fd = system.signal_fd()
+        except (OSError, ImportError) as exc:  # before anything starts
+            raise PidoneError(f"cannot read signals: {exc} (signalfd, through ctypes)") from None
         # Our own writes to a closed stdout must give EPIPE, not a signal that
         # we would then forward to every child.
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)

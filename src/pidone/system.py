@@ -143,6 +143,8 @@ def wake_loop() -> None:
     """Make the main thread's wait for signals return, from any thread: a
     SIGCHLD to that thread alone, which only makes it reap (a real SIGCHLD
     pending already makes it merge: it reaps either way). Never raises."""
+    if not _main_thread:
+        return  # catch_signals() not called: nobody waits (and 0 is no thread)
     try:
         _signal.pthread_kill(_main_thread, SIGCHLD)
     except (OSError, ValueError):
