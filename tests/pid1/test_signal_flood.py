@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from tests.helpers.running import PYTHON, Init, children_of, helper, proc_state, wait_for
@@ -21,6 +22,7 @@ from tests.helpers.stack import Stack
 
 FLOOD = helper("flood.py")
 RT = int(signal.SIGRTMIN + 3)
+EXIT_ON = int(signal.SIGUSR2)
 FLOODERS = 2
 REACT = 0.1  # seconds after the flood's end by which the exit must be noticed
 
@@ -105,3 +107,52 @@ command = "{PYTHON} {FLOOD[1]} child"
     print(f"\n{mode}: {sent} signals sent; reaped within {reaped - killed:.3f} s of the kill,"
           f" {reaped - flood_end:+.3f} s from the flood's end")  # fmt: skip
     assert reaped - flood_end < REACT
+
+
+BURST = 70_000  # more than the 65,536 bytes of the wakeup pipe pidone used to count them in
+
+
+def burst_count(stdout_so_far: Callable[[], bytes]) -> int:
+    return stdout_so_far().count(f"SIG {RT} ".encode())
+
+
+def test_realtime_burst_beyond_a_pipe_full_is_not_merged_in_single_mode(mode: str) -> None:
+    with Init(mode, ["--", *helper("sigrecorder.py"), "--exit-on", str(EXIT_ON)]) as init:
+        assert init.readline().startswith("READY ")
+        out: list[bytes] = []
+        assert init.proc.stdout is not None
+        reader = threading.Thread(target=read_all, args=(init.proc.stdout.fileno(), out))
+        reader.start()
+        for _ in range(BURST):
+            init.signal(RT)
+        wait_for(lambda: burst_count(lambda: b"".join(out)) >= BURST, timeout=60, what="the burst")
+        # only now: a standard signal overtakes queued real-time ones
+        init.signal(EXIT_ON)
+        assert init.wait() == 0
+        reader.join(timeout=10)
+    assert burst_count(lambda: b"".join(out)) == BURST
+
+
+def test_realtime_burst_beyond_a_pipe_full_is_not_merged_in_run_mode(
+    mode: str, tmp_path: Path
+) -> None:
+    with Stack(mode, tmp_path) as stack:
+        stack.start(f"""
+[process.rec]
+command = "{PYTHON} {helper("sigrecorder.py")[1]} --exit-on {EXIT_ON}"
+restart = "never"
+""")
+        wait_for(lambda: "READY" in stack.stdout_so_far(), what="the recorder")
+        for _ in range(BURST):
+            stack.init.signal(RT)
+        got = lambda: stack.stdout_so_far().encode()  # noqa: E731
+        wait_for(lambda: burst_count(got) >= BURST, timeout=60, what="the burst")
+        stack.init.signal(EXIT_ON)
+        assert stack.init.wait() == 0  # nothing left to run, all exited 0
+        out, _ = stack.output()
+    assert burst_count(lambda: out.encode()) == BURST
+
+
+def read_all(fd: int, into: list[bytes]) -> None:
+    while chunk := os.read(fd, 1 << 20):
+        into.append(chunk)
