@@ -347,7 +347,8 @@ def _fork_exec(
     reserved = _ignored_reserved_signals()
     err_read, err_write = os.pipe2(os.O_CLOEXEC)
     # Block everything across fork: a signal meant for us must not run our
-    # handlers in the child (they would write to our wakeup fd).
+    # handlers in the child (the caught ones are blocked already; this is
+    # for the rest, and for callers that never called catch_signals).
     saved_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     try:
         pid = os.fork()

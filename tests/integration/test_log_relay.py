@@ -562,3 +562,25 @@ def test_writer_thread_when_the_fd_cannot_be_reopened(
     (data,) = finish(relay, out)
     assert paused > 0  # backpressure worked through the thread's wakeups too
     check_flood(data, tags, 30000)
+
+
+def test_side_threads_logging_in_a_flood_cost_bounded_memory_and_are_counted() -> None:
+    wakes = []
+    side = logs.SideLog(lambda: wakes.append(threading.get_ident()), limit=100)
+
+    def flood() -> None:
+        for i in range(1000):
+            side.put(f"line {i} " + "x" * 10_000)
+
+    threads = [threading.Thread(target=flood) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines, dropped = side.take()
+    assert (len(lines), dropped) == (100, 8 * 1000 - 100)
+    assert all(len(line) == logs.SIDE_LINE_MAX for line in lines)
+    assert len(wakes) == 1  # the loop is woken once per batch, not per line
+    assert side.take() == ([], 0)
+    side.put("again")
+    assert side.take() == (["again"], 0) and len(wakes) == 2
