@@ -50,6 +50,11 @@ line (newline-terminated, UTF-8). After the reply the server closes.
     which. Errors of the request itself (garbage, too large, unknown command
     or process, bad signal) are {"ok": false, "error": "..."}.
 
+Limits: MAX_CONNECTIONS open at once, MAX_PER_UID of them for any one
+control-group member; root and pidone's own uid have MAX_CONNECTIONS of
+their own. A connection over its limit gets {"ok": false, "error": "too
+many connections ..."} and is closed at once.
+
 Timeouts: a connection must deliver its request within REQUEST_TIMEOUT and
 take its reply within WRITE_TIMEOUT, or it is dropped (a client that never
 reads never stalls anything). While the loop works on a request (a restart
@@ -92,6 +97,10 @@ NAMED = frozenset({"start", "stop", "restart", "reload", "signal"})  # take NAME
 TIMED = frozenset({"start", "stop", "restart", "wait-ready"})  # take a timeout
 
 MAX_CONNECTIONS = 256  # open at once (waiting ones included): PID 1's fds are precious
+# ... of which one uid other than root (and pidone's own) may hold this many.
+# Root's and pidone's own uid's connections are counted apart, MAX_CONNECTIONS
+# of their own: no control-group member can lock the operator out.
+MAX_PER_UID = 16
 LISTEN_BACKLOG = 128  # a burst beyond it is retried by the client (EAGAIN)
 _ACCEPT_BATCH = 64  # connections accepted per wakeup, so a flood cannot starve the loop
 _READ_SIZE = 64 * 1024
@@ -119,9 +128,10 @@ def error(message: str) -> dict[str, Any]:
 class _Conn:
     """One client connection: read one line, wait for the reply, write it, close."""
 
-    def __init__(self, sock: socket.socket, deadline: float) -> None:
+    def __init__(self, sock: socket.socket, deadline: float, uid: int = -1) -> None:
         self.sock = sock
         self.fd = sock.fileno()
+        self.uid = uid  # the peer's (SO_PEERCRED), -1 if unknown
         self.inbuf = bytearray()
         self.outbuf = b""
         self.phase = "read"  # read -> wait (the loop has the request) -> write -> closed
@@ -235,20 +245,31 @@ class ControlServer:
                 # EMFILE and friends: log, and retry at the next wakeup.
                 self._log(f"accept on {self.path}: {os.strerror(exc.errno or 0)}")
                 return
-            if len(self._conns) >= MAX_CONNECTIONS:
+            try:
+                pid, uid, gid = _peer_cred(sock)
+            except OSError as exc:
+                pid, uid, gid = 0, -1, -1
+                refusal: str | None = (
+                    f"permission denied: cannot read the peer's credentials ({exc})"
+                )
+            else:
+                refusal = None
+            too_many = self._over_limit(uid)
+            if too_many is not None:
                 try:  # one try to say why; the fd must not be kept
-                    sock.send(_encode(error("too many connections")), socket.MSG_NOSIGNAL)
+                    sock.send(_encode(error(too_many)), socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
                 except OSError:
                     pass
                 sock.close()
                 continue
             sock.setblocking(False)
-            conn = _Conn(sock, self._clock() + self._request_timeout)
+            conn = _Conn(sock, self._clock() + self._request_timeout, uid)
             self._conns[conn.fd] = conn
-            try:
-                refusal = self._check_peer(sock)
-            except Exception as exc:
-                refusal = f"permission denied: cannot read the peer's credentials ({exc})"
+            if refusal is None:
+                try:
+                    refusal = self._check_peer(sock, pid, uid, gid)
+                except Exception as exc:
+                    refusal = f"permission denied: cannot read the peer's credentials ({exc})"
             if refusal is not None:
                 self._send(conn, error(refusal))
             else:
@@ -383,13 +404,24 @@ class ControlServer:
         conn.deadline = None
         conn.sock.close()
 
-    def _check_peer(self, sock: socket.socket) -> str | None:
-        """None if the peer may talk to us, else why not."""
-        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-        pid, uid, gid = _UCRED.unpack(raw)
+    def _privileged(self, uid: int) -> bool:
         # pidone's own uid too: in a container running as `USER app`, pidone
         # and `docker exec ... pidone ctl` are both app, and nobody is root.
-        if uid in (0, self._uid):
+        return uid in (0, self._uid)
+
+    def _over_limit(self, uid: int) -> str | None:
+        """Why a new connection from `uid` is refused for its number, or None."""
+        privileged = self._privileged(uid)
+        same_class = [c for c in self._conns.values() if self._privileged(c.uid) == privileged]
+        if len(same_class) >= MAX_CONNECTIONS:
+            return f"too many connections ({MAX_CONNECTIONS} open)"
+        if not privileged and sum(c.uid == uid for c in same_class) >= MAX_PER_UID:
+            return f"too many connections from uid {uid} ({MAX_PER_UID} at most)"
+        return None
+
+    def _check_peer(self, sock: socket.socket, pid: int, uid: int, gid: int) -> str | None:
+        """None if the peer may talk to us, else why not."""
+        if self._privileged(uid):
             return None
         who = "root" if self._uid == 0 else f"root or uid {self._uid}"
         if self._group is None:
@@ -403,6 +435,13 @@ class ControlServer:
             self._log_message(message)
         except Exception:
             pass
+
+
+def _peer_cred(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of the peer as of connect() (SO_PEERCRED)."""
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    pid, uid, gid = _UCRED.unpack(raw)
+    return pid, uid, gid
 
 
 def _peer_groups(sock: socket.socket, pid: int) -> list[int]:

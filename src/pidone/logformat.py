@@ -40,8 +40,31 @@ def _utf8_cut(data: bytes) -> int:
     return end
 
 
+def _cut_long_lines(buf: bytes) -> bytes:
+    """`buf` with a newline added wherever a line would be longer than
+    MAX_PARTIAL bytes: after MAX_PARTIAL bytes, or a little earlier so as
+    not to split a UTF-8 character. One rfind per MAX_PARTIAL bytes (each
+    window's last newline, searched in C), not a loop per line."""
+    pieces = []
+    start = 0  # of what is not in pieces yet
+    line = 0  # start of the line being looked at
+    while len(buf) - line > MAX_PARTIAL:
+        newline = buf.rfind(b"\n", line, line + MAX_PARTIAL + 1)
+        if newline >= 0:  # every line up to it is short enough
+            line = newline + 1
+            continue
+        cut = line + (_utf8_cut(buf[line : line + MAX_PARTIAL]) or MAX_PARTIAL)
+        pieces += [buf[start:cut], b"\n"]
+        start = line = cut
+    if not pieces:
+        return buf
+    pieces.append(buf[start:])
+    return b"".join(pieces)
+
+
 class Framer:
-    """Cuts a byte stream into whole lines; keeps the partial last line."""
+    """Cuts a byte stream into whole lines of at most MAX_PARTIAL bytes (the
+    newline not counted); keeps the partial last line."""
 
     __slots__ = ("partial",)
 
@@ -49,21 +72,15 @@ class Framer:
         self.partial = b""
 
     def feed(self, data: bytes) -> bytes:
-        """Whole lines (each ending in a newline) that `data` completes; b"" if none."""
+        """Whole lines (each ending in a newline) that `data` completes; b"" if none.
+        A line longer than MAX_PARTIAL goes out in pieces of MAX_PARTIAL bytes
+        (fewer only to keep a UTF-8 character whole), each as a line."""
         buf = self.partial + data if self.partial else data
+        if len(buf) > MAX_PARTIAL:
+            buf = _cut_long_lines(buf)
         end = buf.rfind(b"\n") + 1
-        if end == len(buf):
-            self.partial = b""
-            return buf
-        rest = buf[end:]
-        if len(rest) <= MAX_PARTIAL:
-            self.partial = rest
-            return buf[:end]
-        # Over 64 KiB without a newline: emit it as a line of its own rather
-        # than hold it, keeping back only a UTF-8 character cut in half.
-        cut = _utf8_cut(rest)
-        self.partial = rest[cut:]
-        return buf[:end] + rest[:cut] + b"\n"
+        self.partial = buf[end:]  # at most MAX_PARTIAL bytes now
+        return buf[:end] if end < len(buf) else buf
 
     def flush(self) -> bytes:
         """The partial line as a whole line (EOF, drain, an event about its process)."""

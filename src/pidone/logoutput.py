@@ -51,6 +51,8 @@ class Output:
         self.failed: OSError | None = None  # the last error not yet reported
         self.reported: set[int] = set()
         self.dropped = 0
+        self.dropped_events = 0  # pidone's own events not queued (see logs.EVENT_LIMIT)
+        self.dropped_leftovers = 0  # bytes exited processes left that did not fit
 
     def pending(self) -> int:
         return self.queued

@@ -22,9 +22,10 @@ Guarantees:
 - Lines are never interleaved: only whole lines are queued, and one queue
   per destination keeps them whole even across partial writes (stdout and
   stderr that are the same file share one queue, so they cannot cut into
-  each other's lines either). A partial line waits for its newline; more
-  than 64 KiB without a newline goes out as a line of its own, so a process
-  cannot make us hold unbounded memory. At EOF and in `drain()` a trailing
+  each other's lines either). A partial line waits for its newline; a
+  line is at most MAX_PARTIAL (64 KiB): a longer one goes out in pieces of
+  64 KiB, each a line of its own, so a process cannot make us hold
+  unbounded memory. At EOF and in `drain()` a trailing
   partial line goes out with a newline added.
 - The loop never blocks on output. O_NONBLOCK on fd 1/2's own open file
   description would leak into the shell or container runtime sharing it,
@@ -37,7 +38,12 @@ Guarantees:
   blocking writes, so that only it can wait.
 - Nothing is dropped for speed: past HIGH_WATER queued bytes we stop reading
   the pipes that feed the destination until it falls under LOW_WATER, so a
-  flooding process blocks in its own write() instead.
+  flooding process blocks in its own write() instead. That holds at exits
+  too: the last words of an exited process are read only while they fit,
+  so memory stays bounded when nobody reads our stdout. Then, and only
+  then, what does not fit is dropped when the next instance starts (it must
+  not block on its predecessor's output), as are pidone's own events past
+  EVENT_LIMIT; the counts are logged once the destination drains.
 - Only a broken destination (EPIPE, EIO, ...) loses lines; that is reported
   once per error as a pidone event on stderr and never raised into the loop.
 """
@@ -48,6 +54,7 @@ import errno
 import fcntl
 import os
 import selectors
+import threading
 import time
 from collections.abc import Callable, Iterable
 
@@ -71,11 +78,56 @@ READ_SIZE = 256 * 1024
 PIPE_SIZE = 256 * 1024
 PIPE_BUDGET = 16 * 1024 * 1024
 _DEFAULT_PIPE_SIZE = 64 * 1024
+# Past this many queued bytes (our stdout or stderr is not being read),
+# pidone's own events are counted and dropped rather than queued: process
+# output stops being read at HIGH_WATER, events would still pile up at each
+# restart of a crash loop.
+EVENT_LIMIT = 2 * HIGH_WATER
+# At most this much of an exited instance's output is thrown away at once.
+_DISCARD_LIMIT = 4 * PIPE_SIZE
 # A bound on one drain() read pass per pipe, so a process that still writes
 # cannot hold drain() in one pipe.
 _DRAIN_READ_LIMIT = 4 * 1024 * 1024
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+
+# What threads other than the loop's may have waiting for it: lines beyond
+# are counted and dropped, each line is cut to SIDE_LINE_MAX characters.
+SIDE_LINES = 1000
+SIDE_LINE_MAX = 4096
+
+
+class SideLog:
+    """The one way a thread other than the loop's logs (the HTTP server's,
+    the metrics collector's): the relay is not thread-safe, so `put()`
+    queues the line and wakes the loop, which relays it (`take()`). Bounded:
+    a thread that logs in a flood costs at most SIDE_LINES lines of memory;
+    the rest is counted, and the count logged."""
+
+    def __init__(self, wake: Callable[[], None], limit: int = SIDE_LINES) -> None:
+        self._wake = wake
+        self._limit = limit
+        self._lock = threading.Lock()
+        self._lines: list[str] = []
+        self._dropped = 0
+
+    def put(self, message: str) -> None:
+        """From any thread; never blocks on output, never raises."""
+        with self._lock:
+            if len(self._lines) >= self._limit:
+                self._dropped += 1
+                return
+            self._lines.append(message[:SIDE_LINE_MAX])
+            first = len(self._lines) == 1
+        if first:  # later ones find the loop woken already
+            self._wake()
+
+    def take(self) -> tuple[list[str], int]:
+        """In the loop: (the lines waiting, how many were dropped since)."""
+        with self._lock:
+            lines, self._lines = self._lines, []
+            dropped, self._dropped = self._dropped, 0
+        return lines, dropped
 
 
 # --- the relay ------------------------------------------------------------
@@ -168,7 +220,7 @@ class LogRelay:
         self._spawning.add(name)
         known = self._sources.get((name, stream))
         if known is not None:
-            self._relay_leftovers(known)
+            self._relay_leftovers(known, boundary=True)
             return known.write_fd
         if self._closed:
             raise ValueError("the log relay is closed")
@@ -215,6 +267,9 @@ class LogRelay:
                 if source is not None:
                     self._relay_leftovers(source)
         output = self._stdout if stream == "stdout" else self._stderr
+        if output.queued > EVENT_LIMIT:
+            output.dropped_events += 1  # nobody reads it: said once it drains
+            return
         output.push(self._format.event(name, stream, message))
         self._after_push(output)
 
@@ -279,9 +334,35 @@ class LogRelay:
             return
         self._emit(source, source.framer.feed(data))
 
-    def _relay_leftovers(self, source: _Source) -> None:
-        self._read_available(source, HIGH_WATER)
+    def _relay_leftovers(self, source: _Source, *, boundary: bool = False) -> None:
+        """Relay what the pipe holds, but only what fits under HIGH_WATER:
+        with our stdout blocked, reading it all at every exit of a
+        crash-looping process grew the queue without bound. At a `boundary`
+        (the next instance is about to start) what does not fit is read and
+        dropped, counted, and the count logged once the output drains: the
+        old instance's words must not block the new one."""
+        output = source.output
+        room = HIGH_WATER - output.queued
+        if room > 0 and not output.paused:
+            self._read_available(source, room)
+        if boundary:
+            output.dropped_leftovers += self._discard(source)
         self._emit(source, source.framer.flush())
+
+    def _discard(self, source: _Source) -> int:
+        """Read and throw away what the pipe holds (bounded: a grandchild may write on)."""
+        total = 0
+        while not source.eof and total < _DISCARD_LIMIT:
+            try:
+                data = os.read(source.read_fd, READ_SIZE)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:  # pragma: no cover
+                break
+            if not data:
+                break
+            total += len(data)
+        return total
 
     def _read_available(self, source: _Source, limit: int) -> int:
         """Read without blocking until the pipe is empty (or `limit` bytes)."""
@@ -343,6 +424,13 @@ class LogRelay:
             self._unregister(output.fd)
             output.watching = False
         if output.resume_if_under(LOW_WATER):
+            if output.dropped_events or output.dropped_leftovers:
+                events, output.dropped_events = output.dropped_events, 0
+                left, output.dropped_leftovers = output.dropped_leftovers, 0
+                self._warn(
+                    f"{output.label} was not read: dropped {left} bytes that exited processes"
+                    f" left in their pipes and {events} of pidone's own events"
+                )
             for source in output.sources:
                 if not source.eof and not source.registered:
                     self._register(source)

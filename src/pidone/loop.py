@@ -1,12 +1,12 @@
 """THE event loop of `pidone run`: one thread, one selector, no tick.
 
     run(config):
-        catch signals (one byte each on a wakeup pipe)
+        catch signals (blocked; read from a signalfd)
         become a subreaper unless PID 1
         feed Boot to the supervisor core, carry out its actions
         loop:
             sleep in select() until an fd is ready or the earliest deadline
-            signals: SIGCHLD -> reap every zombie; others -> the core
+            signals: SIGCHLD -> reap every zombie, first; others -> the core
             child output -> the log relay; readiness answers -> the core
             feed Tick; carry out the actions
         until the core says Exit(code)
@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from pidone import control, identity, system
 from pidone.config import Config, ProcessSpec, SocketSpec
 from pidone.counters import PidoneCounters
-from pidone.errors import SpawnError
-from pidone.logs import LogRelay
+from pidone.errors import PidoneError, SpawnError
+from pidone.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.probes import Prober
 from pidone.states import AT_REST, HAS_PID, ProcessState
 from pidone.values import MAX_SECONDS
@@ -104,7 +104,7 @@ class Loop:
         self.refused: set[str] = set()  # pidfile processes whose refusal is logged
         self.trees: dict[str, dict[int, int | None]] = {}  # stopping: descendant -> start time
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-        self.wakeup_fd = -1
+        self.signal_fd = -1
         self.identities = {n: identity.resolve(spec) for n, spec in config.processes.items()}
         # As PID 1 a child that keeps pidone's identity needs no preparer, so
         # it is spawned without fork: see system.identity_preparer and spawn.
@@ -120,6 +120,7 @@ class Loop:
         self.control: control.ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.waker: Waker | None = None
+        self.side_log = SideLog(system.wake_loop)  # for the metrics server's threads
         self.heartbeat = clock()
         self.published: Snapshot | None = None  # what the metrics thread reads
         self._forwarding: int | None = None  # the signal being passed on, for the counters
@@ -157,12 +158,15 @@ class Loop:
 
     def run(self) -> int:
         signals = [s for s in system.forwardable_signals() if s != signal.SIGPIPE]
-        self.wakeup_fd = system.install_signal_wakeup([*signals, signal.SIGCHLD])
+        system.catch_signals([*signals, signal.SIGCHLD])
+        try:
+            self.signal_fd = system.signal_fd()
+        except (OSError, ImportError) as exc:  # before anything starts
+            raise PidoneError(f"cannot read signals: {exc} (signalfd, through ctypes)") from None
         # Our own writes to a closed stdout must give EPIPE, not a signal that
         # we would then forward to every child.
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-        os.set_blocking(self.wakeup_fd, False)
-        self.selector.register(self.wakeup_fd, selectors.EVENT_READ, self._on_signals)
+        self.selector.register(self.signal_fd, selectors.EVENT_READ, self._on_signals)
         if not system.is_pid1():
             system.become_subreaper()
         self._start_side_parts()
@@ -173,6 +177,7 @@ class Loop:
         while self.exit_code is None:
             self._turn()
         self._stop_side_parts()
+        self._relay_side_log()
         self.relay.drain(timeout=2.0)
         self.relay.close()
         return self.exit_code
@@ -200,7 +205,7 @@ class Loop:
                     heartbeat=lambda: self.heartbeat,
                     counters=self.counters,
                     wake=self.waker.wake,
-                    log=self._log_side,
+                    log=self.side_log.put,
                 )
                 self.relay.event("pidone", f"metrics on http://{settings.metrics}/metrics")
             except Exception as exc:
@@ -219,7 +224,17 @@ class Loop:
                 self._guard(lambda _, c=close: c(), 0)  # type: ignore[misc]
 
     def _log_side(self, message: str) -> None:
+        """A side part's message, in the loop's thread (others: side_log.put)."""
         self.relay.event("pidone", message, stream="stderr")
+
+    def _relay_side_log(self) -> None:
+        lines, dropped = self.side_log.take()
+        for line in lines:
+            self._log_side(line)
+        if dropped:
+            self._log_side(
+                f"{dropped} messages of side threads dropped ({SIDE_LINES} were waiting)"
+            )
 
     def _publish(self) -> None:
         if self.metrics is not None:
@@ -235,6 +250,7 @@ class Loop:
         for key, mask in ready:
             callback: Callback = key.data
             self._guard(callback, mask)
+        self._guard(lambda _: self._relay_side_log(), 0)
         self._guard(lambda _: self.prober.run_due(self.clock()), 0)
         self._guard(lambda _: self._look_at_pidfiles(), 0)
         self._guard(lambda _: self._look_at_sockets(), 0)
@@ -412,22 +428,23 @@ class Loop:
 
     def _on_signals(self, mask: int) -> None:
         try:
-            delivered = os.read(self.wakeup_fd, 4096)
+            taken = system.read_signals(self.signal_fd)
         except BlockingIOError:
             return
-        reap = False
-        for signum in delivered:
-            self.counters.count(self.counters.signals_received, signum)
-            if signum == signal.SIGCHLD:
-                reap = True
-            else:
-                self._forwarding = signum
-                try:
-                    self.feed(SignalReceived(signum))
-                finally:
-                    self._forwarding = None
-        if reap:
+        # Reap first: an exit is not kept waiting behind a burst of signals.
+        if any(signum == signal.SIGCHLD for signum, _, _ in taken):
             self._reap()
+        for signum, code, sender in taken:
+            if signum == signal.SIGCHLD:
+                if not system.is_wake(code, sender):  # else: wake_loop, from a side thread
+                    self.counters.count(self.counters.signals_received, signum)
+                continue
+            self.counters.count(self.counters.signals_received, signum)
+            self._forwarding = signum
+            try:
+                self.feed(SignalReceived(signum))
+            finally:
+                self._forwarding = None
 
     def _reap(self) -> None:
         for pid, status in system.reap_zombies():

@@ -2,9 +2,11 @@
 
 main() reads as the recipe: catch every forwardable signal, become a
 subreaper unless we are PID 1, start the child in its own process group
-(and the terminal's foreground group), then sleep on the signal wakeup fd:
-forward each signal, reap every zombie, and exit with the child's status as
-soon as it has been reaped. No timer, no tick: zero wakeups while idle.
+(and the terminal's foreground group), then sleep in sigwaitinfo(): forward
+each signal, reap every zombie, and exit with the child's status as soon as
+it has been reaped. No timer, no tick: zero wakeups while idle. The signals
+wait in the kernel (see system.catch_signals), so none is dropped and the
+child's SIGCHLD comes before any flood of real-time signals.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ class Log:
 
 def main(opts: Options) -> int:
     log = Log(opts.verbosity)
-    wakeup_fd = system.install_signal_wakeup([*system.forwardable_signals(), system.SIGCHLD])
+    system.catch_signals([*system.forwardable_signals(), system.SIGCHLD])
     if not system.is_pid1():
         system.become_subreaper()
         log.info(f"not PID 1 (pid {os.getpid()}): registered as child subreaper")
@@ -74,31 +76,24 @@ def main(opts: Options) -> int:
         from pidone.single_metrics import SingleMetrics
 
         watch = SingleMetrics.start(opts.metrics, opts.command, child, log.error)
-    return supervise(child, wakeup_fd, opts.group, log, watch)
+    return supervise(child, opts.group, log, watch)
 
 
-def supervise(
-    child: int, wakeup_fd: int, group: bool, log: Log, watch: SingleMetrics | None = None
-) -> int:
-    """The loop: block until signals arrive, forward them, reap, repeat."""
+def supervise(child: int, group: bool, log: Log, watch: SingleMetrics | None = None) -> int:
+    """The loop: block until a signal is pending, take it, reap or forward it."""
     reaped_total = 0
     while True:
-        delivered = os.read(wakeup_fd, 4096)
+        signum, code, sender = system.wait_signal()
+        wake = signum == system.SIGCHLD and system.is_wake(code, sender)
         if watch is not None:
-            watch.turned(delivered)
-        reap = False
-        for signum in delivered:
-            if signum == system.SIGCHLD:
-                reap = True
-                continue
-            if signum == 0:
-                continue  # a wake-up from the metrics thread, not a signal
+            watch.turned(0 if wake else signum)
+        if signum != system.SIGCHLD:
             sent = system.send_signal(child, signum, group=group)
             if watch is not None and sent:
                 watch.forwarded(signum)
             log.debug(f"forwarded signal {signum} to {'group ' if group else ''}{child}: {sent}")
-        if not reap:
             continue
+        # A wake-up from the metrics thread reaps too: it may have merged with a child's SIGCHLD.
         for pid, status in system.reap_zombies():
             reaped_total += 1
             if watch is not None:

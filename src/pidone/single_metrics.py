@@ -51,7 +51,7 @@ class SingleMetrics:
                 snapshot=lambda: watch.snapshot,
                 heartbeat=lambda: watch.heartbeat,
                 counters=watch.counters,
-                wake=_wake,
+                wake=system.wake_loop,
                 log=log,
             )
         except Exception as exc:
@@ -59,22 +59,14 @@ class SingleMetrics:
             return None
         return watch
 
-    def turned(self, delivered: bytes) -> None:
+    def turned(self, signum: int) -> None:
+        """The loop took a signal (0: a wake-up from our thread, no signal)."""
         self.heartbeat = time.monotonic()
-        for signum in delivered:
-            if signum:
-                self.counters.count(self.counters.signals_received, signum)
+        if signum:
+            self.counters.count(self.counters.signals_received, signum)
 
     def forwarded(self, signum: int) -> None:
         self.counters.count(self.counters.signals_forwarded, signum)
 
     def reaped(self) -> None:
         self.counters.zombies_reaped += 1
-
-
-def _wake() -> None:
-    """Make the loop turn (it reads one byte per signal; 0 is no signal)."""
-    try:
-        os.write(system.wakeup_write_fd, b"\0")
-    except OSError:
-        pass  # the pipe is full: the loop is about to turn anyway

@@ -61,31 +61,94 @@ def forwardable_signals() -> list[int]:
 
 
 def _ignore_signal(signum: int, frame: object) -> None:
-    """A real handler (not SIG_IGN): the kernel drops signals to PID 1 that
-    have no handler. The work happens on the wakeup fd, not here."""
+    """A real handler (not SIG_IGN), for a signal that is ever unblocked: the
+    kernel drops signals to PID 1 that have no handler."""
 
 
-# The write end of that pipe: a 0 byte written to it wakes the loop without
-# being a signal (a metrics thread proving the loop turns, for /healthz).
-wakeup_write_fd = -1
+# What catch_signals() blocked, and the thread that takes them.
+_caught: frozenset[int] = frozenset()
+_main_thread = 0
+SI_TKILL = -6  # si_code of a signal sent to one thread (wake_loop)
+_SIGINFO = 128  # sizeof(struct signalfd_siginfo)
 
 
-def install_signal_wakeup(signals: Iterable[int]) -> int:
-    """Catch `signals`, and return a blocking fd that yields one byte (the
-    signal number) per delivery. Nothing is blocked, so children inherit an
-    empty mask; SIGTTIN/SIGTTOU are ignored so a background init never stops."""
-    global wakeup_write_fd
-    read_fd, write_fd = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-    os.set_blocking(read_fd, True)
-    _signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-    wakeup_write_fd = write_fd
-    wanted = list(signals)
+def catch_signals(signals: Iterable[int]) -> None:
+    """Catch `signals` by blocking them: each waits in the kernel until
+    taken, with wait_signal() or from a signal_fd().
+
+    Nothing is lost or starved on our side. The kernel keeps one pending
+    instance of each standard signal (SIGCHLD included: an exit is never
+    missed) and queues every real-time one, up to RLIMIT_SIGPENDING. It
+    hands standard signals out first, so a child's exit comes before any
+    flood of real-time signals; and since no handler runs per delivery, a
+    flood cannot keep pidone from running. (A handler that CPython runs
+    later writes one byte per delivery to a pipe, drops it when the pipe
+    is full, and a flood kept the main thread in handlers until it ended.)
+    spawn() gives children an empty mask and default dispositions; side
+    threads block everything (start_thread). SIGTTIN/SIGTTOU are ignored so
+    a background init never stops.
+    """
+    global _caught, _main_thread
+    import _thread
+
+    wanted = frozenset(signals)
     for signum in wanted:
         _signal.signal(signum, _ignore_signal)
     for signum in (SIGTTIN, SIGTTOU):
         _signal.signal(signum, _signal.SIG_IGN)
-    _signal.pthread_sigmask(_signal.SIG_UNBLOCK, wanted)
-    return read_fd
+    _signal.pthread_sigmask(_signal.SIG_BLOCK, wanted)
+    _caught = wanted
+    _main_thread = _thread.get_ident()
+
+
+def wait_signal() -> tuple[int, int, int]:
+    """Block until a caught signal is pending and take it: (signo, si_code, si_pid)."""
+    info = _signal.sigwaitinfo(_caught)
+    return info.si_signo, info.si_code, info.si_pid
+
+
+def signal_fd() -> int:
+    """A non-blocking fd yielding the caught signals (signalfd(2)), for a
+    loop that sleeps in select(). Raises OSError (or ImportError: ctypes)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    word = 8 * ctypes.sizeof(ctypes.c_ulong)
+    mask = (ctypes.c_ulong * (1024 // word))()  # sigset_t: signal n at bit n - 1
+    for signum in _caught:
+        mask[(signum - 1) // word] |= 1 << ((signum - 1) % word)
+    libc.signalfd.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+    fd: int = libc.signalfd(-1, mask, os.O_NONBLOCK | os.O_CLOEXEC)
+    if fd < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"signalfd: {os.strerror(err)}")
+    return fd
+
+
+def read_signals(fd: int, limit: int = 256) -> list[tuple[int, int, int]]:
+    """Take up to `limit` pending signals from a signal_fd():
+    [(signo, si_code, si_pid), ...]; BlockingIOError if none."""
+    import struct
+
+    data = os.read(fd, _SIGINFO * limit)
+    return [(signo, code, pid) for signo, _, code, pid in struct.iter_unpack("=IiiI112x", data)]
+
+
+def is_wake(code: int, pid: int) -> bool:
+    """Is this SIGCHLD wake_loop()'s, not a child's?"""
+    return code == SI_TKILL and pid == os.getpid()
+
+
+def wake_loop() -> None:
+    """Make the main thread's wait for signals return, from any thread: a
+    SIGCHLD to that thread alone, which only makes it reap (a real SIGCHLD
+    pending already makes it merge: it reaps either way). Never raises."""
+    if not _main_thread:
+        return  # catch_signals() not called: nobody waits (and 0 is no thread)
+    try:
+        _signal.pthread_kill(_main_thread, SIGCHLD)
+    except (OSError, ValueError):
+        pass
 
 
 def original_environ() -> dict[bytes, bytes] | None:
@@ -470,7 +533,8 @@ def _fork_exec(
     reserved = _ignored_reserved_signals()
     err_read, err_write = os.pipe2(os.O_CLOEXEC)
     # Block everything across fork: a signal meant for us must not run our
-    # handlers in the child (they would write to our wakeup fd).
+    # handlers in the child (the caught ones are blocked already; this is
+    # for the rest, and for callers that never called catch_signals).
     saved_mask = _signal.pthread_sigmask(_signal.SIG_BLOCK, _signal.valid_signals())
     try:
         pid = os.fork()

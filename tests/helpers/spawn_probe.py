@@ -42,7 +42,7 @@ def fd_targets(pid: int) -> dict[str, str]:
 
 def main() -> None:
     cwd = sys.argv[2] if sys.argv[1:2] == ["--cwd"] else None
-    system.install_signal_wakeup([*system.forwardable_signals(), signal.SIGCHLD])
+    system.catch_signals([*system.forwardable_signals(), signal.SIGCHLD])
     for signum in (signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, signal.SIG_IGN)
     ignore_raw(32)

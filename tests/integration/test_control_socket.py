@@ -344,7 +344,7 @@ def test_connections_are_capped(
         s.sendall(b'{"command": "slow"}\n')
         waiting.append(s)
     wait_for(lambda: harness.call(lambda: len(harness.pending)) == 3, what="3 waiting")
-    assert ask(path, "status") == {"ok": False, "error": "too many connections"}
+    assert ask(path, "status") == {"ok": False, "error": "too many connections (3 open)"}
     for s in waiting:
         s.close()
     wait_for(lambda: harness.connections() == 0, what="the hang-ups noticed")

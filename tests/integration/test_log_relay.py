@@ -221,7 +221,7 @@ def test_partial_lines_are_joined_across_writes(selector: selectors.BaseSelector
     assert data == b"web    | hello world\nweb    | second\n"
 
 
-def test_over_long_line_comes_out_in_pieces_that_join_back(
+def test_line_of_300_kib_comes_out_in_pieces_of_exactly_64_kib_that_join_back(
     selector: selectors.BaseSelector,
 ) -> None:
     out = Sink()
@@ -241,9 +241,10 @@ def test_over_long_line_comes_out_in_pieces_that_join_back(
     payloads = [piece[9:] for piece in pieces]
     assert payloads[-1] == b"next"
     assert b"".join(payloads[:-1]) == bytes(48 + i % 10 for i in range(300 * 1024))
-    assert len(payloads) - 1 >= 300 * 1024 // (MAX_PARTIAL + logs.READ_SIZE)
-    assert len(payloads) > 2  # it was really cut, not held whole
-    assert all(len(p) > MAX_PARTIAL for p in payloads[:-2])  # each cut is a long piece
+    # cut at exactly MAX_PARTIAL bytes, whatever the size of each read
+    assert [len(p) for p in payloads[:-1]] == [MAX_PARTIAL] * (300 * 1024 // MAX_PARTIAL) + [
+        300 * 1024 % MAX_PARTIAL
+    ]
 
 
 def test_drain_relays_what_is_left_with_the_last_partial_line(
@@ -561,3 +562,25 @@ def test_writer_thread_when_the_fd_cannot_be_reopened(
     (data,) = finish(relay, out)
     assert paused > 0  # backpressure worked through the thread's wakeups too
     check_flood(data, tags, 30000)
+
+
+def test_side_threads_logging_in_a_flood_cost_bounded_memory_and_are_counted() -> None:
+    wakes = []
+    side = logs.SideLog(lambda: wakes.append(threading.get_ident()), limit=100)
+
+    def flood() -> None:
+        for i in range(1000):
+            side.put(f"line {i} " + "x" * 10_000)
+
+    threads = [threading.Thread(target=flood) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    lines, dropped = side.take()
+    assert (len(lines), dropped) == (100, 8 * 1000 - 100)
+    assert all(len(line) == logs.SIDE_LINE_MAX for line in lines)
+    assert len(wakes) == 1  # the loop is woken once per batch, not per line
+    assert side.take() == ([], 0)
+    side.put("again")
+    assert side.take() == (["again"], 0) and len(wakes) == 2

@@ -56,15 +56,34 @@ def test_fed_one_byte_at_a_time_gives_the_same_lines() -> None:
 def test_partial_line_over_64_kib_is_emitted_as_its_own_line() -> None:
     framer = Framer()
     assert framer.feed(b"a" * MAX_PARTIAL) == b""  # exactly the limit still waits
-    assert framer.feed(b"b") == b"a" * MAX_PARTIAL + b"b\n"
-    assert framer.partial == b""
-    assert framer.feed(b"rest\n") == b"rest\n"
+    assert framer.feed(b"b") == b"a" * MAX_PARTIAL + b"\n"  # one byte more: cut at the limit
+    assert framer.partial == b"b"
+    assert framer.feed(b"rest\n") == b"brest\n"
 
 
 def test_over_long_partial_after_whole_lines() -> None:
     framer = Framer()
     out = framer.feed(b"short\n" + b"z" * (MAX_PARTIAL + 10))
-    assert out == b"short\n" + b"z" * (MAX_PARTIAL + 10) + b"\n"
+    assert out == b"short\n" + b"z" * MAX_PARTIAL + b"\n"
+    assert framer.partial == b"z" * 10
+
+
+def test_line_without_newline_in_one_big_read_is_cut_at_exactly_64_kib() -> None:
+    # One read of the relay (256 KiB) without a newline used to go out as
+    # one 256 KiB line: every piece is now exactly MAX_PARTIAL bytes.
+    framer = Framer()
+    out = framer.feed(b"x" * (4 * MAX_PARTIAL + 7))
+    assert out.split(b"\n")[:-1] == [b"x" * MAX_PARTIAL] * 4
+    assert framer.partial == b"x" * 7
+
+
+def test_long_line_completed_by_a_newline_is_cut_at_exactly_64_kib() -> None:
+    framer = Framer()
+    assert framer.feed(b"y" * (MAX_PARTIAL - 1)) == b""
+    out = framer.feed(b"y" * (MAX_PARTIAL + 2) + b"\nshort\n" + b"w" * MAX_PARTIAL + b"\n")
+    lines = out.split(b"\n")[:-1]
+    assert lines == [b"y" * MAX_PARTIAL, b"y" * MAX_PARTIAL, b"y", b"short", b"w" * MAX_PARTIAL]
+    assert framer.partial == b""
 
 
 def test_over_long_partial_is_not_cut_inside_a_utf8_character() -> None:
@@ -75,8 +94,9 @@ def test_over_long_partial_is_not_cut_inside_a_utf8_character() -> None:
         assert out == b"a" * MAX_PARTIAL + b"\n"
         assert framer.partial == euro[:keep]
         assert framer.feed(euro[keep:] + b"\n") == euro + b"\n"
-    framer = Framer()
-    assert framer.feed(b"a" * MAX_PARTIAL + euro) == b"a" * MAX_PARTIAL + euro + b"\n"
+    framer = Framer()  # the character straddles the limit: the cut comes before it
+    out = framer.feed(b"a" * (MAX_PARTIAL - 1) + euro + b"\n")
+    assert out == b"a" * (MAX_PARTIAL - 1) + b"\n" + euro + b"\n"
 
 
 def test_flush_of_empty_framer_is_empty() -> None:
