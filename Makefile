@@ -53,14 +53,14 @@ test: lint typecheck webapp-install
 # `make test` in a copy of this work tree (committed or not) inside a 0700
 # folder, as CI may clone: the session opens the way for the tests' users in a
 # mount namespace of its own (tests/helpers/checkout.py). The copy gets its own
-# .venv; the folder is removed afterwards.
+# .venv; the folder is removed afterwards, unless a test failed.
 test-private-clone:
 	@dir=$$(mktemp -d /tmp/pidone-private-clone-XXXXXX) && mkdir -m 755 $$dir/pidone && \
 	git ls-files -z --cached --others --exclude-standard \
 	  | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $$dir/pidone && \
 	echo "make test in $$dir/pidone ($$dir: mode 0700)" && \
-	status=0 && (cd $$dir/pidone && CI=true $(MAKE) test) || status=$$?; \
-	rm -rf $$dir; exit $$status
+	(cd $$dir/pidone && CI=true $(MAKE) test) && rm -rf $$dir || \
+	{ status=$$?; echo "kept $$dir for a look"; exit $$status; }
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
