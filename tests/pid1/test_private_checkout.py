@@ -2,9 +2,9 @@
 directory, as CI makes): a copy of the suite, run there by a pytest session
 of its own, still runs programs as other users (pidone as PID 1 and as a
 subreaper, the child as pidone-app reading its helper from the copy); and
-where the session may not open the way (no CAP_SYS_ADMIN), the tests that
-need other users fail at once, naming the folder and the fix, instead of
-each waiting out its timeout."""
+where the session may not open the way (no CAP_SYS_ADMIN, or a clone made
+with umask 077), the tests that need other users fail at once, naming the
+folder and the fix, instead of each waiting out its timeout."""
 
 from __future__ import annotations
 
@@ -27,26 +27,34 @@ REPO = checkout.REPO
 AS_OTHER_USER = "tests/pid1/test_privileges.py::test_user_group_groups_umask_rlimits_directory"
 
 
-@pytest.fixture
-def private_copy() -> Iterator[Path]:
-    """tests/ and what the probe looks for, copied into a 0700 folder."""
-    require_root()
-    folder = Path(tempfile.mkdtemp(prefix="pidone-private-", dir="/tmp"))
-    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
-    copy = folder / "pidone"
-    copy.mkdir(mode=0o755)
+def copy_suite(into: Path) -> Path:
+    """tests/ and what the probe looks for, copied to `into`/pidone (0755)."""
+    copy = into / "pidone"
+    copy.mkdir()
     copy.chmod(0o755)
+    shutil.copytree(REPO / "tests", copy / "tests", ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "src/pidone/__init__.py", "examples/webapp/app.py"):
+        (copy / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO / name, copy / name)
+    return copy
+
+
+@pytest.fixture
+def folder() -> Iterator[Path]:
+    require_root()
+    made = Path(tempfile.mkdtemp(prefix="pidone-private-", dir="/tmp"))
     try:
-        shutil.copytree(
-            REPO / "tests", copy / "tests", ignore=shutil.ignore_patterns("__pycache__")
-        )
-        for name in ("pyproject.toml", "src/pidone/__init__.py", "examples/webapp/app.py"):
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(REPO / name, copy / name)
-        (folder / "secret").write_text("root's only\n")
-        yield copy
+        yield made
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        shutil.rmtree(made, ignore_errors=True)
+
+
+@pytest.fixture
+def private_copy(folder: Path) -> Path:
+    """The suite in a 0700 folder."""
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    (folder / "secret").write_text("root's only\n")
+    return copy_suite(folder)
 
 
 def pytest_in(copy: Path, *prefix: str) -> tuple[subprocess.CompletedProcess[str], float]:
@@ -106,4 +114,22 @@ def test_a_clone_other_users_cannot_reach_fails_at_once_naming_the_folder_and_th
     assert "unshare(CLONE_NEWNS): Operation not permitted" in output, output
     assert f"Fix: `chmod o+x {folder}`, or clone into a folder every user can traverse" in output
     # at once: less than the two 10 s waits for a report it replaces
+    assert took < 15, f"{took:.1f} s"
+
+
+def test_a_clone_made_with_umask_077_fails_at_once_naming_the_chmod(folder: Path) -> None:
+    folder.chmod(0o755)
+    old = os.umask(0o077)
+    try:
+        copy = copy_suite(folder)  # its folders 0700, its files 0600
+    finally:
+        os.umask(old)
+
+    done, took = pytest_in(copy)
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output
+    assert "2 errors" in output, output
+    assert f": {copy / 'src'} (mode 0700, owner root) is not traversable" in output, output
+    assert f"Fix: `chmod -R o+rX {copy}` (the clone was made with a umask such as 077)" in output
     assert took < 15, f"{took:.1f} s"
