@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := libcap-dev python3-dev python3-venv gcc util-linux procps tini dumb-init prometheus
 
 .PHONY: install system-deps test test-unit test-pid1 lint typecheck format bench bench-deps demo clean
-.PHONY: webapp-install test-e2e demo-single test-container container-images
+.PHONY: webapp-install test-e2e demo-single test-container container-images test-private-clone
 
 install: $(STAMP)
 
@@ -49,6 +49,18 @@ typecheck: $(STAMP)
 
 test: lint typecheck webapp-install
 	$(BIN)/pytest -q tests
+
+# `make test` in a copy of this work tree (committed or not) inside a 0700
+# folder, as CI may clone: the session opens the way for the tests' users in a
+# mount namespace of its own (tests/helpers/checkout.py). The copy gets its own
+# .venv; the folder is removed afterwards, unless a test failed.
+test-private-clone:
+	@dir=$$(mktemp -d /tmp/pidone-private-clone-XXXXXX) && mkdir -m 755 $$dir/pidone && \
+	git ls-files -z --cached --others --exclude-standard \
+	  | tar --null --ignore-failed-read -T - -cf - | tar -xf - -C $$dir/pidone && \
+	echo "make test in $$dir/pidone ($$dir: mode 0700)" && \
+	(cd $$dir/pidone && CI=true $(MAKE) test) && rm -rf $$dir || \
+	{ status=$$?; echo "kept $$dir for a look"; exit $$status; }
 
 test-unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit

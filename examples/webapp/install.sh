@@ -96,9 +96,14 @@ make_users() {
     }
 }
 
-# hash of the files named, or of everything under the directories named
+# hash of the files named, or of everything under the directories named, by
+# their names relative to their parents: the same in every checkout
 hash_of() {
-    find "$@" -type f ! -name '*.pyc' -print0 | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1
+    local arg
+    for arg in "$@"; do
+        (cd "$(dirname "$arg")" && find "$(basename "$arg")" -type f ! -name '*.pyc' -print0 \
+            | sort -z | xargs -0 sha256sum)
+    done | sha256sum | cut -d' ' -f1
 }
 
 # pip, without the warnings this machine's pip.conf adds for each package

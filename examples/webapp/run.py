@@ -38,6 +38,7 @@ import os
 import pwd
 import selectors
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -377,6 +378,15 @@ def preflight(state: Path) -> str | None:
         return f"missing {', '.join(missing)}: run `make webapp-install` (install.sh here)"
     if state.resolve().is_relative_to("/run"):
         return f"--state {state}: not under /run (the app gets a /run of its own)"
+    # redis, app and celery read their files here (the Procfile's cwd)
+    for folder in [*reversed(HERE.parents), HERE]:
+        mode = folder.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            return (
+                f"{folder} (mode {stat.S_IMODE(mode):04o}) is not traversable by other users:"
+                f" the app's users (redis, app, celery) cannot read {HERE}. Fix: `chmod o+x"
+                f" {folder}`, or clone into a folder every user can traverse"
+            )
     return None
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.webapp import INSTALL, Webapp
+from tests.helpers.checkout import require_other_users
 from tests.helpers.running import require_root
 
 HERE = Path(__file__).resolve().parent
@@ -36,6 +37,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 @pytest.fixture(scope="session")
 def installed() -> None:
     require_root()
+    require_other_users()
     if not _install:  # collected in some other way: install now
         done = subprocess.run([str(INSTALL)], capture_output=True, text=True, timeout=1800)
         _install.update(status=done.returncode, output=done.stdout + done.stderr)

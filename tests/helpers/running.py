@@ -24,13 +24,16 @@ HELPERS = Path(__file__).parent
 MODES = ("pid1", "subreaper")
 
 
-def require_root() -> None:
-    """Tests that need root fail under CI=true instead of skipping."""
-    if os.geteuid() == 0:
-        return
+def missing_privilege(reason: str) -> None:
+    """A test that cannot run here: under CI=true a failure, else a skip."""
     if os.environ.get("CI") == "true":
-        pytest.fail("this test needs root (CI runs as root)")
-    pytest.skip("needs root")
+        pytest.fail(reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        missing_privilege("this test needs root (CI runs as root)")
 
 
 def helper(name: str) -> list[str]:

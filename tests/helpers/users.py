@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.helpers.checkout import require_other_users
 from tests.helpers.running import require_root
 
 APP = "pidone-app"
@@ -24,6 +25,7 @@ EXTRA = "pidone-extra"
 
 def ensure_users() -> None:
     require_root()
+    require_other_users()
     subprocess.run(["groupadd", "-f", EXTRA], check=True)
     try:
         pwd.getpwnam(APP)
@@ -59,6 +61,7 @@ def open_dir() -> Iterator[Path]:
 
 def as_user(user: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
     """Run argv as `user` (with that user's groups), capturing output."""
+    require_other_users()
     entry = pwd.getpwnam(user)
     return subprocess.run(
         argv,
