@@ -32,6 +32,7 @@ from pidone import control, ctl
 from pidone.control import ControlServer, ControlSocketError, Reply, status_reply
 from pidone.states import ProcessState
 from pidone.supervisor import ExitInfo, ProcessStatus, Snapshot
+from tests.helpers import checkout
 from tests.helpers.running import require_root, wait_for
 
 GROUP = "pidone-ctl"
@@ -482,6 +483,7 @@ def _ensure_user(name: str, *options: str) -> User:
 @pytest.fixture(scope="module")
 def users() -> dict[str, User]:
     require_root()
+    checkout.require_other_users()  # they run pidone's interpreter from the checkout
     _ensure_group(GROUP)
     return {
         MEMBER: _ensure_user(MEMBER, "--user-group", "--groups", GROUP),
