@@ -149,6 +149,9 @@ class Stack:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        if exc[0] is not None:  # what pidone said, in the failed test's report
+            print(f"--- pidone's stdout ---\n{self.stdout_so_far()}")
+            print(f"--- pidone's stderr ---\n{self.stderr_so_far()}")
         if self._init is not None:
             self._init.__exit__(*exc)
 
