@@ -16,8 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pidone.metrics import MetricsServer, PidoneCounters, Waker
-from pidone.proctree import TreeSampler, sample_trees
+from pidone.metrics import MetricsServer, PidoneCounters, TreeSampler, Waker
 from pidone.states import ProcessState
 from pidone.supervisor import ProcessStatus, Snapshot
 
@@ -115,7 +114,7 @@ def test_metrics_parse_and_carry_pidone_and_process_series(
     assert m["pidone_process_open_fds", web] >= 3
     assert m["pidone_process_cpu_seconds_total", web] >= 0.0
     assert m["pidone_last_scrape_error", ()] == 0.0
-    # pidone's own process_* and python_* series, under prometheus-client's names
+    # pidone's own process_* and python_* series: prometheus-client's collectors
     assert m["process_resident_memory_bytes", ()] > 1 * MiB
     assert m["process_open_fds", ()] > 0
     assert ("process_cpu_seconds_total", ()) in m
@@ -163,12 +162,12 @@ def test_memory_of_a_forked_worker_counts_for_its_process(
         assert m["pidone_process_resident_memory_bytes", celery] > 50 * MiB
         assert m["pidone_process_open_fds", celery] >= 6  # stdio and the pipe, twice
         # Both ways of finding descendants agree: the kernel's child lists,
-        # and the pass over every /proc/PID/stat (kernels without them).
+        # and psutil's children() (kernels without them).
         for kernel_children in (True, False):
             tree = TreeSampler(use_kernel_children=kernel_children)([master.pid])[master.pid]
             assert tree.processes == 2
             assert tree.resident_bytes > 50 * MiB
-        assert sample_trees([master.pid, 999_999_999]).keys() == {master.pid}
+        assert TreeSampler()([master.pid, 999_999_999]).keys() == {master.pid}
     finally:
         os.killpg(master.pid, 9)
         master.wait()
@@ -178,9 +177,12 @@ def test_scrapes_are_collected_at_scrape_time_and_the_thread_sleeps_between(
     server: MetricsServer,
 ) -> None:
     def switches() -> int:
-        tid = server._thread.native_id
-        text = Path(f"/proc/self/task/{tid}/status").read_text()
-        return int(text.split("voluntary_ctxt_switches:")[1].split()[0])
+        """Of the server's thread and its workers."""
+        total = 0
+        for thread in [server._thread, *server._http.workers]:
+            text = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+            total += int(text.split("voluntary_ctxt_switches:")[1].split()[0])
+        return total
 
     scrape(server.port)
     before = switches()

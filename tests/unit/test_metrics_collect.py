@@ -109,11 +109,11 @@ def scrape(collector: PidoneCollector) -> Samples:
 
 
 def scrape_openmetrics(collector: PidoneCollector) -> Samples:
-    text = generate_openmetrics(registry(collector)).decode()
+    text = generate_openmetrics(registry(collector)).decode()  # type: ignore[no-untyped-call]
     assert text.endswith("# EOF\n")
     return {
         (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in parse_openmetrics(text)
+        for family in parse_openmetrics(text)  # type: ignore[no-untyped-call]
         for s in family.samples
     }
 
