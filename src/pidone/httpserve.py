@@ -404,7 +404,12 @@ class HttpServer:
                 self._reply(conn, response)
 
     def _reply(self, conn: _Connection, response: Response) -> None:
-        head = format_head(response, self.server_name)
+        try:
+            head = format_head(response, self.server_name)
+        except Exception as exc:  # a header a handler made that HTTP cannot carry
+            self.log(f"http: a reply failed: {_last_error()}")
+            response = Response.text(500, f"internal error: {exc}")
+            head = format_head(response, self.server_name)
         conn.out = memoryview(head if conn.head_only else head + response.body)
         conn.state = SENDING
         conn.deadline = time.monotonic() + REPLY_DEADLINE

@@ -26,6 +26,8 @@ class Recorder:
             raise RuntimeError("the handler broke")
         if request.path == "/later":
             return Eventually(self.release)
+        if request.path == "/snowman":  # a header value latin-1 cannot carry
+            return Response.text(200, "x", (("X-Snow", "\u2603"),))
         return Response.text(200, f"{request.method} {request.path}")
 
     def scrape(self, request: Request) -> Response:
@@ -120,6 +122,15 @@ def test_a_failing_handler_is_a_logged_500_and_the_server_serves_on(
     reply = exchange(server.port, b"GET /metrics?boom HTTP/1.0\r\n\r\n")
     assert reply.startswith(b"HTTP/1.0 500 ") and b"the scrape broke" in reply
     assert len(recorder.logged) == 2 and "the scrape broke" in recorder.logged[1]
+    assert exchange(server.port, b"GET /x HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200 ")
+
+
+def test_a_reply_head_http_cannot_carry_is_a_logged_500(
+    server: HttpServer, recorder: Recorder
+) -> None:
+    reply = exchange(server.port, b"GET /snowman HTTP/1.0\r\n\r\n")
+    assert reply.startswith(b"HTTP/1.0 500 ")
+    assert len(recorder.logged) == 1 and "a reply failed" in recorder.logged[0]
     assert exchange(server.port, b"GET /x HTTP/1.0\r\n\r\n").startswith(b"HTTP/1.0 200 ")
 
 
