@@ -185,6 +185,7 @@ def test_scrapes_are_collected_at_scrape_time_and_the_thread_sleeps_between(
         return total
 
     scrape(server.port)
+    time.sleep(0.2)  # the server sees the client's close, and closes its end
     before = switches()
     time.sleep(1.5)  # serve_forever() would have polled three times by now
     assert switches() == before
