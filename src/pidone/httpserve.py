@@ -1,9 +1,9 @@
 """The HTTP server of /metrics, /healthz and /readyz: small, bounded, off the loop's thread.
 
 Why not the library's server: prometheus-client's start_http_server is
-wsgiref with a thread per connection and a timeout per socket operation,
-so clients that each send one byte every few seconds hold a thread each
-for ever and /healthz starves behind them. This server does the one thing
+wsgiref with a thread per connection, no limit on their number and no
+timeout, so clients that each send one byte every few seconds hold a
+thread each for as long as they like. This server does the one thing
 prometheus-client's does not: it stays up whatever the clients do. The
 exposition, content negotiation and gzip are the library's (its WSGI app,
 called by the pool below); only the connections are handled here.
