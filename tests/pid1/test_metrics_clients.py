@@ -49,6 +49,11 @@ def probe(port: int, path: str) -> float | None:
     return took if status == 200 and took < PROBE_TIMEOUT else None
 
 
+def rss_mib(pid: int) -> float:
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmRSS:")[1].split()[0]) / 1024
+
+
 def started(stack: Stack, port: int, count: int) -> None:
     def all_up() -> bool:
         try:
@@ -119,6 +124,7 @@ def test_64_clients_trickling_a_byte_every_2_s_do_not_take_healthz_down(shared: 
     with Stack("pid1", shared) as stack:
         stack.start(sleepers(port, 3))
         started(stack, port, 3)
+        before = rss_mib(stack.init.pid)
         trickle = Trickle(port, 64, every=2.0)
         try:
             time.sleep(1.0)  # all 64 held by the server
@@ -134,8 +140,10 @@ def test_64_clients_trickling_a_byte_every_2_s_do_not_take_healthz_down(shared: 
                 time.sleep(0.5)
         finally:
             trickle.close()
+        after = rss_mib(stack.init.pid)
         print(f"64 trickling clients: {answered} of {rounds} each, slowest {slowest * 1000:.0f} ms,"
-              f" {trickle.cut} slow connections cut off")  # fmt: skip
+              f" {trickle.cut} cut off; RSS {before:.1f} -> {after:.1f} MiB")  # fmt: skip
+        assert after - before < 2.0  # 64 connections and their heads: bounded, small
         assert answered == {"/healthz": rounds, "/readyz": rounds}
         assert slowest < PROBE_TIMEOUT
         # The deadline is one per connection, not per byte: every one of the
@@ -155,6 +163,7 @@ def test_100_scrapes_at_once_get_200_or_503_none_reset_and_healthz_answers(
     with Stack("pid1", shared) as stack:
         stack.start(sleepers(port, 50))
         started(stack, port, 50)
+        before = rss_mib(stack.init.pid)
         results: list[object] = []
         retry_after: list[str | None] = []
         go = threading.Barrier(101)
@@ -182,9 +191,12 @@ def test_100_scrapes_at_once_get_200_or_503_none_reset_and_healthz_answers(
             t.join(timeout=30)
         served = results.count(200)
         busy = results.count(503)
+        after = rss_mib(stack.init.pid)
         print(f"100 scrapes at once: {served} x 200, {busy} x 503, "
               f"{len(results) - served - busy} other; /healthz {len(probes)} probes, "
-              f"slowest {max((p or 9) for p in probes) * 1000:.0f} ms")  # fmt: skip
+              f"slowest {max((p or 9) for p in probes) * 1000:.0f} ms;"
+              f" RSS {before:.1f} -> {after:.1f} MiB")  # fmt: skip
+        assert after - before < 8.0  # at most 8 replies under way, whatever the clients
         assert len(results) == 100
         assert served + busy == 100, [r for r in results if r not in (200, 503)]
         assert served >= 8  # at least the 8 places of the pool
