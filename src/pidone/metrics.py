@@ -227,7 +227,7 @@ class PidoneCollector:
         with self._lock:
             started = time.perf_counter()
             self._failed = False
-            out = self._part("pidone counters", self._pidone_metrics)
+            out = self._part("pidone counters", lambda: self._pidone_metrics(self._counters))
             snap: Snapshot | None = None
             try:
                 snap = self._snapshot()
@@ -237,18 +237,32 @@ class PidoneCollector:
                 taken = snap
                 out += self._part("process states", lambda: self._state_metrics(taken))
                 out += self._part("process trees", lambda: self._tree_metrics(taken))
-            errors = counter(
-                "pidone_scrape_errors", "Parts of a scrape that failed (logged on stderr)."
-            )
-            errors.add_metric((), self.errors)
-            last = gauge(
-                "pidone_last_scrape_error", "1 if a part of this scrape failed and is missing."
-            )
-            last.add_metric((), 1 if self._failed else 0)
-            took = gauge("pidone_scrape_duration_seconds", "Time collecting pidone's own metrics.")
-            took.add_metric((), time.perf_counter() - started)
-            out += [errors, last, took]
+            out += self._scrape_metrics(time.perf_counter() - started)
         return iter(out)
+
+    def describe(self) -> Iterator[Metric]:
+        """The families collect() yields, for the registry (`?name[]=` filters
+        by them): built from nothing live (no counters, snapshot or process)."""
+        empty = Snapshot((), shutting_down=False)
+        yield from [
+            *self._pidone_metrics(PidoneCounters()),
+            *self._state_metrics(empty),
+            *self._tree_metrics(empty),
+            *self._scrape_metrics(0.0),
+        ]
+
+    def _scrape_metrics(self, took: float) -> list[Metric]:
+        errors = counter(
+            "pidone_scrape_errors", "Parts of a scrape that failed (logged on stderr)."
+        )
+        errors.add_metric((), self.errors)
+        last = gauge(
+            "pidone_last_scrape_error", "1 if a part of this scrape failed and is missing."
+        )
+        last.add_metric((), 1 if self._failed else 0)
+        duration = gauge("pidone_scrape_duration_seconds", "Time collecting pidone's own metrics.")
+        duration.add_metric((), took)
+        return [errors, last, duration]
 
     def _part(self, what: str, build: Callable[[], list[Metric]]) -> list[Metric]:
         """The metrics `build` makes, or none (logged and counted) if it fails."""
@@ -267,8 +281,7 @@ class PidoneCollector:
         except Exception:
             pass
 
-    def _pidone_metrics(self) -> list[Metric]:
-        c = self._counters
+    def _pidone_metrics(self, c: PidoneCounters) -> list[Metric]:
         reaped = counter("pidone_zombies_reaped", "Children reaped by pidone.")
         reaped.add_metric((), c.zombies_reaped)
         received = counter("pidone_signals_received", "Signals pidone received.", ("signal",))
@@ -362,7 +375,9 @@ def registry_of(collector: PidoneCollector) -> CollectorRegistry:
     """pidone's metrics and, for pidone itself, prometheus-client's own
     process, platform and GC collectors (not the library's global REGISTRY:
     what it holds is up to whatever else imports the library)."""
-    registry = CollectorRegistry(auto_describe=False)
+    # auto_describe: the library's collectors, which have no describe(), are
+    # collected once here to learn their names (for `?name[]=`).
+    registry = CollectorRegistry(auto_describe=True)
     registry.register(collector)
     ProcessCollector(registry=registry)
     PlatformCollector(registry=registry)

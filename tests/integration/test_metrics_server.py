@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import os
 import selectors
@@ -128,6 +129,29 @@ def test_openmetrics_on_request(server: MetricsServer) -> None:
     assert code == 200
     assert ctype.startswith("application/openmetrics-text")
     assert body.endswith("# EOF\n")
+
+
+def test_gzip_head_and_name_filter_are_the_librarys(server: MetricsServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request(
+            "GET", "/metrics?name[]=pidone_build_info", headers={"Accept-Encoding": "gzip"}
+        )
+        reply = conn.getresponse()
+        body = gzip.decompress(reply.read()).decode()
+    finally:
+        conn.close()
+    assert reply.getheader("Content-Encoding") == "gzip"
+    assert [f.name for f in text_string_to_metric_families(body)] == ["pidone_build_info"]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("HEAD", "/metrics?name[]=pidone_build_info")
+        head = conn.getresponse()
+        assert head.read() == b""
+    finally:
+        conn.close()
+    assert head.status == 200
+    assert head.getheader("Content-Length") == str(len(body))
 
 
 WORKER_TREE = """
