@@ -9,13 +9,15 @@ tree), builds a Snapshot that has them all READY, and serves it with a real
 MetricsServer on 127.0.0.1. Then it times `--scrapes` scrapes two ways:
 
 - trees: the process-tree sampling alone (descendants and their /proc numbers);
-- collect: the exposition in this process (the collector with its tree
-  sampling and pidone's own process_*/python_* series, rendered as text),
-  what a scrape costs pidone;
+- collect: the exposition in this process (prometheus-client's
+  generate_latest over the server's registry: the collector with its tree
+  sampling, and the library's process_*/python_* collectors), what a scrape
+  costs pidone;
 - http: GET /metrics over loopback, what Prometheus waits for.
 
-`--parent-scan` finds descendants the fallback way (a pass over every
-/proc/PID/stat on the machine) instead of the kernel's child lists.
+`--parent-scan` finds descendants the fallback way (psutil's children(),
+a pass over every /proc/PID/stat per tree) instead of the kernel's child
+lists.
 
 It reports the median, 90th percentile and maximum of each, and checks that
 every process shows up with its whole tree. The budget is 250 ms per scrape.
@@ -32,11 +34,10 @@ import sys
 import time
 import urllib.request
 
+from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pidone.exposition import render_text
-from pidone.metrics import MetricsServer, PidoneCounters
-from pidone.proctree import TreeSampler
+from pidone.metrics import MetricsServer, PidoneCounters, TreeSampler
 from pidone.states import ProcessState
 from pidone.supervisor import ProcessStatus, Snapshot
 
@@ -122,7 +123,7 @@ def main() -> int:
                 sampler(roots)
                 trees.append(time.perf_counter() - started)
                 started = time.perf_counter()
-                render_text(server.collector.collect())
+                generate_latest(server.registry)
                 collect.append(time.perf_counter() - started)
                 started = time.perf_counter()
                 with urllib.request.urlopen(f"http://127.0.0.1:{server.port}/metrics") as reply:

@@ -179,6 +179,7 @@ def main(argv: Sequence[str]) -> int:
     load_before = machine.load_average()
     began = time.monotonic()
     profiles: list[tuple[str, str]] = []
+    imports: list[tuple[str, str]] = []
     loads: list[str] = []
     try:
         with tempfile.TemporaryDirectory(prefix="run-", dir=WORK) as workdir:
@@ -187,6 +188,8 @@ def main(argv: Sequence[str]) -> int:
             verdicts = targets.judge(results)
             if not args.no_profile:
                 profiles = profile.misses(verdicts, settings, progress)
+                if any(m.name == "memory" for m in measurements):
+                    imports = profile.import_costs(settings, progress)
     except KeyboardInterrupt:
         progress("interrupted; everything it started is stopped")
         return 130
@@ -213,6 +216,7 @@ def main(argv: Sequence[str]) -> int:
         tools=machine.describe_tools(inits),
         command=" ".join(["bench/run.py", *argv]) if argv else "make bench",
         profiles=profiles,
+        imports=imports,
     )
     args.output.write_text(document)
     progress(f"wrote {args.output}")

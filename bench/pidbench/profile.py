@@ -398,6 +398,8 @@ def _strace_idle(subject: str, settings: Settings) -> str:
 
 
 def _profile(key: str, settings: Settings) -> str:
+    if key == "rss_run":
+        return _rss_profile(RUN, settings)
     if key == "rss_metrics":
         return _rss_profile(RUN_METRICS, settings)
     if key == "rss_single":
@@ -434,6 +436,20 @@ def _profile(key: str, settings: Settings) -> str:
     if key == "scrape":
         return _spy_on(RUN, scale.Scale(), replace(settings, scrapes=50), repeat=1)
     return "no profiler for this target"
+
+
+def import_costs(settings: Settings, progress: Callable[[str], None]) -> list[tuple[str, str]]:
+    """(subject, markdown): the RSS of every import of `pidone run` without and
+    with metrics, traced in every run that measures memory (issue 13)."""
+    found = []
+    for subject in (RUN, RUN_METRICS):
+        progress(f"tracing the RSS of each import: {subject}")
+        try:
+            body = _rss_profile(subject, settings)
+        except (BenchError, OSError) as exc:
+            body = f"the trace failed: {exc}"
+        found.append((f"`{subject}`", body))
+    return found
 
 
 def misses(

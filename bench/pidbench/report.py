@@ -157,6 +157,7 @@ def results_markdown(
     tools: Sequence[tuple[str, str]],
     command: str,
     profiles: Sequence[tuple[str, str]] = (),
+    imports: Sequence[tuple[str, str]] = (),
 ) -> str:
     summaries = "\n\n".join(
         f"### {m.title}\n\n{m.describe(settings)}\n\n{summary_table(m, results)}"
@@ -167,6 +168,11 @@ def results_markdown(
         "\n\n".join(f"### {title}\n\n{body}" for title, body in profiles)
         if profiles
         else "No target missed: no profile needed."
+    )
+    import_text = (
+        "\n\n".join(f"### {title}\n\n{body}" for title, body in imports)
+        if imports
+        else "Not traced in this run (it comes with the memory measurement, without --no-profile)."
     )
     return f"""# pidone benchmark results
 
@@ -204,6 +210,10 @@ rows, above 1x is better). A word in a cell says why there is no number.
 ## Results (medians)
 
 {summaries}
+
+## What each import costs
+
+{import_text}
 
 ## Profiles of the misses
 

@@ -1,36 +1,59 @@
-"""A small HTTP/1.0 server for GET endpoints, served off the loop's thread.
+"""The HTTP server of /metrics, /healthz and /readyz: small, bounded, off the loop's thread.
 
-Written here rather than on http.server: that module and what it imports
-(email, http.client, mimetypes, ssl) cost about 6 MiB of resident memory in
-PID 1, for four read-only endpoints. This one reads a request head (at most
-MAX_HEAD bytes), answers it and closes the connection: no keep-alive, so an
-idle scraper holds no thread.
+Why not the library's server: prometheus-client's start_http_server is
+wsgiref with a thread per connection, no limit on their number and no
+timeout, so clients that each send one byte every few seconds hold a
+thread each for as long as they like. This server does the one thing
+prometheus-client's does not: it stays up whatever the clients do. The
+exposition, content negotiation and gzip are the library's (its WSGI app,
+called by the pool below); only the connections are handled here.
 
-One daemon thread accepts (it sleeps in select() until a client comes: no
-polling tick); each connection is served in a daemon thread of its own, with
-CLIENT_TIMEOUT seconds per socket operation, and at most MAX_CLIENTS at once
-(more are closed at accept): a slow or stuck client costs one idle thread,
-never the loop. Threads are born with every signal blocked, so the kernel
-never hands one of pidone's signals to them.
+    one thread ("pidone-http") sleeps in select() on the listener and on
+      every connection (no tick: while nobody connects, no wakeup);
+    each connection has ONE deadline: REQUEST_DEADLINE seconds from its
+      accept to send the whole request head (at most MAX_HEAD bytes), then
+      REPLY_DEADLINE seconds to take the reply; a byte now and then buys
+      nothing. At most MAX_CONNECTIONS are open: one more closes the oldest
+      still sending its head (the slowest), so new probes always get in;
+    `direct` paths (/healthz, /readyz) are answered by that thread at
+      once, never queued behind a scrape; an answer that must wait (for the
+      loop to turn) is polled, without blocking the other connections;
+    `pooled` paths (/metrics) go to WORKERS threads; at most MAX_SCRAPES
+      are under way at once (queued, being collected or being sent): one
+      more gets a 503 with Retry-After, never a reset;
+    a handler that raises is a logged 500 and the server serves on.
+
+Only the server thread touches sockets; the workers compute replies and
+hand them back through a pipe. Every thread is born with every signal
+blocked (system.start_thread). Memory is bounded: MAX_CONNECTIONS heads of
+MAX_HEAD bytes, MAX_SCRAPES replies.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import selectors
 import socket
-import threading
 import time
 import traceback
+from collections import deque
 from collections.abc import Callable
-from functools import partial
+from queue import SimpleQueue
 from urllib.parse import urlsplit
 
 from pidone import system
 
-CLIENT_TIMEOUT = 10.0  # seconds per socket operation of one HTTP client
-MAX_CLIENTS = 32  # connections served at once; more are closed at accept
+REQUEST_DEADLINE = 5.0  # seconds from accept to the end of the request head
+REPLY_DEADLINE = 10.0  # seconds for the client to take its reply
+LINGER = 1.0  # seconds to wait for the client's close after the reply
 MAX_HEAD = 8192  # bytes of request line and headers; more is a 431
+MAX_CONNECTIONS = 128  # open at once; one more closes the oldest still sending its head
+ACCEPT_BATCH = 32  # connections accepted per turn, after those already open are served
+WORKERS = 2  # threads answering pooled paths
+MAX_SCRAPES = 8  # pooled requests under way at once (queued, computed, sent); more: 503
+RETRY_AFTER = 1  # seconds, in the 503 of a pooled request beyond MAX_SCRAPES
+POLL_FIRST, POLL_MAX = 0.001, 0.02  # seconds between polls of an answer that waits
 
 REASONS = {
     200: "OK",
@@ -45,28 +68,45 @@ REASONS = {
 
 
 class Request:
-    __slots__ = ("headers", "method", "path")
+    __slots__ = ("headers", "method", "path", "query")
 
-    def __init__(self, method: str, path: str, headers: dict[str, str]) -> None:
+    def __init__(self, method: str, path: str, headers: dict[str, str], query: str = "") -> None:
         self.method = method
         self.path = path
+        self.query = query
         self.headers = headers  # names lower-cased
 
 
 class Response:
-    __slots__ = ("body", "content_type", "status")
+    __slots__ = ("body", "content_type", "headers", "status")
 
-    def __init__(self, status: int, body: bytes, content_type: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: tuple[tuple[str, str], ...] = (),
+    ) -> None:
         self.status = status
         self.body = body
         self.content_type = content_type
+        self.headers = headers  # more header lines: Content-Encoding, Retry-After
 
     @classmethod
-    def text(cls, status: int, text: str) -> Response:
-        return cls(status, (text + "\n").encode(), "text/plain; charset=utf-8")
+    def text(cls, status: int, text: str, headers: tuple[tuple[str, str], ...] = ()) -> Response:
+        return cls(status, (text + "\n").encode(), "text/plain; charset=utf-8", headers)
+
+
+class Later:
+    """An answer that is not known yet: the server calls poll() until it
+    returns the Response (it must, by its own deadline)."""
+
+    def poll(self) -> Response | None:
+        raise NotImplementedError
 
 
 Handler = Callable[[Request], Response]
+DirectHandler = Callable[[Request], "Response | Later"]
 
 
 class BadRequest(Exception):
@@ -93,16 +133,22 @@ def parse_head(head: bytes) -> Request:
         key = name.lower()
         value = value.strip()
         headers[key] = f"{headers[key]}, {value}" if key in headers else value
-    return Request(method, urlsplit(target).path, headers)
+    try:
+        parts = urlsplit(target)
+    except ValueError:
+        raise BadRequest(400, "malformed request target") from None
+    return Request(method, parts.path, headers, parts.query)
 
 
 def format_head(response: Response, server: str) -> bytes:
     reason = REASONS.get(response.status, "Unknown")
+    extra = "".join(f"{name}: {value}\r\n" for name, value in response.headers)
     return (
         f"HTTP/1.0 {response.status} {reason}\r\n"
         f"Server: {server}\r\n"
         f"Content-Type: {response.content_type}\r\n"
         f"Content-Length: {len(response.body)}\r\n"
+        f"{extra}"
         "Cache-Control: no-store\r\n"
         "Connection: close\r\n\r\n"
     ).encode("latin-1")
@@ -117,152 +163,344 @@ def parse_address(text: str) -> tuple[str, int]:
     return host or "0.0.0.0", int(port)
 
 
+# Where a connection is: its head arriving, its answer being computed (or
+# waited for), its reply going out, or its close awaited after the reply.
+HEAD, WAITING, POOLED, SENDING, LINGERING = "head", "waiting", "pooled", "sending", "lingering"
+
+
+class _Connection:
+    __slots__ = (
+        "accepted",
+        "closed",
+        "data",
+        "deadline",
+        "head_only",
+        "later",
+        "next_poll",
+        "out",
+        "pause",
+        "pooled",
+        "sock",
+        "state",
+    )
+
+    def __init__(self, sock: socket.socket, now: float) -> None:
+        self.sock = sock
+        self.accepted = now
+        self.deadline = now + REQUEST_DEADLINE
+        self.state = HEAD
+        self.head_only = False  # a HEAD request: the reply without its body
+        self.data = bytearray()
+        self.out = memoryview(b"")
+        self.later: Later | None = None
+        self.next_poll = 0.0
+        self.pause = POLL_FIRST
+        self.pooled = False  # holds one of the MAX_SCRAPES places
+        self.closed = False
+
+
 class HttpServer:
-    """Serve `handler` on ADDRESS ("HOST:PORT") until close(). Binding errors
-    raise OSError here, in the caller's thread; errors later are given to
-    `log` (one message, no newline) and never stop the server."""
+    """Serve ADDRESS ("HOST:PORT") until close(): `direct(request)` in the
+    server's thread for paths not in `pooled_paths`, `pooled(request)` in a
+    worker for those. Binding errors raise OSError here, in the caller's
+    thread; errors later are given to `log` (one message, no newline) and
+    never stop the server."""
 
     def __init__(
         self,
         address: str,
-        handler: Handler,
+        direct: DirectHandler,
         *,
         log: Callable[[str], None],
+        pooled: Handler | None = None,
+        pooled_paths: frozenset[str] = frozenset(),
         server_name: str = "pidone",
-        client_timeout: float = CLIENT_TIMEOUT,
-        max_clients: int = MAX_CLIENTS,
+        max_connections: int = MAX_CONNECTIONS,
+        workers: int = WORKERS,
+        max_scrapes: int = MAX_SCRAPES,
     ) -> None:
-        self.handler = handler
+        self.direct = direct
+        self.pooled = pooled
+        self.pooled_paths = pooled_paths if pooled is not None else frozenset()
         self.log = log
         self.server_name = server_name
-        self.client_timeout = client_timeout
-        self.max_clients = max_clients
+        self.max_connections = max_connections
+        self.max_scrapes = max(max_scrapes, workers)
         host, port = parse_address(address)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         try:
             self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             self._listener.bind((host, port))
-            self._listener.listen(64)
-            self._listener.setblocking(False)  # accept never blocks: see _serve
+            self._listener.listen(MAX_CONNECTIONS)
+            self._listener.setblocking(False)
         except BaseException:
             self._listener.close()
             raise
         self.port: int = self._listener.getsockname()[1]
-        self._active = 0
-        self._active_lock = threading.Lock()
+        self._connections: list[_Connection] = []  # in accept order
+        self._scrapes = 0  # connections holding a pooled place
+        self._jobs: SimpleQueue[tuple[_Connection, Request] | None] = SimpleQueue()
+        self._done: deque[tuple[_Connection, Response]] = deque()
         self._stop_read, self._stop_write = os.pipe2(os.O_CLOEXEC)
+        self._done_read, self._done_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ, "accept")
+        self._selector.register(self._stop_read, selectors.EVENT_READ, "stop")
+        self._selector.register(self._done_read, selectors.EVENT_READ, "done")
+        self.workers = [
+            system.start_thread(self._work, "pidone-http-worker")
+            for _ in range(workers if pooled is not None else 0)
+        ]
         self.thread = system.start_thread(self._serve, "pidone-http")
 
-    def _serve(self) -> None:
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._listener, selectors.EVENT_READ)
-            selector.register(self._stop_read, selectors.EVENT_READ)
-            while True:
-                try:
-                    events = selector.select()
-                    if any(key.fd == self._stop_read for key, _ in events):
-                        return
-                    self._accept()
-                except Exception:
-                    self.log(f"http: {_last_error()}")
-                    time.sleep(0.1)  # EMFILE and friends: do not spin
+    # -- the server thread --
 
-    def _accept(self) -> None:
-        for _ in range(self.max_clients):
+    def _serve(self) -> None:
+        while True:
             try:
-                conn, _peer = self._listener.accept()
+                events = self._selector.select(self._timeout())
+                accept = False
+                for key, mask in events:
+                    if key.data == "stop":
+                        self._close_all()
+                        return
+                    if key.data == "accept":
+                        accept = True
+                    elif key.data == "done":
+                        self._take_done()
+                    else:
+                        self._guarded(key.data, mask)
+                now = time.monotonic()
+                self._poll_waiting(now)
+                self._expire(now)
+                if accept:  # after those already open: they are served first
+                    self._accept(now)
+            except Exception:
+                self.log(f"http: {_last_error()}")
+                time.sleep(0.1)  # EMFILE and friends: do not spin
+
+    def _timeout(self) -> float | None:
+        if not self._connections:
+            return None  # nobody connected: sleep until someone does
+        soonest = min(c.next_poll if c.state == WAITING else c.deadline for c in self._connections)
+        return max(0.0, soonest - time.monotonic())
+
+    def _accept(self, now: float) -> None:
+        for _ in range(ACCEPT_BATCH):
+            try:
+                sock, _peer = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            with self._active_lock:
-                full = self._active >= self.max_clients
-                if not full:
-                    self._active += 1
-            if full:
-                conn.close()
-                continue
-            try:
-                system.start_thread(partial(self._client, conn), "pidone-http-client")
-            except BaseException:
-                self._done()
-                conn.close()
+            except OSError as exc:
+                if exc.errno in (errno.ECONNABORTED, errno.EPROTO):
+                    continue
                 raise
+            if len(self._connections) >= self.max_connections and not self._evict():
+                sock.close()
+                continue
+            sock.setblocking(False)
+            conn = _Connection(sock, now)
+            self._connections.append(conn)
+            self._selector.register(sock, selectors.EVENT_READ, conn)
 
-    def _done(self) -> None:
-        with self._active_lock:
-            self._active -= 1
+    def _evict(self) -> bool:
+        """Close the oldest connection still sending its head (or lingering)."""
+        for conn in self._connections:
+            if conn.state in (HEAD, LINGERING):
+                self._close(conn)
+                return True
+        return False
 
-    def _client(self, conn: socket.socket) -> None:
+    def _guarded(self, conn: _Connection, mask: int) -> None:
         try:
-            with conn:
-                conn.settimeout(self.client_timeout)
-                self._answer(conn)
+            if conn.state == HEAD:
+                self._read_head(conn)
+            elif conn.state == SENDING:
+                self._send(conn)
+            elif conn.state == LINGERING and not conn.sock.recv(65536):
+                self._close(conn)
         except OSError:
-            pass  # the client went away or timed out: nothing to tell it
+            self._close(conn)  # the client went away: nothing to tell it
         except Exception:
             self.log(f"http: error serving a client: {_last_error()}")
-        finally:
-            self._done()
+            self._close(conn)
 
-    def _answer(self, conn: socket.socket) -> None:
-        try:
-            request = parse_head(_read_head(conn))
-            if request.method not in ("GET", "HEAD"):
-                response = Response.text(405, f"method {request.method} not allowed: use GET")
-            else:
-                response = self._handle(request)
-        except BadRequest as exc:
-            conn.sendall(format_head(r := Response.text(exc.status, str(exc)), self.server_name))
-            conn.sendall(r.body)
-            _drain(conn)
+    def _read_head(self, conn: _Connection) -> None:
+        chunk = conn.sock.recv(4096)
+        if not chunk:
+            self._close(conn)  # closed before the end of its head: nobody to answer
             return
-        head = format_head(response, self.server_name)
-        conn.sendall(head if request.method == "HEAD" else head + response.body)
+        conn.data += chunk
+        end = conn.data.find(b"\r\n\r\n")
+        if 0 <= end <= MAX_HEAD:
+            head = bytes(conn.data[:end])
+            conn.data = bytearray()
+            self._selector.unregister(conn.sock)
+            self._dispatch(conn, head)
+        elif len(conn.data) > MAX_HEAD:
+            self._selector.unregister(conn.sock)
+            self._reply(conn, Response.text(431, f"request head longer than {MAX_HEAD} bytes"))
 
-    def _handle(self, request: Request) -> Response:
+    def _dispatch(self, conn: _Connection, head: bytes) -> None:
         try:
-            return self.handler(request)
+            request = parse_head(head)
+        except BadRequest as exc:
+            self._reply(conn, Response.text(exc.status, str(exc)))
+            return
+        conn.head_only = request.method == "HEAD"
+        if request.method not in ("GET", "HEAD"):
+            self._reply(conn, Response.text(405, f"method {request.method} not allowed: use GET"))
+        elif request.path in self.pooled_paths:
+            if self._scrapes >= self.max_scrapes:
+                busy = f"busy: {self._scrapes} scrapes under way; retry in {RETRY_AFTER} s"
+                self._reply(conn, Response.text(503, busy, (("Retry-After", str(RETRY_AFTER)),)))
+                return
+            self._scrapes += 1
+            conn.pooled = True
+            conn.state = POOLED
+            conn.deadline = time.monotonic() + REPLY_DEADLINE
+            self._jobs.put((conn, request))
+        else:
+            answer = self._call(self.direct, request)
+            if isinstance(answer, Later):
+                conn.state = WAITING
+                conn.later = answer
+                conn.next_poll = time.monotonic() + conn.pause
+            else:
+                self._reply(conn, answer)
+
+    def _call(self, handler: DirectHandler, request: Request) -> Response | Later:
+        try:
+            return handler(request)
         except Exception as exc:
             self.log(f"http: {request.path} failed: {_last_error()}")
             return Response.text(500, f"internal error: {exc}")
 
+    def _poll_waiting(self, now: float) -> None:
+        for conn in [c for c in self._connections if c.state == WAITING and c.next_poll <= now]:
+            assert conn.later is not None
+            try:
+                answer = conn.later.poll()
+            except Exception as exc:
+                self.log(f"http: an answer failed: {_last_error()}")
+                answer = Response.text(500, f"internal error: {exc}")
+            if answer is None:
+                conn.pause = min(conn.pause * 2, POLL_MAX)
+                conn.next_poll = now + conn.pause
+            else:
+                self._reply(conn, answer)
+
+    def _take_done(self) -> None:
+        try:
+            os.read(self._done_read, 4096)
+        except OSError:
+            pass
+        while self._done:
+            conn, response = self._done.popleft()
+            if conn.closed:  # its deadline passed while a worker had it
+                self._release(conn)
+            else:
+                self._reply(conn, response)
+
+    def _reply(self, conn: _Connection, response: Response) -> None:
+        try:
+            head = format_head(response, self.server_name)
+        except Exception as exc:  # a header a handler made that HTTP cannot carry
+            self.log(f"http: a reply failed: {_last_error()}")
+            response = Response.text(500, f"internal error: {exc}")
+            head = format_head(response, self.server_name)
+        conn.out = memoryview(head if conn.head_only else head + response.body)
+        conn.state = SENDING
+        conn.deadline = time.monotonic() + REPLY_DEADLINE
+        try:
+            self._send(conn, registered=False)
+        except OSError:
+            self._close(conn)
+
+    def _send(self, conn: _Connection, *, registered: bool = True) -> None:
+        sent = conn.sock.send(conn.out) if conn.out else 0
+        conn.out = conn.out[sent:]
+        if conn.out:
+            if not registered:
+                self._selector.register(conn.sock, selectors.EVENT_WRITE, conn)
+            return
+        # All sent. Closing with bytes unread (a body, a pipelined request)
+        # would reset the connection and the client could lose the reply:
+        # say we are done, and wait a little for the client to close.
+        if registered:
+            self._selector.unregister(conn.sock)
+        self._release(conn)
+        conn.sock.shutdown(socket.SHUT_WR)
+        conn.state = LINGERING
+        conn.deadline = min(conn.deadline, time.monotonic() + LINGER)
+        self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+
+    def _expire(self, now: float) -> None:
+        for conn in [c for c in self._connections if c.deadline <= now]:
+            if conn.state == HEAD:
+                self._selector.unregister(conn.sock)
+                why = f"request head not received within {REQUEST_DEADLINE:g} s"
+                self._reply(conn, Response.text(408, why))
+            else:  # a reply not computed or not taken in time, a client that stays
+                self._close(conn)
+
+    def _release(self, conn: _Connection) -> None:
+        if conn.pooled:
+            conn.pooled = False
+            self._scrapes -= 1
+
+    def _close(self, conn: _Connection) -> None:
+        if conn.closed:
+            return
+        conn.closed = True
+        if conn.state != POOLED:  # else the worker's place is given back when it is done
+            self._release(conn)
+        if conn.state in (HEAD, SENDING, LINGERING):
+            try:
+                self._selector.unregister(conn.sock)
+            except (KeyError, ValueError):
+                pass
+        conn.sock.close()
+        conn.out = memoryview(b"")
+        conn.data = bytearray()
+        self._connections.remove(conn)
+
+    def _close_all(self) -> None:
+        for conn in list(self._connections):
+            self._close(conn)
+
+    # -- the workers --
+
+    def _work(self) -> None:
+        assert self.pooled is not None
+        while (job := self._jobs.get()) is not None:
+            conn, request = job
+            try:
+                response = self.pooled(request)
+            except Exception as exc:
+                self.log(f"http: {request.path} failed: {_last_error()}")
+                response = Response.text(500, f"internal error: {exc}")
+            self._done.append((conn, response))
+            try:
+                os.write(self._done_write, b"x")
+            except OSError:
+                pass  # full: the server thread has a wake-up pending anyway
+
     def close(self) -> None:
+        for _ in self.workers:
+            self._jobs.put(None)
         try:
             os.write(self._stop_write, b"x")
         except OSError:
             pass
         self.thread.join(timeout=5.0)
+        for worker in self.workers:
+            worker.join(timeout=5.0)
+        self._selector.close()
         self._listener.close()
-        os.close(self._stop_read)
-        os.close(self._stop_write)
-
-
-def _read_head(conn: socket.socket) -> bytes:
-    data = b""
-    while True:
-        end = data.find(b"\r\n\r\n")
-        if 0 <= end <= MAX_HEAD:
-            return data[:end]
-        if len(data) > MAX_HEAD:
-            raise BadRequest(431, f"request head longer than {MAX_HEAD} bytes")
-        try:
-            chunk = conn.recv(4096)
-        except TimeoutError:
-            raise BadRequest(408, "request head not received in time") from None
-        if not chunk:
-            raise BadRequest(400, "connection closed before the end of the request head")
-        data += chunk
-
-
-def _drain(conn: socket.socket) -> None:
-    """After an error reply to a request not read to its end: closing with
-    unread bytes would reset the connection, and the client might lose the
-    reply. Read (a bounded amount, for a bounded time) until it closes."""
-    conn.shutdown(socket.SHUT_WR)
-    conn.settimeout(1.0)
-    for _ in range(64):
-        if not conn.recv(65536):
-            return
+        for fd in (self._stop_read, self._stop_write, self._done_read, self._done_write):
+            os.close(fd)
 
 
 def _last_error() -> str:

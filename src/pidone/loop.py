@@ -38,7 +38,7 @@ from pidone.states import AT_REST, HAS_PID, ProcessState
 from pidone.values import MAX_SECONDS
 
 if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
-    from pidone.metrics import MetricsServer, Waker
+    from pidone.metrics import MetricsServer
 from pidone.supervisor import (
     Action,
     CancelProbe,
@@ -119,7 +119,6 @@ class Loop:
         self.waiters: list[_Waiter] = []
         self.control: control.ControlServer | None = None
         self.metrics: MetricsServer | None = None
-        self.waker: Waker | None = None
         self.side_log = SideLog(system.wake_loop)  # for the metrics server's threads
         self.heartbeat = clock()
         self.published: Snapshot | None = None  # what the metrics thread reads
@@ -196,15 +195,14 @@ class Loop:
             self._log_side(f"control socket {path} disabled: {exc}")
         if settings.metrics:
             try:
-                from pidone.metrics import MetricsServer, Waker
+                from pidone.metrics import MetricsServer
 
-                self.waker = Waker(self.selector)
                 self.metrics = MetricsServer(
                     settings.metrics,
                     snapshot=lambda: self.published,
                     heartbeat=lambda: self.heartbeat,
                     counters=self.counters,
-                    wake=self.waker.wake,
+                    wake=system.wake_loop,
                     log=self.side_log.put,
                 )
                 self.relay.event("pidone", f"metrics on http://{settings.metrics}/metrics")
@@ -217,7 +215,6 @@ class Loop:
         self.waiters.clear()
         for close in (
             self.metrics.close if self.metrics else None,
-            self.waker.close if self.waker else None,
             self.control.close if self.control else None,
         ):
             if close is not None:

@@ -1,37 +1,42 @@
 """Prometheus metrics and health endpoints, served off the loop's thread.
 
     server = MetricsServer("0.0.0.0:9100", snapshot=..., heartbeat=..., counters=...,
-                           wake=waker.wake)
-    GET /metrics   Prometheus text format (or OpenMetrics if the Accept header asks)
+                           wake=system.wake_loop, log=...)
+    GET /metrics   prometheus-client's WSGI app: the text format 0.0.4, or
+                   OpenMetrics when the Accept header asks; gzip when the
+                   client accepts it (Prometheus does)
     GET /healthz   200 "ok": the event loop turns; 503 otherwise
     GET /readyz    200 "ready": every process with a `ready` check is ready and
                    pidone is not shutting down; 503 with the reason otherwise
 
 The loop thread never serves anything: it publishes immutable Snapshots,
-bumps PidoneCounters and stamps a heartbeat; an HttpServer (httpserve.py)
-in its own daemon threads reads them. Everything is collected at scrape time
-(no polling while idle), and scrapes are serialized, so a burst of scrapers
-cannot multiply the /proc work. The exposition (exposition.py), the
-process-tree numbers (proctree.py) and the HTTP server are pidone's own, not
-prometheus-client's, psutil's and http.server's: together those cost PID 1
-about 9 MiB of resident memory (bench/RESULTS.md, issue 8).
+bumps PidoneCounters and stamps a heartbeat; the HttpServer (httpserve.py:
+why not the library's own server, and its limits) reads them from its own
+threads. Everything is collected at scrape time, never polled, and the
+collector serializes scrapes, so a burst of scrapers cannot multiply the
+/proc work. The data model, the exposition and pidone's own process_*,
+python_* series are prometheus-client's (its ProcessCollector,
+PlatformCollector and GCCollector); the process trees are read with psutil.
+This module is imported only when metrics are on: both libraries cost
+resident memory (bench/RESULTS.md lists each import).
 
 Health. The loop sleeps until something happens, so "it turned recently"
 alone would fail an idle, healthy pidone. /healthz therefore asks: did the
-loop turn within the last FRESH seconds? If not, it wakes the loop (a byte
-on a Waker pipe the loop selects on) and waits up to `health_wait` for the
-heartbeat to move past the moment of the wake-up. A loop stuck in a callback
+loop turn within the last FRESH seconds? If not, it wakes the loop
+(system.wake_loop, the one way a side thread makes the loop turn) and
+waits up to `health_wait` for the heartbeat to move past the moment of the
+wake-up (HealthCheck: the server
+polls it without blocking its other clients). A loop stuck in a callback
 or a blocking call fails; an idle one answers within microseconds. The wait
 (0.8 s) stays under Kubernetes' default 1 s probe timeout.
 
 Wiring, in the loop's thread:
 
     counters = PidoneCounters()          # the loop bumps it: zombies_reaped += 1, ...
-    waker = Waker(selector)              # its fd carries its own callback, like any other
-    server = MetricsServer(addr, lambda: latest, lambda: beat, counters, wake=waker.wake)
+    server = MetricsServer(addr, lambda: latest, lambda: beat, counters, wake=system.wake_loop)
     each turn: beat = clock() after select() returns; latest = core.snapshot()
                after feeding events (a plain attribute: readers see one or the other)
-    at exit:   server.close(), then waker.close()
+    at exit:   server.close()
 
 A scrape is Python work in another thread: it takes the GIL from the loop
 for at most the interpreter's switch interval (5 ms) at a time, so the loop
@@ -55,38 +60,42 @@ Metrics (label `process` = the process name):
     pidone_signals_forwarded_total{signal},
     pidone_shutting_down, pidone_build_info{version}
     pidone_scrape_errors_total, pidone_last_scrape_error, pidone_scrape_duration_seconds
-    process_*, python_info, python_gc_*    pidone itself, under the names
-                                           prometheus-client's collectors use
+    process_*, python_info, python_gc_*    pidone itself: prometheus-client's collectors
 
 The tree of a process is its main pid and every descendant, found afresh at
-each scrape (TreeSampler). Its CPU includes the CPU of descendants it has
-already waited for (the kernel's cutime/cstime), so the counter does not
-drop when a worker exits; it resets when the process restarts. RSS is
-summed per process, so pages shared between a master and its forked workers
-count once per process (PSS would need smaps: far too slow at scrape time).
+each scrape (TreeSampler: the kernel's child lists, psutil's numbers). Its
+CPU includes the CPU of descendants it has already waited for (psutil's
+children_user/children_system), so the counter does not drop when a worker
+exits; it resets when the process restarts. RSS is summed per process, so
+pages shared between a master and its forked workers count once per
+process (PSS would need smaps: far too slow at scrape time).
 """
 
 from __future__ import annotations
 
-import gc
 import os
-import resource
-import selectors
-import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
 
-from pidone import __version__
+import psutil
+from prometheus_client import (
+    GCCollector,
+    PlatformCollector,
+    ProcessCollector,
+    make_wsgi_app,
+)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import CollectorRegistry
+
+from pidone import __version__, system
 from pidone.control import not_ready, signal_name
 from pidone.counters import PidoneCounters as PidoneCounters  # re-exported for callers
-from pidone.exposition import Family, render
-from pidone.httpserve import HttpServer, Request, Response
+from pidone.httpserve import HttpServer, Later, Request, Response
 from pidone.httpserve import parse_address as parse_address  # re-exported for callers
-from pidone.proctree import Sampler, TreeSampler, count_fds, read_stat, start_time
-from pidone.proctree import TreeUsage as TreeUsage  # re-exported for callers
-from pidone.proctree import sample_trees as sample_trees  # re-exported for callers
 from pidone.states import HAS_PID, ProcessState
 from pidone.supervisor import Snapshot
 
@@ -95,20 +104,101 @@ FRESH = 1.0  # a loop that turned this recently is healthy without a wake-up
 HEALTH_WAIT = 0.8  # seconds /healthz waits for the loop to turn after a wake-up
 
 
-def counter(name: str, help: str, labels: tuple[str, ...] = ()) -> Family:
-    return Family(name, "counter", help, labels)
+def counter(name: str, help: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
+    """A counter family; `name` without _total (its samples are NAME_total)."""
+    return CounterMetricFamily(name, help, labels=labels)
 
 
-def gauge(name: str, help: str, labels: tuple[str, ...] = ()) -> Family:
-    return Family(name, "gauge", help, labels)
+def gauge(name: str, help: str, labels: tuple[str, ...] = ()) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help, labels=labels)
+
+
+# --- process trees, by psutil at scrape time ----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TreeUsage:
+    processes: int
+    cpu_seconds: float  # user + system, waited-for children's included
+    resident_bytes: int  # summed per process
+    open_fds: int
+
+
+Sampler = Callable[[Collection[int]], dict[int, TreeUsage]]
+
+
+class TreeSampler:
+    """Callable: {root pid: TreeUsage of its tree} for the roots that still
+    exist. Descendants come from the kernel's child lists (system.children_of:
+    the work is proportional to the trees, not to every process on the
+    host); without them (a kernel without CONFIG_PROC_CHILDREN), from one
+    pass over every process's parent per scrape (psutil's children() makes
+    that pass once per tree: seconds for 200 trees). The numbers of each
+    process are psutil's. Not thread-safe: the collector serializes scrapes."""
+
+    def __init__(self, *, use_kernel_children: bool | None = None) -> None:
+        if use_kernel_children is None:
+            use_kernel_children = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+        self._kernel_children = use_kernel_children
+
+    def __call__(self, roots: Collection[int]) -> dict[int, TreeUsage]:
+        children = system.children_of if self._kernel_children else _parent_scan()
+        usage: dict[int, TreeUsage] = {}
+        for root in roots:
+            count, cpu, rss, fds = 0, 0.0, 0, 0
+            for pid in _tree(root, children):
+                try:
+                    process = psutil.Process(pid)
+                    with process.oneshot():
+                        times = process.cpu_times()
+                        resident = process.memory_info().rss
+                        try:
+                            open_fds = process.num_fds()
+                        except (psutil.AccessDenied, psutil.ZombieProcess):
+                            open_fds = 0  # a zombie has none; another user's: not ours to see
+                except psutil.NoSuchProcess:
+                    continue  # exited since we listed it
+                count += 1
+                cpu += times.user + times.system + times.children_user + times.children_system
+                rss += resident
+                fds += open_fds
+            if count:
+                usage[root] = TreeUsage(count, cpu, rss, fds)
+        return usage
+
+
+def _tree(root: int, children: Callable[[int], list[int]]) -> list[int]:
+    """root and its descendants, breadth first."""
+    tree = [root]
+    seen = {root}
+    for pid in tree:  # grows while we walk it
+        for child in children(pid):
+            if child not in seen:
+                seen.add(child)
+                tree.append(child)
+    return tree
+
+
+def _parent_scan() -> Callable[[int], list[int]]:
+    """Children of every process, from one pass over their parents."""
+    children: dict[int, list[int]] = {}
+    for pid in psutil.pids():
+        try:
+            parent = psutil.Process(pid).ppid()
+        except psutil.Error:
+            continue  # gone meanwhile
+        if parent != pid:
+            children.setdefault(parent, []).append(pid)
+    return lambda pid: children.get(pid, [])
 
 
 # --- the collector -----------------------------------------------------------------------
 
 
 class PidoneCollector:
-    """pidone's own metrics, built from the latest snapshot at scrape time.
-    collect() never raises: a failing part is logged, counted and left out."""
+    """pidone's own metrics, built from the latest snapshot at scrape time
+    (a prometheus-client collector). collect() never raises: a failing part
+    is logged, counted and left out."""
 
     def __init__(
         self,
@@ -120,7 +210,6 @@ class PidoneCollector:
         wall: Callable[[], float] = time.time,
         version: str = __version__,
         log: Callable[[str], None] | None = None,
-        self_metrics: bool = False,
     ) -> None:
         self._snapshot = snapshot
         self._counters = counters
@@ -129,16 +218,15 @@ class PidoneCollector:
         self._wall = wall
         self._version = version
         self._log = log or _log_to_stderr
-        self._self_metrics = self_metrics
         self._lock = threading.Lock()
         self.errors = 0  # parts of scrapes that failed, since start
         self._failed = False  # in the scrape under way
 
-    def collect(self) -> list[Family]:
+    def collect(self) -> Iterator[Metric]:
         with self._lock:
             started = time.perf_counter()
             self._failed = False
-            out = self._part("pidone counters", self._pidone_metrics)
+            out = self._part("pidone counters", lambda: self._pidone_metrics(self._counters))
             snap: Snapshot | None = None
             try:
                 snap = self._snapshot()
@@ -148,23 +236,34 @@ class PidoneCollector:
                 taken = snap
                 out += self._part("process states", lambda: self._state_metrics(taken))
                 out += self._part("process trees", lambda: self._tree_metrics(taken))
-            if self._self_metrics:
-                out += self._part("pidone's own process", self_process_metrics)
-                out += self._part("the interpreter", interpreter_metrics)
-            errors = counter(
-                "pidone_scrape_errors", "Parts of a scrape that failed (logged on stderr)."
-            )
-            errors.add((), self.errors)
-            last = gauge(
-                "pidone_last_scrape_error", "1 if a part of this scrape failed and is missing."
-            )
-            last.add((), 1 if self._failed else 0)
-            took = gauge("pidone_scrape_duration_seconds", "Time collecting pidone's own metrics.")
-            took.add((), time.perf_counter() - started)
-            out += [errors, last, took]
-        return out
+            out += self._scrape_metrics(time.perf_counter() - started)
+        return iter(out)
 
-    def _part(self, what: str, build: Callable[[], list[Family]]) -> list[Family]:
+    def describe(self) -> Iterator[Metric]:
+        """The families collect() yields, for the registry (`?name[]=` filters
+        by them): built from nothing live (no counters, snapshot or process)."""
+        empty = Snapshot((), shutting_down=False)
+        yield from [
+            *self._pidone_metrics(PidoneCounters()),
+            *self._state_metrics(empty),
+            *self._tree_metrics(empty),
+            *self._scrape_metrics(0.0),
+        ]
+
+    def _scrape_metrics(self, took: float) -> list[Metric]:
+        errors = counter(
+            "pidone_scrape_errors", "Parts of a scrape that failed (logged on stderr)."
+        )
+        errors.add_metric((), self.errors)
+        last = gauge(
+            "pidone_last_scrape_error", "1 if a part of this scrape failed and is missing."
+        )
+        last.add_metric((), 1 if self._failed else 0)
+        duration = gauge("pidone_scrape_duration_seconds", "Time collecting pidone's own metrics.")
+        duration.add_metric((), took)
+        return [errors, last, duration]
+
+    def _part(self, what: str, build: Callable[[], list[Metric]]) -> list[Metric]:
         """The metrics `build` makes, or none (logged and counted) if it fails."""
         try:
             return build()
@@ -181,23 +280,22 @@ class PidoneCollector:
         except Exception:
             pass
 
-    def _pidone_metrics(self) -> list[Family]:
-        c = self._counters
+    def _pidone_metrics(self, c: PidoneCounters) -> list[Metric]:
         reaped = counter("pidone_zombies_reaped", "Children reaped by pidone.")
-        reaped.add((), c.zombies_reaped)
+        reaped.add_metric((), c.zombies_reaped)
         received = counter("pidone_signals_received", "Signals pidone received.", ("signal",))
         for signum, n in sorted(c.signals_received.copy().items()):
-            received.add((signal_name(signum),), n)
+            received.add_metric((signal_name(signum),), n)
         forwarded = counter(
             "pidone_signals_forwarded", "Signals pidone sent on to processes.", ("signal",)
         )
         for signum, n in sorted(c.signals_forwarded.copy().items()):
-            forwarded.add((signal_name(signum),), n)
+            forwarded.add_metric((signal_name(signum),), n)
         info = gauge("pidone_build_info", "pidone's version.", ("version",))
-        info.add((self._version,), 1)
+        info.add_metric((self._version,), 1)
         return [reaped, received, forwarded, info]
 
-    def _state_metrics(self, snap: Snapshot) -> list[Family]:
+    def _state_metrics(self, snap: Snapshot) -> list[Metric]:
         to_wall = self._wall() - self._monotonic()  # monotonic -> unix time
         label = ("process",)
         up = gauge("pidone_process_up", "1 while the process has a pid.", label)
@@ -224,26 +322,26 @@ class PidoneCollector:
         )
         for p in snap.processes:
             running = p.state in HAS_PID
-            up.add((p.name,), 1 if running else 0)
-            ready.add((p.name,), 1 if p.ready else 0)
+            up.add_metric((p.name,), 1 if running else 0)
+            ready.add_metric((p.name,), 1 if p.ready else 0)
             for s in ProcessState:
-                state.add((p.name, s.value), 1 if s is p.state else 0)
+                state.add_metric((p.name, s.value), 1 if s is p.state else 0)
             for reason in sorted({*RESTART_REASONS, *p.restarts_by_reason}):
-                restarts.add((p.name, reason), p.restarts_by_reason.get(reason, 0))
+                restarts.add_metric((p.name, reason), p.restarts_by_reason.get(reason, 0))
             for status, n in sorted(p.exits_by_status.items()):
-                exits.add((p.name, str(status)), n)
+                exits.add_metric((p.name, str(status)), n)
             if running and p.started_at is not None:
-                start_time.add((p.name,), p.started_at + to_wall)
+                start_time.add_metric((p.name,), p.started_at + to_wall)
             if p.last_exit is not None:
-                last_status.add((p.name,), p.last_exit.status)
-                exit_time.add((p.name,), p.last_exit.at + to_wall)
+                last_status.add_metric((p.name,), p.last_exit.status)
+                exit_time.add_metric((p.name,), p.last_exit.at + to_wall)
         shutting = gauge("pidone_shutting_down", "1 once pidone is shutting down.")
-        shutting.add((), 1 if snap.shutting_down else 0)
+        shutting.add_metric((), 1 if snap.shutting_down else 0)
         return [up, ready, state, restarts, exits, last_status, start_time, exit_time, shutting]
 
-    def _tree_metrics(self, snap: Snapshot) -> list[Family]:
+    def _tree_metrics(self, snap: Snapshot) -> list[Metric]:
         roots = {p.name: p.pid for p in snap.processes if p.pid is not None and p.state in HAS_PID}
-        usage = self._sample(set(roots.values()))
+        usage = self._sample(set(roots.values())) if roots else {}
         label = ("process",)
         cpu = counter(
             "pidone_process_cpu_seconds",
@@ -265,126 +363,82 @@ class PidoneCollector:
             u = usage.get(pid)
             if u is None:
                 continue  # exited since the snapshot
-            cpu.add((name,), u.cpu_seconds)
-            rss.add((name,), u.resident_bytes)
-            fds.add((name,), u.open_fds)
-            count.add((name,), u.processes)
+            cpu.add_metric((name,), u.cpu_seconds)
+            rss.add_metric((name,), u.resident_bytes)
+            fds.add_metric((name,), u.open_fds)
+            count.add_metric((name,), u.processes)
         return [cpu, rss, fds, count]
 
 
-# --- pidone's own process, under the names prometheus-client gives them ----------------
-
-
-def self_process_metrics() -> list[Family]:
-    stat = read_stat("self")
-    if stat is None:
-        raise OSError("/proc/self/stat unreadable")
-    cpu = counter("process_cpu_seconds", "Total user and system CPU time spent in seconds.")
-    cpu.add((), stat.cpu_seconds)
-    vms = gauge("process_virtual_memory_bytes", "Virtual memory size in bytes.")
-    vms.add((), stat.vsize)
-    rss = gauge("process_resident_memory_bytes", "Resident memory size in bytes.")
-    rss.add((), stat.resident_bytes)
-    start = gauge(
-        "process_start_time_seconds", "Start time of the process since unix epoch in seconds."
-    )
-    start.add((), start_time(stat))
-    fds = gauge("process_open_fds", "Number of open file descriptors.")
-    fds.add((), count_fds("self"))
-    max_fds = gauge("process_max_fds", "Maximum number of open file descriptors.")
-    max_fds.add((), resource.getrlimit(resource.RLIMIT_NOFILE)[0])
-    return [cpu, vms, rss, start, fds, max_fds]
-
-
-def interpreter_metrics() -> list[Family]:
-    info = gauge(
-        "python_info",
-        "Python platform information",
-        ("implementation", "major", "minor", "patchlevel", "version"),
-    )
-    major, minor, patch = (str(n) for n in sys.version_info[:3])
-    implementation = {"cpython": "CPython", "pypy": "PyPy"}.get(
-        sys.implementation.name, sys.implementation.name
-    )
-    info.add((implementation, major, minor, patch, f"{major}.{minor}.{patch}"), 1)
-    generation = ("generation",)
-    collected = counter("python_gc_objects_collected", "Objects collected during gc", generation)
-    uncollectable = counter(
-        "python_gc_objects_uncollectable", "Uncollectable objects found during GC", generation
-    )
-    collections = counter(
-        "python_gc_collections", "Number of times this generation was collected", generation
-    )
-    for gen, stats in enumerate(gc.get_stats()):
-        collected.add((str(gen),), stats["collected"])
-        uncollectable.add((str(gen),), stats["uncollectable"])
-        collections.add((str(gen),), stats["collections"])
-    return [info, collected, uncollectable, collections]
+def registry_of(collector: PidoneCollector) -> CollectorRegistry:
+    """pidone's metrics and, for pidone itself, prometheus-client's own
+    process, platform and GC collectors (not the library's global REGISTRY:
+    what it holds is up to whatever else imports the library)."""
+    # auto_describe: the library's collectors, which have no describe(), are
+    # collected once here to learn their names (for `?name[]=`).
+    registry = CollectorRegistry(auto_describe=True)
+    registry.register(collector)
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 # --- health --------------------------------------------------------------------------------
 
 
-class Waker:
-    """A pipe in the loop's selector, so that another thread can make the
-    loop turn (for /healthz). wake() is thread-safe; close it after the
-    MetricsServer that calls it."""
+class HealthCheck:
+    """One /healthz question (see the module docstring). `verdict` is
+    (healthy, why) at once when the heartbeat is fresh (or there is no
+    waker); otherwise the loop has been woken and poll() gives the verdict
+    once the loop has turned, or once `wait` seconds have passed."""
 
-    def __init__(self, selector: selectors.BaseSelector) -> None:
-        self._selector = selector
-        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        selector.register(self._read, selectors.EVENT_READ, self._drain)
+    def __init__(
+        self,
+        heartbeat: Callable[[], float],
+        wake: Callable[[], None] | None,
+        *,
+        fresh: float = FRESH,
+        wait: float = HEALTH_WAIT,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._heartbeat = heartbeat
+        self._clock = clock
+        self._wait = wait
+        self.asked = clock()
+        self._last = heartbeat()
+        self.verdict: tuple[bool, str] | None = None
+        if self.asked - self._last <= fresh:
+            self.verdict = (True, "ok")
+        elif wake is None:
+            idle = self.asked - self._last
+            self.verdict = (False, f"the event loop last turned {idle:.1f} s ago")
+        else:
+            wake()
 
-    def wake(self) -> None:
-        try:
-            os.write(self._write, b"\0")
-        except OSError:
-            pass  # full: a wake-up is pending anyway
-
-    def _drain(self, mask: int) -> None:
-        try:
-            os.read(self._read, 4096)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        try:
-            self._selector.unregister(self._read)
-        except (KeyError, ValueError):
-            pass
-        os.close(self._read)
-        os.close(self._write)
+    def poll(self) -> tuple[bool, str] | None:
+        if self.verdict is None:
+            if self._heartbeat() >= self.asked:
+                self.verdict = (True, "ok")
+            elif (now := self._clock()) >= self.asked + self._wait:
+                self.verdict = (
+                    False,
+                    f"the event loop did not turn within {self._wait:g} s of a wake-up"
+                    f" (last turn {now - self._last:.1f} s ago)",
+                )
+        return self.verdict
 
 
-def check_health(
-    heartbeat: Callable[[], float],
-    wake: Callable[[], None] | None,
-    *,
-    fresh: float = FRESH,
-    wait: float = HEALTH_WAIT,
-    clock: Callable[[], float] = time.monotonic,
-) -> tuple[bool, str]:
-    """(healthy, why) for /healthz; see the module docstring."""
-    asked = clock()
-    last = heartbeat()
-    if asked - last <= fresh:
-        return True, "ok"
-    if wake is None:
-        return False, f"the event loop last turned {asked - last:.1f} s ago"
-    wake()
-    deadline = asked + wait
-    pause = 0.001
-    while True:
-        if heartbeat() >= asked:
-            return True, "ok"
-        now = clock()
-        if now >= deadline:
-            return False, (
-                f"the event loop did not turn within {wait:g} s of a wake-up"
-                f" (last turn {now - last:.1f} s ago)"
-            )
-        time.sleep(min(pause, deadline - now))
-        pause = min(pause * 2, 0.02)
+class _HealthAnswer(Later):
+    def __init__(self, check: HealthCheck) -> None:
+        self.check = check
+
+    def poll(self) -> Response | None:
+        verdict = self.check.poll()
+        if verdict is None:
+            return None
+        healthy, why = verdict
+        return Response.text(200 if healthy else 503, why)
 
 
 def check_ready(snap: Snapshot | None) -> tuple[bool, str]:
@@ -403,14 +457,15 @@ def check_ready(snap: Snapshot | None) -> tuple[bool, str]:
 
 
 class MetricsServer:
-    """/metrics, /healthz and /readyz on ADDRESS, from daemon threads.
+    """/metrics, /healthz and /readyz on ADDRESS, from threads of its own.
 
     `snapshot()` returns the latest published Snapshot (or None before the
     first); `heartbeat()` the time.monotonic() the loop stamped after its
-    last return from select(); `wake()` makes the loop turn (Waker.wake);
+    last return from select(); `wake()` makes the loop turn (system.wake_loop);
     without it /healthz fails once the loop has slept longer than FRESH.
-    `log(message)` gets one message (no newline; default: stderr). Binding
-    errors raise OSError here, in the caller's thread.
+    `log(message)` gets one message (no newline; default: stderr): the
+    server's only way to log, from any of its threads. Binding errors raise
+    OSError here, in the caller's thread.
     """
 
     def __init__(
@@ -430,22 +485,27 @@ class MetricsServer:
         self.wake = wake
         self.health_wait = health_wait
         self.log = log or _log_to_stderr
-        self.collector = PidoneCollector(
-            snapshot, counters, sample=sample, log=self.log, self_metrics=True
-        )
+        self.collector = PidoneCollector(snapshot, counters, sample=sample, log=self.log)
+        self.registry = registry_of(self.collector)
+        self._app = make_wsgi_app(self.registry)
         self._http = HttpServer(
-            address, self.answer, log=self.log, server_name=f"pidone/{__version__}"
+            address,
+            self.answer,
+            pooled=self.scrape,
+            pooled_paths=frozenset({"/metrics"}),
+            log=self.log,
+            server_name=f"pidone/{__version__}",
         )
         self.port = self._http.port
-        self._thread = self._http.thread  # the accepting thread
+        self._thread = self._http.thread  # the serving thread
 
-    def answer(self, request: Request) -> Response:
-        if request.path == "/metrics":
-            body, content_type = render(self.collector.collect(), request.headers.get("accept", ""))
-            return Response(200, body, content_type)
+    def answer(self, request: Request) -> Response | Later:
+        """/healthz, /readyz and the rest, in the server's thread: never
+        queued behind a scrape."""
         if request.path == "/healthz":
-            healthy, why = check_health(self.heartbeat, self.wake, wait=self.health_wait)
-            return Response.text(200 if healthy else 503, why)
+            check = HealthCheck(self.heartbeat, self.wake, wait=self.health_wait)
+            answer = _HealthAnswer(check)
+            return answer.poll() or answer
         if request.path == "/readyz":
             ready, why = check_ready(self.snapshot())
             return Response.text(200 if ready else 503, why)
@@ -453,8 +513,46 @@ class MetricsServer:
             return Response.text(200, "pidone: /metrics /healthz /readyz")
         return Response.text(404, "not found: /metrics /healthz /readyz")
 
+    def scrape(self, request: Request) -> Response:
+        """/metrics, in a worker: prometheus-client's WSGI app, which picks
+        the format from Accept and gzips when Accept-Encoding allows."""
+        environ = {
+            "REQUEST_METHOD": "GET",  # a HEAD gets the same head, without the body
+            "PATH_INFO": request.path,
+            "QUERY_STRING": request.query,
+            "SERVER_PROTOCOL": "HTTP/1.0",
+            "wsgi.url_scheme": "http",
+        }
+        for header in ("accept", "accept-encoding"):
+            if header in request.headers:
+                environ["HTTP_" + header.upper().replace("-", "_")] = request.headers[header]
+        started: list[Any] = []
+
+        def start_response(status: str, headers: list[tuple[str, str]], *_: Any) -> None:
+            started[:] = [status, headers]
+
+        body = b"".join(_chunks(self._app(environ, start_response)))
+        status, headers = started
+        content_type = "text/plain; charset=utf-8"
+        extra = []
+        for name, value in headers:
+            if name.lower() == "content-type":
+                content_type = value
+            elif name.lower() != "content-length":
+                extra.append((name, value))
+        return Response(int(status.split(" ", 1)[0]), body, content_type, tuple(extra))
+
     def close(self) -> None:
         self._http.close()
+
+
+def _chunks(output: Iterable[bytes]) -> Iterator[bytes]:
+    try:
+        yield from output
+    finally:
+        close = getattr(output, "close", None)
+        if close is not None:
+            close()
 
 
 def _log_to_stderr(message: str) -> None:

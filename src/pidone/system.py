@@ -330,13 +330,23 @@ def pid_max() -> int:
         return PID_MAX_LIMIT
 
 
+def _parent_and_start(pid: int) -> tuple[int, int] | None:
+    """(ppid, start time in clock ticks after boot) from /proc/PID/stat; None
+    once the process is gone. The fields are counted after the last ")", as
+    the command name in parentheses may hold spaces and parentheses itself."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read(4096).rpartition(b")")[2].split()
+        return int(fields[1]), int(fields[19])  # stat(5): fields 4 and 22
+    except (OSError, ValueError, IndexError):
+        return None  # gone (or reaped between open and read)
+
+
 def start_ticks(pid: int) -> int | None:
     """When pid started (clock ticks after boot): with the pid, it names one
     process for good, whatever pid reuse does. None once it is gone."""
-    from pidone import proctree  # only `pidone run` follows pids
-
-    stat = proctree.read_stat(pid)
-    return None if stat is None else stat.start_ticks
+    stat = _parent_and_start(pid)
+    return None if stat is None else stat[1]
 
 
 def executable(pid: int) -> tuple[int, int] | None:
@@ -417,14 +427,13 @@ def unfollowable(pid: int, launcher: Launcher, taken: Iterable[int] = ()) -> str
         return None  # the program wrote its own pid and stayed in the foreground
     if alive and pid in descendants(launcher.pid):
         return _owned_by(pid, launcher.uid)
-    from pidone import proctree
-
-    stat = proctree.read_stat(pid)
+    stat = _parent_and_start(pid)
     if stat is None:
         return f"pid {pid} {NOT_RUNNING}"
-    if stat.ppid != os.getpid():
+    ppid, started = stat
+    if ppid != os.getpid():
         return f"pid {pid} is neither a descendant of pid {launcher.pid} nor pidone's child"
-    if launcher.started is None or stat.start_ticks < launcher.started:
+    if launcher.started is None or started < launcher.started:
         return f"pid {pid} started before pid {launcher.pid}, its launcher"
     try:
         in_group = os.getpgid(pid) == launcher.pid

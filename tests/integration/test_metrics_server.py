@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import http.client
 import os
 import selectors
@@ -16,8 +17,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pidone.metrics import MetricsServer, PidoneCounters, Waker
-from pidone.proctree import TreeSampler, sample_trees
+from pidone.metrics import MetricsServer, PidoneCounters, TreeSampler
 from pidone.states import ProcessState
 from pidone.supervisor import ProcessStatus, Snapshot
 
@@ -115,7 +115,7 @@ def test_metrics_parse_and_carry_pidone_and_process_series(
     assert m["pidone_process_open_fds", web] >= 3
     assert m["pidone_process_cpu_seconds_total", web] >= 0.0
     assert m["pidone_last_scrape_error", ()] == 0.0
-    # pidone's own process_* and python_* series, under prometheus-client's names
+    # pidone's own process_* and python_* series: prometheus-client's collectors
     assert m["process_resident_memory_bytes", ()] > 1 * MiB
     assert m["process_open_fds", ()] > 0
     assert ("process_cpu_seconds_total", ()) in m
@@ -129,6 +129,29 @@ def test_openmetrics_on_request(server: MetricsServer) -> None:
     assert code == 200
     assert ctype.startswith("application/openmetrics-text")
     assert body.endswith("# EOF\n")
+
+
+def test_gzip_head_and_name_filter_are_the_librarys(server: MetricsServer) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request(
+            "GET", "/metrics?name[]=pidone_build_info", headers={"Accept-Encoding": "gzip"}
+        )
+        reply = conn.getresponse()
+        body = gzip.decompress(reply.read()).decode()
+    finally:
+        conn.close()
+    assert reply.getheader("Content-Encoding") == "gzip"
+    assert [f.name for f in text_string_to_metric_families(body)] == ["pidone_build_info"]
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("HEAD", "/metrics?name[]=pidone_build_info")
+        head = conn.getresponse()
+        assert head.read() == b""
+    finally:
+        conn.close()
+    assert head.status == 200
+    assert head.getheader("Content-Length") == str(len(body))
 
 
 WORKER_TREE = """
@@ -163,12 +186,12 @@ def test_memory_of_a_forked_worker_counts_for_its_process(
         assert m["pidone_process_resident_memory_bytes", celery] > 50 * MiB
         assert m["pidone_process_open_fds", celery] >= 6  # stdio and the pipe, twice
         # Both ways of finding descendants agree: the kernel's child lists,
-        # and the pass over every /proc/PID/stat (kernels without them).
+        # and psutil's children() (kernels without them).
         for kernel_children in (True, False):
             tree = TreeSampler(use_kernel_children=kernel_children)([master.pid])[master.pid]
             assert tree.processes == 2
             assert tree.resident_bytes > 50 * MiB
-        assert sample_trees([master.pid, 999_999_999]).keys() == {master.pid}
+        assert TreeSampler()([master.pid, 999_999_999]).keys() == {master.pid}
     finally:
         os.killpg(master.pid, 9)
         master.wait()
@@ -178,17 +201,51 @@ def test_scrapes_are_collected_at_scrape_time_and_the_thread_sleeps_between(
     server: MetricsServer,
 ) -> None:
     def switches() -> int:
-        tid = server._thread.native_id
-        text = Path(f"/proc/self/task/{tid}/status").read_text()
-        return int(text.split("voluntary_ctxt_switches:")[1].split()[0])
+        """Of the server's thread and its workers."""
+        total = 0
+        for thread in [server._thread, *server._http.workers]:
+            text = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
+            total += int(text.split("voluntary_ctxt_switches:")[1].split()[0])
+        return total
 
     scrape(server.port)
+    time.sleep(0.2)  # the server sees the client's close, and closes its end
     before = switches()
     time.sleep(1.5)  # serve_forever() would have polled three times by now
     assert switches() == before
 
 
 # --- /healthz ------------------------------------------------------------------------------
+
+
+class Waker:
+    """The stand-in loop's wake-up: a pipe in its selector (pidone's loop is
+    woken by system.wake_loop, a signal its signalfd reads)."""
+
+    def __init__(self, selector: selectors.BaseSelector) -> None:
+        self._selector = selector
+        self._read, self._write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        selector.register(self._read, selectors.EVENT_READ, self._drain)
+
+    def wake(self) -> None:
+        try:
+            os.write(self._write, b"\0")
+        except OSError:
+            pass  # full: a wake-up is pending anyway
+
+    def _drain(self, mask: int) -> None:
+        try:
+            os.read(self._read, 4096)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        try:
+            self._selector.unregister(self._read)
+        except (KeyError, ValueError):
+            pass
+        os.close(self._read)
+        os.close(self._write)
 
 
 class LoopThread:

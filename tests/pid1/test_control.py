@@ -4,6 +4,7 @@ hurt, and metrics read back with prometheus-client's own parser."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
@@ -15,6 +16,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.helpers.load import UnixLoad
@@ -346,5 +350,34 @@ def test_the_same_through_a_real_prometheus(shared: Path) -> None:
         assert ctl(stack, "wait-ready", "--timeout", "20").returncode == 0
         with Prometheus(shared / "prometheus", target=f"127.0.0.1:{port}") as prom:
             series = prom.wait_for_query("pidone_process_up == 1", count=2)
+            # Prometheus asks for gzip (and OpenMetrics): its scrapes succeeded,
+            # with the library's own collectors' series among them
+            up = prom.wait_for_query('up{job="pidone"} == 1', count=1)
+            gc = prom.wait_for_query("python_gc_collections_total", count=3)
         assert sorted(s["metric"]["process"] for s in series) == ["a", "b"]
         assert re.match(r"127\.0\.0\.1:\d+", series[0]["metric"]["instance"])
+        assert len(up) == 1
+        assert sorted(s["metric"]["generation"] for s in gc) == ["0", "1", "2"]
+        # What pidone sends a client that accepts gzip, as Prometheus does
+        asked = urllib.request.Request(
+            f"http://127.0.0.1:{port}/metrics",
+            headers={"Accept-Encoding": "gzip", "Accept": PROMETHEUS_ACCEPT},
+        )
+        with urllib.request.urlopen(asked, timeout=10) as r:
+            encoding, ctype, body = (
+                r.headers["Content-Encoding"],
+                r.headers["Content-Type"],
+                r.read(),
+            )
+        assert encoding == "gzip"
+        assert ctype.startswith("application/openmetrics-text; version=1.0.0")
+        text = gzip.decompress(body).decode()
+        families = {f.name for f in parse_openmetrics(text)}  # type: ignore[no-untyped-call]
+        assert {"pidone_process_up", "pidone_zombies_reaped", "process_cpu_seconds"} <= families
+
+
+# What Prometheus 2.x sends (scrape.go's acceptHeader with OpenMetrics on).
+PROMETHEUS_ACCEPT = (
+    "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+    "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
+)

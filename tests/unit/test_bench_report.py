@@ -252,7 +252,7 @@ def test_targets_table() -> None:
 
 def test_targets_table_of_a_run_that_measured_nothing() -> None:
     lines = report.targets_table(judge(Results())).splitlines()
-    assert len(lines) == 2 + 9
+    assert len(lines) == 2 + 10
     assert lines[2] == (
         "| 0 wakeups/s while idle, both modes, every round | **n/a** "
         "| no Init wakeups while idle for pidone |"
@@ -292,12 +292,28 @@ def test_results_markdown_sections() -> None:
     assert f"## Targets\n\n{report.targets_table(VERDICTS)}\n\n## Results (medians)" in text
     restart_section = (
         f"### Restart after kill -9\n\n{Restart().describe(SETTINGS)}\n\n"
-        f"{report.summary_table(Restart(), data)}\n\n## Profiles of the misses"
+        f"{report.summary_table(Restart(), data)}\n\n## What each import costs\n\n"
+        "Not traced in this run (it comes with the memory measurement, without --no-profile)."
+        "\n\n## Profiles of the misses"
     )
     assert restart_section in text
     assert "## Profiles of the misses\n\nNo target missed: no profile needed.\n" in text
     assert f"## Details: min / median / max\n\n{report.details_table([Restart()], data)}" in text
     assert text.endswith("## Problems during the run\n\nNone.\n")
+
+
+def test_results_markdown_lists_what_each_import_costs() -> None:
+    text = report.results_markdown(
+        measurements=[Restart()],
+        results=restarts(),
+        verdicts=VERDICTS,
+        settings=SETTINGS,
+        machine=[],
+        tools=[],
+        command="make bench",
+        imports=[("`pidone run`", "| where | modules | RSS (KiB) |")],
+    )
+    assert "## What each import costs\n\n### `pidone run`\n\n| where |" in text
 
 
 def test_results_markdown_profiles_and_problems() -> None:

@@ -17,7 +17,16 @@ from pidbench.targets import RUN, RUN_METRICS, SINGLE, Verdict, judge
 Values = dict[tuple[Metric, str], list[float]]
 Words = dict[tuple[Metric, str], list[str]]
 
-KEYS = ["wakeups", "rss_metrics", "rss_single", "storm", "restart", "signals", "shutdown"]
+KEYS = [
+    "wakeups",
+    "rss_run",
+    "rss_metrics",
+    "rss_single",
+    "storm",
+    "restart",
+    "signals",
+    "shutdown",
+]
 KEYS += ["logs", "scrape"]
 
 
@@ -28,7 +37,9 @@ def _measurement(metric: Metric) -> Measurement:
 def passing() -> Values:
     """One round of everything the targets read, every target passed."""
     values: Values = {
+        (memory.RSS, RUN): [17.0],
         (memory.RSS, RUN_METRICS): [17.5],
+        (memory.RSS, "supervisord"): [20.0],
         (memory.RSS, SINGLE): [10.0],
         (memory.RSS, memory.BASELINE): [10.0],
         (orphans.CLEAR, "tini"): [100.0],
@@ -94,7 +105,8 @@ def test_the_details_give_the_numbers() -> None:
         "wakeups": "pidone median 0.00/s, worst round 0.00/s; "
         "pidone run median 0.00/s, worst round 0.00/s; "
         "pidone run +metrics median 0.00/s, worst round 0.00/s",
-        "rss_metrics": "pidone run +metrics 17.50 MiB (3 children)",
+        "rss_run": "pidone run 17.00 MiB (3 children)",
+        "rss_metrics": "pidone run +metrics 17.50 MiB = 0.88x supervisord (20.00 MiB, 3 children)",
         "rss_single": "pidone 10.00 MiB = 1.00x the bare interpreter (10.00 MiB)",
         "storm": "pidone 120.0 ms = 1.20x, 0 leaked; pidone run 140.0 ms = 1.40x, 0 leaked "
         "(tini 100.0 ms)",
@@ -124,18 +136,37 @@ def test_wakeups_in_one_round_miss_though_the_median_is_zero(subject: str) -> No
     assert f"{subject} median 0.00/s, worst round 0.05/s" in found.detail
 
 
-# --- RSS <= 18 MiB with metrics ---------------------------------------------
+# --- pidone run: RSS <= 18 MiB without metrics; with metrics <= 1.5x supervisord's ---
 
 
 @pytest.mark.parametrize(("mib", "passed"), [(17.99, True), (18.0, True), (18.01, False)])
-def test_rss_with_metrics_at_18_mib(mib: float, passed: bool) -> None:
-    found = verdict("rss_metrics", with_value(memory.RSS, RUN_METRICS, mib))
+def test_rss_of_pidone_run_at_18_mib(mib: float, passed: bool) -> None:
+    found = verdict("rss_run", with_value(memory.RSS, RUN, mib))
     assert found.passed is passed
-    assert found.detail == f"pidone run +metrics {mib:.2f} MiB (3 children)"
+    assert found.detail == f"pidone run {mib:.2f} MiB (3 children)"
+
+
+@pytest.mark.parametrize(("mib", "passed"), [(29.99, True), (30.0, True), (30.01, False)])
+def test_rss_with_metrics_at_1_5x_of_supervisord(mib: float, passed: bool) -> None:
+    found = verdict("rss_metrics", with_value(memory.RSS, RUN_METRICS, mib))  # supervisord: 20
+    assert found.passed is passed
+    assert found.detail == (
+        f"pidone run +metrics {mib:.2f} MiB = {mib / 20:.2f}x supervisord (20.00 MiB, 3 children)"
+    )
+
+
+def test_rss_with_metrics_follows_supervisord_in_the_same_run() -> None:
+    values = with_value(memory.RSS, RUN_METRICS, 25.0)
+    values[(memory.RSS, "supervisord")] = [16.0]
+    assert verdict("rss_metrics", values).passed is False
+    del values[(memory.RSS, "supervisord")]
+    found = verdict("rss_metrics", values)
+    assert found.passed is None  # no reference: not judged
+    assert found.detail == "no Init RSS for supervisord"
 
 
 def test_rss_with_metrics_is_the_median_over_rounds() -> None:
-    found = verdict("rss_metrics", with_value(memory.RSS, RUN_METRICS, 17.9, 19.0, 17.8))
+    found = verdict("rss_metrics", with_value(memory.RSS, RUN_METRICS, 29.9, 31.0, 29.8))
     assert found.passed is True  # one round over, the median under
 
 
@@ -145,7 +176,7 @@ def test_rss_at_scale_is_shown_but_not_judged() -> None:
     found = verdict("rss_metrics", values)
     assert found.passed is True
     assert found.detail == (
-        "pidone run +metrics 17.00 MiB (3 children); "
+        "pidone run +metrics 17.00 MiB = 0.85x supervisord (20.00 MiB, 3 children); "
         "with 200 processes and metrics: 27.1 MiB (not judged)"
     )
 
@@ -336,6 +367,7 @@ def test_nothing_measured_is_n_a_for_every_target_with_what_is_missing() -> None
     assert all(v.passed is None for v in verdicts)
     assert {v.key: v.detail for v in verdicts} == {
         "wakeups": "no Init wakeups while idle for pidone",
+        "rss_run": "no Init RSS for pidone run",
         "rss_metrics": "no Init RSS for pidone run +metrics",
         "rss_single": "no Init RSS for pidone",
         "storm": "no Storm start to no zombie left for tini",

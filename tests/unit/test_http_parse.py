@@ -12,7 +12,7 @@ def test_a_request_head_with_headers() -> None:
         b"GET /metrics?name[]=x HTTP/1.1\r\nHost: pod:9100\r\n"
         b"Accept: application/openmetrics-text\r\naccept: text/plain;q=0.5\r\nX-Empty:"
     )
-    assert (r.method, r.path) == ("GET", "/metrics")
+    assert (r.method, r.path, r.query) == ("GET", "/metrics", "name[]=x")
     assert r.headers == {
         "host": "pod:9100",
         "accept": "application/openmetrics-text, text/plain;q=0.5",  # repeated: joined
@@ -50,3 +50,9 @@ def test_the_reply_head_closes_the_connection_and_forbids_caching() -> None:
         "Cache-Control: no-store\r\n"
         "Connection: close\r\n\r\n"
     )
+
+
+def test_a_busy_reply_says_when_to_retry() -> None:
+    busy = Response.text(503, "busy", (("Retry-After", "1"),))
+    head = format_head(busy, "pidone/1.2").decode()
+    assert "\r\nContent-Length: 5\r\nRetry-After: 1\r\nCache-Control: no-store\r\n" in head

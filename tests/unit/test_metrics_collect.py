@@ -1,6 +1,6 @@
-"""The metrics collector over hand-built snapshots, rendered by pidone's
-exposition and read back with prometheus-client's own parser: exact values,
-no processes, no HTTP."""
+"""The metrics collector over hand-built snapshots, rendered by
+prometheus-client in both formats and read back with its own parsers: exact
+values, no processes, no HTTP."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import signal
 from collections.abc import Collection
 
 import pytest
+from prometheus_client.exposition import generate_latest
+from prometheus_client.openmetrics.exposition import generate_latest as generate_openmetrics
+from prometheus_client.openmetrics.parser import (
+    text_string_to_metric_families as parse_openmetrics,
+)
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
 
-from pidone.exposition import render_text
 from pidone.metrics import (
+    HealthCheck,
     PidoneCollector,
     PidoneCounters,
     TreeUsage,
-    check_health,
     check_ready,
     parse_address,
 )
@@ -85,8 +90,15 @@ def make(
     )
 
 
+def registry(collector: PidoneCollector) -> CollectorRegistry:
+    r = CollectorRegistry(auto_describe=False)
+    r.register(collector)
+    return r
+
+
 def scrape(collector: PidoneCollector) -> Samples:
-    text = render_text(collector.collect()).decode()
+    """The text format 0.0.4, parsed back; OpenMetrics of the same scrape too."""
+    text = generate_latest(registry(collector)).decode()
     samples: Samples = {}
     for family in text_string_to_metric_families(text):
         for s in family.samples:
@@ -94,6 +106,16 @@ def scrape(collector: PidoneCollector) -> Samples:
             assert key not in samples, f"duplicate series {key}"
             samples[key] = s.value
     return samples
+
+
+def scrape_openmetrics(collector: PidoneCollector) -> Samples:
+    text = generate_openmetrics(registry(collector)).decode()  # type: ignore[no-untyped-call]
+    assert text.endswith("# EOF\n")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in parse_openmetrics(text)  # type: ignore[no-untyped-call]
+        for s in family.samples
+    }
 
 
 def series(samples: Samples, name: str) -> dict[tuple[tuple[str, str], ...], float]:
@@ -191,6 +213,39 @@ def test_exits_by_status_last_exit_and_times_in_unix_seconds() -> None:
     assert value(m, "pidone_process_last_exit_status", process="web") == 137.0
     assert ("pidone_process_last_exit_status", (("process", "down"),)) not in m
     assert value(m, "pidone_shutting_down") == 1.0
+
+
+def test_both_formats_carry_the_same_series_and_values_are_written_as_before() -> None:
+    snap = Snapshot(
+        (
+            proc(
+                "web",
+                S.READY,
+                pid=7,
+                started_at=990.0,
+                restarts_by_reason={"crash": 2},
+                exits_by_status={137: 2},
+                last_exit=ExitInfo(137, 9, 975.5, planned=False),
+            ),
+            proc("job", S.EXITED, last_exit=ExitInfo(0, 0, 950.0, planned=False)),
+        ),
+        shutting_down=False,
+    )
+    counters = PidoneCounters()
+    counters.zombies_reaped = 1234567
+    collector = make(snap, counters)
+    text = scrape(collector)
+    openmetrics = scrape_openmetrics(collector)
+    duration = ("pidone_scrape_duration_seconds", ())
+    del text[duration], openmetrics[duration]
+    assert text == openmetrics
+    assert len(text) == 37  # 2 counters, 16 states, 6 restarts, ... (no tree: no sampler)
+    # dashboards and scripts grep for these lines: as pidone wrote them before
+    body = generate_latest(registry(collector)).decode().splitlines()
+    assert 'pidone_process_up{process="web"} 1.0' in body
+    assert "pidone_zombies_reaped_total 1.234567e+06" in body
+    assert 'pidone_process_exits_total{process="web",status="137"} 2.0' in body
+    assert "# TYPE pidone_process_restarts_total counter" in body
 
 
 # --- process trees ----------------------------------------------------------------------
@@ -330,37 +385,38 @@ class Clock:
 def test_health_fresh_heartbeat_needs_no_wakeup() -> None:
     clock = Clock()
     woken: list[int] = []
-    assert check_health(lambda: 99.5, lambda: woken.append(1), clock=clock) == (True, "ok")
+    check = HealthCheck(lambda: 99.5, lambda: woken.append(1), clock=clock)
+    assert check.verdict == (True, "ok")
     assert woken == []
 
 
 def test_health_wakes_an_idle_loop_and_waits_for_its_turn() -> None:
     clock = Clock()
     beat = [10.0]  # idle for 90 s
-
-    def wake() -> None:
-        beat[0] = clock.now + 0.001  # the loop turns right after the wake-up
-
-    assert check_health(lambda: beat[0], wake, clock=clock) == (True, "ok")
+    check = HealthCheck(lambda: beat[0], lambda: None, clock=clock)
+    assert check.verdict is None and check.poll() is None  # woken, not turned yet
+    beat[0] = clock.now + 0.001  # the loop turns right after the wake-up
+    assert check.poll() == (True, "ok")
 
 
 def test_health_fails_when_the_loop_does_not_turn_after_a_wakeup() -> None:
     clock = Clock()
     woken: list[int] = []
-
-    def wake() -> None:
-        woken.append(1)
-        clock.now += 5.0  # time passes; the loop never turns
-
-    healthy, why = check_health(lambda: 10.0, wake, clock=clock, wait=0.8)
-    assert not healthy and woken == [1]
-    assert why == "the event loop did not turn within 0.8 s of a wake-up (last turn 95.0 s ago)"
+    check = HealthCheck(lambda: 10.0, lambda: woken.append(1), clock=clock, wait=0.8)
+    clock.now += 0.5
+    assert check.poll() is None
+    clock.now += 4.5  # time passes; the loop never turns
+    assert woken == [1]
+    assert check.poll() == (
+        False,
+        "the event loop did not turn within 0.8 s of a wake-up (last turn 95.0 s ago)",
+    )
 
 
 def test_health_without_a_waker_judges_by_the_heartbeat_alone() -> None:
     clock = Clock()
-    assert check_health(lambda: 99.8, None, clock=clock) == (True, "ok")
-    assert check_health(lambda: 40.0, None, clock=clock) == (
+    assert HealthCheck(lambda: 99.8, None, clock=clock).verdict == (True, "ok")
+    assert HealthCheck(lambda: 40.0, None, clock=clock).poll() == (
         False,
         "the event loop last turned 60.0 s ago",
     )
