@@ -20,9 +20,12 @@ from tests.helpers.running import PIDONE, PYTHON, Init, wait_for
 from tests.helpers.stack import free_port
 from tests.helpers.users import APP, EXTRA, ensure_users
 
-# urlsplit() raises on this target: the HTTP server logs "error serving a
-# client" for each such request.
-LOGGING_REQUEST = b"GET http://[ HTTP/1.0\r\n\r\n"
+# prometheus-client raises TypeError on this Accept header: the server's
+# workers log "/metrics failed: TypeError" for each such scrape they take
+# (those beyond the scrape limit get a 503 instead).
+LOGGING_REQUEST = (
+    b"GET /metrics HTTP/1.0\r\nAccept: application/openmetrics-text; version=x\r\n\r\n"
+)
 
 
 class Run:
@@ -108,7 +111,7 @@ command = "yes loud"
         for client in clients:
             client.join()
         answers.append(healthz(port))
-        wait_for(lambda: "error serving a client" in run.stderr(), what="the logging")
+        wait_for(lambda: "/metrics failed: TypeError" in run.stderr(), what="the logging")
         err = run.stderr()
     assert answers and set(answers) == {200}, answers
     assert "Traceback" not in err and "internal error" not in err, err[-2000:]
