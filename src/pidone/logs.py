@@ -346,26 +346,13 @@ class LogRelay:
         if room > 0 and not output.paused:
             self._read_available(source, room)
         if boundary:
-            output.dropped_leftovers += self._discard(source)
+            output.dropped_leftovers += self._read_available(source, _DISCARD_LIMIT, keep=False)
         self._emit(source, source.framer.flush())
 
-    def _discard(self, source: _Source) -> int:
-        """Read and throw away what the pipe holds (bounded: a grandchild may write on)."""
-        total = 0
-        while not source.eof and total < _DISCARD_LIMIT:
-            try:
-                data = os.read(source.read_fd, READ_SIZE)
-            except (BlockingIOError, InterruptedError):
-                break
-            except OSError:  # pragma: no cover
-                break
-            if not data:
-                break
-            total += len(data)
-        return total
-
-    def _read_available(self, source: _Source, limit: int) -> int:
-        """Read without blocking until the pipe is empty (or `limit` bytes)."""
+    def _read_available(self, source: _Source, limit: int, *, keep: bool = True) -> int:
+        """Read without blocking until the pipe is empty (or `limit` bytes);
+        relay it, or with keep=False throw it away (a dead instance's words
+        that do not fit)."""
         total = 0
         while not source.eof and total < limit:
             try:
@@ -379,7 +366,8 @@ class LogRelay:
                 self._end_source(source)
                 break
             total += len(data)
-            self._emit(source, source.framer.feed(data))
+            if keep:
+                self._emit(source, source.framer.feed(data))
         return total
 
     def _end_source(self, source: _Source) -> None:
