@@ -329,12 +329,14 @@ class Loop:
                 tree = self.trees.setdefault(name, {})
                 for child in system.descendants(pid):
                     tree.setdefault(child, system.start_ticks(child))
-            case KillLeftovers(name):
+            case KillLeftovers(name, group):
                 # Still the same processes (start time) that were its
                 # descendants when its stop began: nothing of it is left.
                 for child, started in self.trees.pop(name, {}).items():
                     if started is not None and system.start_ticks(child) == started:
                         system.send_signal(child, signal.SIGKILL)
+                if group is not None:
+                    system.kill_group(group, signal.SIGKILL)
             case WatchSocket(name, sock):
                 self.socket_watch[name, sock] = self.clock()
             case Log(name, message, error):

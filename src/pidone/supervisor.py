@@ -185,10 +185,13 @@ class Collect:
 
 @dataclass(frozen=True)
 class KillLeftovers:
-    """NAME's stopped instance is reaped: SIGKILL what Collect remembered and
-    is still the same process (a session of its own escapes the group kill)."""
+    """NAME's instance is reaped: SIGKILL what Collect remembered and is
+    still the same process (a session of its own escapes the group kill),
+    and with `group` (an instance that died unplanned, its main pid the
+    leader pidone made) whatever is left in that process group."""
 
     name: str
+    group: int | None = None
 
 
 @dataclass(frozen=True)
@@ -462,6 +465,7 @@ class Supervisor:
 
     def _on_main_exit(self, p: _Proc, status: int, signum: int, out: list[Action]) -> None:
         planned = p.state is S.STOPPING
+        main = p.pid
         p.move(Event.EXITED)
         p.pid = None
         p.stop_deadline = None
@@ -484,6 +488,12 @@ class Supervisor:
             if p.restart_pending:
                 p.restart_pending = False
             return
+        if main is not None and not p.spec.pidfile:
+            # Its group outlives a crash (celery's pool, uwsgi's workers): end
+            # it, as systemd does, before any new instance. Only a group
+            # pidone made, whose leader was reaped just now: a daemon's is
+            # not known to be its own.
+            out.append(KillLeftovers(p.name, group=main))
         out.append(Log(p.name, f"exited with {how}", error=status != 0))
         if p.spec.control and not self.shutting_down:
             out.append(Log("pidone", f"control process {p.name} exited: stopping everything"))

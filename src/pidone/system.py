@@ -276,6 +276,19 @@ def send_signal(pid: int, signum: int, *, group: bool = False) -> bool:
     return True
 
 
+def kill_group(pgid: int, signum: int) -> bool:
+    """Signal process group `pgid` only, never a process by that pid (its
+    leader may be reaped and the number reused); False if the group is
+    empty. Never pidone's own group or a pgid <= 1."""
+    if pgid <= 1 or pgid in (os.getpid(), os.getpgid(0)):
+        return False
+    try:
+        os.killpg(pgid, signum)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 # --- pids from outside: a pidfile a supervised program writes --------------------
 
 PIDFILE_MAX = 64  # bytes: a pid and some whitespace; anything longer is not a pidfile

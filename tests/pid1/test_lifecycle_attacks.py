@@ -190,6 +190,27 @@ command = "setsid sleep 4242 & exec {stack.svc("a")}"
         assert stack.init.wait() == 0
 
 
+def test_what_a_crashed_instance_left_in_its_group_does_not_outlive_it(
+    mode: str, tmp_path: Path
+) -> None:
+    with Stack(mode, tmp_path) as stack:
+        stack.start(f"""
+[process.a]
+command = "sleep 4243 & exec {stack.svc("a")}"
+""")
+        stack.wait_for("a listening")
+        wait_for(lambda: len(_sleepers(stack.init.pid, "4243")) == 1, what="its child")
+        for n in range(3):
+            os.kill(stack.host_pid("a"), signal.SIGKILL)
+            wait_for(lambda n=n: stack.count("a listening") == n + 2, what="the new instance")
+        # each crash took its group along: one instance, one child
+        wait_for(lambda: len(_sleepers(stack.init.pid, "4243")) == 1, what="no leftovers")
+        crashes = re.findall(r"^a\s+\| exited with signal SIGKILL$", stack.stderr_so_far(), re.M)
+        assert len(crashes) == 3
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
+
+
 def test_a_symlink_at_a_listen_false_socket_path_is_warned_about_once(
     mode: str, shared: Path
 ) -> None:

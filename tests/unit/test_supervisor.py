@@ -246,7 +246,8 @@ def test_a_restart_at_once_is_spawned_before_its_exit_is_logged(tmp_path: Path) 
     sim.do(Boot())
     old = sim.pid("a")
     actions = sim.core.handle(Reaped(old, killed(KILL)), sim.now)
-    assert actions[0] == Spawn("a")
+    # what is left of its group goes first: no new instance beside the old one's
+    assert actions[:2] == [KillLeftovers("a", group=old), Spawn("a")]
     assert logs(actions) == ["a: exited with signal SIGKILL", "a: restarting in 0 s"]
 
 
@@ -256,7 +257,7 @@ def test_a_process_killed_by_a_real_time_signal_is_restarted(tmp_path: Path) -> 
     sim.do(Boot())
     old = sim.pid("a")
     actions = sim.core.handle(Reaped(old, killed(signal.SIGRTMIN + 6)), sim.now)
-    assert actions[0] == Spawn("a")
+    assert actions[1] == Spawn("a")  # after KillLeftovers of its group
     assert logs(actions)[0] == "a: exited with signal SIGRTMIN+6"
     assert sim.core.snapshot().processes[0].exits_by_status == {128 + signal.SIGRTMIN + 6: 1}
 
@@ -777,3 +778,23 @@ def test_a_pidfile_process_is_not_ready_before_its_pid_is_known(tmp_path: Path) 
     out = sim.do(PidfileRead("d", 77))
     assert sim.state("d") is S.READY
     assert logs(out) == ["d: following pid 77 from /run/d.pid", "d: ready"]
+
+
+def test_a_crashed_instances_group_is_killed_but_a_daemons_unknown_group_is_not(
+    tmp_path: Path,
+) -> None:
+    toml = (
+        '[process.a]\ncommand = "a"\nrestart = "never"\n'
+        '[process.d]\ncommand = "d"\npidfile = "/run/d.pid"\n'
+    )
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    old = sim.pid("a")
+    out = sim.core.handle(Reaped(old, killed(KILL)), sim.now)
+    assert KillLeftovers("a", group=old) in out  # even when it is not restarted
+    launcher = sim.core.procs["d"].launcher_pid
+    assert launcher is not None
+    sim.core.handle(Reaped(launcher, exited(0)), sim.now)  # daemonized
+    sim.core.handle(PidfileRead("d", 4242), sim.now)
+    out = sim.core.handle(Reaped(4242, killed(KILL)), sim.now)
+    assert [a for a in out if isinstance(a, KillLeftovers)] == []
