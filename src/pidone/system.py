@@ -259,11 +259,7 @@ def send_signal(pid: int, signum: int, *, group: bool = False) -> bool:
         return False
     reached = False
     if group:
-        try:
-            os.killpg(pid, signum)
-            reached = True
-        except ProcessLookupError:
-            pass
+        reached = kill_group(pid, signum)
         try:
             if os.getpgid(pid) == pid:
                 return True  # the killpg reached it
@@ -431,8 +427,9 @@ def unfollowable(pid: int, launcher: Launcher, taken: Iterable[int] = ()) -> str
         return "pid 1 is the init of the PID namespace"
     if pid == os.getpid():
         return f"pid {pid} is pidone itself"
-    if not 2 <= pid <= pid_max():
-        return f"pid {pid} is out of range (2..{pid_max()})"
+    highest = pid_max()
+    if not 2 <= pid <= highest:
+        return f"pid {pid} is out of range (2..{highest})"
     if pid in taken:
         return f"pid {pid} belongs to another supervised process"
     alive = launcher.started is not None and start_ticks(launcher.pid) == launcher.started
