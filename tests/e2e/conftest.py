@@ -62,5 +62,6 @@ def webapp(installed: None) -> Iterator[Webapp]:
     finally:
         stack.kill()
         # pytest shows this only for a failed test
-        print(f"--- the stack's last lines ---\n{stack.tail(150)}")
+        print(f"--- what the stack said, request logs left out ---\n{stack.events(150)}")
+        print(f"--- the stack's last lines ---\n{stack.tail(40)}")
         shutil.rmtree(state, ignore_errors=True)

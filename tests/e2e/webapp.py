@@ -34,6 +34,7 @@ RUNNER = WEBAPP_DIR / "run.py"
 INSTALL = WEBAPP_DIR / "install.sh"
 CLIENT = Path(__file__).resolve().parent / "client.py"
 APP = "http://127.0.0.1:8080"
+REQUEST_LOG = re.compile(r"\[pid: \d+\|app: ")  # uwsgi's line per request
 PROGRAMS = {"redis": "redis-server", "web": "uwsgi", "worker": "celery"}
 _LINE = re.compile(r"^(\S+)\s*\| ?(.*)$")
 
@@ -136,6 +137,13 @@ class Webapp:
     def tail(self, n: int = 80) -> str:
         with self._cond:
             return "\n".join(f"{ln.name:6} | {ln.text}" for ln in self._lines[-n:])
+
+    def events(self, n: int = 150) -> str:
+        """The last N lines that are not uwsgi's per-request log: what the
+        stack said about itself (nginx's errors, pidone's and uwsgi's own)."""
+        with self._cond:
+            kept = [ln for ln in self._lines if not REQUEST_LOG.match(ln.text)]
+        return "\n".join(f"{ln.name:6} | {ln.text}" for ln in kept[-n:])
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         self.wait_for("runner", r"^ready in ", timeout=timeout)
