@@ -106,7 +106,10 @@ def test_nginx_conf_is_one_file() -> None:
     [cm] = [d for d in manifest() if d["kind"] == "ConfigMap"]
     text = (K8S / "nginx.conf").read_text()
     assert cm["data"]["nginx.conf"] == text
-    assert f"uwsgi_pass unix:{pidone_toml()['socket']['app']['path']};" in text
+    socket = pidone_toml()["socket"]["app"]["path"]
+    assert "uwsgi_pass uwsgi_app;" in text
+    assert f"server unix:{socket} max_fails=0;" in text
+    assert f"server unix:{socket} max_fails=0 backup;" in text
     volumes = {v["name"]: v for v in pod_spec()["volumes"]}
     mounts = {m["name"]: m["mountPath"] for m in containers()["nginx"]["volumeMounts"]}
     [conf] = [n for n, v in volumes.items() if v.get("configMap", {}).get("name")]
