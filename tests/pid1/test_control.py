@@ -215,21 +215,21 @@ def test_ctl_restart_web_under_load_fails_no_request(shared: Path) -> None:
     sock = shared / "run" / "app.sock"
     with Stack("pid1", shared) as stack:
         start_uwsgi(stack, sock)
-        with UnixLoad(str(sock)) as load:
+        # uwsgi's part: a worker told to stop gracefully exits at once when
+        # not in a request, which races an accept() that just returned
+        # (gracefully_kill in uwsgi's core): now and then one connection is
+        # reset before any answer. The client makes such a request again, as
+        # the example's nginx does (README: "uwsgi's own graceful reload").
+        with UnixLoad(str(sock), retry_reset=True) as load:
             load.wait_for_ok(200)
             for _ in range(3):
                 result = ctl(stack, "restart", "web")
                 assert (result.returncode, result.stdout) == (0, "web: ready\n"), result.stderr
                 load.wait_for_ok(100)
-        print(f"ctl restart web x3 under load: {dict(load.results)}")
+        print(f"ctl restart web x3 under load: {dict(load.results)}, {load.retried} retried")
         # pidone's part: the socket is always there and always accepts, so no
-        # request is refused or misses the socket. uwsgi's part: a worker told
-        # to stop gracefully exits at once when not in a request, which races
-        # an accept() that just returned (gracefully_kill in uwsgi's core): now
-        # and then (about 1 run in 10 here) one connection is reset.
-        failed = {k: n for k, n in load.results.items() if k != "ok"}
-        assert set(failed) <= {"error: Connection reset by peer"}, load.results
-        assert sum(failed.values()) <= 1, load.results
+        # request is refused, misses the socket or fails twice.
+        assert set(load.results) == {"ok"}, load.results
 
 
 def test_ctl_reload_web_reloads_uwsgi_in_place_under_load(shared: Path) -> None:
@@ -237,18 +237,17 @@ def test_ctl_reload_web_reloads_uwsgi_in_place_under_load(shared: Path) -> None:
     with Stack("pid1", shared) as stack:
         start_uwsgi(stack, sock)
         master = stack.host_pid_of("uwsgi")
-        with UnixLoad(str(sock)) as load:
+        # as above: a reset before any answer (uwsgi's race) is made once more
+        with UnixLoad(str(sock), retry_reset=True) as load:
             load.wait_for_ok(200)
             for n in (1, 2, 3):
                 assert ctl(stack, "reload", "web").returncode == 0
                 wait_for(lambda n=n: stack.stderr_so_far().count("binary reloading uWSGI") == n,
                          what="uwsgi to reload")  # fmt: skip
                 load.wait_for_ok(200)
-        print(f"ctl reload web x3 under load: {dict(load.results)}")
+        print(f"ctl reload web x3 under load: {dict(load.results)}, {load.retried} retried")
         assert stack.host_pid_of("uwsgi") == master  # reloaded in place, not restarted
-        # uwsgi's own graceful reload can (rarely: about 1 in 40 reloads here)
-        # reset a connection a worker had just accepted; none is ever refused.
-        assert load.results["refused"] == 0 and load.results["no socket file"] == 0
+        assert set(load.results) == {"ok"}, load.results
         assert load.results["ok"] >= 800
 
 

