@@ -136,6 +136,8 @@ def run_subcommand(argv: list[str]) -> int:
         return 0
     config = load_config(args)
     if args.command == "check":
+        for warning in config.warnings:
+            sys.stderr.write(warning + "\n")
         sys.stdout.write(describe(config))
         return 0
     from pidone import loop, system

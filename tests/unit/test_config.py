@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pidone import config
+from pidone import config, envfile
 from pidone.command import Command
 from pidone.config import Config, ProcessSpec, ReadyCheck, Rlimit, Settings, SocketSpec
 from pidone.errors import ConfigError
@@ -85,7 +85,7 @@ def test_independent_from_a_procfile_alone_gets_every_default(
         name="zeta",
         command=Command(("sleep", "1000"), uses_shell=False),
         command_line="sleep 1000",
-        env={"PATH": "/usr/bin"},
+        env={"PATH": "/usr/bin", "PORT": "5000"},  # the first process: foreman's base
         ready=ReadyCheck("settle", seconds=1.0),
         stop_signal=signal.SIGTERM,
         stop_timeout=10.0,
@@ -200,22 +200,25 @@ def test_fan_out_uses_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
     dotenv = {"REDIS_PORT": "6380", "APP_DIR": "/srv/app/current", "LOG_LEVEL": "warning"}
 
     redis = loaded.processes["redis"]
-    # .env wins over the environment pidone got.
-    assert redis.command.argv == ("redis-server", "--port", "6380")
+    # The shell expands the command from the child's environment, where .env
+    # wins over the environment pidone got.
+    assert redis.command.argv == ("/bin/sh", "-c", "exec redis-server --port ${REDIS_PORT}")
     assert redis.ready == ReadyCheck("tcp", "127.0.0.1:6380", host="127.0.0.1", port=6380)
     assert redis.stop_timeout == 20.0  # from [pidone]
     assert redis.user == "redis"
-    assert redis.env == {"PATH": "/usr/bin", "HOST_NAME": "box1", **dotenv}
+    assert redis.env == {"PATH": "/usr/bin", "HOST_NAME": "box1", **dotenv, "PORT": "5000"}
 
     web = loaded.processes["web"]
     assert web == ProcessSpec(
         name="web",
-        command=Command(("uwsgi", "--ini", "/srv/app/current/uwsgi.ini"), uses_shell=False),
-        command_line="uwsgi --ini /srv/app/current/uwsgi.ini",
+        command=Command(
+            ("/bin/sh", "-c", "exec uwsgi --ini ${APP_DIR}/uwsgi.ini"), uses_shell=True
+        ),
+        command_line="uwsgi --ini ${APP_DIR}/uwsgi.ini",
         directory="/srv/app/current",
         environment={"DJANGO_SETTINGS": "app.settings", "WORKERS": "4"},
         # clear_env: nothing from pidone's own environment.
-        env={**dotenv, "DJANGO_SETTINGS": "app.settings", "WORKERS": "4"},
+        env={**dotenv, "PORT": "5100", "DJANGO_SETTINGS": "app.settings", "WORKERS": "4"},
         after=("redis",),
         ready=ReadyCheck("notify"),
         restart="always",
@@ -241,12 +244,18 @@ def test_fan_out_uses_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
     worker = loaded.processes["worker"]
-    assert worker.command.argv == ("celery", "-A", "app", "worker", "--loglevel", "warning")
+    assert worker.command.argv == (
+        "/bin/sh",
+        "-c",
+        "exec celery -A app worker --loglevel ${LOG_LEVEL:-info}",
+    )
+    assert worker.env["PORT"] == "5200"
     assert worker.ready == ReadyCheck(
         "exec",
         "celery -A app inspect ping --destination ${HOST_NAME}",
         command=Command(
-            ("celery", "-A", "app", "inspect", "ping", "--destination", "box1"), uses_shell=False
+            ("/bin/sh", "-c", "exec celery -A app inspect ping --destination ${HOST_NAME}"),
+            uses_shell=True,
         ),
     )
     assert (worker.restart, worker.stop_signal, worker.stop_target) == ("on-failure", 15, "group")
@@ -254,6 +263,7 @@ def test_fan_out_uses_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
     beat = loaded.processes["beat"]
     assert beat.command_line == "celery -A app beat"
+    assert beat.env["PORT"] == "5300"
     assert beat.ready == ReadyCheck("file", "/run/app/beat.ready", path="/run/app/beat.ready")
     assert (beat.restart, beat.pidfile) == ("never", "/run/app/beat.pid")
 
@@ -273,7 +283,7 @@ def test_explicit_paths_need_not_be_the_defaults(cwd: Path) -> None:
     (cwd / "Procfile.dev").write_text("web: serve\n")
     (cwd / "dev.env").write_text("X=1\n")
     loaded = config.load(Path("Procfile.dev"), None, Path("dev.env"), environ={})
-    assert loaded.processes["web"].env == {"X": "1"}
+    assert loaded.processes["web"].env == {"X": "1", "PORT": "5000"}
     assert loaded.sources.procfile == Path("Procfile.dev")
 
 
@@ -327,11 +337,13 @@ def test_expansion_order_environ_then_dotenv_then_environment(cwd: Path) -> None
     web = load_here({"A": "from-environ", "B": "from-environ", "C": "from-environ"}).processes[
         "web"
     ]
-    assert web.command.argv == ("serve", "from-environ", "from-env-file", "from-table", "none")
+    # The command is the shell's to expand, from this environment.
+    assert web.command.argv == ("/bin/sh", "-c", "exec serve $A $B $C ${D:-none}")
     assert web.environment == {"C": "from-table", "E": "from-environ+from-env-file"}
     assert web.env == {
         "A": "from-environ",
         "B": "from-env-file",
+        "PORT": "5000",
         "C": "from-table",
         "E": "from-environ+from-env-file",
     }
@@ -344,14 +356,15 @@ def test_clear_env_keeps_dotenv_and_environment(cwd: Path) -> None:
         env="B=2\n",
         toml='[process.web]\nclear_env = true\nenvironment = { C = "3" }\n',
     )
-    assert load_here({"A": "1"}).processes["web"].env == {"B": "2", "C": "3"}
+    assert load_here({"A": "1"}).processes["web"].env == {"B": "2", "PORT": "5000", "C": "3"}
 
 
-def test_a_value_with_shell_syntax_sends_the_command_through_the_shell(cwd: Path) -> None:
+def test_a_value_with_shell_syntax_stays_a_value_never_shell_syntax(cwd: Path) -> None:
     write(cwd, procfile="web: serve ${ARGS}\nlog: tail -f x | grep y\n")
     loaded = load_here({"ARGS": "> /tmp/out"})
+    # The shell gets ${ARGS} as written: its value becomes words, not a redirection.
     assert loaded.processes["web"].command == Command(
-        ("/bin/sh", "-c", "exec serve > /tmp/out"), uses_shell=True
+        ("/bin/sh", "-c", "exec serve ${ARGS}"), uses_shell=True
     )
     assert loaded.processes["log"].command.shell_stays is True
 
@@ -359,14 +372,11 @@ def test_a_value_with_shell_syntax_sends_the_command_through_the_shell(cwd: Path
 def test_command_errors_point_at_their_line(cwd: Path) -> None:
     write(
         cwd,
-        procfile="ok: serve\nweb: serve ${BROKEN\nempty: ${NOTHING}\n",
+        procfile="ok: serve\nweb: serve ${BROKEN\n",
         toml='[process.tool]\ncommand = "run \'unclosed"\n',
     )
     assert problems() == [
-        'Procfile:2: process "web": "${BROKEN" must be followed by "}" or ":-default}"; '
-        "write ${NAME}, ${NAME:-default} or $NAME, and $$ for a literal $",
-        'Procfile:3: process "empty": the command is empty (after ${VAR} expansion); '
-        "write the program to run, or set the variables it uses",
+        'Procfile:2: process "web": "${" is never closed by "}"; add the "}"',
         "pidone.toml:2: [process.tool] command = \"run 'unclosed\": a single quote (') is never "
         "closed; close it, or escape it with a backslash",
     ]
@@ -395,7 +405,7 @@ environment = { X = "${Y" }
         'pidone.toml:7: [process.b] environment = "A=1": must be a table of strings, '
         'like { KEY = "value" }',
         'pidone.toml:11: [process.c] environment = { X = "${Y" }: X: "${Y" must be followed by '
-        '"}" or ":-default}"; write ${NAME}, ${NAME:-default} or $NAME, and $$ for a literal $',
+        f'"}}" or an operator (:- - := = :? ? :+ + % %% # ##); {envfile.EXPANSION_RULE}',
     ]
 
 
@@ -1128,11 +1138,16 @@ def test_nul_in_a_command_or_environment_value_is_refused_with_its_line(cwd: Pat
     ]
 
 
-def test_an_expanded_command_is_bounded_too(cwd: Path) -> None:
-    write(cwd, procfile="web: serve ${A}${A}\n", env="A=" + "x" * (70 * 1024) + "\n")
+def test_an_expanded_readiness_target_is_bounded_too(cwd: Path) -> None:
+    write(
+        cwd,
+        toml='[process.web]\ncommand = "serve"\nready = "file:${A}${A}"\n',
+        env="A=" + "x" * (70 * 1024) + "\n",
+    )
     assert problems() == [
-        'Procfile:1: process "web": expands to more than 128 KiB (the kernel\'s limit for '
-        "one environment value or argument); use fewer or shorter ${VAR} references"
+        'pidone.toml:3: [process.web] ready = "file:${A}${A}": expands to more than 128 KiB '
+        "(the kernel's limit for one environment value or argument); use fewer or shorter "
+        "${VAR} references"
     ]
 
 
