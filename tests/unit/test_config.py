@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 from collections.abc import Iterator
@@ -1192,3 +1193,199 @@ def test_an_environment_exec_would_refuse_with_e2big_is_refused_by_check(cwd: Pa
     ]
     assert "more than the 131072 bytes exec takes (E2BIG)" in caught.value.problems[1]
     assert "exec takes (ARG_MAX, E2BIG); shorten them" in caught.value.problems[0]
+
+
+# --- PORT, as foreman and honcho give it --------------------------------------------------
+
+
+def ports(loaded: Config) -> dict[str, str | None]:
+    return {name: spec.env.get("PORT") for name, spec in loaded.processes.items()}
+
+
+def test_port_is_5000_then_5100_5200_in_procfile_then_toml_order(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\nworker: work\nclock: tick\n",
+        toml='[process.clock]\nuser = "app"\n[process.extra]\ncommand = "x"\n',
+    )
+    assert ports(load_here()) == {
+        "web": "5000",
+        "worker": "5100",
+        "clock": "5200",
+        "extra": "5300",
+    }
+
+
+def test_port_base_comes_from_dotenv_then_the_environment(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\nworker: work\n")
+    assert ports(load_here({"PORT": "8000"})) == {"web": "8000", "worker": "8100"}
+    write(cwd, env="PORT=3000\n")  # .env wins, as in foreman and honcho
+    assert ports(load_here({"PORT": "8000"})) == {"web": "3000", "worker": "3100"}
+
+
+def test_port_key_chooses_one_and_environment_port_wins(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\nworker: work\nadmin: adm\n",
+        toml='[process.worker]\nport = 9000\n[process.admin]\nenvironment = { PORT = "81" }\n',
+    )
+    assert ports(load_here()) == {"web": "5000", "worker": "9000", "admin": "81"}
+
+
+def test_port_is_in_environment_values_and_readiness_targets(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="db: serve\nweb: serve\n",
+        toml="""[process.web]
+environment = { URL = "http://127.0.0.1:${PORT}/" }
+ready = "tcp:127.0.0.1:$PORT"
+""",
+    )
+    web = load_here().processes["web"]
+    assert web.environment == {"URL": "http://127.0.0.1:5100/"}
+    assert web.ready == ReadyCheck("tcp", "127.0.0.1:5100", host="127.0.0.1", port=5100)
+
+
+def test_port_key_and_environment_port_together_are_refused(cwd: Path) -> None:
+    write(cwd, toml='[process.web]\ncommand = "x"\nport = 80\nenvironment = { PORT = "81" }\n')
+    assert problems() == [
+        "pidone.toml:3: [process.web] port = 80: and environment.PORT both set PORT; "
+        "keep only one of the two"
+    ]
+
+
+@pytest.mark.parametrize("value", [0, 65536, -1, "80", True, 8.5])
+def test_port_key_out_of_range_is_refused(cwd: Path, value: object) -> None:
+    shown = json.dumps(value) if not isinstance(value, bool) else "true"
+    write(cwd, toml=f'[process.web]\ncommand = "x"\nport = {shown}\n')
+    assert problems() == [
+        f"pidone.toml:3: [process.web] port = {shown}: must be a TCP port from 1 to 65535, "
+        "like port = 8000"
+    ]
+
+
+def test_a_base_port_that_is_not_a_port_is_refused_once(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\nworker: work\n")
+    assert problems({"PORT": "http"}) == [
+        'PORT in the environment = "http": not a port number from 1 to 65535; it is the base '
+        "of each process's PORT (5000, 5100, ...): fix it, or set port = N in each "
+        "[process.NAME]"
+    ]
+    write(cwd, env="PORT=99999\n")
+    assert problems()[0].startswith('.env: PORT = "99999": not a port number')
+    # Not needed when every process has its own.
+    write(cwd, toml="[process.web]\nport = 1\n[process.worker]\nport = 2\n")
+    assert ports(load_here()) == {"web": "1", "worker": "2"}
+
+
+def test_a_port_past_65535_is_refused_with_the_process(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\nworker: work\n")
+    assert problems({"PORT": "65500"}) == [
+        "Procfile:2: [process.worker]: its PORT would be 65600 (65500 + 100 x its position 1), "
+        "past 65535; set port = N in [process.worker], or a lower base PORT"
+    ]
+
+
+# --- readiness targets expand as commands do ------------------------------------------------
+
+
+def test_readiness_targets_expand_from_the_process_environment(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="redis: redis-server --port ${REDIS_PORT}\n",
+        env="REDIS_PORT=6380\nSOCK=/run/app\n",
+        toml='[process.redis]\nready = "tcp:127.0.0.1:${REDIS_PORT}"\n'
+        '[process.web]\ncommand = "x"\nready = "unix:${SOCK:-/run}/app.sock"\n'
+        '[process.api]\ncommand = "x"\nready = "http://127.0.0.1:${PORT}/health"\n',
+    )
+    loaded = load_here()
+    assert loaded.processes["redis"].ready == ReadyCheck(
+        "tcp", "127.0.0.1:6380", host="127.0.0.1", port=6380
+    )
+    assert loaded.processes["web"].ready == ReadyCheck(
+        "unix", "/run/app/app.sock", path="/run/app/app.sock"
+    )
+    assert loaded.processes["api"].ready.port == 5200
+
+
+def test_a_readiness_target_with_a_question_mark_form_says_its_message(cwd: Path) -> None:
+    write(cwd, toml='[process.web]\ncommand = "x"\nready = "tcp:127.0.0.1:${DB_PORT:?set it}"\n')
+    assert problems() == [
+        'pidone.toml:3: [process.web] ready = "tcp:127.0.0.1:${DB_PORT:?set it}": '
+        "DB_PORT is not set: set it"
+    ]
+
+
+def test_a_readiness_target_sees_what_the_child_sees_so_not_with_clear_env(cwd: Path) -> None:
+    write(
+        cwd,
+        toml='[process.web]\ncommand = "x"\nclear_env = true\nready = "tcp:h:${P:-7}"\n',
+    )
+    assert load_here({"P": "8"}).processes["web"].ready.port == 7
+
+
+def test_environment_values_take_every_posix_form(cwd: Path) -> None:
+    write(
+        cwd,
+        env="FILE=/srv/app.tar.gz\n",
+        toml='[process.web]\ncommand = "x"\n'
+        'environment = { A = "${FILE##*/}", B = "${PORT:=3000}", C = "${NONE-d}", '
+        'D = "${#FILE}" }\n',
+    )
+    assert load_here().processes["web"].environment == {
+        "A": "app.tar.gz",
+        "B": "5000",
+        "C": "d",
+        "D": "15",
+    }
+
+
+def test_a_dotenv_question_mark_form_is_refused_with_its_line(cwd: Path) -> None:
+    write(cwd, procfile="web: x\n", env="A=1\nURL=${DATABASE_URL:?set DATABASE_URL}\n")
+    assert problems() == [".env:2: URL: DATABASE_URL is not set: set DATABASE_URL"]
+
+
+# --- warnings (pidone check prints them; nothing is refused) ---------------------------------
+
+
+def test_an_undefined_variable_in_a_command_is_a_warning_with_its_line(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile='rails: [ -n "$RAILS_STARTUP" ] && $RAILS_STARTUP || bin/rails server\n'
+        "web: serve --port $PORT ${WORKERS:-2} $FROM_ENV $FROM_DOTENV $HOME\n",
+        env="FROM_DOTENV=1\n",
+        toml='[process.web]\nuser = "app"\nready = "exec:check $CHECK_URL"\n'
+        '[process.job]\ncommand = "run $JOB_ID"\n',
+    )
+    loaded = load_here({"FROM_ENV": "x"})
+    assert list(loaded.warnings) == [
+        'Procfile:1: warning: process "rails" command uses $RAILS_STARTUP, which nothing '
+        "defines (pidone's environment, .env, environment, PORT), so the shell makes it "
+        "empty; define it, or write ${RAILS_STARTUP:-default}",
+        'pidone.toml:3: warning: process "web" ready check uses $CHECK_URL, which nothing '
+        "defines (pidone's environment, .env, environment, PORT), so the shell makes it "
+        "empty; define it, or write ${CHECK_URL:-default}",
+        'pidone.toml:5: warning: process "job" command uses $JOB_ID, which nothing defines '
+        "(pidone's environment, .env, environment, PORT), so the shell makes it empty; "
+        "define it, or write ${JOB_ID:-default}",
+    ]
+
+
+def test_a_defined_variable_gives_no_warning(cwd: Path) -> None:
+    write(cwd, procfile="web: serve $A ${B} \"$C\" '$UNDEFINED_BUT_QUOTED'\n", env="B=1\n")
+    assert load_here({"A": "1", "C": "1"}).warnings == ()
+
+
+@pytest.mark.parametrize("name", ["Procfile", "pidone.toml", ".env"])
+def test_a_byte_order_mark_is_skipped_and_named_in_a_warning(cwd: Path, name: str) -> None:
+    texts = {"Procfile": "web: serve\n", "pidone.toml": '[process.job]\ncommand = "x"\n'}
+    texts[".env"] = "A=1\n"
+    for file, text in texts.items():
+        (cwd / file).write_text(("\ufeff" if file == name else "") + text)
+    loaded = load_here()
+    assert list(loaded.processes) == ["web", "job"]
+    assert loaded.processes["web"].env["A"] == "1"
+    assert list(loaded.warnings) == [
+        f"{name}:1: warning: starts with a UTF-8 byte-order mark (U+FEFF), which pidone skips; "
+        'save the file as UTF-8 without one (not "UTF-8 with BOM")'
+    ]
