@@ -14,6 +14,8 @@ import re
 import subprocess
 from pathlib import Path
 
+import pytest
+
 from tests.helpers.running import PIDONE, helper, wait_for
 from tests.helpers.stack import Stack, before, free_port
 from tests.pid1.test_config_attacks import marker_command, refused_by_check_and_run
@@ -212,3 +214,27 @@ def test_a_procfile_line_ending_in_a_backslash_is_refused_by_check_and_run(
     refused_by_check_and_run(
         shared, "Procfile:1: the line ends with a backslash, but a Procfile has no continuation"
     )
+
+
+@pytest.mark.parametrize(
+    ("files", "expected"),
+    [
+        (
+            {"Procfile": "web: if true; then CMD\n"},
+            "Procfile:1: [process.web] command: /bin/sh cannot parse it: Syntax error: "
+            'end of file unexpected (expecting "fi"); fix the command',
+        ),
+        (
+            {"pidone.toml": '[process.web]\ncommand = "CMD"\nready = "exec:test -e x &&"\n'},
+            "pidone.toml:3: [process.web] ready: /bin/sh cannot parse it: Syntax error: "
+            "end of file unexpected; fix the command",
+        ),
+    ],
+)
+def test_a_command_the_shell_cannot_parse_is_refused_by_check_and_run(
+    shared: Path, files: dict[str, str], expected: str
+) -> None:
+    # sh -n parses without running: a syntax error was restarted forever, check said 0.
+    for name, text in files.items():
+        (shared / name).write_text(text.replace("CMD", marker_command(shared)))
+    refused_by_check_and_run(shared, expected)
