@@ -779,12 +779,12 @@ def _warn_undefined(ctx: _Context, spec: ProcessSpec) -> None:
     """Warn about each $NAME a command uses (not a ${NAME:-default} form) that
     nothing defines: the shell would silently make it empty."""
     known = set(spec.env) | _SHELL_VARIABLES
-    if spec.user is not None:
+    if spec.user is not None and not spec.clear_env:  # as loop's _environment adds them
         known |= {"HOME", "USER", "LOGNAME"}
     if spec.ready.kind == "notify":
         known.add("NOTIFY_SOCKET")
     if spec.sockets:
-        known |= {"LISTEN_FDS", "LISTEN_PID"}
+        known |= {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}
     texts = [("command", spec.command_line)]
     if spec.ready.command is not None:
         texts.append(("ready", spec.ready.target))
