@@ -778,6 +778,11 @@ _SHELL_VARIABLES = frozenset(
 def _warn_undefined(ctx: _Context, spec: ProcessSpec) -> None:
     """Warn about each $NAME a command uses (not a ${NAME:-default} form) that
     nothing defines: the shell would silently make it empty."""
+    texts = [("command", spec.command_line)]
+    if spec.ready.command is not None:
+        texts.append(("ready", spec.ready.target))
+    if not any("$" in text for _, text in texts):
+        return  # most commands: no set of names built
     known = set(spec.env) | _SHELL_VARIABLES
     if spec.user is not None and not spec.clear_env:  # as loop's _environment adds them
         known |= {"HOME", "USER", "LOGNAME"}
@@ -785,9 +790,6 @@ def _warn_undefined(ctx: _Context, spec: ProcessSpec) -> None:
         known.add("NOTIFY_SOCKET")
     if spec.sockets:
         known |= {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}
-    texts = [("command", spec.command_line)]
-    if spec.ready.command is not None:
-        texts.append(("ready", spec.ready.target))
     for key, text in texts:
         for variable in sorted(commands.undefined(text, known)):
             ctx.warnings.append(
