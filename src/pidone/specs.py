@@ -89,7 +89,7 @@ class ProcessSpec:
 
     name: str
     command: Command
-    command_line: str = ""  # the command after ${VAR} expansion, for display
+    command_line: str = ""  # the command as written, for display
     directory: str | None = None  # relative: to pidone's working directory
     environment: dict[str, str] = field(default_factory=dict, hash=False)  # as configured
     env: dict[str, str] = field(default_factory=dict, hash=False)  # all the child gets

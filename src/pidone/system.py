@@ -184,6 +184,63 @@ def exit_status(wait_status: int) -> int:
     return code if code >= 0 else 128 - code
 
 
+SHELL_SYNTAX_OUTPUT = 4096  # bytes of what sh says: its first line is the message
+
+
+def shell_syntax(script: str, timeout: float) -> str | None:
+    """What `/bin/sh -n -c SCRIPT` says when it cannot parse the script (-n
+    parses and runs nothing), or None: it parsed, or sh could not judge
+    within `timeout` seconds (then it is killed and reaped: no verdict)."""
+    import select  # only config loads with a shell command pay for these
+    import time
+
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.posix_spawn(
+            "/bin/sh",
+            ["/bin/sh", "-n", "-c", script],
+            {"PATH": os.defpath, "LC_ALL": "C"},
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, write_end, 2),
+                (os.POSIX_SPAWN_CLOSE, read_end),
+            ],
+            setsigmask=(),
+        )
+    except OSError:
+        os.close(read_end)
+        return None
+    finally:
+        os.close(write_end)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        poller = select.poll()
+        poller.register(read_end, select.POLLIN)
+        while len(output) < SHELL_SYNTAX_OUTPUT:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                os.kill(pid, 9)  # no verdict in time: it is ours, unreaped, so still it
+                os.waitpid(pid, 0)
+                return None
+            chunk = os.read(read_end, SHELL_SYNTAX_OUTPUT - len(output))
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(read_end)
+    _, status = os.waitpid(pid, 0)  # stderr closed: it has exited or is exiting
+    if os.waitstatus_to_exitcode(status) == 0:
+        return None
+    line = output.decode(errors="replace").strip().partition("\n")[0]
+    line = line.removeprefix("/bin/sh: ")
+    number, colon, rest = line.partition(": ")  # dash's "1: Syntax error: ..."
+    if colon and number.isdigit():
+        line = rest
+    return line or f"it exited with status {exit_status(status)}"
+
+
 def reap_zombies() -> list[tuple[int, int]]:
     """Collect every child that has exited: [(pid, wait status), ...]."""
     reaped = []
