@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 SHELL = "/bin/sh"
 
@@ -41,6 +41,10 @@ class Command:
     uses_shell: bool
     # True for pipelines and lists: /bin/sh, not the program, is the main pid.
     shell_stays: bool = False
+    # The program the main pid runs in the end, when the text says it plainly
+    # (argv[0], or the word a shell execs); "" when only the shell knows it
+    # (a list, or a program word with `$`, quotes or a glob in it).
+    program: str = field(default="", compare=False)  # follows from argv
 
 
 def parse(text: str) -> Command:
@@ -54,10 +58,12 @@ def parse(text: str) -> Command:
         raise ValueError("the command is empty; write the program to run")
     scan = _Scan(text)
     if not scan.needs_shell:
-        return Command(tuple(shlex.split(text)), uses_shell=False)
+        argv = tuple(shlex.split(text))
+        return Command(argv, uses_shell=False, program=argv[0])
     if scan.is_list:
         return Command((SHELL, "-c", text), uses_shell=True, shell_stays=True)
-    return Command((SHELL, "-c", _with_exec(text, scan.word_starts)), uses_shell=True)
+    script = _with_exec(text, scan.word_starts)
+    return Command((SHELL, "-c", script), uses_shell=True, program=_exec_word(script))
 
 
 def _with_exec(text: str, word_starts: list[int]) -> str:
@@ -70,6 +76,22 @@ def _with_exec(text: str, word_starts: list[int]) -> str:
         if not _ASSIGNMENT.match(word):
             return f"{text[:start]}exec {word}"
     return text
+
+
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_./+,:@%-]+")
+
+
+def _exec_word(script: str) -> str:
+    """The program word after the leading `exec` that _with_exec made sure of
+    (past any VAR=value words), if it is plain text; else ""."""
+    words = script.split()
+    for i, word in enumerate(words[:-1]):
+        if word == "exec":
+            program = words[i + 1]
+            return program if _PLAIN_WORD.fullmatch(program) else ""
+        if not _ASSIGNMENT.match(word):
+            return ""
+    return ""
 
 
 class _Scan:

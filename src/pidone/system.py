@@ -455,17 +455,20 @@ def program_file(name: str, search_path: str | None, cwd: str | None) -> tuple[i
 class Launcher:
     """What a pidfile process's launcher was, recorded when it was spawned
     (it is usually gone when the pidfile is read): its pid, its start time,
-    its executable (see executable and program_file), and the uid its
+    its executables (see executable and program_file), and the uid its
     process runs as."""
 
-    __slots__ = ("exe", "pid", "started", "uid")
+    __slots__ = ("exes", "pid", "started", "uid")
 
     def __init__(
-        self, pid: int, uid: int, argv0: str, search_path: str | None, cwd: str | None
+        self, pid: int, uid: int, program: str, search_path: str | None, cwd: str | None
     ) -> None:
         self.pid = pid
         self.started = start_ticks(pid)  # a zombie keeps it: it is ours to reap
-        self.exe = executable(pid) or program_file(argv0, search_path, cwd)
+        # What it runs now, and the program its command names: not the same
+        # when it is /bin/sh about to exec that program (`exec prog $ARG`).
+        named = program_file(program, search_path, cwd) if program else None
+        self.exes = frozenset(exe for exe in (executable(pid), named) if exe is not None)
         self.uid = uid
 
 
@@ -506,7 +509,7 @@ def unfollowable(pid: int, launcher: Launcher, taken: Iterable[int] = ()) -> str
         in_group = os.getpgid(pid) == launcher.pid
     except ProcessLookupError:
         return f"pid {pid} {NOT_RUNNING}"
-    if not in_group and (launcher.exe is None or executable(pid) != launcher.exe):
+    if not in_group and executable(pid) not in launcher.exes:
         return f"pid {pid} runs another program than pid {launcher.pid}, its launcher"
     return _owned_by(pid, launcher.uid)
 

@@ -191,18 +191,23 @@ time.sleep(1000)
 """
 
 
+@pytest.mark.parametrize("through", ["exec", "shell"])
 def test_a_double_forking_daemon_of_its_own_user_is_adopted_and_stopped(
-    mode: str, shared: Path
+    mode: str, shared: Path, through: str
 ) -> None:
     # The daemon left its launcher's group and session: it is followed because
     # it is pidone's child now, runs the launcher's program, as the same user.
+    # Through the shell (a `$` in the command), the launcher is /bin/sh until
+    # it execs the program: the program is still the one the daemon must run.
     script = shared / "daemon.py"
     script.write_text(DOUBLE_FORK)
     pidfile = shared / "d.pid"
+    argument = str(pidfile) if through == "exec" else "$DAEMON_PIDFILE"
     with Stack(mode, shared) as stack:
         stack.start(f"""
 [process.d]
-command = "{PYTHON} {script} {pidfile}"
+command = "{PYTHON} {script} {argument}"
+environment = {{ DAEMON_PIDFILE = "{pidfile}" }}
 user = "{APP}"
 pidfile = "{pidfile}"
 stop_timeout = 5

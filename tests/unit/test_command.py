@@ -184,3 +184,22 @@ def test_an_unclosed_dollar_brace_is_a_value_error() -> None:
 )
 def test_undefined_variables_a_command_uses(text: str, undefined: set[str]) -> None:
     assert command.undefined(text, {"KNOWN"}) == undefined
+
+
+@pytest.mark.parametrize(
+    ("text", "program"),
+    [
+        ("redis-server redis.conf", "redis-server"),
+        ("python app.py $ARGS", "python"),  # the shell execs python
+        ("PORT=80 ./serve *.conf", "./serve"),
+        ("FOO=1 exec bin/worker $X", "bin/worker"),
+        ("$PROGRAM --flag", ""),  # only the shell knows
+        ("a | b", ""),  # the shell stays
+        ('"my prog" $X', ""),  # quoted: not plain text
+    ],
+)
+def test_the_program_a_command_ends_up_running_is_known_when_the_text_says_it(
+    text: str, program: str
+) -> None:
+    # A pidfile daemon's executable is checked against it (system.Launcher).
+    assert command.parse(text).program == program
