@@ -409,7 +409,7 @@ def _profile(key: str, settings: Settings) -> str:
     if key == "restart":
         return "\n\n".join(
             [
-                _spy_on(RUN, restart.Restart(), settings, repeat=10),
+                _spy_on(RUN, restart.Restart(), settings, repeat=2),  # 2 x KILLS restarts
                 _timeline_of(RUN, "SIGCHLD", restart.Restart(), settings),
             ]
         )

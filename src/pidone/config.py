@@ -535,6 +535,7 @@ def _settings(ctx: _Context, data: Any) -> Settings:
             "backoff_initial", values.positive_seconds, default.backoff_initial
         ),
         backoff_max=table.get("backoff_max", values.positive_seconds, default.backoff_max),
+        backoff_reset=table.get("backoff_reset", values.seconds, default.backoff_reset),
         fatal_after=table.get("fatal_after", values.count, default.fatal_after),
         fatal_window=table.get("fatal_window", values.positive_seconds, default.fatal_window),
     )

@@ -788,6 +788,7 @@ after = 1
         ("backoff_initial = 0", "must be more than 0 seconds and at most 86400, like 10 or 2.5"),
         ('log_format = "JSON"', 'must be one of "text", "json", "raw"; did you mean "json"?'),
         ("settle_time = -0.5", SECONDS_RULE),
+        ("backoff_reset = -1", SECONDS_RULE),
         ("control_group = [1]", ID_RULE),
         ("stop_timout = 1", 'unknown key; did you mean "stop_timeout"?'),
     ],
@@ -1031,6 +1032,7 @@ def test_duration_past_epolls_range_is_refused(cwd: Path, body: str) -> None:
         "settle_time = 2592000",
         "backoff_max = 100000.0",
         "fatal_window = 86400.5",
+        "backoff_reset = 86400.5",
     ],
 )
 def test_every_duration_setting_has_the_one_range(cwd: Path, body: str) -> None:

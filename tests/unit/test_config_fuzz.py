@@ -151,6 +151,7 @@ PLAUSIBLE: dict[str, list[str]] = {
     "settle_time": SECONDS,
     "backoff_initial": SECONDS,
     "backoff_max": SECONDS,
+    "backoff_reset": SECONDS,
     "fatal_window": SECONDS,
     "fatal_after": ["3", "0", "2.5"],
     "ready": [
