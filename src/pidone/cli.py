@@ -63,32 +63,45 @@ MAX_SIGNAL = system.NSIG - 1
 _TAKES_VALUE = "epr"  # short options followed by a value, in the same word or the next
 
 
+def _shown(text: str) -> str:
+    """A command-line value in a message, cut short: a message stays a line."""
+    return repr(text if len(text) <= 40 else text[:40] + "...")
+
+
+def _number(text: str) -> int | None:
+    """A plain decimal of at most 3 digits (no sign, no other script's digits)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else None
+
+
 def signal_arg(text: str, what: str, *, zero: bool = False) -> int:
     """A signal from the command line: "15", "SIGTERM" or "TERM" (0 only if `zero`).
     Names come from `_signal`: the `signal` module would load enum into PID 1."""
     low = 0 if zero else 1
-    if text.isdigit():
-        number = int(text)
-        if low <= number <= MAX_SIGNAL:
+    number = _number(text)
+    if number is not None or text.isdigit():
+        if number is not None and low <= number <= MAX_SIGNAL:
             return number
-        raise UsageError(f"{what}: {text} is not a signal number; use {low} to {MAX_SIGNAL}")
+        raise UsageError(
+            f"{what}: {_shown(text)} is not a signal number; use {low} to {MAX_SIGNAL}"
+        )
     name = text.upper()
     name = name if name.startswith("SIG") else "SIG" + name
     value = getattr(_signal, name, None) if name.isalnum() else None
     if isinstance(value, int) and not name.startswith("SIG_") and 1 <= value <= MAX_SIGNAL:
         return value
-    raise UsageError(f"{what}: {text!r} is not a signal; use a name like SIGTERM or a number")
+    raise UsageError(f"{what}: {_shown(text)} is not a signal; use a name like SIGTERM or a number")
 
 
 def exit_code_arg(text: str) -> int:
-    if text.isdigit() and int(text) <= 255:
-        return int(text)
-    raise UsageError(f"-e: {text!r} is not an exit status; use a number from 0 to 255")
+    code = _number(text)
+    if code is not None and code <= 255:
+        return code
+    raise UsageError(f"-e: {_shown(text)} is not an exit status; use a number from 0 to 255")
 
 
-def rewrite_arg(text: str) -> tuple[int, int]:
+def rewrite_arg(text: str, option: str = "-r") -> tuple[int, int]:
     """dumb-init's S:R; SIGKILL, SIGSTOP and SIGCHLD never reach pidone's forwarding."""
-    what = f"-r {text}"
+    what = f"{option} {_shown(text)}"
     source, sep, target = text.partition(":")
     if not sep:
         raise UsageError(f"{what}: expected S:R, like -r 15:2 or -r SIGTERM:SIGINT")
@@ -98,13 +111,13 @@ def rewrite_arg(text: str) -> tuple[int, int]:
     return signum, signal_arg(target, what, zero=True)
 
 
-def _short_option(opts: Options, flag: str, value: str) -> None:
+def _option_value(opts: Options, flag: str, value: str, option: str = "") -> None:
     if flag == "e":
         opts.expect.add(exit_code_arg(value))
     elif flag == "p":
-        opts.pdeathsig = signal_arg(value, f"-p {value}")
+        opts.pdeathsig = signal_arg(value, "-p")
     else:
-        signum, target = rewrite_arg(value)
+        signum, target = rewrite_arg(value, option or "-r")
         opts.rewrite[signum] = target
 
 
@@ -132,12 +145,13 @@ def parse_single(args: list[str], env: Mapping[str, str] | None = None) -> Optio
                 i += 1
                 inline = args[i]
             if not inline:
+                need = "an address" if name == "--metrics" else "a value"
                 example = "0.0.0.0:9100" if name == "--metrics" else "15:2"
-                raise UsageError(f"{name} needs a value, like {name} {example}")
+                raise UsageError(f"{name} needs {need}, like {name} {example}")
             if name == "--metrics":
                 opts.metrics = inline
             else:
-                _short_option(opts, "r", inline)
+                _option_value(opts, "r", inline, name)
         elif arg == "--verbose":
             opts.verbosity += 1
         elif arg.startswith("-") and not arg.startswith("--") and len(arg) > 1:
@@ -149,7 +163,7 @@ def parse_single(args: list[str], env: Mapping[str, str] | None = None) -> Optio
                             raise UsageError(f"-{flag} needs a value (see -h)")
                         i += 1
                         value = args[i]
-                    _short_option(opts, flag, value)
+                    _option_value(opts, flag, value)
                     break
                 if flag == "l":
                     return LICENSE

@@ -166,9 +166,8 @@ def forward(
     log.debug(
         f"forwarded signal {signum}{f' as {target}' if target != signum else ''} to {where}: {sent}"
     )
-    if signum in STOPPING:
-        log.debug(f"signal {signum}: stopping pidone too, until SIGCONT")
-        system.stop_self()
+    if signum in STOPPING and system.stop_self():
+        log.debug(f"signal {signum}: pidone stopped too, and continued")
     elif (
         signum == system.SIGCONT
         and not opts.single_child

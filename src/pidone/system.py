@@ -179,10 +179,16 @@ def set_parent_death_signal(signum: int) -> None:
         os.kill(os.getpid(), signum)
 
 
-def stop_self() -> None:
-    """Stop as a job does (a shell's `fg` or SIGCONT resumes us). As PID 1 of
-    a namespace the kernel ignores a SIGSTOP from inside it: nothing happens."""
+def stop_self() -> bool:
+    """Stop as a job does, until SIGCONT (a shell's `fg` or `bg`); False if not.
+
+    Any stop signal makes the kernel discard a pending SIGCONT, so none is sent
+    while one waits to be forwarded (the job was continued already), nor as a
+    namespace's PID 1, which the kernel never stops from inside."""
+    if is_pid1() or SIGCONT in _signal.sigpending():
+        return False
     os.kill(os.getpid(), SIGSTOP)
+    return True
 
 
 def give_terminal_back(pgid: int) -> bool:
