@@ -93,7 +93,7 @@ def main(opts: Options) -> int:
         child = system.spawn(
             opts.command,
             env=system.original_environ(),
-            foreground_tty=new_group and system.stdin_is_tty(),
+            foreground_tty=new_group and system.in_foreground(),
             new_group=new_group,
         )
     except SpawnError as exc:
@@ -159,6 +159,12 @@ def forward(
     if target == 0:
         log.debug(f"signal {signum} dropped (-r {signum}:0)")
         return
+    if (
+        signum == system.SIGCONT
+        and not opts.single_child
+        and system.give_terminal_back(child)  # before the child runs again
+    ):
+        log.debug(f"SIGCONT in the foreground: the terminal goes back to {child}'s group")
     sent = system.send_signal(child, target, group=opts.group)
     if watch is not None and sent:
         watch.forwarded(target)
@@ -168,13 +174,6 @@ def forward(
     )
     if signum in STOPPING and system.stop_self():
         log.debug(f"signal {signum}: pidone stopped too, and continued")
-    elif (
-        signum == system.SIGCONT
-        and not opts.single_child
-        and system.stdin_is_tty()
-        and system.give_terminal_back(child)
-    ):
-        log.debug(f"SIGCONT in the foreground: the terminal goes back to {child}'s group")
 
 
 def warn_reaped(pid: int, status: int, opts: Options, log: Log) -> None:

@@ -191,13 +191,24 @@ def stop_self() -> bool:
     return True
 
 
+def in_foreground() -> bool:
+    """Is stdin a terminal whose foreground process group is ours? Only then is
+    it ours to hand to the child: a job a shell started with `&`, or moved on
+    with `bg`, must not take the terminal from the shell."""
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
 def give_terminal_back(pgid: int) -> bool:
     """After SIGCONT: when a shell's `fg` made our group the terminal's
     foreground again, pass the terminal on to the child's group `pgid`, as at
-    its start. Never taken from another group (after `bg` it is the shell's)."""
+    its start. (SIGTTOU is blocked: tcsetpgrp works from any group, so the
+    check comes first.)"""
+    if not in_foreground():
+        return False
     try:
-        if os.tcgetpgrp(0) != os.getpgrp():
-            return False
         os.tcsetpgrp(0, pgid)
     except OSError:
         return False
@@ -1273,13 +1284,6 @@ def write_stderr(text: str) -> None:
 
 def is_pid1() -> bool:
     return os.getpid() == 1
-
-
-def stdin_is_tty() -> bool:
-    try:
-        return os.isatty(0)
-    except OSError:
-        return False
 
 
 def exit_now(code: int) -> NoReturn:

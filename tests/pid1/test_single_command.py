@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -295,9 +296,10 @@ def test_sigtstp_stops_the_child_and_sigcont_resumes_it(mode: str) -> None:
 # --- the terminal ------------------------------------------------------------
 
 
-def run_on_a_terminal(argv: list[str], send: bytes) -> tuple[int, str]:
+def run_on_a_terminal(argv: list[str], send: bytes | Callable[[int], None]) -> tuple[int, str]:
     """Run argv as a session leader on a new pty; once it prints its `FG` line, type
-    `send`. Returns (exit status, everything written to the terminal)."""
+    `send` (or call it with the leader's pid). Returns (exit status, everything
+    written to the terminal)."""
     pid, master = pty.fork()
     if pid == 0:  # pragma: no cover - the forked child execs at once
         os.execv(argv[0], argv)
@@ -316,7 +318,10 @@ def run_on_a_terminal(argv: list[str], send: bytes) -> tuple[int, str]:
                     break
                 output += chunk
             if not sent and b"\n" in output.partition(b"FG")[2]:  # the whole FG line
-                os.write(master, send)
+                if callable(send):
+                    send(pid)
+                else:
+                    os.write(master, send)
                 sent = True
         _, status = os.waitpid(pid, 0)
     finally:

@@ -22,7 +22,7 @@ from tests.helpers.running import (
     require_root,
     wait_for,
 )
-from tests.pid1.test_single_command import EXIT_ON, received, start_recorder
+from tests.pid1.test_single_command import EXIT_ON, received, run_on_a_terminal, start_recorder
 
 
 def only_child(init: Init, program: str = "sleep") -> int:
@@ -382,3 +382,48 @@ def test_bad_flag_or_variable_exits_2_with_a_clear_message_and_starts_nothing(
     assert result.returncode == 2
     assert f"pidone: {message}" in result.stderr
     assert not os.path.exists(marker)
+
+
+# The child: says whether it has the terminal, stops on SIGTSTP (default), and on
+# SIGCONT says again and exits.
+TERMINAL_PROBE = (
+    "import os,signal,time\n"
+    "def cont(*_):\n"
+    " print('FG2', os.tcgetpgrp(0)==os.getpgrp(), flush=True); os._exit(0)\n"
+    "signal.signal(signal.SIGCONT, cont)\n"
+    "print('FG1', os.tcgetpgrp(0)==os.getpgrp(), flush=True)\n"
+    "while True: time.sleep(1)"
+)
+
+
+def test_a_shells_fg_after_sigtstp_resumes_the_child_in_the_foreground() -> None:
+    # bash with job control runs pidone as a foreground job; SIGTSTP stops the
+    # child and pidone (bash sees its job stop and takes the terminal), `fg`
+    # continues pidone, which hands the terminal back to the child, then wakes it.
+    script = f'set -m; {PIDONE} -- {PYTHON} -c "$1"; echo STOPPED $?; fg; echo DONE $?'
+
+    def stop_pidone(bash: int) -> None:
+        wait_for(lambda: len(children_of(bash)) == 1, what="bash to start pidone")
+        os.kill(children_of(bash)[0], signal.SIGTSTP)
+
+    status, output = run_on_a_terminal(
+        ["/usr/bin/bash", "-c", script, "bash", TERMINAL_PROBE], stop_pidone
+    )
+    lines = [line for line in output.splitlines() if line.startswith(("FG", "STOPPED", "DONE"))]
+    assert status == 0
+    # pidone stopped itself with SIGSTOP: 128 + 19
+    assert lines == ["FG1 True", f"STOPPED {128 + signal.SIGSTOP}", "FG2 True", "DONE 0"], output
+
+
+def test_a_job_started_in_the_background_leaves_the_terminal_to_the_shell() -> None:
+    script = f'set -m; {PIDONE} -- {PYTHON} -c "$1" & wait $!; echo DONE $?'
+
+    def end_pidone(bash: int) -> None:
+        os.kill(children_of(bash)[0], signal.SIGTERM)
+
+    status, output = run_on_a_terminal(
+        ["/usr/bin/bash", "-c", script, "bash", TERMINAL_PROBE], end_pidone
+    )
+    lines = [line for line in output.splitlines() if line.startswith(("FG", "DONE"))]
+    assert status == 0
+    assert lines == ["FG1 False", f"DONE {128 + signal.SIGTERM}"], output
