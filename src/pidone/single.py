@@ -1,12 +1,13 @@
-"""Single-command mode, `pidone [OPTIONS] -- CMD [ARGS...]`: what tini does.
+"""Single-command mode, `pidone [OPTIONS] -- CMD [ARGS...]`: what tini and dumb-init do.
 
 main() reads as the recipe: catch every forwardable signal, become a
 subreaper unless we are PID 1, start the child in its own process group
-(and the terminal's foreground group), then sleep in sigwaitinfo(): forward
-each signal, reap every zombie, and exit with the child's status as soon as
-it has been reaped. No timer, no tick: zero wakeups while idle. The signals
-wait in the kernel (see system.catch_signals), so none is dropped and the
-child's SIGCHLD comes before any flood of real-time signals.
+(and the terminal's foreground group, when ours has it), then sleep in
+sigwaitinfo(): forward each signal (rewritten as -r says; after a job-control
+stop, stop too), reap every zombie, and exit with the child's status as soon
+as it has been reaped. No timer, no tick: zero wakeups while idle. The
+signals wait in the kernel (see system.catch_signals), so none is dropped
+and the child's SIGCHLD comes before any flood of real-time signals.
 """
 
 from __future__ import annotations
