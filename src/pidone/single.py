@@ -122,6 +122,10 @@ def supervise(child: int, opts: Options, log: Log, watch: SingleMetrics | None =
         if signum != system.SIGCHLD:
             forward(child, signum, code, opts, log, watch)
             continue
+        if not opts.single_child and system.stopped_by_terminal(child) and system.stop_self():
+            # Ctrl-Z reached the child's group only: pidone stops too, so that
+            # the shell sees its job stop and takes the terminal back.
+            log.debug(f"child {child} stopped from the terminal: pidone stopped too, continued")
         if opts.group and system.has_exited(child):
             # dumb-init's cleanup: what the child leaves in its group goes with
             # it. Sent while the child is a zombie, whose pid holds the group.

@@ -215,6 +215,25 @@ def give_terminal_back(pgid: int) -> bool:
     return True
 
 
+def stopped_by_terminal(pid: int) -> bool:
+    """Has our child `pid` stopped on the terminal's job-control signal (Ctrl-Z,
+    or a read from the background) while its group had the terminal? Each stop
+    is reported once (waitid takes the report); a stop by plain SIGSTOP or by a
+    kill from elsewhere is not the terminal's, and never counts."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG)
+    except ChildProcessError:
+        return False
+    if info is None or info.si_code != os.CLD_STOPPED:
+        return False
+    if info.si_status not in (SIGTSTP, SIGTTIN, SIGTTOU):
+        return False
+    try:
+        return os.tcgetpgrp(0) == pid
+    except OSError:
+        return False
+
+
 def has_exited(pid: int) -> bool:
     """Has our child `pid` exited? It stays a zombie (its pid and process group
     number cannot be reused) until reap_zombies() collects it."""

@@ -24,6 +24,7 @@ from tests.helpers.running import (
     PYTHON,
     Init,
     children_of,
+    descendants,
     helper,
     proc_state,
     require_root,
@@ -323,7 +324,17 @@ def run_on_a_terminal(argv: list[str], send: bytes | Callable[[int], None]) -> t
                 else:
                     os.write(master, send)
                 sent = True
-        _, status = os.waitpid(pid, 0)
+        ended, status = 0, 0
+        while not ended and time.monotonic() < deadline + 5:
+            ended, status = os.waitpid(pid, os.WNOHANG)
+            time.sleep(0.01)
+        if not ended:  # e.g. a shell waiting for a job that stays stopped: end it, and fail
+            for doomed in [*descendants(pid), pid]:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(doomed, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            text = output.decode(errors="replace")
+            raise AssertionError(f"the terminal session did not end in time:\n{text}")
     finally:
         os.close(master)
         with contextlib.suppress(ProcessLookupError):

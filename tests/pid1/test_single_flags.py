@@ -427,3 +427,34 @@ def test_a_job_started_in_the_background_leaves_the_terminal_to_the_shell() -> N
     lines = [line for line in output.splitlines() if line.startswith(("FG", "DONE"))]
     assert status == 0
     assert lines == ["FG1 False", f"DONE {128 + signal.SIGTERM}"], output
+
+
+def test_ctrl_z_on_a_terminal_stops_the_job_and_fg_resumes_the_child_in_the_foreground() -> None:
+    # Ctrl-Z reaches the child's group only (it has the terminal): pidone sees
+    # its child stop and stops too, so bash gets its terminal back; `fg` then works.
+    script = f'set -m; {PIDONE} -- {PYTHON} -c "$1"; echo STOPPED $?; fg; echo DONE $?'
+    status, output = run_on_a_terminal(
+        ["/usr/bin/bash", "-c", script, "bash", TERMINAL_PROBE], b"\x1a"
+    )
+    lines = [line for line in output.splitlines() if line.startswith(("FG", "STOPPED", "DONE"))]
+    assert status == 0
+    assert lines == ["FG1 True", f"STOPPED {128 + signal.SIGSTOP}", "FG2 True", "DONE 0"], output
+
+
+def test_a_child_stopped_by_sigstop_leaves_pidone_running(mode: str) -> None:
+    # Not the terminal's stop: an operator's SIGSTOP to the child must not stop
+    # pidone (nobody would continue it). SIGWINCH (28) is taken after the stop's
+    # SIGCHLD (17): had pidone stopped on that, it would never forward it.
+    with start_recorder(mode, "--exit-on", str(EXIT_ON)) as init:
+        (child,) = children_of(init.pid)
+        os.kill(child, signal.SIGSTOP)
+        wait_for(lambda: proc_state(child) == "T", what="the child to stop")
+        init.signal(signal.SIGWINCH)
+        os.kill(child, signal.SIGCONT)  # the recorder prints this SIGCONT too
+        got = received(init, until=signal.SIGWINCH)
+        assert proc_state(init.pid) in ("R", "S")
+        init.signal(EXIT_ON)
+        got += received(init)
+        assert init.wait() == 0
+    assert [signo for signo, _ in got] == [signal.SIGCONT, signal.SIGWINCH, EXIT_ON]
+    assert got[1:] == [(signal.SIGWINCH, init.pid_inside), (EXIT_ON, init.pid_inside)]
