@@ -25,29 +25,24 @@ if TYPE_CHECKING:
 NSIG: int = _signal.NSIG
 SIGCHLD: int = _signal.SIGCHLD
 SIGKILL: int = _signal.SIGKILL
+SIGSTOP: int = _signal.SIGSTOP
 SIGTERM: int = _signal.SIGTERM
+SIGCONT: int = _signal.SIGCONT
+SIGTSTP: int = _signal.SIGTSTP
 SIGTTIN: int = _signal.SIGTTIN
 SIGTTOU: int = _signal.SIGTTOU
 
+# The signals a fault in a process's own code raises. Sent with kill() they are
+# plain messages (single-command mode forwards them); raised by a real fault the
+# kernel delivers them even when blocked, resetting the handler: the process dies.
+FAULT_SIGNALS = frozenset(
+    getattr(_signal, name)
+    for name in ["SIGFPE", "SIGILL", "SIGSEGV", "SIGBUS", "SIGABRT", "SIGTRAP", "SIGSYS"]
+)
+
 # Signals an init must not forward: the ones it cannot catch, job-control
 # signals for its own tty, and faults that concern its own address space.
-_NOT_FORWARDED = frozenset(
-    getattr(_signal, name)
-    for name in [
-        "SIGCHLD",
-        "SIGKILL",
-        "SIGSTOP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGFPE",
-        "SIGILL",
-        "SIGSEGV",
-        "SIGBUS",
-        "SIGABRT",
-        "SIGTRAP",
-        "SIGSYS",
-    ]
-)
+_NOT_FORWARDED = frozenset([SIGCHLD, SIGKILL, SIGSTOP, SIGTTIN, SIGTTOU, *FAULT_SIGNALS])
 
 _ALL_SIGNALS = range(1, NSIG)
 
@@ -85,8 +80,9 @@ def catch_signals(signals: Iterable[int]) -> None:
     later writes one byte per delivery to a pipe, drops it when the pipe
     is full, and a flood kept the main thread in handlers until it ended.)
     spawn() gives children an empty mask and default dispositions; side
-    threads block everything (start_thread). SIGTTIN/SIGTTOU are ignored so
-    a background init never stops.
+    threads block everything (start_thread). SIGTTIN/SIGTTOU are ignored
+    unless caught (blocked counts as ignored for the terminal too), so a
+    background init never stops on its own output.
     """
     global _caught, _main_thread
     import _thread
@@ -95,7 +91,8 @@ def catch_signals(signals: Iterable[int]) -> None:
     for signum in wanted:
         _signal.signal(signum, _ignore_signal)
     for signum in (SIGTTIN, SIGTTOU):
-        _signal.signal(signum, _signal.SIG_IGN)
+        if signum not in wanted:
+            _signal.signal(signum, _signal.SIG_IGN)
     _signal.pthread_sigmask(_signal.SIG_BLOCK, wanted)
     _caught = wanted
     _main_thread = _thread.get_ident()
@@ -169,6 +166,82 @@ def original_environ() -> dict[bytes, bytes] | None:
         if sep and key:
             env[key] = value
     return env
+
+
+def set_parent_death_signal(signum: int) -> None:
+    """Have the kernel send us `signum` when our parent dies (PR_SET_PDEATHSIG).
+    A parent gone before the call is treated as if it died right after it."""
+    import _prctl
+
+    parent = os.getppid()
+    _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signum)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signum)
+
+
+def stop_self() -> bool:
+    """Stop as a job does, until SIGCONT (a shell's `fg` or `bg`); False if not.
+
+    Any stop signal makes the kernel discard a pending SIGCONT, so none is sent
+    while one waits to be forwarded (the job was continued already), nor as a
+    namespace's PID 1, which the kernel never stops from inside."""
+    if is_pid1() or SIGCONT in _signal.sigpending():
+        return False
+    os.kill(os.getpid(), SIGSTOP)
+    return True
+
+
+def in_foreground() -> bool:
+    """Is stdin a terminal whose foreground process group is ours? Only then is
+    it ours to hand to the child: a job a shell started with `&`, or moved on
+    with `bg`, must not take the terminal from the shell."""
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def give_terminal_back(pgid: int) -> bool:
+    """After SIGCONT: when a shell's `fg` made our group the terminal's
+    foreground again, pass the terminal on to the child's group `pgid`, as at
+    its start. (SIGTTOU is blocked: tcsetpgrp works from any group, so the
+    check comes first.)"""
+    if not in_foreground():
+        return False
+    try:
+        os.tcsetpgrp(0, pgid)
+    except OSError:
+        return False
+    return True
+
+
+def stopped_by_terminal(pid: int) -> bool:
+    """Has our child `pid` stopped on the terminal's job-control signal (Ctrl-Z,
+    or a read from the background) while its group had the terminal? Each stop
+    is reported once (waitid takes the report); a stop by plain SIGSTOP or by a
+    kill from elsewhere is not the terminal's, and never counts."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG)
+    except ChildProcessError:
+        return False
+    if info is None or info.si_code != os.CLD_STOPPED:
+        return False
+    if info.si_status not in (SIGTSTP, SIGTTIN, SIGTTOU):
+        return False
+    try:
+        return os.tcgetpgrp(0) == pid
+    except OSError:
+        return False
+
+
+def has_exited(pid: int) -> bool:
+    """Has our child `pid` exited? It stays a zombie (its pid and process group
+    number cannot be reused) until reap_zombies() collects it."""
+    try:
+        found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return found is not None
 
 
 def become_subreaper() -> None:
@@ -535,8 +608,10 @@ def spawn(
     prepare: Callable[[], None] | None = None,
     listen_fds: Sequence[tuple[int, str]] = (),
     fast: bool = False,
+    new_group: bool = True,
 ) -> int:
-    """Start `argv` as the leader of a new process group; return its pid.
+    """Start `argv` as the leader of a new process group (or, `new_group`
+    False, in ours: dumb-init's --single-child); return its pid.
 
     The child starts with default signal dispositions and an empty signal
     mask. `fds` maps child fd -> our fd (dup2'd). `prepare` runs in the child
@@ -556,17 +631,21 @@ def spawn(
     once, does without.
     """
     spawner = _posix_spawner() if fast else None
-    if spawner is not None and posix_spawn_fits(
-        prepare=prepare,
-        foreground_tty=foreground_tty,
-        listen_fds=listen_fds,
-        cwd=cwd,
-        can_chdir=spawner.can_chdir,
+    if (
+        spawner is not None
+        and new_group
+        and posix_spawn_fits(
+            prepare=prepare,
+            foreground_tty=foreground_tty,
+            listen_fds=listen_fds,
+            cwd=cwd,
+            can_chdir=spawner.can_chdir,
+        )
     ):
         pid = spawner.spawn(argv, env, cwd, fds or {})
         if pid is not None:
             return pid
-    return _fork_exec(argv, env, cwd, foreground_tty, fds, prepare, listen_fds)
+    return _fork_exec(argv, env, cwd, foreground_tty, fds, prepare, listen_fds, new_group)
 
 
 def posix_spawn_fits(
@@ -606,6 +685,7 @@ def _fork_exec(
     fds: Mapping[int, int] | None,
     prepare: Callable[[], None] | None,
     listen_fds: Sequence[tuple[int, str]],
+    new_group: bool = True,
 ) -> int:
     """spawn() by fork and exec. Exec failures come back over a close-on-exec
     pipe; the failed child is reaped by the caller's reaper."""
@@ -624,7 +704,9 @@ def _fork_exec(
         raise
     if pid == 0:  # pragma: no cover - runs in the child, reported over err_write
         os.close(err_read)
-        _exec_child(argv, env, cwd, foreground_tty, fds, prepare, listen_fds, reserved, err_write)
+        _exec_child(
+            argv, env, cwd, foreground_tty, fds, prepare, listen_fds, reserved, err_write, new_group
+        )
     _signal.pthread_sigmask(_signal.SIG_SETMASK, saved_mask)
     os.close(err_write)
     report = b""
@@ -882,13 +964,15 @@ def _exec_child(
     listen_fds: Sequence[tuple[int, str]],
     reserved: list[int],
     err_write: int,
+    new_group: bool = True,
 ) -> None:  # pragma: no cover - runs in the forked child
     step = "setup"
     try:
         _signal.set_wakeup_fd(-1)
-        step = "setpgid"
-        os.setpgid(0, 0)
-        if foreground_tty:
+        if new_group:
+            step = "setpgid"
+            os.setpgid(0, 0)
+        if foreground_tty and new_group:
             step = "tcsetpgrp"
             try:
                 os.tcsetpgrp(0, os.getpid())
@@ -1279,13 +1363,6 @@ def write_stderr(text: str) -> None:
 
 def is_pid1() -> bool:
     return os.getpid() == 1
-
-
-def stdin_is_tty() -> bool:
-    try:
-        return os.isatty(0)
-    except OSError:
-        return False
 
 
 def exit_now(code: int) -> NoReturn:
