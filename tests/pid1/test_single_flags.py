@@ -272,8 +272,8 @@ def test_job_control_signal_stops_the_child_then_pidone_and_sigcont_resumes_both
         wait_for(lambda: proc_state(child) == "T", what="the child to stop")
         wait_for(lambda: proc_state(init.pid) == "T", what="pidone to stop")
         init.signal(signal.SIGCONT)
-        wait_for(lambda: proc_state(init.pid) == "S", what="pidone to resume")
-        wait_for(lambda: proc_state(child) == "S", what="the child to resume")
+        wait_for(lambda: proc_state(init.pid) in ("S", "R"), what="pidone to resume")
+        wait_for(lambda: proc_state(child) in ("S", "R"), what="the child to resume")
         init.signal(signal.SIGTERM)
         assert init.wait() == 128 + signal.SIGTERM
 
@@ -285,7 +285,7 @@ def test_a_sigtstp_rewritten_to_0_stops_neither_child_nor_pidone(mode: str) -> N
         # stopped itself, SIGWINCH would never be forwarded.
         init.signal(signal.SIGWINCH)
         assert received(init, until=signal.SIGWINCH) == [(signal.SIGWINCH, init.pid_inside)]
-        assert proc_state(init.pid) == "S"
+        assert proc_state(init.pid) not in ("T", "t")  # running or asleep, never stopped
         init.signal(EXIT_ON)
         assert received(init) == [(EXIT_ON, init.pid_inside)]
         assert init.wait() == 0
