@@ -7,14 +7,16 @@ file with a shared monotonic clock, so order across processes is exact.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers.running import PYTHON, Init, children_of, descendants
+from tests.helpers.running import PYTHON, Init, children_of, descendants, wait_for
 
 SVC = str(Path(__file__).parent / "svc.py")
 
@@ -175,3 +177,21 @@ def nth(events: list[str], prefix: str, n: int) -> int:
     hits = [i for i, e in enumerate(events) if e.startswith(prefix)]
     assert len(hits) >= n, f"only {len(hits)} x {prefix!r} in {events}"
     return hits[n - 1]
+
+
+def whoami_report(stack: Stack, name: str, *, once: bool = False) -> dict[str, object]:
+    """What tests/helpers/whoami.py, run as process `name`, said about itself
+    (its `WHOAMI <json>` line); `once`: and it said it only once (it ran once,
+    it was not restarted)."""
+    pattern = re.compile(rf"^{name}\s+\| WHOAMI (.*)$", re.M)
+    found: list[str] = []
+
+    def reported() -> bool:
+        found[:] = pattern.findall(stack.stdout_so_far())
+        return bool(found)
+
+    wait_for(reported, what=f"{name} to report")
+    assert not once or len(found) == 1, found
+    report = json.loads(found[0])
+    assert isinstance(report, dict)
+    return report

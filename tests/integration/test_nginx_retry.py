@@ -10,7 +10,6 @@ import re
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.running import wait_for
+from tests.helpers.users import open_dir
 
 CONF = Path(__file__).parent.parent.parent / "examples" / "webapp" / "nginx.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -72,12 +72,8 @@ def _read_exactly(conn: socket.socket, n: int) -> bytes:
 
 @pytest.fixture
 def where() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="pidone-nginx-", dir="/tmp"))
-    path.chmod(0o755)
-    try:
+    with open_dir() as path:  # nginx's workers run as another user
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def start_nginx(where: Path) -> subprocess.Popen[bytes]:

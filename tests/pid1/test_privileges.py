@@ -4,7 +4,6 @@ with nginx, checked with real connections as www-data and as nobody."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.running import PIDONE, PYTHON, descendants, helper, wait_for
-from tests.helpers.stack import Stack
+from tests.helpers.stack import Stack, whoami_report
 from tests.helpers.users import APP, EXTRA, as_user, gid, socket_table, uid
 
 NET_BIND_SERVICE = 1 << 10
@@ -25,17 +24,7 @@ WHOAMI = " ".join(helper("whoami.py"))
 
 
 def whoami(stack: Stack, name: str) -> dict[str, object]:
-    pattern = re.compile(rf"^{name}\s+\| WHOAMI (.*)$", re.M)
-    found: list[str] = []
-
-    def reported() -> bool:
-        found[:] = pattern.findall(stack.stdout_so_far())
-        return bool(found)
-
-    wait_for(reported, what=f"{name} to report")
-    report = json.loads(found[0])
-    assert isinstance(report, dict)
-    return report
+    return whoami_report(stack, name)
 
 
 def caps(report: dict[str, object]) -> dict[str, int]:

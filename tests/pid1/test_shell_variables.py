@@ -9,15 +9,13 @@ blanked, a value's `;` run as a command, `$$` made `$`)."""
 
 from __future__ import annotations
 
-import json
-import re
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.running import PIDONE, helper, wait_for
-from tests.helpers.stack import Stack, before, free_port
+from tests.helpers.running import PIDONE, helper
+from tests.helpers.stack import Stack, before, free_port, whoami_report
 from tests.pid1.test_config_attacks import marker_command, refused_by_check_and_run
 
 WHOAMI = " ".join(helper("whoami.py"))
@@ -40,18 +38,7 @@ def start(stack: Stack, procfile: str, toml: str = "", **environ: str) -> None:
 
 
 def report(stack: Stack, name: str) -> dict[str, object]:
-    pattern = re.compile(rf"^{name}\s+\| WHOAMI (.*)$", re.M)
-    found: list[str] = []
-
-    def reported() -> bool:
-        found[:] = pattern.findall(stack.stdout_so_far())
-        return bool(found)
-
-    wait_for(reported, what=f"{name} to report")
-    assert len(found) == 1, found  # ran once: not a restart loop
-    result = json.loads(found[0])
-    assert isinstance(result, dict)
-    return result
+    return whoami_report(stack, name, once=True)  # once: not a restart loop
 
 
 def child_env(stack: Stack, name: str) -> dict[str, str]:
