@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import sys
 
-from pidone import __version__, single, system
+from pidone import __version__, system
 from pidone.errors import PidoneError, UsageError
-from pidone.single import Options
+from pidone.single import init as single
+from pidone.single.init import Options
 
 USAGE = """\
 usage: pidone [OPTIONS] [--] CMD [ARGS...]
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         if args and args[0] == "ctl":
-            from pidone import ctl
+            from pidone.control import client as ctl
 
             return ctl.main(args[1:])
         if args and args[0] in SUBCOMMANDS:

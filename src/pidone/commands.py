@@ -14,9 +14,9 @@ import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pidone.config import Config, load
+from pidone.config.load import Config, load
+from pidone.config.values import BadValue, address
 from pidone.errors import UsageError
-from pidone.values import BadValue, address
 
 USAGE = """\
 usage: pidone {command} [-f PROCFILE] [-c CONFIG] [-e ENVFILE] [--metrics ADDR]
@@ -110,7 +110,7 @@ def load_config(args: Args) -> Config:
         if environ is not None
         else dict(os.environ)
     )
-    from pidone import identity
+    from pidone.config import identity
 
     config = load(args.procfile, args.config, args.env, environ=env, checks=[identity.check])
     if args.metrics is not None:
@@ -138,7 +138,8 @@ def run_subcommand(argv: list[str]) -> int:
     if args.command == "check":
         sys.stdout.write(describe(config))
         return 0
-    from pidone import loop, system
+    from pidone import system
+    from pidone.runtime import loop
 
     try:
         return loop.run(config)

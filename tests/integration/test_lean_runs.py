@@ -23,7 +23,7 @@ sys.argv = ["pidone", *sys.argv[3:]]
 from pidone.cli import main
 sys.exit(main())
 """
-METRICS_MODULES = {"prometheus_client", "psutil", "pidone.metrics", "pidone.httpserve"}
+METRICS_MODULES = {"prometheus_client", "psutil", "pidone.observe.metrics", "pidone.observe.http"}
 
 
 def imports_of_run(tmp_path: Path, extra_toml: str) -> set[str]:
@@ -41,7 +41,7 @@ def imports_of_run(tmp_path: Path, extra_toml: str) -> set[str]:
 
 def test_pidone_run_without_metrics_imports_none_of_the_metrics_stack(tmp_path: Path) -> None:
     loaded = imports_of_run(tmp_path, "")
-    assert "pidone.loop" in loaded
+    assert "pidone.runtime.loop" in loaded
     assert not (loaded & METRICS_MODULES), sorted(loaded & METRICS_MODULES)
 
 
@@ -55,5 +55,5 @@ def test_single_command_mode_imports_none_of_the_metrics_stack(tmp_path: Path) -
     with Init("subreaper", ["--", "true"], prefix=[PYTHON, "-c", RECORDER, str(out)]) as init:
         assert init.wait() == 0
     loaded = set(out.read_text().split())
-    assert "pidone.single" in loaded
+    assert "pidone.single.init" in loaded
     assert not (loaded & METRICS_MODULES), sorted(loaded & METRICS_MODULES)

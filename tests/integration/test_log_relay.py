@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from pidone import logs
-from pidone.logs import HIGH_WATER, MAX_PARTIAL, LogRelay
+from pidone.runtime import logs
+from pidone.runtime.logs import HIGH_WATER, MAX_PARTIAL, LogRelay
 
 PY = sys.executable
 # Bound on what the relay may hold: the high-water mark plus what one more

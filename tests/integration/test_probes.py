@@ -28,10 +28,10 @@ from pathlib import Path
 import pytest
 
 from pidone import system
-from pidone.command import parse
-from pidone.config import ReadyCheck
+from pidone.config.command import parse
+from pidone.config.load import ReadyCheck
 from pidone.errors import SpawnError
-from pidone.probes import ATTEMPT_TIMEOUT, EXEC_TIMEOUT, Prober
+from pidone.runtime.probes import ATTEMPT_TIMEOUT, EXEC_TIMEOUT, Prober
 from tests.helpers.running import require_root, wait_for
 
 # --- the loop ----------------------------------------------------------------------------

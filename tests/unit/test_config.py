@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pidone import config
-from pidone.command import Command
-from pidone.config import Config, ProcessSpec, ReadyCheck, Rlimit, Settings, SocketSpec
+from pidone.config import load as config
+from pidone.config.command import Command
+from pidone.config.load import Config, ProcessSpec, ReadyCheck, Rlimit, Settings, SocketSpec
 from pidone.errors import ConfigError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -1158,7 +1158,7 @@ def test_20000_processes_times_10000_variables_are_refused_before_they_are_built
 
 
 def test_an_environment_exec_would_refuse_with_e2big_is_refused_by_check(cwd: Path) -> None:
-    from pidone import identity
+    from pidone.config import identity
 
     write(
         cwd,

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pidone.control import (
+from pidone.control.server import (
     Command,
     not_ready,
     parse_request,
@@ -16,8 +16,8 @@ from pidone.control import (
     status_reply,
     status_rows,
 )
-from pidone.states import ProcessState
-from pidone.supervisor import ExitInfo, ProcessStatus, Request, Snapshot
+from pidone.core.states import ProcessState
+from pidone.core.supervisor import ExitInfo, ProcessStatus, Request, Snapshot
 
 S = ProcessState
 KNOWN = ("redis", "web", "worker")

@@ -16,7 +16,9 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from pidone.metrics import (
+from pidone.core.states import ProcessState
+from pidone.core.supervisor import ExitInfo, ProcessStatus, Snapshot
+from pidone.observe.metrics import (
     HealthCheck,
     PidoneCollector,
     PidoneCounters,
@@ -24,8 +26,6 @@ from pidone.metrics import (
     check_ready,
     parse_address,
 )
-from pidone.states import ProcessState
-from pidone.supervisor import ExitInfo, ProcessStatus, Snapshot
 
 S = ProcessState
 MONO = 1000.0  # the loop's monotonic "now"

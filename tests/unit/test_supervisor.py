@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pidone import config, control
-from pidone.metrics import check_ready
-from pidone.states import ProcessState as S
-from pidone.supervisor import (
+from pidone.config import load as config
+from pidone.control import server as control
+from pidone.core.states import ProcessState as S
+from pidone.core.supervisor import (
     Action,
     Boot,
     CancelProbe,
@@ -39,6 +39,7 @@ from pidone.supervisor import (
     backoff_delay,
     spawns_and_signals_first,
 )
+from pidone.observe.metrics import check_ready
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 TERM = int(signal.SIGTERM)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pidone.identity import Identity
+from pidone.config.identity import Identity
 from pidone.system import (
     _encode_for_exec,
     changes_identity,

@@ -79,12 +79,12 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pidone.core.states import HAS_PID, ProcessState
 from pidone.errors import PidoneError
 from pidone.signames import signal_name as signal_name  # re-exported for callers
-from pidone.states import HAS_PID, ProcessState
 
 if TYPE_CHECKING:
-    from pidone.supervisor import Request, Snapshot
+    from pidone.core.supervisor import Request, Snapshot
 
 DEFAULT_SOCKET = "/run/pidone/control.sock"
 MAX_REQUEST = 64 * 1024
@@ -584,7 +584,7 @@ class Command:
 
     def event(self) -> Request:
         """The supervisor event for start/stop/restart/reload/signal/shutdown."""
-        from pidone.supervisor import Request
+        from pidone.core.supervisor import Request
 
         return Request(self.command, self.names, self.signum)
 
@@ -618,7 +618,10 @@ def parse_request(request: dict[str, Any], known: Collection[str]) -> Command | 
         signum = raw_sig
     timeout: float | None = None
     if command in TIMED and args.get("timeout") is not None:
-        from pidone.values import BadValue, positive_seconds  # the config's one duration rule
+        from pidone.config.values import (  # the config's one duration rule
+            BadValue,
+            positive_seconds,
+        )
 
         try:
             timeout = positive_seconds(args["timeout"])

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pidone import system
-from pidone.config import ReadyCheck
+from pidone.config.load import ReadyCheck
 from pidone.errors import PidoneError
 
 if TYPE_CHECKING:

@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
     from typing import Any, NoReturn
 
+    from pidone.config.identity import Identity
     from pidone.errors import SpawnError
-    from pidone.identity import Identity
 
 NSIG: int = _signal.NSIG
 SIGCHLD: int = _signal.SIGCHLD

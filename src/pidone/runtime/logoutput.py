@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from pidone import system
 
 if TYPE_CHECKING:
-    from pidone.logs import _Source
+    from pidone.runtime.logs import _Source
 
 HIGH_WATER = 1024 * 1024  # queued bytes past which the relay stops reading pipes
 LOW_WATER = 256 * 1024  # ... and under which it reads them again

@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from pidone import system
-from pidone.counters import PidoneCounters
-from pidone.states import ProcessState
-from pidone.supervisor import ProcessStatus, Snapshot
+from pidone.core.counters import PidoneCounters
+from pidone.core.states import ProcessState
+from pidone.core.supervisor import ProcessStatus, Snapshot
 
 
 class SingleMetrics:
@@ -42,7 +42,7 @@ class SingleMetrics:
     def start(
         cls, address: str, command: Sequence[str], child: int, log: Callable[[str], None]
     ) -> SingleMetrics | None:
-        from pidone.metrics import MetricsServer
+        from pidone.observe.metrics import MetricsServer
 
         watch = cls(command, child)
         try:

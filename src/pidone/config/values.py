@@ -11,9 +11,9 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from pidone import command as commands
-from pidone.envfile import Budget
-from pidone.specs import CAPABILITIES, RLIMITS, ReadyCheck, Rlimit
+from pidone.config import command as commands
+from pidone.config.envfile import Budget
+from pidone.config.specs import CAPABILITIES, RLIMITS, ReadyCheck, Rlimit
 
 
 class BadValue(Exception):

@@ -46,10 +46,10 @@ import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pidone import graph
-from pidone.config import Config, ProcessSpec
+from pidone.config import graph
+from pidone.config.load import Config, ProcessSpec
+from pidone.core.states import AT_REST, HAS_PID, Event, ProcessState, transition
 from pidone.signames import signal_name
-from pidone.states import AT_REST, HAS_PID, Event, ProcessState, transition
 
 S = ProcessState
 SWEEP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL to leftover processes

@@ -26,7 +26,7 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from pidone.envfile import Budget, expand
+from pidone.config.envfile import Budget, expand
 
 SHELL = "/bin/sh"
 

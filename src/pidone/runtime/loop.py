@@ -28,18 +28,20 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pidone import control, identity, system
-from pidone.config import Config, ProcessSpec, SocketSpec
-from pidone.counters import PidoneCounters
+from pidone import system
+from pidone.config import identity
+from pidone.config.load import Config, ProcessSpec, SocketSpec
+from pidone.config.values import MAX_SECONDS
+from pidone.control import server as control
+from pidone.core.counters import PidoneCounters
+from pidone.core.states import AT_REST, HAS_PID, ProcessState
 from pidone.errors import PidoneError, SpawnError
-from pidone.logs import SIDE_LINES, LogRelay, SideLog
-from pidone.probes import Prober
-from pidone.states import AT_REST, HAS_PID, ProcessState
-from pidone.values import MAX_SECONDS
+from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
+from pidone.runtime.probes import Prober
 
 if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
-    from pidone.metrics import MetricsServer
-from pidone.supervisor import (
+    from pidone.observe.metrics import MetricsServer
+from pidone.core.supervisor import (
     Action,
     CancelProbe,
     Collect,
@@ -169,7 +171,7 @@ class Loop:
         if not system.is_pid1():
             system.become_subreaper()
         self._start_side_parts()
-        from pidone.supervisor import Boot
+        from pidone.core.supervisor import Boot
 
         self.feed(Boot())
         self._publish()
@@ -195,7 +197,7 @@ class Loop:
             self._log_side(f"control socket {path} disabled: {exc}")
         if settings.metrics:
             try:
-                from pidone.metrics import MetricsServer
+                from pidone.observe.metrics import MetricsServer
 
                 self.metrics = MetricsServer(
                     settings.metrics,

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from pidone.command import Command
+from pidone.config.command import Command
 
 DEFAULT_PROCFILE = Path("Procfile")
 DEFAULT_CONFIG = Path("pidone.toml")

@@ -34,10 +34,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from pidone import command as commands
-from pidone import envfile, graph, procfile
-from pidone.command import Command
-from pidone.envfile import Budget
+from pidone.config import command as commands
+from pidone.config import envfile, graph, procfile
+from pidone.config.command import Command
+from pidone.config.envfile import Budget
 from pidone.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -45,51 +45,51 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from pidone import tomllines, values
-from pidone.specs import (
+from pidone.config import tomllines, values
+from pidone.config.specs import (
     CAPABILITIES as CAPABILITIES,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     DEFAULT_CONFIG as DEFAULT_CONFIG,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     DEFAULT_ENVFILE as DEFAULT_ENVFILE,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     DEFAULT_PROCFILE as DEFAULT_PROCFILE,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     RLIMITS as RLIMITS,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     LogFormat as LogFormat,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     ProcessSpec as ProcessSpec,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     ReadyCheck as ReadyCheck,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     ReadyKind as ReadyKind,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     RestartPolicy as RestartPolicy,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     Rlimit as Rlimit,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     Settings as Settings,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     SocketSpec as SocketSpec,
 )
-from pidone.specs import (
+from pidone.config.specs import (
     StopTarget as StopTarget,
 )
-from pidone.tomllines import TomlLines
-from pidone.values import BadValue
+from pidone.config.tomllines import TomlLines
+from pidone.config.values import BadValue
 
 
 class Sources:

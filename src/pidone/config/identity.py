@@ -16,8 +16,8 @@ import resource
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pidone.config import CAPABILITIES, Config, ProcessSpec
-from pidone.values import as_float, id_number
+from pidone.config.load import CAPABILITIES, Config, ProcessSpec
+from pidone.config.values import as_float, id_number
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from pidone.errors import SpawnError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pidone.single_metrics import SingleMetrics
+    from pidone.single.metrics import SingleMetrics
 
 
 class Options:
@@ -73,7 +73,7 @@ def main(opts: Options) -> int:
     watch = None
     if opts.metrics:
         # Only now: the HTTP server costs memory that plain tini users never pay.
-        from pidone.single_metrics import SingleMetrics
+        from pidone.single.metrics import SingleMetrics
 
         watch = SingleMetrics.start(opts.metrics, opts.command, child, log.error)
     return supervise(child, opts.group, log, watch)

@@ -92,12 +92,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from pidone import __version__, system
-from pidone.control import not_ready, signal_name
-from pidone.counters import PidoneCounters as PidoneCounters  # re-exported for callers
-from pidone.httpserve import HttpServer, Later, Request, Response
-from pidone.httpserve import parse_address as parse_address  # re-exported for callers
-from pidone.states import HAS_PID, ProcessState
-from pidone.supervisor import Snapshot
+from pidone.control.server import not_ready, signal_name
+from pidone.core.counters import PidoneCounters as PidoneCounters  # re-exported for callers
+from pidone.core.states import HAS_PID, ProcessState
+from pidone.core.supervisor import Snapshot
+from pidone.observe.http import HttpServer, Later, Request, Response
+from pidone.observe.http import parse_address as parse_address  # re-exported for callers
 
 RESTART_REASONS = ("crash", "manual", "dependency")  # supervisor's; shown from 0
 FRESH = 1.0  # a loop that turned this recently is healthy without a wake-up
