@@ -290,8 +290,8 @@ def _import_tree(stderr: str) -> dict[str, str]:
 
 
 def _group(module: str, parent: dict[str, str], callers: dict[str, str]) -> str:
-    """`pidone.metrics -> http.server`: the import in pidone's code that
-    brought `module` in (`pidone.loop.run() -> ...` for one in a function);
+    """`pidone.observe.metrics -> http.server`: the import in pidone's code that
+    brought `module` in (`pidone.runtime.loop.run() -> ...` for one in a function);
     `pidone (own code)` for pidone's modules."""
     if module.startswith("pidone"):
         return "pidone (own code)"
@@ -409,7 +409,7 @@ def _profile(key: str, settings: Settings) -> str:
     if key == "restart":
         return "\n\n".join(
             [
-                _spy_on(RUN, restart.Restart(), settings, repeat=10),
+                _spy_on(RUN, restart.Restart(), settings, repeat=2),  # 2 x KILLS restarts
                 _timeline_of(RUN, "SIGCHLD", restart.Restart(), settings),
             ]
         )

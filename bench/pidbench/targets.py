@@ -108,10 +108,21 @@ def _storm(results: Results) -> tuple[bool, str]:
 
 
 def _restart(results: Results) -> tuple[bool, str]:
-    s = _summary(results, restart.RESTART, RUN)
+    """Every kill of the stable service under 10 ms: the median of each one
+    (the first, the second, ...) over the rounds, so that a backoff from the
+    second kill on misses even when the first restarts at once."""
+    every = _summary(results, restart.RESTART, RUN)
     words = _words(results, restart.RESTART, RUN)
-    detail = f"median {s.median:.2f} ms (min {s.minimum:.2f}, max {s.maximum:.2f})"
-    return s.median < 10.0 and not words, detail + (f"; {words}" if words else "")
+    each = [results.summary(metric, RUN) for metric in restart.EACH_KILL]
+    medians = [s.median for s in each if s is not None]
+    detail = (
+        f"each kill's median {', '.join(f'{m:.2f}' for m in medians)} ms; "
+        f"all {every.count}: median {every.median:.2f} (min {every.minimum:.2f}, "
+        f"max {every.maximum:.2f})"
+    )
+    measured = len(medians) == len(each)
+    passed = measured and max(medians) < 10.0 and not words
+    return passed, detail + (f"; {words}" if words else "")
 
 
 def _signals(results: Results) -> tuple[bool, str]:
@@ -183,7 +194,7 @@ TARGETS: tuple[tuple[str, str, Callable[[Results], tuple[bool, str]]], ...] = (
     ),
     ("rss_single", "single-command RSS within 1.3x of a bare interpreter", _rss_single),
     ("storm", f"orphan storm within 1.5x of {STORM_REFERENCE}, no zombie left", _storm),
-    ("restart", "restart after kill -9 < 10 ms", _restart),
+    ("restart", "every restart of a stable process after kill -9 < 10 ms", _restart),
     ("signals", "signal forwarding < 1 ms (median, every kind, none dropped)", _signals),
     (
         "shutdown",

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import sys
+import time
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -112,10 +114,34 @@ def load_config(args: Args) -> Config:
     )
     from pidone.config import identity
 
-    config = load(args.procfile, args.config, args.env, environ=env, checks=[identity.check])
+    checks = [identity.check, shell_check]
+    config = load(args.procfile, args.config, args.env, environ=env, checks=checks)
     if args.metrics is not None:
         config = replace(config, settings=replace(config.settings, metrics=args.metrics))
     return config
+
+
+SHELL_CHECK_SECONDS = 5.0  # for all of one load's `sh -n`; past it, no verdict
+
+
+def shell_check(config: Config) -> Iterable[str]:
+    """config.load's check that /bin/sh can parse each command (and exec:
+    check) it will be given: `sh -n` runs nothing. A syntax error would
+    otherwise be restarted forever with check's blessing."""
+    from pidone import system
+
+    deadline = time.monotonic() + SHELL_CHECK_SECONDS
+    for name, spec in config.processes.items():
+        ready = spec.ready.command
+        for key, command in (("command", spec.command), ("ready", ready)):
+            left = deadline - time.monotonic()
+            if command is None or not command.uses_shell or left <= 0:
+                continue
+            error = system.shell_syntax(command.argv[-1], left)
+            if error is not None:
+                yield config.sources.problem(
+                    f"process.{name}", key, f"/bin/sh cannot parse it: {error}; fix the command"
+                )
 
 
 def describe(config: Config) -> str:
@@ -136,6 +162,8 @@ def run_subcommand(argv: list[str]) -> int:
         return 0
     config = load_config(args)
     if args.command == "check":
+        for warning in config.warnings:
+            sys.stderr.write(warning + "\n")
         sys.stdout.write(describe(config))
         return 0
     from pidone import system

@@ -1,6 +1,7 @@
-"""Prints `WHOAMI <json>` describing the process it runs as, then sleeps:
-/proc/self/status identity and capability lines, rlimits, cwd, umask,
-environment, and whether it could bind a privileged port on loopback."""
+"""Prints `WHOAMI <json>` describing the process it runs as, then sleeps
+(exits 0 with WHOAMI_EXIT=1 in its environment): /proc/self/status identity
+and capability lines, rlimits, cwd, umask, environment, its pid and argv,
+and whether it could bind a privileged port on loopback."""
 
 from __future__ import annotations
 
@@ -36,8 +37,11 @@ def main() -> None:
         "env": dict(os.environ),
         "privileged_bind": privileged_bind,
         "argv": sys.argv[1:],
+        "pid": os.getpid(),
     }
     print("WHOAMI " + json.dumps(report), flush=True)
+    if os.environ.get("WHOAMI_EXIT") == "1":
+        return
     while True:
         time.sleep(3600)
 

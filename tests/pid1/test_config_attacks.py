@@ -111,11 +111,35 @@ ATTACKS: dict[str, tuple[dict[str, str], str]] = {
     ),
     "env_default_nested_3000_deep": (
         {".env": "A=" + "${A:-" * 3000 + "x" + "}" * 3000 + "\n"},
-        ".env:1: A: ${...:-default} nested more than 16 deep",
+        ".env:1: A: ${...} nested more than 16 deep",
     ),
     "env_doubling_a_value_40_times": (
         {".env": "A=0123456789ab\n" + "A=${A}${A}\n" * 40},
         ".env:15: A: expands to more than 128 KiB",
+    ),
+    "env_pattern_removal_scanning_4_mib_to_expand_nothing": (
+        {".env": "B=" + "x" * 100_000 + "\n" + "".join(f"V{n}=${{B%%*}}\n" for n in range(60))},
+        ".env:42: V40: the expanded values add up to more than 4 MiB",
+    ),
+    "env_question_mark_form_unset": (
+        {".env": "URL=${DATABASE_URL:?set DATABASE_URL in .env}\n"},
+        ".env:1: URL: DATABASE_URL is not set: set DATABASE_URL in .env",
+    ),
+    "ready_target_question_mark_form_unset": (
+        {"pidone.toml": WEB + 'ready = "tcp:127.0.0.1:${REDIS_PORT:?no port}"\n'},
+        "pidone.toml:3: [process.web] ready = ",
+    ),
+    "port_key_and_environment_port_both": (
+        {"pidone.toml": WEB + 'port = 80\nenvironment = { PORT = "81" }\n'},
+        "pidone.toml:3: [process.web] port = 80: and environment.PORT both set PORT",
+    ),
+    "base_port_not_a_port": (
+        {".env": "PORT=http\n"},
+        '.env: PORT = "http": not a port number from 1 to 65535',
+    ),
+    "procfile_continuation_line": (
+        {"Procfile": "web: CMD \\\n  --workers 4\n"},
+        "Procfile:1: the line ends with a backslash, but a Procfile has no continuation lines",
     ),
     "env_520_kb_with_one_unclosed_quote": (
         {".env": 'A="' + ("x" * 50 + "\n") * 10_400},

@@ -90,7 +90,7 @@ def zombies(pid: int) -> list[int]:
     ("content", "reason"),
     [
         ("1", "pid 1 is the init of the PID namespace"),
-        ("$$PPID", "is pidone itself"),  # $$: a literal $ for the shell
+        ("$PPID", "is pidone itself"),  # the shell expands it: its parent, pidone
         ("2147483648", "pid 2147483648 is out of range"),
     ],
     ids=["pid_1", "pidones_own_pid", "pid_2147483648"],
@@ -98,7 +98,7 @@ def zombies(pid: int) -> list[int]:
 def test_pidfile_naming_pid_1_pidone_or_an_impossible_pid_is_refused(
     mode: str, shared: Path, content: str, reason: str
 ) -> None:
-    if mode == "pid1" and content == "$$PPID":
+    if mode == "pid1" and content == "$PPID":
         reason = "pid 1 is the init"  # pidone is pid 1 there
     with Stack(mode, shared) as stack:
         stack.start(liar(stack, f"echo {content} > {{pidfile}}"))
@@ -191,18 +191,23 @@ time.sleep(1000)
 """
 
 
+@pytest.mark.parametrize("through", ["exec", "shell"])
 def test_a_double_forking_daemon_of_its_own_user_is_adopted_and_stopped(
-    mode: str, shared: Path
+    mode: str, shared: Path, through: str
 ) -> None:
     # The daemon left its launcher's group and session: it is followed because
     # it is pidone's child now, runs the launcher's program, as the same user.
+    # Through the shell (a `$` in the command), the launcher is /bin/sh until
+    # it execs the program: the program is still the one the daemon must run.
     script = shared / "daemon.py"
     script.write_text(DOUBLE_FORK)
     pidfile = shared / "d.pid"
+    argument = str(pidfile) if through == "exec" else "$DAEMON_PIDFILE"
     with Stack(mode, shared) as stack:
         stack.start(f"""
 [process.d]
-command = "{PYTHON} {script} {pidfile}"
+command = "{PYTHON} {script} {argument}"
+environment = {{ DAEMON_PIDFILE = "{pidfile}" }}
 user = "{APP}"
 pidfile = "{pidfile}"
 stop_timeout = 5

@@ -139,7 +139,13 @@ clear_env = true
 environment = {{ ONLY = "this", LC_ALL = "C.UTF-8" }}
 """)
         report = whoami(stack, "bare")
-    assert report["env"] == {"FROM_DOTENV": "1", "ONLY": "this", "LC_ALL": "C.UTF-8"}
+    # PORT is pidone's to give each process, as foreman does (clear_env or not).
+    assert report["env"] == {
+        "FROM_DOTENV": "1",
+        "PORT": "5000",
+        "ONLY": "this",
+        "LC_ALL": "C.UTF-8",
+    }
 
 
 def test_root_process_keeps_root_and_nothing_is_hardened(mode: str, shared: Path) -> None:

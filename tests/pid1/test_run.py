@@ -123,6 +123,42 @@ command = "{stack.svc("steady")}"
     assert re.search(r"flaky\s+\| FATAL: exited 3 times within 60 s", err), err
 
 
+def test_a_stable_process_kill_9d_three_times_is_restarted_at_once_each_time(
+    mode: str, tmp_path: Path
+) -> None:
+    # Up and ready well past backoff_reset before each kill: every restart is
+    # at once. Without the reset the second would wait backoff_initial (5 s)
+    # and the third would make it FATAL (fatal_after = 3 within the window).
+    with Stack(mode, tmp_path) as stack:
+        stack.start(f"""
+[pidone]
+settle_time = 0.3
+backoff_reset = 0.5
+backoff_initial = 5
+fatal_after = 3
+[process.steady]
+command = "{stack.svc("steady")}"
+""")
+        ready = re.compile(r"^steady\s+\| ready$", re.M)
+        pids = []
+        for n in range(3):
+            wait_for(lambda n=n: len(ready.findall(stack.stdout_so_far())) == n + 1, what="ready")
+            time.sleep(1.0)  # twice backoff_reset
+            pids.append(stack.host_pid("steady"))
+            os.kill(pids[-1], signal.SIGKILL)
+            # generous: "it came back", far below the 5 s a backoff would take
+            wait_for(lambda n=n: stack.count("steady up") == n + 2, timeout=4.0, what="restart")
+        pids.append(stack.host_pid("steady"))
+        assert len(set(pids)) == 4
+        stack.init.signal(TERM)
+        assert stack.init.wait() == 0  # never FATAL: a clean stop
+        out, err = stack.output()
+    assert len(re.findall(r"^steady\s+\| exited with signal SIGKILL$", err, re.M)) == 3, err
+    restarting = re.findall(r"^steady\s+\| (restarting .*)$", out, re.M)
+    assert restarting == ["restarting in 0 s"] * 3, out
+    assert "FATAL" not in err
+
+
 def test_dependents_are_cycled_in_order_when_a_dependency_dies(mode: str, tmp_path: Path) -> None:
     port = free_port()
     with Stack(mode, tmp_path) as stack:

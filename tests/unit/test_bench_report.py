@@ -66,6 +66,7 @@ def test_summary_table_columns_in_registry_order_with_best_peer_and_ratio() -> N
         "|---|--:|--:|--:|---|---|",
         "| kill -9 to running again (ms) | 5.00 | 20.00 | 2.50 "
         "| s6-svscan 2.50 | pidone run 2.00x |",
+        *(f"| kill {n} of 5 to running again (ms) |  |  |  |  |  |" for n in range(1, 6)),
     ]
 
 

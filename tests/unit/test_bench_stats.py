@@ -8,6 +8,7 @@ import pytest
 from pidbench.measure import Metric, Results, Round, Settings
 from pidbench.measures.common import heavy_rounds
 from pidbench.measures.restart import RESTART, Restart
+from pidbench.measures.shutdown import Shutdown
 from pidbench.stats import Summary, percentile
 
 
@@ -120,4 +121,6 @@ def test_notes_name_the_measurement_and_the_round() -> None:
 def test_settings_long_measurements_take_the_fewer_rounds() -> None:
     assert heavy_rounds(Settings(Path("/nonexistent"))) == 3
     assert heavy_rounds(Settings(Path("/nonexistent"), rounds=2, heavy_rounds=3)) == 2
-    assert Restart().rounds(Settings(Path("/nonexistent"), rounds=7)) == 7
+    assert Shutdown().rounds(Settings(Path("/nonexistent"), rounds=7)) == 7
+    # 5 kills a launch, 2.5 s apart: the fewer rounds
+    assert Restart().rounds(Settings(Path("/nonexistent"), rounds=7)) == 3

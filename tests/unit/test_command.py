@@ -103,67 +103,103 @@ def test_line_continuation_is_left_to_the_shell_not_a_list() -> None:
     assert command.parse('prog "a\\\nb"') == exec_shell('exec prog "a\\\nb"')
 
 
-def test_expansion_happens_first() -> None:
-    env = {"PORT": "8000", "ARGS": "-v -x", "EMPTY": ""}
-    assert command.parse("serve --port ${PORT} $ARGS", env) == direct(
-        "serve", "--port", "8000", "-v", "-x"
+@pytest.mark.parametrize(
+    "text",
+    [
+        "serve --port ${PORT} $ARGS",
+        "serve ${EMPTY:-default}",
+        'serve "${PORT:="3000"}"',
+        "echo $$",
+        "echo ${#X} ${X%.*} ${X:?set X}",
+        "${CMD}",
+    ],
+)
+def test_a_command_with_a_dollar_goes_to_the_shell_as_written(text: str) -> None:
+    # pidone puts no value into the text: the shell expands it, by its rules.
+    assert command.parse(text) == exec_shell("exec " + text)
+
+
+def test_a_list_with_variables_goes_to_the_shell_untouched() -> None:
+    rails = '[ -n "$RAILS_STARTUP" ] && $RAILS_STARTUP || bin/rails server -b 0.0.0.0'
+    assert command.parse(rails) == staying_shell(rails)
+    inner = "sh -c 'exec gunicorn -b \"0.0.0.0:${PORT:-8000}\" app'"
+    assert command.parse(inner) == direct(
+        "sh", "-c", 'exec gunicorn -b "0.0.0.0:${PORT:-8000}" app'
     )
-    assert command.parse("serve ${EMPTY:-default}", env) == direct("serve", "default")
-    # $$ leaves a $ for the shell, which then has to run the command.
-    assert command.parse("echo $$HOME", env) == exec_shell("exec echo $HOME")
-    assert command.parse("echo '$$HOME'", env) == direct("echo", "$HOME")
 
 
-def test_without_env_nothing_is_expanded() -> None:
-    assert command.parse("echo ${X}") == exec_shell("exec echo ${X}")
+def test_a_dollar_in_single_quotes_is_text_and_needs_no_shell() -> None:
+    assert command.parse("echo '$HOME'") == direct("echo", "$HOME")
 
 
 @pytest.mark.parametrize(
-    ("text", "env", "message"),
+    ("text", "message"),
     [
-        (
-            "   ",
-            None,
-            "the command is empty (after ${VAR} expansion); "
-            "write the program to run, or set the variables it uses",
-        ),
-        (
-            "${CMD}",
-            {},
-            "the command is empty (after ${VAR} expansion); "
-            "write the program to run, or set the variables it uses",
-        ),
+        ("   ", "the command is empty; write the program to run"),
         (
             'echo "abc',
-            None,
             'a double quote (") is never closed; close it, or escape it with a backslash',
         ),
         (
             "echo 'abc",
-            None,
             "a single quote (') is never closed; close it, or escape it with a backslash",
         ),
         (
             "echo `abc",
-            None,
             "a backtick (`) is never closed; close it, or escape it with a backslash",
         ),
-        ("echo $(abc", None, '"$(" is never closed by ")"; add the ")"'),
+        ("echo $(abc", '"$(" is never closed by ")"; add the ")"'),
         # As in sh, a quote inside $(...) opens a new string.
         (
             'echo "$(abc"',
-            None,
             'a double quote (") is never closed; close it, or escape it with a backslash',
         ),
-        ("echo abc\\", None, "the command ends with a backslash; remove it"),
+        ("echo abc\\", "the command ends with a backslash; remove it"),
     ],
 )
-def test_bad_commands(text: str, env: dict[str, str] | None, message: str) -> None:
+def test_bad_commands(text: str, message: str) -> None:
     with pytest.raises(ValueError) as caught:
-        command.parse(text, env)
+        command.parse(text)
     assert str(caught.value) == message
 
 
-def test_malformed_reference_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match=r'"\$\{1\}" does not start with a variable name'):
-        command.parse("echo ${1}", {})
+def test_an_unclosed_dollar_brace_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match=r'"\$\{" is never closed by "\}"'):
+        command.parse("echo ${PORT")
+
+
+@pytest.mark.parametrize(
+    ("text", "undefined"),
+    [
+        ('[ -n "$RAILS_STARTUP" ] && $RAILS_STARTUP || bin/rails s', {"RAILS_STARTUP"}),
+        ("node a.js $OPTS ${ARGS} ${#LEN} ${FILE%.js}", {"OPTS", "ARGS", "LEN", "FILE"}),
+        # Defaults and `?` are the author's own answer to "unset".
+        ("serve ${A:-1} ${B-2} ${C:=3} ${D=4} ${E:?set E} ${F?} ${G:+x} ${H+y}", set()),
+        # Single quotes: the inner script's own variables.
+        ("sh -c 'echo $INNER' \"$OUTER\"", {"OUTER"}),
+        # What the command sets itself, special parameters, escaped dollars.
+        ("A=1; for i in 1 2; do read -r line; echo $A $i $line; done", set()),
+        ("echo $$HOME $? $1 $@ \\$ESCAPED $KNOWN", set()),
+    ],
+)
+def test_undefined_variables_a_command_uses(text: str, undefined: set[str]) -> None:
+    assert command.undefined(text, {"KNOWN"}) == undefined
+
+
+@pytest.mark.parametrize(
+    ("text", "program"),
+    [
+        ("redis-server redis.conf", "redis-server"),
+        ("python app.py $ARGS", "python"),  # the shell execs python
+        ("PORT=80 ./serve *.conf", "./serve"),
+        ("FOO=1 exec bin/worker $X", "bin/worker"),
+        ("$PROGRAM --flag", ""),  # only the shell knows
+        ("a | b", ""),  # the shell stays
+        ('"my prog" $X', ""),  # quoted: not plain text
+    ],
+)
+def test_the_program_a_command_ends_up_running_is_known_when_the_text_says_it(
+    text: str, program: str
+) -> None:
+    # A pidfile daemon's executable is checked against it (system.Launcher).
+    assert command.parse(text).program == program

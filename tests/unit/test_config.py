@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import resource
 import signal
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from pidone.config import envfile
 from pidone.config import load as config
 from pidone.config.command import Command
 from pidone.config.load import Config, ProcessSpec, ReadyCheck, Rlimit, Settings, SocketSpec
@@ -85,7 +87,7 @@ def test_independent_from_a_procfile_alone_gets_every_default(
         name="zeta",
         command=Command(("sleep", "1000"), uses_shell=False),
         command_line="sleep 1000",
-        env={"PATH": "/usr/bin"},
+        env={"PATH": "/usr/bin", "PORT": "5000"},  # the first process: foreman's base
         ready=ReadyCheck("settle", seconds=1.0),
         stop_signal=signal.SIGTERM,
         stop_timeout=10.0,
@@ -200,22 +202,25 @@ def test_fan_out_uses_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
     dotenv = {"REDIS_PORT": "6380", "APP_DIR": "/srv/app/current", "LOG_LEVEL": "warning"}
 
     redis = loaded.processes["redis"]
-    # .env wins over the environment pidone got.
-    assert redis.command.argv == ("redis-server", "--port", "6380")
+    # The shell expands the command from the child's environment, where .env
+    # wins over the environment pidone got.
+    assert redis.command.argv == ("/bin/sh", "-c", "exec redis-server --port ${REDIS_PORT}")
     assert redis.ready == ReadyCheck("tcp", "127.0.0.1:6380", host="127.0.0.1", port=6380)
     assert redis.stop_timeout == 20.0  # from [pidone]
     assert redis.user == "redis"
-    assert redis.env == {"PATH": "/usr/bin", "HOST_NAME": "box1", **dotenv}
+    assert redis.env == {"PATH": "/usr/bin", "HOST_NAME": "box1", **dotenv, "PORT": "5000"}
 
     web = loaded.processes["web"]
     assert web == ProcessSpec(
         name="web",
-        command=Command(("uwsgi", "--ini", "/srv/app/current/uwsgi.ini"), uses_shell=False),
-        command_line="uwsgi --ini /srv/app/current/uwsgi.ini",
+        command=Command(
+            ("/bin/sh", "-c", "exec uwsgi --ini ${APP_DIR}/uwsgi.ini"), uses_shell=True
+        ),
+        command_line="uwsgi --ini ${APP_DIR}/uwsgi.ini",
         directory="/srv/app/current",
         environment={"DJANGO_SETTINGS": "app.settings", "WORKERS": "4"},
         # clear_env: nothing from pidone's own environment.
-        env={**dotenv, "DJANGO_SETTINGS": "app.settings", "WORKERS": "4"},
+        env={**dotenv, "PORT": "5100", "DJANGO_SETTINGS": "app.settings", "WORKERS": "4"},
         after=("redis",),
         ready=ReadyCheck("notify"),
         restart="always",
@@ -241,12 +246,18 @@ def test_fan_out_uses_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
     worker = loaded.processes["worker"]
-    assert worker.command.argv == ("celery", "-A", "app", "worker", "--loglevel", "warning")
+    assert worker.command.argv == (
+        "/bin/sh",
+        "-c",
+        "exec celery -A app worker --loglevel ${LOG_LEVEL:-info}",
+    )
+    assert worker.env["PORT"] == "5200"
     assert worker.ready == ReadyCheck(
         "exec",
         "celery -A app inspect ping --destination ${HOST_NAME}",
         command=Command(
-            ("celery", "-A", "app", "inspect", "ping", "--destination", "box1"), uses_shell=False
+            ("/bin/sh", "-c", "exec celery -A app inspect ping --destination ${HOST_NAME}"),
+            uses_shell=True,
         ),
     )
     assert (worker.restart, worker.stop_signal, worker.stop_target) == ("on-failure", 15, "group")
@@ -254,6 +265,7 @@ def test_fan_out_uses_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
     beat = loaded.processes["beat"]
     assert beat.command_line == "celery -A app beat"
+    assert beat.env["PORT"] == "5300"
     assert beat.ready == ReadyCheck("file", "/run/app/beat.ready", path="/run/app/beat.ready")
     assert (beat.restart, beat.pidfile) == ("never", "/run/app/beat.pid")
 
@@ -273,7 +285,7 @@ def test_explicit_paths_need_not_be_the_defaults(cwd: Path) -> None:
     (cwd / "Procfile.dev").write_text("web: serve\n")
     (cwd / "dev.env").write_text("X=1\n")
     loaded = config.load(Path("Procfile.dev"), None, Path("dev.env"), environ={})
-    assert loaded.processes["web"].env == {"X": "1"}
+    assert loaded.processes["web"].env == {"X": "1", "PORT": "5000"}
     assert loaded.sources.procfile == Path("Procfile.dev")
 
 
@@ -327,11 +339,13 @@ def test_expansion_order_environ_then_dotenv_then_environment(cwd: Path) -> None
     web = load_here({"A": "from-environ", "B": "from-environ", "C": "from-environ"}).processes[
         "web"
     ]
-    assert web.command.argv == ("serve", "from-environ", "from-env-file", "from-table", "none")
+    # The command is the shell's to expand, from this environment.
+    assert web.command.argv == ("/bin/sh", "-c", "exec serve $A $B $C ${D:-none}")
     assert web.environment == {"C": "from-table", "E": "from-environ+from-env-file"}
     assert web.env == {
         "A": "from-environ",
         "B": "from-env-file",
+        "PORT": "5000",
         "C": "from-table",
         "E": "from-environ+from-env-file",
     }
@@ -344,14 +358,15 @@ def test_clear_env_keeps_dotenv_and_environment(cwd: Path) -> None:
         env="B=2\n",
         toml='[process.web]\nclear_env = true\nenvironment = { C = "3" }\n',
     )
-    assert load_here({"A": "1"}).processes["web"].env == {"B": "2", "C": "3"}
+    assert load_here({"A": "1"}).processes["web"].env == {"B": "2", "PORT": "5000", "C": "3"}
 
 
-def test_a_value_with_shell_syntax_sends_the_command_through_the_shell(cwd: Path) -> None:
+def test_a_value_with_shell_syntax_stays_a_value_never_shell_syntax(cwd: Path) -> None:
     write(cwd, procfile="web: serve ${ARGS}\nlog: tail -f x | grep y\n")
     loaded = load_here({"ARGS": "> /tmp/out"})
+    # The shell gets ${ARGS} as written: its value becomes words, not a redirection.
     assert loaded.processes["web"].command == Command(
-        ("/bin/sh", "-c", "exec serve > /tmp/out"), uses_shell=True
+        ("/bin/sh", "-c", "exec serve ${ARGS}"), uses_shell=True
     )
     assert loaded.processes["log"].command.shell_stays is True
 
@@ -359,14 +374,11 @@ def test_a_value_with_shell_syntax_sends_the_command_through_the_shell(cwd: Path
 def test_command_errors_point_at_their_line(cwd: Path) -> None:
     write(
         cwd,
-        procfile="ok: serve\nweb: serve ${BROKEN\nempty: ${NOTHING}\n",
+        procfile="ok: serve\nweb: serve ${BROKEN\n",
         toml='[process.tool]\ncommand = "run \'unclosed"\n',
     )
     assert problems() == [
-        'Procfile:2: process "web": "${BROKEN" must be followed by "}" or ":-default}"; '
-        "write ${NAME}, ${NAME:-default} or $NAME, and $$ for a literal $",
-        'Procfile:3: process "empty": the command is empty (after ${VAR} expansion); '
-        "write the program to run, or set the variables it uses",
+        'Procfile:2: process "web": "${" is never closed by "}"; add the "}"',
         "pidone.toml:2: [process.tool] command = \"run 'unclosed\": a single quote (') is never "
         "closed; close it, or escape it with a backslash",
     ]
@@ -395,7 +407,7 @@ environment = { X = "${Y" }
         'pidone.toml:7: [process.b] environment = "A=1": must be a table of strings, '
         'like { KEY = "value" }',
         'pidone.toml:11: [process.c] environment = { X = "${Y" }: X: "${Y" must be followed by '
-        '"}" or ":-default}"; write ${NAME}, ${NAME:-default} or $NAME, and $$ for a literal $',
+        f'"}}" or an operator (:- - := = :? ? :+ + % %% # ##); {envfile.EXPANSION_RULE}',
     ]
 
 
@@ -777,6 +789,7 @@ after = 1
         ("backoff_initial = 0", "must be more than 0 seconds and at most 86400, like 10 or 2.5"),
         ('log_format = "JSON"', 'must be one of "text", "json", "raw"; did you mean "json"?'),
         ("settle_time = -0.5", SECONDS_RULE),
+        ("backoff_reset = -1", SECONDS_RULE),
         ("control_group = [1]", ID_RULE),
         ("stop_timout = 1", 'unknown key; did you mean "stop_timeout"?'),
     ],
@@ -1020,6 +1033,7 @@ def test_duration_past_epolls_range_is_refused(cwd: Path, body: str) -> None:
         "settle_time = 2592000",
         "backoff_max = 100000.0",
         "fatal_window = 86400.5",
+        "backoff_reset = 86400.5",
     ],
 )
 def test_every_duration_setting_has_the_one_range(cwd: Path, body: str) -> None:
@@ -1128,11 +1142,16 @@ def test_nul_in_a_command_or_environment_value_is_refused_with_its_line(cwd: Pat
     ]
 
 
-def test_an_expanded_command_is_bounded_too(cwd: Path) -> None:
-    write(cwd, procfile="web: serve ${A}${A}\n", env="A=" + "x" * (70 * 1024) + "\n")
+def test_an_expanded_readiness_target_is_bounded_too(cwd: Path) -> None:
+    write(
+        cwd,
+        toml='[process.web]\ncommand = "serve"\nready = "file:${A}${A}"\n',
+        env="A=" + "x" * (70 * 1024) + "\n",
+    )
     assert problems() == [
-        'Procfile:1: process "web": expands to more than 128 KiB (the kernel\'s limit for '
-        "one environment value or argument); use fewer or shorter ${VAR} references"
+        'pidone.toml:3: [process.web] ready = "file:${A}${A}": expands to more than 128 KiB '
+        "(the kernel's limit for one environment value or argument); use fewer or shorter "
+        "${VAR} references"
     ]
 
 
@@ -1177,3 +1196,199 @@ def test_an_environment_exec_would_refuse_with_e2big_is_refused_by_check(cwd: Pa
     ]
     assert "more than the 131072 bytes exec takes (E2BIG)" in caught.value.problems[1]
     assert "exec takes (ARG_MAX, E2BIG); shorten them" in caught.value.problems[0]
+
+
+# --- PORT, as foreman and honcho give it --------------------------------------------------
+
+
+def ports(loaded: Config) -> dict[str, str | None]:
+    return {name: spec.env.get("PORT") for name, spec in loaded.processes.items()}
+
+
+def test_port_is_5000_then_5100_5200_in_procfile_then_toml_order(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\nworker: work\nclock: tick\n",
+        toml='[process.clock]\nuser = "app"\n[process.extra]\ncommand = "x"\n',
+    )
+    assert ports(load_here()) == {
+        "web": "5000",
+        "worker": "5100",
+        "clock": "5200",
+        "extra": "5300",
+    }
+
+
+def test_port_base_comes_from_dotenv_then_the_environment(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\nworker: work\n")
+    assert ports(load_here({"PORT": "8000"})) == {"web": "8000", "worker": "8100"}
+    write(cwd, env="PORT=3000\n")  # .env wins, as in foreman and honcho
+    assert ports(load_here({"PORT": "8000"})) == {"web": "3000", "worker": "3100"}
+
+
+def test_port_key_chooses_one_and_environment_port_wins(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="web: serve\nworker: work\nadmin: adm\n",
+        toml='[process.worker]\nport = 9000\n[process.admin]\nenvironment = { PORT = "81" }\n',
+    )
+    assert ports(load_here()) == {"web": "5000", "worker": "9000", "admin": "81"}
+
+
+def test_port_is_in_environment_values_and_readiness_targets(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="db: serve\nweb: serve\n",
+        toml="""[process.web]
+environment = { URL = "http://127.0.0.1:${PORT}/" }
+ready = "tcp:127.0.0.1:$PORT"
+""",
+    )
+    web = load_here().processes["web"]
+    assert web.environment == {"URL": "http://127.0.0.1:5100/"}
+    assert web.ready == ReadyCheck("tcp", "127.0.0.1:5100", host="127.0.0.1", port=5100)
+
+
+def test_port_key_and_environment_port_together_are_refused(cwd: Path) -> None:
+    write(cwd, toml='[process.web]\ncommand = "x"\nport = 80\nenvironment = { PORT = "81" }\n')
+    assert problems() == [
+        "pidone.toml:3: [process.web] port = 80: and environment.PORT both set PORT; "
+        "keep only one of the two"
+    ]
+
+
+@pytest.mark.parametrize("value", [0, 65536, -1, "80", True, 8.5])
+def test_port_key_out_of_range_is_refused(cwd: Path, value: object) -> None:
+    shown = json.dumps(value) if not isinstance(value, bool) else "true"
+    write(cwd, toml=f'[process.web]\ncommand = "x"\nport = {shown}\n')
+    assert problems() == [
+        f"pidone.toml:3: [process.web] port = {shown}: must be a TCP port from 1 to 65535, "
+        "like port = 8000"
+    ]
+
+
+def test_a_base_port_that_is_not_a_port_is_refused_once(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\nworker: work\n")
+    assert problems({"PORT": "http"}) == [
+        'PORT in the environment = "http": not a port number from 1 to 65535; it is the base '
+        "of each process's PORT (5000, 5100, ...): fix it, or set port = N in each "
+        "[process.NAME]"
+    ]
+    write(cwd, env="PORT=99999\n")
+    assert problems()[0].startswith('.env: PORT = "99999": not a port number')
+    # Not needed when every process has its own.
+    write(cwd, toml="[process.web]\nport = 1\n[process.worker]\nport = 2\n")
+    assert ports(load_here()) == {"web": "1", "worker": "2"}
+
+
+def test_a_port_past_65535_is_refused_with_the_process(cwd: Path) -> None:
+    write(cwd, procfile="web: serve\nworker: work\n")
+    assert problems({"PORT": "65500"}) == [
+        "Procfile:2: [process.worker]: its PORT would be 65600 (65500 + 100 x its position 1), "
+        "past 65535; set port = N in [process.worker], or a lower base PORT"
+    ]
+
+
+# --- readiness targets expand as commands do ------------------------------------------------
+
+
+def test_readiness_targets_expand_from_the_process_environment(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="redis: redis-server --port ${REDIS_PORT}\n",
+        env="REDIS_PORT=6380\nSOCK=/run/app\n",
+        toml='[process.redis]\nready = "tcp:127.0.0.1:${REDIS_PORT}"\n'
+        '[process.web]\ncommand = "x"\nready = "unix:${SOCK:-/run}/app.sock"\n'
+        '[process.api]\ncommand = "x"\nready = "http://127.0.0.1:${PORT}/health"\n',
+    )
+    loaded = load_here()
+    assert loaded.processes["redis"].ready == ReadyCheck(
+        "tcp", "127.0.0.1:6380", host="127.0.0.1", port=6380
+    )
+    assert loaded.processes["web"].ready == ReadyCheck(
+        "unix", "/run/app/app.sock", path="/run/app/app.sock"
+    )
+    assert loaded.processes["api"].ready.port == 5200
+
+
+def test_a_readiness_target_with_a_question_mark_form_says_its_message(cwd: Path) -> None:
+    write(cwd, toml='[process.web]\ncommand = "x"\nready = "tcp:127.0.0.1:${DB_PORT:?set it}"\n')
+    assert problems() == [
+        'pidone.toml:3: [process.web] ready = "tcp:127.0.0.1:${DB_PORT:?set it}": '
+        "DB_PORT is not set: set it"
+    ]
+
+
+def test_a_readiness_target_sees_what_the_child_sees_so_not_with_clear_env(cwd: Path) -> None:
+    write(
+        cwd,
+        toml='[process.web]\ncommand = "x"\nclear_env = true\nready = "tcp:h:${P:-7}"\n',
+    )
+    assert load_here({"P": "8"}).processes["web"].ready.port == 7
+
+
+def test_environment_values_take_every_posix_form(cwd: Path) -> None:
+    write(
+        cwd,
+        env="FILE=/srv/app.tar.gz\n",
+        toml='[process.web]\ncommand = "x"\n'
+        'environment = { A = "${FILE##*/}", B = "${PORT:=3000}", C = "${NONE-d}", '
+        'D = "${#FILE}" }\n',
+    )
+    assert load_here().processes["web"].environment == {
+        "A": "app.tar.gz",
+        "B": "5000",
+        "C": "d",
+        "D": "15",
+    }
+
+
+def test_a_dotenv_question_mark_form_is_refused_with_its_line(cwd: Path) -> None:
+    write(cwd, procfile="web: x\n", env="A=1\nURL=${DATABASE_URL:?set DATABASE_URL}\n")
+    assert problems() == [".env:2: URL: DATABASE_URL is not set: set DATABASE_URL"]
+
+
+# --- warnings (pidone check prints them; nothing is refused) ---------------------------------
+
+
+def test_an_undefined_variable_in_a_command_is_a_warning_with_its_line(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile='rails: [ -n "$RAILS_STARTUP" ] && $RAILS_STARTUP || bin/rails server\n'
+        "web: serve --port $PORT ${WORKERS:-2} $FROM_ENV $FROM_DOTENV $HOME\n",
+        env="FROM_DOTENV=1\n",
+        toml='[process.web]\nuser = "app"\nready = "exec:check $CHECK_URL"\n'
+        '[process.job]\ncommand = "run $JOB_ID"\n',
+    )
+    loaded = load_here({"FROM_ENV": "x"})
+    assert list(loaded.warnings) == [
+        'Procfile:1: warning: process "rails" command uses $RAILS_STARTUP, which nothing '
+        "defines (pidone's environment, .env, environment, PORT), so the shell makes it "
+        "empty; define it, or write ${RAILS_STARTUP:-default}",
+        'pidone.toml:3: warning: process "web" ready check uses $CHECK_URL, which nothing '
+        "defines (pidone's environment, .env, environment, PORT), so the shell makes it "
+        "empty; define it, or write ${CHECK_URL:-default}",
+        'pidone.toml:5: warning: process "job" command uses $JOB_ID, which nothing defines '
+        "(pidone's environment, .env, environment, PORT), so the shell makes it empty; "
+        "define it, or write ${JOB_ID:-default}",
+    ]
+
+
+def test_a_defined_variable_gives_no_warning(cwd: Path) -> None:
+    write(cwd, procfile="web: serve $A ${B} \"$C\" '$UNDEFINED_BUT_QUOTED'\n", env="B=1\n")
+    assert load_here({"A": "1", "C": "1"}).warnings == ()
+
+
+@pytest.mark.parametrize("name", ["Procfile", "pidone.toml", ".env"])
+def test_a_byte_order_mark_is_skipped_and_named_in_a_warning(cwd: Path, name: str) -> None:
+    texts = {"Procfile": "web: serve\n", "pidone.toml": '[process.job]\ncommand = "x"\n'}
+    texts[".env"] = "A=1\n"
+    for file, text in texts.items():
+        (cwd / file).write_text(("\ufeff" if file == name else "") + text)
+    loaded = load_here()
+    assert list(loaded.processes) == ["web", "job"]
+    assert loaded.processes["web"].env["A"] == "1"
+    assert list(loaded.warnings) == [
+        f"{name}:1: warning: starts with a UTF-8 byte-order mark (U+FEFF), which pidone skips; "
+        'save the file as UTF-8 without one (not "UTF-8 with BOM")'
+    ]

@@ -130,7 +130,16 @@ MODES = ['"0660"', "0o660", "660", '"2750"', "0o2750", "0o17777", '"rw"']
 # Per key, values of the right type (good and bad): most examples get past
 # the TOML syntax and reach every key's own checks.
 PLAUSIBLE: dict[str, list[str]] = {
-    "command": ['"sleep 1"', '"echo ${A:-x} | cat"', "'a \"b'", '"${A}${A}"', '"exec true"'],
+    "command": [
+        '"sleep 1"',
+        '"echo ${A:-x} | cat"',
+        "'a \"b'",
+        '"${A}${A}"',
+        '"exec true"',
+        '"echo ${PORT:=3000} $$ ${A:?x}"',
+        '"if true; then"',
+    ],
+    "port": ["5000", "0", "65536", '"80"', "true"],
     "user": IDS,
     "group": IDS,
     "owner": IDS,
@@ -143,6 +152,7 @@ PLAUSIBLE: dict[str, list[str]] = {
     "settle_time": SECONDS,
     "backoff_initial": SECONDS,
     "backoff_max": SECONDS,
+    "backoff_reset": SECONDS,
     "fatal_window": SECONDS,
     "fatal_after": ["3", "0", "2.5"],
     "ready": [
@@ -157,6 +167,9 @@ PLAUSIBLE: dict[str, list[str]] = {
         '"file:/x"',
         '"unix:/x"',
         '"exec:\'"',
+        '"tcp:127.0.0.1:${PORT}"',
+        '"unix:${A:?unset}"',
+        '"file:${A##*/}"',
     ],
     "rlimits": [
         "{ nofile = 1024 }",

@@ -33,34 +33,99 @@ ENV = {"HOME": "/root", "EMPTY": "", "USER": "app"}
         ("${USER:-fallback}", "app"),
         ("${MISSING:-${USER}-2}", "app-2"),  # the default is expanded too
         ("${MISSING:-}", ""),
+        # Without ":", only "unset" counts: an empty value stays.
+        ("${MISSING-fallback}", "fallback"),
+        ("${EMPTY-fallback}", ""),
+        ("${USER-fallback}", "app"),
+        # = and := assign, for the rest of this text.
+        ('${PORT:="3000"} $PORT', '"3000" "3000"'),  # quotes are text here, as in .env
+        ("${MISSING:=x}-$MISSING", "x-x"),
+        ("${EMPTY:=x}-$EMPTY", "x-x"),
+        ("${EMPTY=x}-$EMPTY", "-"),
+        ("${USER:=x}", "app"),
+        # ? and :? pass a set value through (the error cases are below).
+        ("${USER:?must be set}", "app"),
+        ("${EMPTY?must be set}", ""),
+        # + and :+ give the word when the variable is set (non-empty for :+).
+        ("${USER:+yes}", "yes"),
+        ("${EMPTY:+yes}", ""),
+        ("${EMPTY+yes}", "yes"),
+        ("${MISSING+yes}", ""),
+        # Length.
+        ("${#FILE}", "15"),
+        ("${#MISSING}", "0"),
+        # Pattern removal: shortest and longest suffix, shortest and longest prefix.
+        ("${FILE%.*}", "/srv/app.tar"),
+        ("${FILE%%.*}", "/srv/app"),
+        ("${FILE#*/}", "srv/app.tar.gz"),
+        ("${FILE##*/}", "app.tar.gz"),
+        ("${FILE%.gz}", "/srv/app.tar"),
+        ("${FILE%.zip}", "/srv/app.tar.gz"),  # no match: unchanged
+        ("${FILE#/srv/???}", ".tar.gz"),
+        ("${FILE##*[.]}", "gz"),
+        ("${FILE%%[!/]*}", "/"),  # the longest suffix that starts with a non-/
+        ("${FILE##/[[:alpha:]]*/}", "app.tar.gz"),
+        ("${FILE%\\.gz}", "/srv/app.tar"),  # a backslash quotes one character
+        ("${STARS#\\*}", "*b*"),
+        ("${STARS##*}", ""),
+        ("${FILE%${EXT}}", "/srv/app.tar"),  # the pattern is expanded first
+        ("${MISSING%x}", ""),
+        # Words not used are not expanded: no error from the ? inside.
+        ("${USER:-${NOPE:?never}}", "app"),
+        ("${MISSING:+${NOPE:?never}}", ""),
         ("$$HOME", "$HOME"),
         ("cost: 5$$", "cost: 5$"),
-        ("$(date) $1 $ end$", "$(date) $1 $ end$"),  # left for the shell
+        ("$(date) $1 $ end$", "$(date) $1 $ end$"),  # left as text
         ("no dollar", "no dollar"),
         ("", ""),
     ],
 )
 def test_expand(text: str, expected: str) -> None:
-    assert envfile.expand(text, ENV) == expected
+    env = {**ENV, "FILE": "/srv/app.tar.gz", "STARS": "**b*", "EXT": ".gz"}
+    assert envfile.expand(text, env) == expected
+
+
+def test_an_assignment_does_not_outlive_its_text() -> None:
+    env: dict[str, str] = {}
+    assert envfile.expand("${A:=1}", env) == "1"
+    assert env == {}
+    assert envfile.expand("${A}", env) == ""
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("${MISSING?}", "MISSING is not set: it must be set"),
+        ("${MISSING:?set it in .env}", "MISSING is not set: set it in .env"),
+        ("${EMPTY:?set it in .env}", "EMPTY is empty: set it in .env"),
+        ("x ${MISSING:-${DB:?the database URL}}", "DB is not set: the database URL"),
+    ],
+)
+def test_a_question_mark_form_refuses_an_unset_value_with_its_message(
+    text: str, message: str
+) -> None:
+    with pytest.raises(ValueError) as caught:
+        envfile.expand(text, ENV)
+    assert str(caught.value) == message
 
 
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [
-        ("${HOME", '"${HOME" must be followed by "}" or ":-default}"'),
+        ("${HOME", '"${HOME" must be followed by "}" or an operator'),
+        ("${HOME!x}", '"${HOME" must be followed by "}" or an operator'),
+        ("${#HOME:-x}", '"${#HOME" must be followed by "}" or an operator'),
         ("${MISSING:-abc", '"${" is never closed by "}"'),
         ("${1abc}", '"${1abc}" does not start with a variable name'),
         ("${}", '"${}" does not start with a variable name'),
-        ("${HOME-x}", '"${HOME" must be followed by "}" or ":-default}"'),
+        ("${#}", '"${#}" does not start with a variable name'),
     ],
 )
 def test_expand_rejects_malformed_references(text: str, fragment: str) -> None:
     with pytest.raises(ValueError) as caught:
         envfile.expand(text, ENV)
     assert fragment in str(caught.value)
-    assert str(caught.value).endswith(
-        "write ${NAME}, ${NAME:-default} or $NAME, and $$ for a literal $"
-    )
+    assert str(caught.value).endswith(envfile.EXPANSION_RULE)
 
 
 # --- parse -----------------------------------------------------------------------
@@ -139,8 +204,8 @@ export
         "not starting with a digit",
         '.env:5: QUOTE: unexpected "trailing" after the closing "; put everything inside '
         "the quotes, or start a comment with #",
-        '.env:6: REF: "${OOPS" must be followed by "}" or ":-default}"; '
-        "write ${NAME}, ${NAME:-default} or $NAME, and $$ for a literal $",
+        '.env:6: REF: "${OOPS" must be followed by "}" or an operator '
+        f"(:- - := = :? ? :+ + % %% # ##); {envfile.EXPANSION_RULE}",
         '.env:7: "export" is not a KEY=VALUE line; write KEY=VALUE, '
         'or start it with "#" to make it a comment',
     ]
@@ -157,9 +222,7 @@ def test_unclosed_quote_is_reported_at_its_opening_line() -> None:
 
 def test_default_nested_3000_deep_is_refused_not_a_recursion_error() -> None:
     text = "A=" + "${A:-" * 3000 + "x" + "}" * 3000 + "\n"
-    assert problems_of(text) == [
-        ".env:1: A: ${...:-default} nested more than 16 deep; write it flatter"
-    ]
+    assert problems_of(text) == [".env:1: A: ${...} nested more than 16 deep; write it flatter"]
 
 
 def test_default_nested_16_deep_still_expands() -> None:
@@ -207,3 +270,28 @@ def test_nul_in_a_value_is_refused_with_its_line() -> None:
     assert problems_of("OK=1\nA=a\0b\n") == [
         ".env:2: A: holds a NUL character, which no value can; remove it"
     ]
+
+
+def test_a_pattern_longer_than_1024_characters_is_refused() -> None:
+    with pytest.raises(ValueError) as caught:
+        envfile.expand("${A%" + "x" * 1025 + "}", {"A": "x"})
+    assert str(caught.value) == (
+        "the pattern of ${NAME%...} is longer than 1024 characters; use a shorter one"
+    )
+
+
+def test_the_values_patterns_scan_count_against_the_budget() -> None:
+    # ${B%%*} expands to nothing, yet scans all of B: the third scan is past the total.
+    big = {"B": "x" * 1000}
+    budget = envfile.Budget(total=2500)
+    assert envfile.expand("${B%%*}", big, budget) == ""
+    assert envfile.expand("${B%%*}", big, budget) == ""
+    with pytest.raises(ValueError, match="add up to more than"):
+        envfile.expand("${B%%*}", big, budget)
+
+
+def test_a_backtracking_pattern_matches_in_one_pass() -> None:
+    # A regex engine would try ~n**5 ways; shift-and keeps one state set per character.
+    value = "a" * (128 * 1024)
+    assert envfile.expand("${V##*a*a*a*a*b}", {"V": value}) == value
+    assert envfile.expand("${V%%a*a*a*a*a}", {"V": value}) == ""

@@ -84,3 +84,24 @@ def test_all_is_reserved_for_pidone_ctl() -> None:
     assert caught.value.problems == [
         'Procfile:1: "all" is reserved (pidone ctl uses it for every process); pick another name'
     ]
+
+
+CONTINUATION = (
+    "the line ends with a backslash, but a Procfile has no continuation lines (foreman and "
+    "honcho read each line alone); write the whole command on this line, or move it to a script"
+)
+
+
+def test_a_line_ending_in_a_backslash_is_refused_as_no_continuation_line() -> None:
+    # The lines after it were read as "name: command" lines (and told to be comments).
+    text = "web: gunicorn app \\\n  --workers 4 \\\n  -b 0.0.0.0:8000\nworker: celery\n"
+    assert problems_of(text) == [f"Procfile:1: {CONTINUATION}"]
+
+
+def test_a_real_entry_after_a_backslash_line_is_still_read() -> None:
+    text = "web: gunicorn app \\\nworker: celery -A app\nbad line\n"
+    assert problems_of(text) == [
+        f"Procfile:1: {CONTINUATION}",
+        'Procfile:3: "bad line" is not a "name: command" line; write it as "name: command", '
+        'or start it with "#" to make it a comment',
+    ]

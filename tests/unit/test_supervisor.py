@@ -300,6 +300,104 @@ def test_exits_outside_the_window_do_not_count(tmp_path: Path) -> None:
     assert sim.state("a") is S.RUNNING
 
 
+# --- backoff_reset: a stable process is no crash loop ----------------------------
+
+
+def test_a_stable_process_killed_five_times_is_restarted_at_once_every_time(
+    tmp_path: Path,
+) -> None:
+    # Defaults: ready after settle_time (1 s), stable 1 s later (backoff_reset).
+    # Five kills 3.5 s apart: without the reset the second would back off and
+    # the fifth would make it FATAL (fatal_after = 5 within 60 s).
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n')
+    sim.do(Boot())
+    pids = [sim.pid("a")]
+    for kill_at in (3.5, 7.0, 10.5, 14.0, 17.5):
+        sim.at(kill_at - 2.5)  # 1 s after its spawn: ready
+        assert sim.state("a") is S.READY
+        sim.now = kill_at
+        out = sim.exit("a", killed(KILL))
+        assert spawns(out) == ["a"]
+        restarting = [line for line in logs(out) if "restarting" in line]
+        assert restarting == ["a: restarting in 0 s"]
+        assert sim.state("a") is S.RUNNING
+        pids.append(sim.pid("a"))
+    assert len(set(pids)) == 6
+    assert sim.core.snapshot().processes[0].restarts_by_reason == {"crash": 5}
+
+
+def test_a_crash_loop_dying_before_backoff_reset_still_backs_off_then_goes_fatal(
+    tmp_path: Path,
+) -> None:
+    # Ready (settle_time 1 s) but dead 0.5 s later, under backoff_reset (1 s):
+    # the delays double and the fifth exit within the window is FATAL.
+    sim = sim_for(tmp_path, '[pidone]\nbackoff_initial = 0.5\n[process.a]\ncommand = "a"\n')
+    sim.do(Boot())
+    delays = []
+    spawned_at = 0.0
+    for _ in range(5):
+        sim.at(spawned_at + 1.0)
+        assert sim.state("a") is S.READY
+        sim.now = spawned_at + 1.5
+        out = sim.exit("a", exited(1))
+        if sim.state("a") is S.FATAL:
+            break
+        delays.append(sim.core.procs["a"].backoff_until - sim.now)
+        spawned_at = sim.core.procs["a"].backoff_until
+        sim.at(spawned_at)
+        assert sim.state("a") is S.RUNNING
+    assert delays == [0.0, 0.5, 1.0, 2.0]
+    assert sim.state("a") is S.FATAL
+    assert "a: FATAL: exited 5 times within 60 s; not restarting" in logs(out)
+
+
+def test_a_ready_gated_process_counts_backoff_reset_from_ready_not_from_its_start(
+    tmp_path: Path,
+) -> None:
+    toml = '[process.a]\ncommand = "a"\nready = "tcp:127.0.0.1:1"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    sim.now = 30.0  # up 30 s, never ready: a failure like any other
+    assert spawns(sim.exit("a", exited(1))) == ["a"]
+    sim.ready("a")
+    sim.now = 30.9  # ready 0.9 s: under backoff_reset, the second failure backs off
+    out = sim.exit("a", exited(1))
+    assert spawns(out) == []
+    assert "a: restarting in 0.5 s" in logs(out)
+    sim.at(31.4)
+    sim.ready("a")
+    sim.now = 32.4  # ready for backoff_reset (1 s): its failures are forgotten
+    out = sim.exit("a", exited(1))
+    assert spawns(out) == ["a"]
+    assert "a: restarting in 0 s" in logs(out)
+    sim.now = 32.5  # the count starts over from that exit: this is the second
+    assert "a: restarting in 0.5 s" in logs(sim.exit("a", exited(1)))
+
+
+def test_a_spawn_failure_after_a_stable_run_still_backs_off(tmp_path: Path) -> None:
+    # The stable run forgives what came before it, once: the failures after
+    # it (here its executable gone) count again.
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n[process.z]\ncommand = "z"\n')
+    sim.do(Boot())
+    sim.at(5.0)
+    sim.fail_spawn.add("a")
+    sim.exit("a", killed(KILL))
+    assert sim.state("a") is S.BACKOFF
+    assert sim.core.procs["a"].backoff_until == 5.5
+
+
+def test_backoff_reset_0_forgets_failures_once_ready(tmp_path: Path) -> None:
+    toml = '[pidone]\nbackoff_reset = 0\n[process.a]\ncommand = "a"\nready = "file:/x"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    for _ in range(10):
+        sim.ready("a")
+        assert spawns(sim.exit("a", exited(1))) == ["a"]
+    assert sim.state("a") is S.RUNNING
+    sim.exit("a", exited(1))  # not ready this time: the second failure in a row
+    assert sim.state("a") is S.BACKOFF
+
+
 @pytest.mark.parametrize(
     ("policy", "status", "restarted"),
     [

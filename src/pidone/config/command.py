@@ -15,18 +15,17 @@ pid (`shell_stays`), so the stop signal goes to the shell, which does not
 pass it on; such a process is only stopped for sure by the SIGKILL to its
 group after its stop timeout. Use `stop_target = "group"` for those.
 
-`${VAR}` is expanded by pidone before all this (see `parse(text, env)`), so
-a value containing shell syntax makes the command go through the shell.
+pidone never puts a value into the command text: a `$` is shell syntax, so
+the command goes to the shell as written and the shell expands it from the
+child's environment, by its own rules (`${PORT:-8000}`, `$$`, a value split
+into plain words, never parsed as a command), as foreman and honcho do.
 """
 
 from __future__ import annotations
 
 import re
 import shlex
-from collections.abc import Mapping
-from dataclasses import dataclass
-
-from pidone.config.envfile import Budget, expand
+from dataclasses import dataclass, field
 
 SHELL = "/bin/sh"
 
@@ -42,28 +41,29 @@ class Command:
     uses_shell: bool
     # True for pipelines and lists: /bin/sh, not the program, is the main pid.
     shell_stays: bool = False
+    # The program the main pid runs in the end, when the text says it plainly
+    # (argv[0], or the word a shell execs); "" when only the shell knows it
+    # (a list, or a program word with `$`, quotes or a glob in it).
+    program: str = field(default="", compare=False)  # follows from argv
 
 
-def parse(text: str, env: Mapping[str, str] | None = None, budget: Budget | None = None) -> Command:
-    """Expand ${VAR} from `env` (when given), then choose direct exec or a shell.
+def parse(text: str) -> Command:
+    """Choose direct exec or a shell for the command as written.
 
-    Raises ValueError for an empty command, an unclosed quote or `$(`, or a
-    malformed `${...}`.
+    Raises ValueError for an empty command, an unclosed quote or `$(`, or an
+    unclosed `${`.
     """
-    if env is not None:
-        text = expand(text, env, budget)
     text = text.strip()
     if not text:
-        raise ValueError(
-            "the command is empty (after ${VAR} expansion); "
-            "write the program to run, or set the variables it uses"
-        )
+        raise ValueError("the command is empty; write the program to run")
     scan = _Scan(text)
     if not scan.needs_shell:
-        return Command(tuple(shlex.split(text)), uses_shell=False)
+        argv = tuple(shlex.split(text))
+        return Command(argv, uses_shell=False, program=argv[0])
     if scan.is_list:
         return Command((SHELL, "-c", text), uses_shell=True, shell_stays=True)
-    return Command((SHELL, "-c", _with_exec(text, scan.word_starts)), uses_shell=True)
+    script = _with_exec(text, scan.word_starts)
+    return Command((SHELL, "-c", script), uses_shell=True, program=_exec_word(script))
 
 
 def _with_exec(text: str, word_starts: list[int]) -> str:
@@ -76,6 +76,22 @@ def _with_exec(text: str, word_starts: list[int]) -> str:
         if not _ASSIGNMENT.match(word):
             return f"{text[:start]}exec {word}"
     return text
+
+
+_PLAIN_WORD = re.compile(r"[A-Za-z0-9_./+,:@%-]+")
+
+
+def _exec_word(script: str) -> str:
+    """The program word after the leading `exec` that _with_exec made sure of
+    (past any VAR=value words), if it is plain text; else ""."""
+    words = script.split()
+    for i, word in enumerate(words[:-1]):
+        if word == "exec":
+            program = words[i + 1]
+            return program if _PLAIN_WORD.fullmatch(program) else ""
+        if not _ASSIGNMENT.match(word):
+            return ""
+    return ""
 
 
 class _Scan:
@@ -214,3 +230,72 @@ def _after_double_quote(text: str, i: int) -> int:
         else:
             i += 1
     raise ValueError(f'a double quote (") is never closed; {_CLOSE_IT}')
+
+
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SPECIAL_PARAMETERS = frozenset("$?#!@*-0123456789")
+# ${NAME<op>...} forms that give the shell something when NAME is unset.
+_HANDLED = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*):?[-=?+]")
+# Ways a command sets a variable itself: NAME=..., for NAME in, read NAME, getopts ... NAME.
+_SETS = re.compile(
+    r"(?:^|[\s;&|(`{])(?:(?:export|local|readonly)\s+)?([A-Za-z_][A-Za-z0-9_]*)="
+    r"|\bfor\s+([A-Za-z_][A-Za-z0-9_]*)"
+    r"|\b(?:read|getopts)((?:\s+(?:-\S+|[A-Za-z_][A-Za-z0-9_]*))+)"
+)
+
+
+def undefined(text: str, known: set[str]) -> set[str]:
+    """The variables a command uses as $NAME or ${NAME} (or ${#NAME},
+    ${NAME%...}), outside single quotes, that are not in `known` and that the
+    command does not set itself: the shell would quietly make them empty.
+    A heuristic for `pidone check`'s warnings, never a reason to refuse."""
+    sets = known | _set_names(text)
+    used: set[str] = set()
+    i = 0
+    in_double = False
+    while i < len(text):
+        char = text[i]
+        if char == "\\":
+            i += 2
+        elif char == "'" and not in_double:
+            end = text.find("'", i + 1)
+            i = len(text) if end < 0 else end + 1
+        elif char == '"':
+            in_double = not in_double
+            i += 1
+        elif char == "$":
+            if text[i + 1 : i + 2] in _SPECIAL_PARAMETERS:
+                i += 2  # $$HOME is the shell's pid, then "HOME"
+                continue
+            if text.startswith("${", i):
+                if _HANDLED.match(text, i):
+                    i = _after_dollar_brace(text, i)
+                    continue
+                name = _NAME.match(text, i + (3 if text.startswith("${#", i) else 2))
+            else:
+                name = _NAME.match(text, i + 1)
+            if name is not None:
+                used.add(name[0])
+                i = name.end()
+            else:
+                i += 1
+        else:
+            i += 1
+    return used - sets
+
+
+def _set_names(text: str) -> set[str]:
+    names: set[str] = set()
+    for found in _SETS.finditer(text):
+        if found[3] is not None:
+            names.update(word for word in found[3].split() if not word.startswith("-"))
+        else:
+            names.add(found[1] or found[2])
+    return names
+
+
+def _after_dollar_brace(text: str, i: int) -> int:
+    try:
+        return _after_group(text, i + 1, "{", "}")
+    except ValueError:
+        return len(text)

@@ -21,7 +21,7 @@ everything one configuration expands adds up to at most Budget's total.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from pidone.errors import ConfigError
 
@@ -29,15 +29,22 @@ _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ASSIGNMENT = re.compile(r"(?:export\s+)?(?P<key>[^=\s]*)\s*=(?P<value>.*)", re.DOTALL)
 _INLINE_COMMENT = re.compile(r"\s#")
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", '"': '"', "\\": "\\", "$": "$"}
-EXPANSION_RULE = "write ${NAME}, ${NAME:-default} or $NAME, and $$ for a literal $"
+EXPANSION_RULE = (
+    "write $NAME, ${NAME} or a POSIX form (${NAME:-default}, ${NAME:=default}, "
+    "${NAME:?message}, ${NAME:+word}, ${#NAME}, ${NAME%pattern}, ...), and $$ for a literal $"
+)
 MAX_VALUE = 128 * 1024  # characters of one expanded value
 MAX_DEPTH = 16  # ${A:-${B:-...}} inside each other
-MAX_TOTAL = 4 * 1024 * 1024  # characters expanded by one configuration load
+MAX_TOTAL = 4 * 1024 * 1024  # characters expanded (or scanned by a pattern) by one load
+MAX_PATTERN = 1024  # characters of the pattern in ${NAME%pattern} and its kin
+# After ${NAME: the operators, longest first ("%%" before "%").
+_OPERATORS = (":-", ":=", ":?", ":+", "-", "=", "?", "+", "%%", "%", "##", "#")
 
 
 class Budget:
     """What one configuration may expand in all (MAX_TOTAL characters): a
-    value doubled by each line (A=${A}${A}) stops here, with its line."""
+    value doubled by each line (A=${A}${A}) stops here, with its line. The
+    values a pattern is matched against count too (${B%x} scans all of B)."""
 
     def __init__(self, total: int = MAX_TOTAL) -> None:
         self.left = total
@@ -60,23 +67,45 @@ def _check_size(size: int) -> None:
 
 
 def expand(text: str, env: Mapping[str, str], budget: Budget | None = None) -> str:
-    """Expand ${VAR}, ${VAR:-default} and $VAR from `env`; `$$` is a literal `$`.
+    """Expand $NAME and the POSIX ${NAME...} forms from `env`; `$$` is a literal `$`.
 
-    An unknown variable expands to "" (and `:-` also replaces ""). A `$` not
-    followed by a name, `{` or `$` stays as it is, so `$(cmd)` and `$1` reach
-    the shell untouched. Raises ValueError on a malformed `${...}`, and past
-    the bounds (MAX_VALUE, MAX_DEPTH, the budget's total).
+        ${V}  ${V-w} ${V:-w}  ${V=w} ${V:=w}  ${V?w} ${V:?w}  ${V+w} ${V:+w}
+        ${#V}  ${V%p} ${V%%p} ${V#p} ${V##p}
+
+    as sh(1) has them: without `:` a form tests "unset", with it "unset or
+    empty"; a word is expanded only when it is used; `=` sets V for the rest
+    of this text (not beyond it); `?` raises ValueError with the message;
+    p is a glob pattern (* ? [...], a backslash quotes one character). An
+    unknown variable expands to "". A `$` not followed by a name, `{` or `$`
+    stays as it is, so `$(cmd)` and `$1` stay text. Raises ValueError on a
+    malformed `${...}`, and past the bounds (MAX_VALUE, MAX_DEPTH,
+    MAX_PATTERN, the budget's total).
     """
-    value, _ = _expand_until(text, 0, env, closing=None, depth=0)
-    if budget is not None:
-        budget.spend(len(value))
+    scope = _Scope(env, budget or Budget())
+    value, _ = _expand_until(text, 0, scope, closing=None, depth=0, live=True)
+    scope.budget.spend(len(value))
     return value
 
 
+class _Scope:
+    """The variables one expansion sees: `env`, under what its ${V:=w} set."""
+
+    def __init__(self, env: Mapping[str, str], budget: Budget) -> None:
+        self.env = env
+        self.assigned: dict[str, str] = {}
+        self.budget = budget
+
+    def get(self, name: str) -> str | None:
+        if name in self.assigned:
+            return self.assigned[name]
+        return self.env.get(name)
+
+
 def _expand_until(
-    text: str, i: int, env: Mapping[str, str], closing: str | None, depth: int
+    text: str, i: int, scope: _Scope, closing: str | None, depth: int, live: bool
 ) -> tuple[str, int]:
-    """Expand from text[i] up to `closing` (exclusive) or the end; return the end index."""
+    """Expand from text[i] up to `closing` (exclusive) or the end; return the
+    end index. Not `live`: only find the end (a word that is not used)."""
     parts: list[str] = []
     size = 0
     while i < len(text):
@@ -84,7 +113,7 @@ def _expand_until(
         if char == closing:
             return "".join(parts), i
         if char == "$":
-            value, i = _expand_dollar(text, i, env, depth)
+            value, i = _expand_dollar(text, i, scope, depth, live)
             size += len(value)
             _check_size(size)
             parts.append(value)
@@ -108,7 +137,9 @@ def _next_special(text: str, i: int, closing: str | None) -> int:
     return found.start() if found else len(text)
 
 
-def _expand_dollar(text: str, i: int, env: Mapping[str, str], depth: int) -> tuple[str, int]:
+def _expand_dollar(
+    text: str, i: int, scope: _Scope, depth: int, live: bool = True
+) -> tuple[str, int]:
     """Expand the one `$` construct at text[i]; return its value and the index after it."""
     following = text[i + 1 : i + 2]
     if following == "$":
@@ -117,23 +148,179 @@ def _expand_dollar(text: str, i: int, env: Mapping[str, str], depth: int) -> tup
         name = _NAME.match(text, i + 1)
         if name is None:
             return "$", i + 1
-        return env.get(name[0], ""), name.end()
-    name = _NAME.match(text, i + 2)
+        return scope.get(name[0]) or "", name.end()
+    length = text.startswith("#", i + 2) and not text.startswith("}", i + 3)
+    name = _NAME.match(text, i + 3 if length else i + 2)
     if name is None:
         raise ValueError(
             f'"{text[i : i + 12]}" does not start with a variable name; {EXPANSION_RULE}'
         )
     after = name.end()
+    value = scope.get(name[0])
     if text.startswith("}", after):
-        return env.get(name[0], ""), after + 1
-    if text.startswith(":-", after):
-        if depth >= MAX_DEPTH:
-            raise ValueError(
-                f"${{...:-default}} nested more than {MAX_DEPTH} deep; write it flatter"
-            )
-        default, end = _expand_until(text, after + 2, env, closing="}", depth=depth + 1)
-        return env.get(name[0]) or default, end + 1
-    raise ValueError(f'"${{{name[0]}" must be followed by "}}" or ":-default}}"; {EXPANSION_RULE}')
+        if length:
+            return str(len(value or "")), after + 1
+        return value or "", after + 1
+    operator = None if length else next((o for o in _OPERATORS if text.startswith(o, after)), None)
+    if operator is None:
+        raise ValueError(
+            f'"${{{"#" if length else ""}{name[0]}" must be followed by "}}" or an operator '
+            f"(:- - := = :? ? :+ + % %% # ##); {EXPANSION_RULE}"
+        )
+    if depth >= MAX_DEPTH:
+        raise ValueError(f"${{...}} nested more than {MAX_DEPTH} deep; write it flatter")
+    missing = value is None or (operator.startswith(":") and not value)
+    kind = operator.lstrip(":")
+    # Which forms use their word: the defaults when missing, `+` when not.
+    used = live and (missing if kind in "-=?" else not missing if kind == "+" else True)
+    word, end = _expand_until(text, after + len(operator), scope, "}", depth + 1, used)
+    end += 1
+    if not live:
+        return "", end
+    if kind in "-=?":
+        if not missing:
+            return value or "", end
+        if kind == "=":
+            scope.assigned[name[0]] = word
+        elif kind == "?":
+            state = "not set" if value is None else "empty"
+            raise ValueError(f"{name[0]} is {state}: {word or 'it must be set'}")
+        return word, end
+    if kind == "+":
+        return ("" if missing else word), end
+    return _remove(value or "", word, operator, scope.budget), end
+
+
+def _remove(value: str, pattern: str, operator: str, budget: Budget) -> str:
+    """${V%p} ${V%%p} (shortest, longest suffix) ${V#p} ${V##p} (prefix)."""
+    if len(pattern) > MAX_PATTERN:
+        raise ValueError(
+            f"the pattern of ${{NAME{operator}...}} is longer than {MAX_PATTERN} characters; "
+            "use a shorter one"
+        )
+    budget.spend(len(value))
+    tokens = _glob(pattern)
+    longest = len(operator) == 2
+    if operator[0] == "#":
+        cut = _match_length(tokens, value, longest)
+        return value if cut is None else value[cut:]
+    cut = _match_length(tokens[::-1], value[::-1], longest)
+    return value if cut is None else value[: len(value) - cut]
+
+
+# A glob pattern as tokens: "*", or a test for one character.
+_Token = Callable[[str], bool] | str
+_CLASSES: dict[str, Callable[[str], bool]] = {
+    "alnum": str.isalnum,
+    "alpha": str.isalpha,
+    "blank": lambda c: c in " \t",
+    "digit": lambda c: c in "0123456789",
+    "lower": str.islower,
+    "print": str.isprintable,
+    "punct": lambda c: c.isprintable() and not c.isalnum() and not c.isspace(),
+    "space": str.isspace,
+    "upper": str.isupper,
+    "xdigit": lambda c: c in "0123456789abcdefABCDEF",
+}
+
+
+def _glob(pattern: str) -> list[_Token]:
+    tokens: list[_Token] = []
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        i += 1
+        if char == "*":
+            if tokens[-1:] != ["*"]:  # ** is *
+                tokens.append("*")
+        elif char == "?":
+            tokens.append(lambda c: True)
+        elif char == "[" and (bracket := _bracket(pattern, i)) is not None:
+            test, i = bracket
+            tokens.append(test)
+        else:
+            if char == "\\" and i < len(pattern):
+                char = pattern[i]
+                i += 1
+            tokens.append(char.__eq__)
+    return tokens
+
+
+def _bracket(pattern: str, i: int) -> tuple[Callable[[str], bool], int] | None:
+    """The [...] expression whose "[" is before i, and the index after it;
+    None when it is never closed (then "[" is an ordinary character)."""
+    negate = pattern[i : i + 1] in ("!", "^")
+    i += negate
+    tests: list[Callable[[str], bool]] = []
+    start = i
+    while i < len(pattern):
+        char = pattern[i]
+        if char == "]" and i > start:
+
+            def test(c: str) -> bool:
+                return any(t(c) for t in tests) != negate
+
+            return test, i + 1
+        if pattern.startswith("[:", i) and (close := pattern.find(":]", i + 2)) > 0:
+            found = _CLASSES.get(pattern[i + 2 : close])
+            if found is not None:
+                tests.append(found)
+                i = close + 2
+                continue
+        if char == "\\" and i + 1 < len(pattern):
+            i += 1
+            char = pattern[i]
+        if pattern[i + 1 : i + 2] == "-" and pattern[i + 2 : i + 3] not in ("", "]"):
+            tests.append(_in_range(char, pattern[i + 2]))
+            i += 3
+        else:
+            tests.append(char.__eq__)
+            i += 1
+    return None
+
+
+def _in_range(low: str, high: str) -> Callable[[str], bool]:
+    return lambda c: low <= c <= high
+
+
+def _match_length(tokens: list[_Token], text: str, longest: bool) -> int | None:
+    """The shortest (or longest) k such that text[:k] matches the pattern, or None.
+
+    One pass over text with the pattern's states as the bits of an int
+    (shift-and): linear in the text, no backtracking whatever the pattern."""
+    accept = 1 << len(tokens)
+    star_state = 0  # bit j+1 when token j is "*": that state loops on any character
+    chars: dict[str, int] = {}  # character -> the bits j+1 whose token j accepts it
+    for j, token in enumerate(tokens):
+        if token == "*":
+            star_state |= 1 << (j + 1)
+
+    def closure(states: int) -> int:
+        return states | ((states << 1) & star_state)  # "*" may match nothing
+
+    def accepting(char: str) -> int:
+        bits = chars.get(char)
+        if bits is None:
+            bits = 0
+            for j, token in enumerate(tokens):
+                if token != "*" and not isinstance(token, str) and token(char):
+                    bits |= 1 << (j + 1)
+            chars[char] = bits
+        return bits
+
+    states = closure(1)
+    found = 0 if states & accept else None
+    if found is not None and not longest:
+        return found
+    for k, char in enumerate(text, 1):
+        states = closure(((states << 1) & accepting(char)) | (states & star_state))
+        if not states:
+            break
+        if states & accept:
+            found = k
+            if not longest:
+                break
+    return found
 
 
 def parse(
@@ -188,7 +375,7 @@ def parse(
             continue
         env = _Layered(environ or {}, result)
         try:
-            result[key] = _value(raw, env)
+            result[key] = _value(raw, _Scope(env, budget))
             budget.spend(len(result[key]))
         except ValueError as exc:
             problems.append(f"{where}: {key}: {exc}")
@@ -199,12 +386,13 @@ def parse(
     return result
 
 
-def _value(raw: str, env: Mapping[str, str]) -> str:
+def _value(raw: str, scope: _Scope) -> str:
     """Decode the text after `KEY=`: quoted, or unquoted up to a ` # comment`."""
     quote = raw[:1]
     if quote not in ("'", '"'):
         comment = _INLINE_COMMENT.search(raw)
-        return expand((raw[: comment.start()] if comment else raw).strip(), env)
+        text = (raw[: comment.start()] if comment else raw).strip()
+        return _expand_until(text, 0, scope, closing=None, depth=0, live=True)[0]
     end = _closing_quote(raw, quote, 1)
     if end < 0:
         raise ValueError(f"the opening {quote} is never closed; add the closing {quote}")
@@ -215,7 +403,7 @@ def _value(raw: str, env: Mapping[str, str]) -> str:
             f"put everything inside the quotes, or start a comment with #"
         )
     body = raw[1:end]
-    return body if quote == "'" else _double_quoted(body, env)
+    return body if quote == "'" else _double_quoted(body, scope)
 
 
 _QUOTE_END = {"'": re.compile("'"), '"': re.compile(r'["\\]')}
@@ -235,7 +423,7 @@ def _closing_quote(raw: str, quote: str, start: int) -> int:
 _ESCAPE_OR_DOLLAR = re.compile(r"[\\$]")
 
 
-def _double_quoted(body: str, env: Mapping[str, str]) -> str:
+def _double_quoted(body: str, scope: _Scope) -> str:
     parts: list[str] = []
     size = 0
     i = 0
@@ -247,7 +435,7 @@ def _double_quoted(body: str, env: Mapping[str, str]) -> str:
             parts.append(_ESCAPES.get(escaped, "\\" + escaped))
             i += 2
         elif char == "$":
-            value, i = _expand_dollar(body, i, env, 0)
+            value, i = _expand_dollar(body, i, scope, 0)
             parts.append(value)
         else:
             found = _ESCAPE_OR_DOLLAR.search(body, i + 1)

@@ -10,11 +10,17 @@ Files: `./Procfile`, `./pidone.toml` and `./.env` unless named; either of
 the first two alone is enough. A process is a Procfile entry, a
 `[process.NAME]` table, or both (then the command comes from exactly one).
 
-`${VAR}` in commands (and in `ready = "exec:..."`) expands from the
-environment pidone got, then .env, then the process's `environment` (later
-wins); `environment` values expand from the environment and .env. A child's
-environment is pidone's (empty with `clear_env`), then .env, then
-`environment`.
+A child's environment is pidone's (empty with `clear_env`), then .env, then
+its PORT, then `environment` (later wins). Commands (and `ready =
+"exec:..."`) are never expanded here: a `$` makes them go to /bin/sh as
+written, which expands them from that environment. What pidone reads itself
+is expanded by envfile.expand (the shell's parameter expansions): .env
+values, `environment` values (from pidone's environment, .env and PORT),
+and the other readiness targets (from the child's environment).
+
+PORT as foreman and honcho set it: base + 100 x the process's position
+(Procfile order, then pidone.toml order), the base being PORT from .env,
+else from pidone's environment, else 5000; `port = N` chooses one.
 
 What needs the OS (does the user exist? the directory?) is not checked
 here: `load(..., checks=[...])` runs such checks on the finished Config and
@@ -134,6 +140,8 @@ class Config:
     start_waves: list[list[str]]
     stop_waves: list[list[str]]
     sources: Sources = field(compare=False, repr=False)
+    # "file:line: warning: ..." lines that `pidone check` prints; nothing refused.
+    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @cached_property
     def deps(self) -> dict[str, tuple[str, ...]]:
@@ -159,9 +167,10 @@ def load(
     """
     procfile_path, config_path, env_path = _paths(procfile, config, envfile)
     problems: list[str] = []
-    procfile_text = _read(procfile_path, "-f", problems)
-    toml_text = _read(config_path, "-c", problems)
-    env_text = _read(env_path, "-e", problems)
+    warnings: list[str] = []
+    procfile_text = _read(procfile_path, "-f", problems, warnings)
+    toml_text = _read(config_path, "-c", problems, warnings)
+    env_text = _read(env_path, "-e", problems, warnings)
     _raise_if(problems)
 
     budget = Budget()  # for every ${VAR} expansion of this load
@@ -172,7 +181,7 @@ def load(
 
     lines = {entry.name: entry.line for entry in entries}
     sources = Sources(procfile_path, config_path, env_path, lines, toml_text or "")
-    ctx = _Context(sources, problems, budget)
+    ctx = _Context(sources, problems, budget, warnings)
     _check_top_level(ctx, data)
     settings = _settings(ctx, data.get("pidone", {}))
     sockets = _sockets(ctx, data.get("socket", {}))
@@ -188,6 +197,7 @@ def load(
         start_waves=graph.start_waves(deps),
         stop_waves=graph.stop_waves(deps),
         sources=sources,
+        warnings=tuple(warnings),
     )
     for check in checks:
         problems.extend(check(result))
@@ -222,7 +232,10 @@ def _paths(
 MAX_FILE_BYTES = 1024 * 1024  # per config file: every parse stays fast and small
 
 
-def _read(path: Path | None, option: str, problems: list[str]) -> str | None:
+BOM = "\ufeff"
+
+
+def _read(path: Path | None, option: str, problems: list[str], warnings: list[str]) -> str | None:
     if path is None:
         return None
     try:
@@ -238,12 +251,20 @@ def _read(path: Path | None, option: str, problems: list[str]) -> str | None:
         )
         return None
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         problems.append(
             f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
         )
-    return None
+        return None
+    if text.startswith(BOM):
+        # Some editors write one; it would be an invisible part of the first name.
+        warnings.append(
+            f"{path}:1: warning: starts with a UTF-8 byte-order mark (U+FEFF), which pidone "
+            'skips; save the file as UTF-8 without one (not "UTF-8 with BOM")'
+        )
+        text = text[len(BOM) :]
+    return text
 
 
 def _parse_procfile(
@@ -323,10 +344,13 @@ MAX_ENV_ENTRIES = 1 << 20  # variables in all processes' environments together (
 
 
 class _Context:
-    def __init__(self, sources: Sources, problems: list[str], budget: Budget) -> None:
+    def __init__(
+        self, sources: Sources, problems: list[str], budget: Budget, warnings: list[str]
+    ) -> None:
         self.sources = sources
         self.problems = problems
         self.budget = budget
+        self.warnings = warnings
         self.env_entries_left = MAX_ENV_ENTRIES
 
     def problem(self, table: str, key: str | None, value: object, message: str) -> None:
@@ -442,7 +466,7 @@ SETTINGS_KEYS = tuple(Settings.__dataclass_fields__)
 _PROCESS_KEYS = """
     command directory environment after ready restart stop_signal stop_timeout stop_target
     reload_signal control pidfile user group groups umask clear_env capabilities rlimits
-    sockets restart_dependents
+    sockets restart_dependents port
 """
 PROCESS_KEYS = tuple(_PROCESS_KEYS.split())
 SOCKET_KEYS = ("path", "owner", "group", "mode", "listen", "directory_mode")
@@ -511,6 +535,7 @@ def _settings(ctx: _Context, data: Any) -> Settings:
             "backoff_initial", values.positive_seconds, default.backoff_initial
         ),
         backoff_max=table.get("backoff_max", values.positive_seconds, default.backoff_max),
+        backoff_reset=table.get("backoff_reset", values.seconds, default.backoff_reset),
         fatal_after=table.get("fatal_after", values.count, default.fatal_after),
         fatal_window=table.get("fatal_window", values.positive_seconds, default.fatal_window),
     )
@@ -576,14 +601,62 @@ def _processes(
             f"{ctx.sources.config or ctx.sources.procfile}: no processes defined; "
             'add a [process.NAME] table with a command, or a "name: command" line to a Procfile'
         )
+    ports = _BasePort(ctx, dotenv, environ)
     specs: dict[str, ProcessSpec] = {}
-    for name in names:
+    for position, name in enumerate(names):
         spec = _process(
-            ctx, name, by_name.get(name), tables.get(name, {}), settings, dotenv, environ
-        )
+            ctx, name, by_name.get(name), tables.get(name, {}), settings, dotenv, environ,
+            ports.for_position(name, position),
+        )  # fmt: skip
         if spec is not None:
             specs[name] = spec
     return set(names), specs
+
+
+DEFAULT_PORT = 5000  # foreman's and honcho's base
+PORT_STEP = 100  # between processes, as theirs
+
+
+class _BasePort:
+    """PORT for each process as foreman and honcho give it: base + 100 x its
+    position; the base is PORT from .env, else pidone's environment, else 5000."""
+
+    def __init__(self, ctx: _Context, dotenv: Mapping[str, str], environ: Mapping[str, str]):
+        self.ctx = ctx
+        where = f"{ctx.sources.envfile}: PORT" if "PORT" in dotenv else "PORT in the environment"
+        self.text = dotenv.get("PORT", environ.get("PORT"))
+        self.where = where
+        self.base = DEFAULT_PORT if self.text is None else values.port_number(self.text)
+        self.reported = False
+
+    def for_position(self, name: str, position: int) -> Callable[[], str | None]:
+        """PORT for the process at `position` (asked only when it needs one)."""
+
+        def port() -> str | None:
+            if self.base is None:
+                if not self.reported:
+                    self.reported = True
+                    self.ctx.problems.append(
+                        f"{self.where} = {json.dumps(self.text)}: not a port number from 1 "
+                        f"to 65535; it is the base of each process's PORT ({DEFAULT_PORT}, "
+                        f"{DEFAULT_PORT + PORT_STEP}, ...): fix it, or set port = N "
+                        "in each [process.NAME]"
+                    )
+                return None
+            number = self.base + PORT_STEP * position
+            if number > 65535:
+                self.ctx.problem(
+                    f"process.{name}",
+                    None,
+                    _UNSET,
+                    f"its PORT would be {number} ({self.base} + {PORT_STEP} x its position "
+                    f"{position}), past 65535; set port = N in [process.{name}], "
+                    "or a lower base PORT",
+                )
+                return None
+            return str(number)
+
+        return port
 
 
 def _process(
@@ -594,6 +667,7 @@ def _process(
     settings: Settings,
     dotenv: Mapping[str, str],
     environ: Mapping[str, str],
+    auto_port: Callable[[], str | None],
 ) -> ProcessSpec | None:
     where = f"process.{name}"
     table = _Table(ctx, where, raw, PROCESS_KEYS)
@@ -616,31 +690,33 @@ def _process(
                 "variables; define fewer processes or variables",
             )
         return None
-    base = {**environ, **dotenv}
-    environment: dict[str, str] = {}
     configured: dict[str, str] = table.get("environment", values.environment, {})
+    port = _port(ctx, where, table, configured, auto_port)
+    own = {"PORT": port} if port is not None else {}
+    base = {**environ, **dotenv, **own}
+    environment: dict[str, str] = {}
     for key, value in configured.items():
         try:
             environment[key] = envfile.expand(value, base, ctx.budget)
         except ValueError as exc:
             ctx.problem(where, "environment", raw["environment"], f"{key}: {exc}")
-    command_env = {**base, **environment}
     clear_env = table.get("clear_env", values.flag, False)
-    spec_command = _process_command(ctx, name, entry, table, command_env)
+    env = {**({} if clear_env else environ), **dotenv, **own, **environment}
+    spec_command = _process_command(ctx, name, entry, table)
     if spec_command is None:
         return None
     line, argv = spec_command
-    return ProcessSpec(
+    spec = ProcessSpec(
         name=name,
         command=argv,
         command_line=line,
         directory=table.get("directory", values.text('"/srv/app/current"'), None),
         environment=environment,
-        env={**({} if clear_env else environ), **dotenv, **environment},
+        env=env,
         after=table.get("after", values.names('["redis"]'), ()),
         ready=table.get(
             "ready",
-            lambda value: values.ready(value, command_env, ctx.budget),
+            lambda value: values.ready(value, env, ctx.budget),
             ReadyCheck("settle", seconds=settings.settle_time),
         ),
         restart=cast(
@@ -665,6 +741,65 @@ def _process(
         sockets=table.get("sockets", values.names('["app"]'), ()),
         restart_dependents=table.get("restart_dependents", values.flag, True),
     )
+    _warn_undefined(ctx, spec)
+    return spec
+
+
+def _port(
+    ctx: _Context,
+    where: str,
+    table: _Table,
+    configured: Mapping[str, str],
+    auto_port: Callable[[], str | None],
+) -> str | None:
+    """The PORT pidone gives the process: `port`, else the next of the
+    sequence; none when `environment` sets PORT itself (that wins)."""
+    if "port" in table.data and "PORT" in configured:
+        ctx.problem(
+            where,
+            "port",
+            table.data["port"],
+            "and environment.PORT both set PORT; keep only one of the two",
+        )
+        return None
+    if "PORT" in configured:
+        return None
+    if "port" in table.data:
+        number = table.get("port", values.port, None)
+        return None if number is None else str(number)
+    return auto_port()
+
+
+# Set by the shell itself, or by pidone for some processes (checked apart).
+_SHELL_VARIABLES = frozenset(
+    ["PWD", "OLDPWD", "PPID", "IFS", "OPTIND", "OPTARG", "LINENO", "PS1", "PS2", "PS4"]
+)
+
+
+def _warn_undefined(ctx: _Context, spec: ProcessSpec) -> None:
+    """Warn about each $NAME a command uses (not a ${NAME:-default} form) that
+    nothing defines: the shell would silently make it empty."""
+    texts = [("command", spec.command_line)]
+    if spec.ready.command is not None:
+        texts.append(("ready", spec.ready.target))
+    if not any("$" in text for _, text in texts):
+        return  # most commands: no set of names built
+    known = set(spec.env) | _SHELL_VARIABLES
+    if spec.user is not None and not spec.clear_env:  # as loop's _environment adds them
+        known |= {"HOME", "USER", "LOGNAME"}
+    if spec.ready.kind == "notify":
+        known.add("NOTIFY_SOCKET")
+    if spec.sockets:
+        known |= {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}
+    for key, text in texts:
+        for variable in sorted(commands.undefined(text, known)):
+            ctx.warnings.append(
+                f"{ctx.sources.where(f'process.{spec.name}', key)}: warning: process "
+                f'"{spec.name}" {"command" if key == "command" else "ready check"} uses '
+                f"${variable}, which nothing defines (pidone's environment, .env, "
+                f"environment, PORT), so the shell makes it empty; define it, or write "
+                f"${{{variable}:-default}}"
+            )
 
 
 def _process_command(
@@ -672,9 +807,8 @@ def _process_command(
     name: str,
     entry: procfile.ProcfileEntry | None,
     table: _Table,
-    env: Mapping[str, str],
 ) -> tuple[str, Command] | None:
-    """The expanded command line and its argv, from the Procfile or the table."""
+    """The command line as written and its argv, from the Procfile or the table."""
     where = f"process.{name}"
     in_table = "command" in table.data
     text = table.get("command", values.text('"uwsgi --ini uwsgi.ini"'), None)
@@ -699,8 +833,7 @@ def _process_command(
             )
         return None
     try:
-        line = envfile.expand(text, env, ctx.budget)
-        return line, commands.parse(line)
+        return text, commands.parse(text)
     except ValueError as exc:
         if entry is None:
             ctx.problem(where, "command", text, str(exc))

@@ -6,7 +6,8 @@
 
 Unlike honcho, a line that does not parse is never skipped: every bad line,
 empty command and duplicate name is reported with file:line and the fix, all
-at once in one ConfigError.
+at once in one ConfigError. As in foreman and honcho, each line stands alone:
+a line ending in a backslash is refused (it does not continue on the next).
 """
 
 from __future__ import annotations
@@ -41,11 +42,22 @@ def parse(text: str, filename: str) -> list[ProcfileEntry]:
     entries: list[ProcfileEntry] = []
     first_line: dict[str, int] = {}
     problems: list[str] = []
+    continued = False  # the line before ended in a backslash: already reported
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.strip()
+        after_backslash, continued = continued, line.endswith("\\")
         if not line or line.startswith("#"):
             continue
         where = f"{filename}:{number}"
+        if after_backslash and not _named(line):
+            continue  # meant as the rest of that line; its problem says so
+        if continued:
+            problems.append(
+                f"{where}: the line ends with a backslash, but a Procfile has no continuation "
+                "lines (foreman and honcho read each line alone); write the whole command on "
+                "this line, or move it to a script"
+            )
+            continue
         if "\0" in line:
             problems.append(f"{where}: holds a NUL character, which no command can; remove it")
             continue
@@ -78,3 +90,9 @@ def parse(text: str, filename: str) -> list[ProcfileEntry]:
     if problems:
         raise ConfigError(problems)
     return entries
+
+
+def _named(line: str) -> bool:
+    """Does the line start with a valid process name and a colon?"""
+    match = _LINE.fullmatch(line)
+    return match is not None and NAME.fullmatch(match["name"].strip()) is not None

@@ -55,8 +55,12 @@ class Settings:
     settle_time: float = 1.0  # no `ready`: ready once up this long
     # Restart delays double from backoff_initial up to backoff_max; a process
     # failing fatal_after times within fatal_window seconds becomes FATAL.
+    # One that stayed ready for backoff_reset seconds was no crash loop: its
+    # earlier exits are forgotten and its next exit restarts it at once
+    # (supervisord's startsecs and s6-supervise's wait are 1 s too).
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
+    backoff_reset: float = 1.0
     fatal_after: int = 5
     fatal_window: float = 60.0
 
@@ -89,7 +93,7 @@ class ProcessSpec:
 
     name: str
     command: Command
-    command_line: str = ""  # the command after ${VAR} expansion, for display
+    command_line: str = ""  # the command as written, for display
     directory: str | None = None  # relative: to pidone's working directory
     environment: dict[str, str] = field(default_factory=dict, hash=False)  # as configured
     env: dict[str, str] = field(default_factory=dict, hash=False)  # all the child gets

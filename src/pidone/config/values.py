@@ -12,6 +12,7 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 from pidone.config import command as commands
+from pidone.config import envfile
 from pidone.config.envfile import Budget
 from pidone.config.specs import CAPABILITIES, RLIMITS, ReadyCheck, Rlimit
 
@@ -222,6 +223,12 @@ def port_number(text: str) -> int | None:
     return number if number is not None and 1 <= number <= 65535 else None
 
 
+def port(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
+        raise BadValue("must be a TCP port from 1 to 65535, like port = 8000")
+    return value
+
+
 def address(value: Any) -> str:
     host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
     if not host or port_number(port) is None:
@@ -304,6 +311,13 @@ def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> R
         raise BadValue(f"must be a string: {READY_FORMS}")
     if value == "notify":
         return ReadyCheck("notify")
+    if not value.startswith("exec:"):
+        # pidone reads these targets itself: it expands them as the shell
+        # would a command (an exec: command is the shell's to expand).
+        try:
+            value = envfile.expand(value, env, budget)
+        except ValueError as exc:
+            raise BadValue(str(exc)) from None
     if value.startswith(("http://", "https://")):
         return ready_http(value)
     kind, colon, target = value.partition(":")
@@ -324,7 +338,7 @@ def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> R
         return ReadyCheck("tcp", target, host=host.strip("[]"), port=number)
     if kind == "exec":
         try:
-            return ReadyCheck("exec", target, command=commands.parse(target, env, budget))
+            return ReadyCheck("exec", target, command=commands.parse(target))
         except ValueError as exc:
             raise BadValue(str(exc)) from None
     try:

@@ -23,9 +23,11 @@ each one toward what it should be doing. The rules:
   spawned as soon as everything it is `after` is ready.
 * A process that exited on its own is restarted per its policy: the first
   restart at once, then after delays that double from backoff_initial to
-  backoff_max; fatal_after exits within fatal_window make it FATAL. Its
-  dependents go down first (they no longer "should run") and come back once
-  it is ready again.
+  backoff_max; fatal_after exits within fatal_window make it FATAL. An
+  instance that stayed READY for backoff_reset seconds clears the count: a
+  stable process is restarted at once every time, only a crash loop backs
+  off. Its dependents go down first (they no longer "should run") and come
+  back once it is ready again.
 * Shutdown (SIGTERM/SIGINT, ctl shutdown, a `control` process exiting, or
   nothing left to run: every process EXITED or FATAL, never one the
   operator stopped) stops everything in reverse order, each with its own
@@ -278,6 +280,7 @@ class _Proc:
     spawn_requested: bool = False
     spawned_once: bool = False
     started_at: float | None = None
+    ready_at: float | None = None  # when this instance became READY
     settle_at: float | None = None
     backoff_until: float = 0.0
     stop_deadline: float | None = None
@@ -422,6 +425,7 @@ class Supervisor:
         p.spawned_once = True
         p.restart_reason = ""
         p.started_at = self.now
+        p.ready_at = None
         p.killed = False
         if p.spec.pidfile:
             p.launcher_pid, p.pid = pid, None
@@ -467,6 +471,9 @@ class Supervisor:
         planned = p.state is S.STOPPING
         main = p.pid
         p.move(Event.EXITED)
+        if p.ready_at is not None and self.now - p.ready_at >= self.settings.backoff_reset:
+            p.failures.clear()  # it stayed up and ready: what came before was no crash loop
+        p.ready_at = None
         p.pid = None
         p.stop_deadline = None
         p.settle_at = None
@@ -541,6 +548,7 @@ class Supervisor:
             p.ready_deferred = True
             return
         p.move(Event.READY_OK)
+        p.ready_at = self.now
         out.append(Log(p.name, "ready"))
 
     def _on_socket_fixed(self, p: _Proc, sock: str, out: list[Action]) -> None:

@@ -379,7 +379,7 @@ class Loop:
                 self.launchers[spec.name] = system.Launcher(
                     pid,
                     os.geteuid() if uid is None else uid,
-                    spec.command.argv[0],
+                    spec.command.program,
                     search_path,
                     spec.directory,
                 )

@@ -1,12 +1,13 @@
-"""Single-command mode, `pidone [OPTIONS] -- CMD [ARGS...]`: what tini does.
+"""Single-command mode, `pidone [OPTIONS] -- CMD [ARGS...]`: what tini and dumb-init do.
 
 main() reads as the recipe: catch every forwardable signal, become a
 subreaper unless we are PID 1, start the child in its own process group
-(and the terminal's foreground group), then sleep in sigwaitinfo(): forward
-each signal, reap every zombie, and exit with the child's status as soon as
-it has been reaped. No timer, no tick: zero wakeups while idle. The signals
-wait in the kernel (see system.catch_signals), so none is dropped and the
-child's SIGCHLD comes before any flood of real-time signals.
+(and the terminal's foreground group, when ours has it), then sleep in
+sigwaitinfo(): forward each signal (rewritten as -r says; after a job-control
+stop, stop too), reap every zombie, and exit with the child's status as soon
+as it has been reaped. No timer, no tick: zero wakeups while idle. The
+signals wait in the kernel (see system.catch_signals), so none is dropped
+and the child's SIGCHLD comes before any flood of real-time signals.
 """
 
 from __future__ import annotations
@@ -24,7 +25,18 @@ if TYPE_CHECKING:
 class Options:
     """Parsed single-command options (a plain class: dataclasses cost RSS)."""
 
-    __slots__ = ("command", "group", "metrics", "verbosity")
+    __slots__ = (
+        "command",
+        "expect",
+        "group",
+        "metrics",
+        "pdeathsig",
+        "rewrite",
+        "single_child",
+        "subreaper",
+        "verbosity",
+        "warn_reaped",
+    )
 
     def __init__(
         self,
@@ -37,6 +49,12 @@ class Options:
         self.group = group
         self.verbosity = verbosity
         self.metrics = metrics
+        self.expect: set[int] = set()  # tini -e: these exit statuses of the child become 0
+        self.rewrite: dict[int, int] = {}  # dumb-init -r: received -> forwarded (0: dropped)
+        self.pdeathsig = 0  # tini -p: our signal when our parent dies
+        self.single_child = False  # dumb-init -c: the child stays in our process group
+        self.subreaper = False  # tini -s: nothing to do, said with -v
+        self.warn_reaped = False  # tini -w
 
 
 class Log:
@@ -55,15 +73,29 @@ class Log:
             system.write_stderr(f"pidone: {text}\n")
 
 
+# Job-control signals: forwarded, then pidone stops too, so that the shell
+# that started pidone sees its job stop (dumb-init's rule); SIGCONT resumes it.
+STOPPING = frozenset([system.SIGTSTP, system.SIGTTIN, system.SIGTTOU])
+
+
 def main(opts: Options) -> int:
     log = Log(opts.verbosity)
-    system.catch_signals([*system.forwardable_signals(), system.SIGCHLD])
+    caught = [*system.forwardable_signals(), *system.FAULT_SIGNALS, *STOPPING, system.SIGCHLD]
+    system.catch_signals(caught)
+    if opts.pdeathsig:
+        system.set_parent_death_signal(opts.pdeathsig)
     if not system.is_pid1():
         system.become_subreaper()
         log.info(f"not PID 1 (pid {os.getpid()}): registered as child subreaper")
+    if opts.subreaper:
+        log.info("-s: nothing to do, pidone reaps as PID 1 or as a subreaper on its own")
+    new_group = not opts.single_child
     try:
         child = system.spawn(
-            opts.command, env=system.original_environ(), foreground_tty=system.stdin_is_tty()
+            opts.command,
+            env=system.original_environ(),
+            foreground_tty=new_group and system.in_foreground(),
+            new_group=new_group,
         )
     except SpawnError as exc:
         log.error(f"cannot run {opts.command[0]!r}: {exc}")
@@ -76,10 +108,10 @@ def main(opts: Options) -> int:
         from pidone.single.metrics import SingleMetrics
 
         watch = SingleMetrics.start(opts.metrics, opts.command, child, log.error)
-    return supervise(child, opts.group, log, watch)
+    return supervise(child, opts, log, watch)
 
 
-def supervise(child: int, group: bool, log: Log, watch: SingleMetrics | None = None) -> int:
+def supervise(child: int, opts: Options, log: Log, watch: SingleMetrics | None = None) -> int:
     """The loop: block until a signal is pending, take it, reap or forward it."""
     reaped_total = 0
     while True:
@@ -88,19 +120,70 @@ def supervise(child: int, group: bool, log: Log, watch: SingleMetrics | None = N
         if watch is not None:
             watch.turned(0 if wake else signum)
         if signum != system.SIGCHLD:
-            sent = system.send_signal(child, signum, group=group)
-            if watch is not None and sent:
-                watch.forwarded(signum)
-            log.debug(f"forwarded signal {signum} to {'group ' if group else ''}{child}: {sent}")
+            forward(child, signum, code, opts, log, watch)
             continue
+        if not opts.single_child and system.stopped_by_terminal(child) and system.stop_self():
+            # Ctrl-Z reached the child's group only: pidone stops too, so that
+            # the shell sees its job stop and takes the terminal back.
+            log.debug(f"child {child} stopped from the terminal: pidone stopped too, continued")
+        if opts.group and system.has_exited(child):
+            # dumb-init's cleanup: what the child leaves in its group goes with
+            # it. Sent while the child is a zombie, whose pid holds the group.
+            left = system.kill_group(child, system.SIGTERM)
+            log.debug(f"child {child} exited: SIGTERM to the rest of its group: {left}")
         # A wake-up from the metrics thread reaps too: it may have merged with a child's SIGCHLD.
         for pid, status in system.reap_zombies():
             reaped_total += 1
             if watch is not None:
                 watch.reaped()
-            if pid == child:
-                code = system.exit_status(status)
-                # Collect anything that died together with the child, then go.
-                reaped_total += len(system.reap_zombies())
-                log.info(f"child {child} exited with status {code}; reaped {reaped_total}")
-                return code
+            if pid != child:
+                warn_reaped(pid, status, opts, log)
+                continue
+            code = system.exit_status(status)
+            # Collect anything that died together with the child, then go.
+            for other, other_status in system.reap_zombies():
+                reaped_total += 1
+                warn_reaped(other, other_status, opts, log)
+            log.info(f"child {child} exited with status {code}; reaped {reaped_total}")
+            if code in opts.expect:
+                log.info(f"-e {code}: pidone exits 0")
+                return 0
+            return code
+
+
+def forward(
+    child: int, signum: int, code: int, opts: Options, log: Log, watch: SingleMetrics | None
+) -> None:
+    """Pass one signal on, rewritten as asked; after a job-control stop, stop too."""
+    if signum in system.FAULT_SIGNALS and code > 0:
+        # si_code > 0: the kernel's, about pidone's own memory (a real fault
+        # is never queued: it kills pidone). kill(), sigqueue(): code <= 0.
+        log.error(f"signal {signum} from the kernel (code {code}) not forwarded")
+        return
+    target = opts.rewrite.get(signum, signum)
+    if target == 0:
+        log.debug(f"signal {signum} dropped (-r {signum}:0)")
+        return
+    if (
+        signum == system.SIGCONT
+        and not opts.single_child
+        and system.give_terminal_back(child)  # before the child runs again
+    ):
+        log.debug(f"SIGCONT in the foreground: the terminal goes back to {child}'s group")
+    sent = system.send_signal(child, target, group=opts.group)
+    if watch is not None and sent:
+        watch.forwarded(target)
+    where = f"{'group ' if opts.group else ''}{child}"
+    log.debug(
+        f"forwarded signal {signum}{f' as {target}' if target != signum else ''} to {where}: {sent}"
+    )
+    if signum in STOPPING and system.stop_self():
+        log.debug(f"signal {signum}: pidone stopped too, and continued")
+
+
+def warn_reaped(pid: int, status: int, opts: Options, log: Log) -> None:
+    """tini -w: a zombie that was not the child, reaped (an orphan's, usually)."""
+    if opts.warn_reaped:
+        log.error(
+            f"reaped zombie pid {pid} (not the child), exit status {system.exit_status(status)}"
+        )

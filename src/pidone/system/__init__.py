@@ -25,29 +25,24 @@ if TYPE_CHECKING:
 NSIG: int = _signal.NSIG
 SIGCHLD: int = _signal.SIGCHLD
 SIGKILL: int = _signal.SIGKILL
+SIGSTOP: int = _signal.SIGSTOP
 SIGTERM: int = _signal.SIGTERM
+SIGCONT: int = _signal.SIGCONT
+SIGTSTP: int = _signal.SIGTSTP
 SIGTTIN: int = _signal.SIGTTIN
 SIGTTOU: int = _signal.SIGTTOU
 
+# The signals a fault in a process's own code raises. Sent with kill() they are
+# plain messages (single-command mode forwards them); raised by a real fault the
+# kernel delivers them even when blocked, resetting the handler: the process dies.
+FAULT_SIGNALS = frozenset(
+    getattr(_signal, name)
+    for name in ["SIGFPE", "SIGILL", "SIGSEGV", "SIGBUS", "SIGABRT", "SIGTRAP", "SIGSYS"]
+)
+
 # Signals an init must not forward: the ones it cannot catch, job-control
 # signals for its own tty, and faults that concern its own address space.
-_NOT_FORWARDED = frozenset(
-    getattr(_signal, name)
-    for name in [
-        "SIGCHLD",
-        "SIGKILL",
-        "SIGSTOP",
-        "SIGTTIN",
-        "SIGTTOU",
-        "SIGFPE",
-        "SIGILL",
-        "SIGSEGV",
-        "SIGBUS",
-        "SIGABRT",
-        "SIGTRAP",
-        "SIGSYS",
-    ]
-)
+_NOT_FORWARDED = frozenset([SIGCHLD, SIGKILL, SIGSTOP, SIGTTIN, SIGTTOU, *FAULT_SIGNALS])
 
 _ALL_SIGNALS = range(1, NSIG)
 
@@ -85,8 +80,9 @@ def catch_signals(signals: Iterable[int]) -> None:
     later writes one byte per delivery to a pipe, drops it when the pipe
     is full, and a flood kept the main thread in handlers until it ended.)
     spawn() gives children an empty mask and default dispositions; side
-    threads block everything (start_thread). SIGTTIN/SIGTTOU are ignored so
-    a background init never stops.
+    threads block everything (start_thread). SIGTTIN/SIGTTOU are ignored
+    unless caught (blocked counts as ignored for the terminal too), so a
+    background init never stops on its own output.
     """
     global _caught, _main_thread
     import _thread
@@ -95,7 +91,8 @@ def catch_signals(signals: Iterable[int]) -> None:
     for signum in wanted:
         _signal.signal(signum, _ignore_signal)
     for signum in (SIGTTIN, SIGTTOU):
-        _signal.signal(signum, _signal.SIG_IGN)
+        if signum not in wanted:
+            _signal.signal(signum, _signal.SIG_IGN)
     _signal.pthread_sigmask(_signal.SIG_BLOCK, wanted)
     _caught = wanted
     _main_thread = _thread.get_ident()
@@ -171,6 +168,82 @@ def original_environ() -> dict[bytes, bytes] | None:
     return env
 
 
+def set_parent_death_signal(signum: int) -> None:
+    """Have the kernel send us `signum` when our parent dies (PR_SET_PDEATHSIG).
+    A parent gone before the call is treated as if it died right after it."""
+    import _prctl
+
+    parent = os.getppid()
+    _prctl.prctl(_prctl.PR_SET_PDEATHSIG, signum)
+    if os.getppid() != parent:
+        os.kill(os.getpid(), signum)
+
+
+def stop_self() -> bool:
+    """Stop as a job does, until SIGCONT (a shell's `fg` or `bg`); False if not.
+
+    Any stop signal makes the kernel discard a pending SIGCONT, so none is sent
+    while one waits to be forwarded (the job was continued already), nor as a
+    namespace's PID 1, which the kernel never stops from inside."""
+    if is_pid1() or SIGCONT in _signal.sigpending():
+        return False
+    os.kill(os.getpid(), SIGSTOP)
+    return True
+
+
+def in_foreground() -> bool:
+    """Is stdin a terminal whose foreground process group is ours? Only then is
+    it ours to hand to the child: a job a shell started with `&`, or moved on
+    with `bg`, must not take the terminal from the shell."""
+    try:
+        return os.tcgetpgrp(0) == os.getpgrp()
+    except OSError:
+        return False
+
+
+def give_terminal_back(pgid: int) -> bool:
+    """After SIGCONT: when a shell's `fg` made our group the terminal's
+    foreground again, pass the terminal on to the child's group `pgid`, as at
+    its start. (SIGTTOU is blocked: tcsetpgrp works from any group, so the
+    check comes first.)"""
+    if not in_foreground():
+        return False
+    try:
+        os.tcsetpgrp(0, pgid)
+    except OSError:
+        return False
+    return True
+
+
+def stopped_by_terminal(pid: int) -> bool:
+    """Has our child `pid` stopped on the terminal's job-control signal (Ctrl-Z,
+    or a read from the background) while its group had the terminal? Each stop
+    is reported once (waitid takes the report); a stop by plain SIGSTOP or by a
+    kill from elsewhere is not the terminal's, and never counts."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WSTOPPED | os.WNOHANG)
+    except ChildProcessError:
+        return False
+    if info is None or info.si_code != os.CLD_STOPPED:
+        return False
+    if info.si_status not in (SIGTSTP, SIGTTIN, SIGTTOU):
+        return False
+    try:
+        return os.tcgetpgrp(0) == pid
+    except OSError:
+        return False
+
+
+def has_exited(pid: int) -> bool:
+    """Has our child `pid` exited? It stays a zombie (its pid and process group
+    number cannot be reused) until reap_zombies() collects it."""
+    try:
+        found = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return False
+    return found is not None
+
+
 def become_subreaper() -> None:
     """Adopt orphans of our descendants, as PID 1 does, when we are not PID 1."""
     import _prctl  # the C half of python-prctl; cheap to import
@@ -182,6 +255,63 @@ def exit_status(wait_status: int) -> int:
     """Shell convention: the exit code, or 128+N when killed by signal N."""
     code = os.waitstatus_to_exitcode(wait_status)
     return code if code >= 0 else 128 - code
+
+
+SHELL_SYNTAX_OUTPUT = 4096  # bytes of what sh says: its first line is the message
+
+
+def shell_syntax(script: str, timeout: float) -> str | None:
+    """What `/bin/sh -n -c SCRIPT` says when it cannot parse the script (-n
+    parses and runs nothing), or None: it parsed, or sh could not judge
+    within `timeout` seconds (then it is killed and reaped: no verdict)."""
+    import select  # only config loads with a shell command pay for these
+    import time
+
+    read_end, write_end = os.pipe()
+    try:
+        pid = os.posix_spawn(
+            "/bin/sh",
+            ["/bin/sh", "-n", "-c", script],
+            {"PATH": os.defpath, "LC_ALL": "C"},
+            file_actions=[
+                (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+                (os.POSIX_SPAWN_OPEN, 1, os.devnull, os.O_WRONLY, 0),
+                (os.POSIX_SPAWN_DUP2, write_end, 2),
+                (os.POSIX_SPAWN_CLOSE, read_end),
+            ],
+            setsigmask=(),
+        )
+    except OSError:
+        os.close(read_end)
+        return None
+    finally:
+        os.close(write_end)
+    output = b""
+    deadline = time.monotonic() + timeout
+    try:
+        poller = select.poll()
+        poller.register(read_end, select.POLLIN)
+        while len(output) < SHELL_SYNTAX_OUTPUT:
+            left = deadline - time.monotonic()
+            if left <= 0 or not poller.poll(left * 1000):
+                os.kill(pid, 9)  # no verdict in time: it is ours, unreaped, so still it
+                os.waitpid(pid, 0)
+                return None
+            chunk = os.read(read_end, SHELL_SYNTAX_OUTPUT - len(output))
+            if not chunk:
+                break
+            output += chunk
+    finally:
+        os.close(read_end)
+    _, status = os.waitpid(pid, 0)  # stderr closed: it has exited or is exiting
+    if os.waitstatus_to_exitcode(status) == 0:
+        return None
+    line = output.decode(errors="replace").strip().partition("\n")[0]
+    line = line.removeprefix("/bin/sh: ")
+    number, colon, rest = line.partition(": ")  # dash's "1: Syntax error: ..."
+    if colon and number.isdigit():
+        line = rest
+    return line or f"it exited with status {exit_status(status)}"
 
 
 def reap_zombies() -> list[tuple[int, int]]:
@@ -398,17 +528,20 @@ def program_file(name: str, search_path: str | None, cwd: str | None) -> tuple[i
 class Launcher:
     """What a pidfile process's launcher was, recorded when it was spawned
     (it is usually gone when the pidfile is read): its pid, its start time,
-    its executable (see executable and program_file), and the uid its
+    its executables (see executable and program_file), and the uid its
     process runs as."""
 
-    __slots__ = ("exe", "pid", "started", "uid")
+    __slots__ = ("exes", "pid", "started", "uid")
 
     def __init__(
-        self, pid: int, uid: int, argv0: str, search_path: str | None, cwd: str | None
+        self, pid: int, uid: int, program: str, search_path: str | None, cwd: str | None
     ) -> None:
         self.pid = pid
         self.started = start_ticks(pid)  # a zombie keeps it: it is ours to reap
-        self.exe = executable(pid) or program_file(argv0, search_path, cwd)
+        # What it runs now, and the program its command names: not the same
+        # when it is /bin/sh about to exec that program (`exec prog $ARG`).
+        named = program_file(program, search_path, cwd) if program else None
+        self.exes = frozenset(exe for exe in (executable(pid), named) if exe is not None)
         self.uid = uid
 
 
@@ -449,7 +582,7 @@ def unfollowable(pid: int, launcher: Launcher, taken: Iterable[int] = ()) -> str
         in_group = os.getpgid(pid) == launcher.pid
     except ProcessLookupError:
         return f"pid {pid} {NOT_RUNNING}"
-    if not in_group and (launcher.exe is None or executable(pid) != launcher.exe):
+    if not in_group and executable(pid) not in launcher.exes:
         return f"pid {pid} runs another program than pid {launcher.pid}, its launcher"
     return _owned_by(pid, launcher.uid)
 
@@ -475,8 +608,10 @@ def spawn(
     prepare: Callable[[], None] | None = None,
     listen_fds: Sequence[tuple[int, str]] = (),
     fast: bool = False,
+    new_group: bool = True,
 ) -> int:
-    """Start `argv` as the leader of a new process group; return its pid.
+    """Start `argv` as the leader of a new process group (or, `new_group`
+    False, in ours: dumb-init's --single-child); return its pid.
 
     The child starts with default signal dispositions and an empty signal
     mask. `fds` maps child fd -> our fd (dup2'd). `prepare` runs in the child
@@ -496,17 +631,21 @@ def spawn(
     once, does without.
     """
     spawner = _posix_spawner() if fast else None
-    if spawner is not None and posix_spawn_fits(
-        prepare=prepare,
-        foreground_tty=foreground_tty,
-        listen_fds=listen_fds,
-        cwd=cwd,
-        can_chdir=spawner.can_chdir,
+    if (
+        spawner is not None
+        and new_group
+        and posix_spawn_fits(
+            prepare=prepare,
+            foreground_tty=foreground_tty,
+            listen_fds=listen_fds,
+            cwd=cwd,
+            can_chdir=spawner.can_chdir,
+        )
     ):
         pid = spawner.spawn(argv, env, cwd, fds or {})
         if pid is not None:
             return pid
-    return _fork_exec(argv, env, cwd, foreground_tty, fds, prepare, listen_fds)
+    return _fork_exec(argv, env, cwd, foreground_tty, fds, prepare, listen_fds, new_group)
 
 
 def posix_spawn_fits(
@@ -546,6 +685,7 @@ def _fork_exec(
     fds: Mapping[int, int] | None,
     prepare: Callable[[], None] | None,
     listen_fds: Sequence[tuple[int, str]],
+    new_group: bool = True,
 ) -> int:
     """spawn() by fork and exec. Exec failures come back over a close-on-exec
     pipe; the failed child is reaped by the caller's reaper."""
@@ -564,7 +704,9 @@ def _fork_exec(
         raise
     if pid == 0:  # pragma: no cover - runs in the child, reported over err_write
         os.close(err_read)
-        _exec_child(argv, env, cwd, foreground_tty, fds, prepare, listen_fds, reserved, err_write)
+        _exec_child(
+            argv, env, cwd, foreground_tty, fds, prepare, listen_fds, reserved, err_write, new_group
+        )
     _signal.pthread_sigmask(_signal.SIG_SETMASK, saved_mask)
     os.close(err_write)
     report = b""
@@ -822,13 +964,15 @@ def _exec_child(
     listen_fds: Sequence[tuple[int, str]],
     reserved: list[int],
     err_write: int,
+    new_group: bool = True,
 ) -> None:  # pragma: no cover - runs in the forked child
     step = "setup"
     try:
         _signal.set_wakeup_fd(-1)
-        step = "setpgid"
-        os.setpgid(0, 0)
-        if foreground_tty:
+        if new_group:
+            step = "setpgid"
+            os.setpgid(0, 0)
+        if foreground_tty and new_group:
             step = "tcsetpgrp"
             try:
                 os.tcsetpgrp(0, os.getpid())
@@ -1219,13 +1363,6 @@ def write_stderr(text: str) -> None:
 
 def is_pid1() -> bool:
     return os.getpid() == 1
-
-
-def stdin_is_tty() -> bool:
-    try:
-        return os.isatty(0)
-    except OSError:
-        return False
 
 
 def exit_now(code: int) -> NoReturn:
