@@ -131,12 +131,12 @@ def _rlimit_problems(spec: ProcessSpec) -> Iterable[str]:
     """What setrlimit(2) would refuse in the child (which sets them as pidone,
     before any user switch): a hard limit above pidone's own without
     CAP_SYS_RESOURCE, or nofile above the kernel's nr_open."""
-    from pidone import system
+    from pidone.system import privileges, proc
 
-    privileged = system.has_effective_capability(system.CAP_SYS_RESOURCE)
+    privileged = privileges.has_effective_capability(privileges.CAP_SYS_RESOURCE)
     for limit in spec.rlimits:
         hard = as_float(limit.hard)
-        if limit.resource == resource.RLIMIT_NOFILE and hard > (ceiling := system.nr_open()):
+        if limit.resource == resource.RLIMIT_NOFILE and hard > (ceiling := proc.nr_open()):
             yield (
                 f"{limit.name} {_limit_text(limit.hard)} is above the kernel's maximum "
                 f"{ceiling} (/proc/sys/fs/nr_open); use at most {ceiling}"

@@ -1,7 +1,7 @@
 """Prometheus metrics and health endpoints, served off the loop's thread.
 
     server = MetricsServer("0.0.0.0:9100", snapshot=..., heartbeat=..., counters=...,
-                           wake=system.wake_loop, log=...)
+                           wake=signals.wake_loop, log=...)
     GET /metrics   prometheus-client's WSGI app: the text format 0.0.4, or
                    OpenMetrics when the Accept header asks; gzip when the
                    client accepts it (Prometheus does)
@@ -23,7 +23,7 @@ resident memory (bench/RESULTS.md lists each import).
 Health. The loop sleeps until something happens, so "it turned recently"
 alone would fail an idle, healthy pidone. /healthz therefore asks: did the
 loop turn within the last FRESH seconds? If not, it wakes the loop
-(system.wake_loop, the one way a side thread makes the loop turn) and
+(signals.wake_loop, the one way a side thread makes the loop turn) and
 waits up to `health_wait` for the heartbeat to move past the moment of the
 wake-up (HealthCheck: the server
 polls it without blocking its other clients). A loop stuck in a callback
@@ -33,7 +33,7 @@ or a blocking call fails; an idle one answers within microseconds. The wait
 Wiring, in the loop's thread:
 
     counters = PidoneCounters()          # the loop bumps it: zombies_reaped += 1, ...
-    server = MetricsServer(addr, lambda: latest, lambda: beat, counters, wake=system.wake_loop)
+    server = MetricsServer(addr, lambda: latest, lambda: beat, counters, wake=signals.wake_loop)
     each turn: beat = clock() after select() returns; latest = core.snapshot()
                after feeding events (a plain attribute: readers see one or the other)
     at exit:   server.close()
@@ -91,13 +91,14 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from pidone import __version__, system
+from pidone import __version__
 from pidone.control.server import not_ready, signal_name
 from pidone.core.counters import PidoneCounters as PidoneCounters  # re-exported for callers
 from pidone.core.states import HAS_PID, ProcessState
 from pidone.core.supervisor import Snapshot
 from pidone.observe.http import HttpServer, Later, Request, Response
 from pidone.observe.http import parse_address as parse_address  # re-exported for callers
+from pidone.system import proc
 
 RESTART_REASONS = ("crash", "manual", "dependency")  # supervisor's; shown from 0
 FRESH = 1.0  # a loop that turned this recently is healthy without a wake-up
@@ -129,7 +130,7 @@ Sampler = Callable[[Collection[int]], dict[int, TreeUsage]]
 
 class TreeSampler:
     """Callable: {root pid: TreeUsage of its tree} for the roots that still
-    exist. Descendants come from the kernel's child lists (system.children_of:
+    exist. Descendants come from the kernel's child lists (proc.children_of:
     the work is proportional to the trees, not to every process on the
     host); without them (a kernel without CONFIG_PROC_CHILDREN), from one
     pass over every process's parent per scrape (psutil's children() makes
@@ -142,7 +143,7 @@ class TreeSampler:
         self._kernel_children = use_kernel_children
 
     def __call__(self, roots: Collection[int]) -> dict[int, TreeUsage]:
-        children = system.children_of if self._kernel_children else _parent_scan()
+        children = proc.children_of if self._kernel_children else _parent_scan()
         usage: dict[int, TreeUsage] = {}
         for root in roots:
             count, cpu, rss, fds = 0, 0.0, 0, 0
@@ -461,7 +462,7 @@ class MetricsServer:
 
     `snapshot()` returns the latest published Snapshot (or None before the
     first); `heartbeat()` the time.monotonic() the loop stamped after its
-    last return from select(); `wake()` makes the loop turn (system.wake_loop);
+    last return from select(); `wake()` makes the loop turn (signals.wake_loop);
     without it /healthz fails once the loop has slept longer than FRESH.
     `log(message)` gets one message (no newline; default: stderr): the
     server's only way to log, from any of its threads. Binding errors raise

@@ -38,9 +38,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pidone import system
 from pidone.config.load import ReadyCheck
 from pidone.errors import PidoneError
+from pidone.system import reap, signals
 
 if TYPE_CHECKING:
     import ssl
@@ -174,7 +174,7 @@ class Prober:
         if os.waitstatus_to_exitcode(wait_status) == 0:
             self._succeed(chk)
         else:
-            self._fail(chk, f"exited with status {system.exit_status(wait_status)}")
+            self._fail(chk, f"exited with status {reap.exit_status(wait_status)}")
         return True
 
     def next_deadline(self) -> float | None:
@@ -570,13 +570,13 @@ def _wanted_events(exc: OSError, phase: str) -> int:
 
 
 def _kill_check(pid: int) -> None:
-    """SIGKILL an exec: child; its whole group if it leads one (system.spawn
+    """SIGKILL an exec: child; its whole group if it leads one (spawn.spawn
     makes it so), so a shell pipeline does not leave its members running."""
     try:
         if os.getpgid(pid) == pid:
-            os.killpg(pid, system.SIGKILL)
+            os.killpg(pid, signals.SIGKILL)
         else:
-            os.kill(pid, system.SIGKILL)
+            os.kill(pid, signals.SIGKILL)
     except OSError:
         pass  # gone already
 

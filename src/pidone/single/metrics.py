@@ -13,10 +13,10 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from pidone import system
 from pidone.core.counters import PidoneCounters
 from pidone.core.states import ProcessState
 from pidone.core.supervisor import ProcessStatus, Snapshot
+from pidone.system import signals
 
 
 class SingleMetrics:
@@ -51,7 +51,7 @@ class SingleMetrics:
                 snapshot=lambda: watch.snapshot,
                 heartbeat=lambda: watch.heartbeat,
                 counters=watch.counters,
-                wake=system.wake_loop,
+                wake=signals.wake_loop,
                 log=log,
             )
         except Exception as exc:
