@@ -16,7 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pidone.config.load import Config, load
+from pidone.config.load import load
+from pidone.config.specs import Config
 from pidone.config.values import BadValue, address
 from pidone.errors import UsageError
 

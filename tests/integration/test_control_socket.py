@@ -31,8 +31,8 @@ import pytest
 from pidone.control import client as ctl
 from pidone.control import server as control
 from pidone.control.server import ControlServer, ControlSocketError, Reply, status_reply
+from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
 from pidone.core.states import ProcessState
-from pidone.core.supervisor import ExitInfo, ProcessStatus, Snapshot
 from tests.helpers import checkout
 from tests.helpers.running import require_root, wait_for
 

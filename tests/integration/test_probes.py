@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 
 from pidone.config.command import parse
-from pidone.config.load import ReadyCheck
+from pidone.config.specs import ReadyCheck
 from pidone.errors import SpawnError
 from pidone.runtime.probes import ATTEMPT_TIMEOUT, EXEC_TIMEOUT, Prober
 from pidone.system import spawn

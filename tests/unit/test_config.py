@@ -13,7 +13,15 @@ import pytest
 from pidone.config import envfile
 from pidone.config import load as config
 from pidone.config.command import Command
-from pidone.config.load import Config, ProcessSpec, ReadyCheck, Rlimit, Settings, SocketSpec
+from pidone.config.specs import (
+    CAPABILITIES,
+    Config,
+    ProcessSpec,
+    ReadyCheck,
+    Rlimit,
+    Settings,
+    SocketSpec,
+)
 from pidone.errors import ConfigError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -509,8 +517,8 @@ def test_bad_rlimits(cwd: Path, value: str, message: str) -> None:
 def test_capabilities_are_normalized(cwd: Path) -> None:
     spec = one_process(cwd, 'capabilities = ["net_bind_service", "CAP_NET_RAW", "NET_RAW"]')
     assert spec.capabilities == ("NET_BIND_SERVICE", "NET_RAW")
-    assert config.CAPABILITIES["NET_BIND_SERVICE"] == 10
-    assert config.CAPABILITIES["CHECKPOINT_RESTORE"] == 40
+    assert CAPABILITIES["NET_BIND_SERVICE"] == 10
+    assert CAPABILITIES["CHECKPOINT_RESTORE"] == 40
 
 
 @pytest.mark.parametrize(

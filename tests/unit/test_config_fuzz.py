@@ -21,7 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pidone import cli, commands
-from pidone.config.load import PROCESS_KEYS, SETTINGS_KEYS, SOCKET_KEYS, Config
+from pidone.config.load import PROCESS_KEYS, SETTINGS_KEYS, SOCKET_KEYS
+from pidone.config.specs import Config
 from pidone.errors import ConfigError
 from pidone.runtime import loop
 

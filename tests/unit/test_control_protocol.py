@@ -9,15 +9,15 @@ import pytest
 
 from pidone.control.server import (
     Command,
-    not_ready,
     parse_request,
     parse_signal,
-    signal_name,
     status_reply,
     status_rows,
 )
+from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot, not_ready
 from pidone.core.states import ProcessState
-from pidone.core.supervisor import ExitInfo, ProcessStatus, Request, Snapshot
+from pidone.core.supervisor import Request
+from pidone.signames import signal_name
 
 S = ProcessState
 KNOWN = ("redis", "web", "worker")

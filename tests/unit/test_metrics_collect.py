@@ -16,15 +16,15 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
+from pidone.core.counters import PidoneCounters
+from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
 from pidone.core.states import ProcessState
-from pidone.core.supervisor import ExitInfo, ProcessStatus, Snapshot
+from pidone.observe.http import parse_address
 from pidone.observe.metrics import (
     HealthCheck,
     PidoneCollector,
-    PidoneCounters,
     TreeUsage,
     check_ready,
-    parse_address,
 )
 
 S = ProcessState

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pidone.config import load as config
-from pidone.control import server as control
+from pidone.core.snapshot import not_ready
 from pidone.core.states import ProcessState as S
 from pidone.core.supervisor import (
     Action,
@@ -838,8 +838,8 @@ def test_a_fatal_process_without_a_ready_check_makes_readyz_fail_naming_it(
     assert sim.state("web") is S.FATAL
     snap = sim.core.snapshot()
     assert not snap.processes[0].has_ready_check
-    assert control.not_ready(snap, checked_only=True) == ["web (fatal)"]
-    assert control.not_ready(snap) == ["web (fatal)"]
+    assert not_ready(snap, checked_only=True) == ["web (fatal)"]
+    assert not_ready(snap) == ["web (fatal)"]
     assert check_ready(snap) == (False, "not ready: web (fatal)")
 
 

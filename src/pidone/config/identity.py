@@ -1,7 +1,7 @@
 """Who a process runs as: `user`, `group`, `groups` and friends resolved
 against /etc/passwd and /etc/group into numbers, before anything starts.
 
-Read-only: it looks names up, it changes nothing (system.apply_identity does
+Read-only: it looks names up, it changes nothing (system.privileges.identity_preparer does
 that, in the child). Unknown names are configuration errors, reported by
 `pidone check` and by `pidone run` before anything starts, through
 config.load's `checks` hook.
@@ -16,7 +16,7 @@ import resource
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pidone.config.load import CAPABILITIES, Config, ProcessSpec
+from pidone.config.specs import CAPABILITIES, Config, ProcessSpec
 from pidone.config.values import as_float, id_number
 
 

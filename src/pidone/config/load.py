@@ -35,8 +35,6 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -53,46 +51,17 @@ else:  # pragma: no cover
 
 from pidone.config import tomllines, values
 from pidone.config.specs import (
-    CAPABILITIES as CAPABILITIES,
-)
-from pidone.config.specs import (
-    DEFAULT_CONFIG as DEFAULT_CONFIG,
-)
-from pidone.config.specs import (
-    DEFAULT_ENVFILE as DEFAULT_ENVFILE,
-)
-from pidone.config.specs import (
-    DEFAULT_PROCFILE as DEFAULT_PROCFILE,
-)
-from pidone.config.specs import (
-    RLIMITS as RLIMITS,
-)
-from pidone.config.specs import (
-    LogFormat as LogFormat,
-)
-from pidone.config.specs import (
-    ProcessSpec as ProcessSpec,
-)
-from pidone.config.specs import (
-    ReadyCheck as ReadyCheck,
-)
-from pidone.config.specs import (
-    ReadyKind as ReadyKind,
-)
-from pidone.config.specs import (
-    RestartPolicy as RestartPolicy,
-)
-from pidone.config.specs import (
-    Rlimit as Rlimit,
-)
-from pidone.config.specs import (
-    Settings as Settings,
-)
-from pidone.config.specs import (
-    SocketSpec as SocketSpec,
-)
-from pidone.config.specs import (
-    StopTarget as StopTarget,
+    DEFAULT_CONFIG,
+    DEFAULT_ENVFILE,
+    DEFAULT_PROCFILE,
+    Config,
+    LogFormat,
+    ProcessSpec,
+    ReadyCheck,
+    RestartPolicy,
+    Settings,
+    SocketSpec,
+    StopTarget,
 )
 from pidone.config.tomllines import TomlLines
 from pidone.config.values import BadValue
@@ -130,23 +99,6 @@ class Sources:
         """A problem found later (by an OS check) in the same format as load()'s:
         problem("process.web", "user", 'no user "bob"; ...')."""
         return f"{self.where(table, key)}: {_subject(table, key, _UNSET)}: {message}"
-
-
-@dataclass(frozen=True)
-class Config:
-    settings: Settings
-    processes: dict[str, ProcessSpec]  # Procfile order, then pidone.toml order
-    sockets: dict[str, SocketSpec]
-    start_waves: list[list[str]]
-    stop_waves: list[list[str]]
-    sources: Sources = field(compare=False, repr=False)
-    # "file:line: warning: ..." lines that `pidone check` prints; nothing refused.
-    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
-
-    @cached_property
-    def deps(self) -> dict[str, tuple[str, ...]]:
-        """name -> its `after` list, the input graph.py expects."""
-        return {name: spec.after for name, spec in self.processes.items()}
 
 
 Check = Callable[[Config], Iterable[str]]

@@ -22,7 +22,8 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from pidone.control.server import DEFAULT_SOCKET, connect_error, parse_signal, signal_name
+from pidone.control.server import DEFAULT_SOCKET, connect_error, parse_signal
+from pidone.signames import signal_name
 
 SHORT_TIMEOUT = 30.0  # status, reload, signal, shutdown: answered at once
 # start/stop/restart without --timeout: the server applies each process's

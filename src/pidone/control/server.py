@@ -71,7 +71,6 @@ import os
 import selectors
 import signal
 import socket
-import stat
 import struct
 import time
 import traceback
@@ -79,12 +78,13 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pidone.core.states import HAS_PID, ProcessState
+from pidone.core.states import HAS_PID
 from pidone.errors import PidoneError
-from pidone.signames import signal_name as signal_name  # re-exported for callers
+from pidone.system import process, sockets
 
 if TYPE_CHECKING:
-    from pidone.core.supervisor import Request, Snapshot
+    from pidone.core.snapshot import Snapshot
+    from pidone.core.supervisor import Request
 
 DEFAULT_SOCKET = "/run/pidone/control.sock"
 MAX_REQUEST = 64 * 1024
@@ -104,9 +104,6 @@ MAX_PER_UID = 16
 LISTEN_BACKLOG = 128  # a burst beyond it is retried by the client (EAGAIN)
 _ACCEPT_BATCH = 64  # connections accepted per wakeup, so a flood cannot starve the loop
 _READ_SIZE = 64 * 1024
-_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
-# Linux >= 4.13: the peer's supplementary groups as of connect(). Python does
-# not name it; getsockopt() caps the buffer at 1024 bytes (256 groups).
 _SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 _PEERGROUPS_BUFLEN = 1024
 
@@ -171,7 +168,7 @@ class ControlServer:
         self._clock = clock
         self._request_timeout = request_timeout
         self._write_timeout = write_timeout
-        self._log_message = log or _log_to_stderr
+        self._log_message = log or process.log_to_stderr
         self._conns: dict[int, _Conn] = {}
         self._sock = _bind(path, group)
         st = os.stat(path)
@@ -246,7 +243,7 @@ class ControlServer:
                 self._log(f"accept on {self.path}: {os.strerror(exc.errno or 0)}")
                 return
             try:
-                pid, uid, gid = _peer_cred(sock)
+                pid, uid, gid = sockets.peer_cred(sock)
             except OSError as exc:
                 pid, uid, gid = 0, -1, -1
                 refusal: str | None = (
@@ -437,13 +434,6 @@ class ControlServer:
             pass
 
 
-def _peer_cred(sock: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the peer as of connect() (SO_PEERCRED)."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    pid, uid, gid = _UCRED.unpack(raw)
-    return pid, uid, gid
-
-
 def _peer_groups(sock: socket.socket, pid: int) -> list[int]:
     """The peer's supplementary groups. SO_PEERGROUPS gives them as of
     connect(), immune to the peer exiting and its pid being reused; without
@@ -473,57 +463,26 @@ def _bind(path: str, group: int | None) -> socket.socket:
     finally:
         os.umask(old)
     _remove_stale(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        # Never more open than intended, not even for an instant: 0600 at
-        # bind (umask is process-wide, but this runs before any child or
-        # thread that creates files), then the group, then 0660.
-        old = os.umask(0o177)
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old)
-        if group is not None:
-            os.chown(path, -1, group)
-            os.chmod(path, 0o660)
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
+        # Never more open than intended, not even for an instant: this runs
+        # before any child or thread that creates files (the umask is shared).
+        return sockets.listen_private(path, group=group, backlog=LISTEN_BACKLOG)
     except OSError as exc:
-        sock.close()
         raise ControlSocketError(f"cannot set up the control socket {path}: {exc}") from exc
-    return sock
 
 
 def _remove_stale(path: str) -> None:
-    """Unlink a socket left by a previous run; refuse anything else."""
+    """Unlink a socket left by a previous run; refuse anything else, and a
+    socket another pidone still listens on."""
+    if sockets.socket_in_use(path):
+        raise ControlSocketError(f"{path}: another pidone is already listening on it")
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ControlSocketError(f"cannot use {path} for the control socket: {exc}") from exc
-    if not stat.S_ISSOCK(st.st_mode):
+        sockets.remove_stale_socket(path)
+    except sockets.UnsafePath:
         raise ControlSocketError(
             f"{path} exists and is not a socket: refusing to replace it with the control"
             " socket (remove it, or set control_socket to another path)"
-        )
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.setblocking(False)
-    try:
-        probe.connect(path)
-        alive = True
-    except (BlockingIOError, InterruptedError):
-        alive = True  # backlog full: somebody is listening
-    except OSError:
-        alive = False  # ECONNREFUSED: nobody listens; stale
-    finally:
-        probe.close()
-    if alive:
-        raise ControlSocketError(f"{path}: another pidone is already listening on it")
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        ) from None
     except OSError as exc:
         raise ControlSocketError(f"cannot remove the stale socket {path}: {exc}") from exc
 
@@ -536,13 +495,6 @@ def _group_label(group: int | None) -> str:
         return f"{grp.getgrgid(group).gr_name} ({group})"
     except (KeyError, OverflowError):
         return str(group)
-
-
-def _log_to_stderr(message: str) -> None:
-    try:
-        os.write(2, f"pidone: {message}\n".encode("utf-8", "replace"))
-    except OSError:
-        pass
 
 
 # --- wire format -----------------------------------------------------------------------
@@ -670,25 +622,6 @@ def status_reply(snapshot: Snapshot, now: float) -> dict[str, Any]:
         "shutting_down": snapshot.shutting_down,
         "processes": status_rows(snapshot, now),
     }
-
-
-def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
-    """'name (state)' for each process that is not ready, for wait-ready and
-    /readyz. A job that ran to completion (exited 0 and is not restarted)
-    counts as done. `checked_only`: only processes with a `ready` check, and
-    every FATAL one (given up: traffic must not flow to it, checked or not)."""
-    waiting = []
-    for p in snapshot.processes:
-        fatal = p.state is ProcessState.FATAL
-        if checked_only and not p.has_ready_check and not fatal:
-            continue
-        if p.ready:
-            continue
-        completed = p.last_exit is not None and p.last_exit.status == 0
-        if p.state is ProcessState.EXITED and completed:
-            continue
-        waiting.append(f"{p.name} ({p.state.value})")
-    return waiting
 
 
 # --- signals ----------------------------------------------------------------------------

@@ -92,13 +92,12 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from pidone import __version__
-from pidone.control.server import not_ready, signal_name
-from pidone.core.counters import PidoneCounters as PidoneCounters  # re-exported for callers
+from pidone.core.counters import PidoneCounters
+from pidone.core.snapshot import Snapshot, not_ready
 from pidone.core.states import HAS_PID, ProcessState
-from pidone.core.supervisor import Snapshot
 from pidone.observe.http import HttpServer, Later, Request, Response
-from pidone.observe.http import parse_address as parse_address  # re-exported for callers
-from pidone.system import proc
+from pidone.signames import signal_name
+from pidone.system import proc, process
 
 RESTART_REASONS = ("crash", "manual", "dependency")  # supervisor's; shown from 0
 FRESH = 1.0  # a loop that turned this recently is healthy without a wake-up
@@ -218,7 +217,7 @@ class PidoneCollector:
         self._monotonic = monotonic
         self._wall = wall
         self._version = version
-        self._log = log or _log_to_stderr
+        self._log = log or process.log_to_stderr
         self._lock = threading.Lock()
         self.errors = 0  # parts of scrapes that failed, since start
         self._failed = False  # in the scrape under way
@@ -485,7 +484,7 @@ class MetricsServer:
         self.heartbeat = heartbeat
         self.wake = wake
         self.health_wait = health_wait
-        self.log = log or _log_to_stderr
+        self.log = log or process.log_to_stderr
         self.collector = PidoneCollector(snapshot, counters, sample=sample, log=self.log)
         self.registry = registry_of(self.collector)
         self._app = make_wsgi_app(self.registry)
@@ -554,10 +553,3 @@ def _chunks(output: Iterable[bytes]) -> Iterator[bytes]:
         close = getattr(output, "close", None)
         if close is not None:
             close()
-
-
-def _log_to_stderr(message: str) -> None:
-    try:
-        os.write(2, f"pidone: {message}\n".encode("utf-8", "replace"))
-    except OSError:
-        pass

@@ -29,10 +29,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pidone.config import identity
-from pidone.config.load import Config, ProcessSpec, SocketSpec
+from pidone.config.specs import Config, ProcessSpec, SocketSpec
 from pidone.config.values import MAX_SECONDS
 from pidone.control import server as control
 from pidone.core.counters import PidoneCounters
+from pidone.core.snapshot import ProcessStatus, Snapshot, not_ready
 from pidone.core.states import AT_REST, HAS_PID, ProcessState
 from pidone.errors import PidoneError, SpawnError
 from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
@@ -52,11 +53,9 @@ from pidone.core.supervisor import (
     Log,
     NoChildren,
     PidfileRead,
-    ProcessStatus,
     Ready,
     Reaped,
     SignalReceived,
-    Snapshot,
     SocketFixed,
     Spawn,
     Spawned,
@@ -142,7 +141,7 @@ class Loop:
                 step = "taking over"
                 sockets.claim_directory(dir_fd)
                 step = "removing a stale socket in"
-                sockets.remove_stale_socket(dir_fd, base)
+                sockets.remove_stale_socket(base, dir_fd)
                 if sock.listen:
                     step = "binding the socket in"
                     self.listening[name] = sockets.bind_unix_socket(
@@ -403,7 +402,7 @@ class Loop:
                 self.socket_problems.pop((spec.name, sock), None)  # a new instance: warned anew
                 path = self.config.sockets[sock].path
                 try:
-                    sockets.remove_stale_socket(self.socket_dirs[sock], os.path.basename(path))
+                    sockets.remove_stale_socket(os.path.basename(path), self.socket_dirs[sock])
                 except PermissionError:  # no DAC_OVERRIDE in its directory: its own job then
                     self.relay.event(spec.name, f"cannot remove a stale {path}", stream="stderr")
         pid = spawn.spawn(
@@ -613,7 +612,7 @@ def _combine(results: list[dict[str, Any]]) -> dict[str, Any]:
 def _judge(waiter: _Waiter, snap: Snapshot, now: float) -> dict[str, Any] | None:
     """The reply for a waiting ctl request, or None to keep waiting."""
     if waiter.command == "wait-ready":
-        waiting = control.not_ready(snap)
+        waiting = not_ready(snap)
         if not waiting:
             return {"ok": True}
         if now >= waiter.deadline:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from pidone.core.counters import PidoneCounters
+from pidone.core.snapshot import ProcessStatus, Snapshot
 from pidone.core.states import ProcessState
-from pidone.core.supervisor import ProcessStatus, Snapshot
 from pidone.system import signals
 
 

@@ -127,6 +127,12 @@ def _parent_and_start(pid: int) -> tuple[int, int] | None:
         return None  # gone (or reaped between open and read)
 
 
+def parent_of(pid: int) -> int | None:
+    """The parent pid of pid (/proc/PID/stat); None once it is gone."""
+    stat = _parent_and_start(pid)
+    return None if stat is None else stat[0]
+
+
 def start_ticks(pid: int) -> int | None:
     """When pid started (clock ticks after boot): with the pid, it names one
     process for good, whatever pid reuse does. None once it is gone."""

@@ -50,6 +50,11 @@ def write_stderr(text: str) -> None:
         pass
 
 
+def log_to_stderr(message: str) -> None:
+    """One "pidone: message" line on fd 2 (write_stderr: never raises)."""
+    write_stderr(f"pidone: {message}\n")
+
+
 def is_pid1() -> bool:
     return os.getpid() == 1
 

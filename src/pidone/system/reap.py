@@ -22,10 +22,18 @@ def become_subreaper() -> None:
     _prctl.prctl(_prctl.PR_SET_CHILD_SUBREAPER, 1)
 
 
+def decode_status(wait_status: int) -> tuple[int, int]:
+    """(shell-style status, killing signal or 0) from a raw wait status: the
+    exit code, or 128+N when killed by signal N. Pure: the core uses it too."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    if code < 0:
+        return 128 - code, -code
+    return code, 0
+
+
 def exit_status(wait_status: int) -> int:
     """Shell convention: the exit code, or 128+N when killed by signal N."""
-    code = os.waitstatus_to_exitcode(wait_status)
-    return code if code >= 0 else 128 - code
+    return decode_status(wait_status)[0]
 
 
 def reap_zombies() -> list[tuple[int, int]]:

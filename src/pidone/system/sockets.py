@@ -6,6 +6,11 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
 
 # --- the socket directory shared with nginx ----------------------------------------
 
@@ -77,9 +82,11 @@ def settle_directory(fd: int, *, uid: int, gid: int, mode: int) -> None:
         )
 
 
-def remove_stale_socket(dir_fd: int, name: str) -> bool:
-    """Remove a socket file left by an earlier run; refuse to touch anything
-    that is not a socket. True if one was removed."""
+def remove_stale_socket(name: str, dir_fd: int | None = None) -> bool:
+    """THE stale-socket rule: remove a socket file left by an earlier run
+    (bind() fails on it); refuse to touch anything that is not a socket
+    (UnsafePath), and follow no symlink. `name` is relative to `dir_fd`
+    when given. True if one was removed."""
     import stat
 
     try:
@@ -88,8 +95,125 @@ def remove_stale_socket(dir_fd: int, name: str) -> bool:
         return False
     if not stat.S_ISSOCK(st.st_mode):
         raise UnsafePath(f"{name}: exists and is not a socket; pidone will not remove it")
-    os.unlink(name, dir_fd=dir_fd)
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False  # removed meanwhile
     return True
+
+
+def socket_in_use(path: str) -> bool:
+    """Does a process listen on the unix stream socket `path`? (A refused
+    connect means a stale socket; a full backlog means somebody listens.)"""
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except (BlockingIOError, InterruptedError):
+        return True  # backlog full: somebody is listening
+    except OSError:
+        return False  # ECONNREFUSED (or not a socket at all): nobody listens
+    finally:
+        probe.close()
+    return True
+
+
+def bind_private(sock: socket.socket, path: str) -> None:
+    """Bind `sock` at `path`, born 0600: never more open than intended, not
+    even for an instant. The umask is process-wide: only the loop's thread
+    calls this, before or between spawns, never while another thread makes
+    files."""
+    saved = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(saved)
+
+
+def listen_private(path: str, *, group: int | None, backlog: int) -> socket.socket:
+    """A non-blocking unix stream socket listening at `path`: 0600 at bind,
+    then `group` and 0660 (root and that group may connect). Raises OSError,
+    the socket closed."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        bind_private(sock, path)
+        if group is not None:
+            os.chown(path, -1, group)
+            os.chmod(path, 0o660)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def notify_socket(path: str) -> socket.socket:
+    """A non-blocking datagram socket at `path` (0600, see bind_private) to
+    which the kernel attaches each sender's real pid (SO_PASSCRED)."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        bind_private(sock, path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def grant_socket(path: str, uid: int | None, gid: int | None) -> None:
+    """Let the process running as uid/gid (or as us) use the socket file at
+    `path`, and nobody else.
+
+    The mode is set while the file is ours and the owner given last, so that
+    CAP_CHOWN is all a container must grant (chmod of a file we no longer own
+    would need CAP_FOWNER)."""
+    import stat
+
+    owner = (os.geteuid() if uid is None else uid, os.getegid() if gid is None else gid)
+    st = os.lstat(path)
+    if (st.st_uid, st.st_gid) == owner and stat.S_IMODE(st.st_mode) == 0o600:
+        return  # as it should be: nothing to change (restarts come here)
+    os.chown(path, os.geteuid(), os.getegid())
+    os.chmod(path, 0o600)
+    os.chown(path, *owner)
+
+
+UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid (SO_PEERCRED, SCM_CREDENTIALS)
+
+
+def peer_cred(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of a unix socket's peer as of connect() (SO_PEERCRED)."""
+    import socket
+
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UCRED.size)
+    pid, uid, gid = UCRED.unpack(raw)
+    return pid, uid, gid
+
+
+def tcp_listener(host: str, port: int, *, backlog: int) -> socket.socket:
+    """A non-blocking TCP socket listening on host:port (IPv6 when the host
+    has a colon). Raises OSError, the socket closed."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 def bind_unix_socket(path: str, dir_fd: int, *, uid: int, gid: int, mode: int) -> int:
