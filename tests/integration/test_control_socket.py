@@ -30,7 +30,8 @@ import pytest
 
 from pidone.control import client as ctl
 from pidone.control import server as control
-from pidone.control.server import ControlServer, ControlSocketError, Reply, status_reply
+from pidone.control.protocol import status_reply
+from pidone.control.server import ControlServer, ControlSocketError, Reply
 from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
 from pidone.core.states import ProcessState
 from tests.helpers import checkout

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pidone.control.server import (
+from pidone.control.protocol import (
     Command,
     parse_request,
     parse_signal,

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from pidone.control import client as ctl
-from pidone.control.server import DEFAULT_SOCKET
+from pidone.control.protocol import DEFAULT_SOCKET
 
 # --- parsing -> requests ----------------------------------------------------------------
 

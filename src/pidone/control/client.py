@@ -22,7 +22,7 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from pidone.control.server import DEFAULT_SOCKET, connect_error, parse_signal
+from pidone.control.protocol import DEFAULT_SOCKET, connect_error, parse_signal
 from pidone.signames import signal_name
 
 SHORT_TIMEOUT = 30.0  # status, reload, signal, shutdown: answered at once

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pidone.config import identity
 from pidone.config.specs import Config, ProcessSpec, SocketSpec
 from pidone.config.values import MAX_SECONDS
+from pidone.control import protocol
 from pidone.control import server as control
 from pidone.core.counters import PidoneCounters
 from pidone.core.snapshot import ProcessStatus, Snapshot, not_ready
@@ -213,7 +214,7 @@ class Loop:
 
     def _stop_side_parts(self) -> None:
         for waiter in self.waiters:
-            waiter.reply(control.error("pidone is exiting"))
+            waiter.reply(protocol.error("pidone is exiting"))
         self.waiters.clear()
         for close in (
             self.metrics.close if self.metrics else None,
@@ -459,13 +460,13 @@ class Loop:
     # -- pidone ctl --
 
     def _on_control(self, request: dict[str, Any], reply: Reply) -> None:
-        cmd = control.parse_request(request, self.config.processes)
+        cmd = protocol.parse_request(request, self.config.processes)
         if isinstance(cmd, str):
-            reply(control.error(cmd))
+            reply(protocol.error(cmd))
             return
         now = self.clock()
         if cmd.command == "status":
-            reply(control.status_reply(self.core.snapshot(), now))
+            reply(protocol.status_reply(self.core.snapshot(), now))
             return
         names = tuple(self.core.order) if "all" in cmd.names else cmd.names
         names = tuple(n for n in self.core.order if n in names)
