@@ -68,6 +68,9 @@ def error(message: str) -> dict[str, Any]:
     return {"ok": False, "error": message}
 
 
+# --- wire format ---------------------------------------------------------------------
+
+
 def encode(message: dict[str, Any]) -> bytes:
     # ensure_ascii keeps every line valid UTF-8 whatever a name contains.
     return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
@@ -150,6 +153,9 @@ def parse_request(request: dict[str, Any], known: Collection[str]) -> Command | 
     return Command(command, names, signum, timeout)
 
 
+# --- status --------------------------------------------------------------------------
+
+
 def status_rows(snapshot: Snapshot, now: float) -> list[dict[str, Any]]:
     """The processes of `snapshot` as status ROWs; `now` on the snapshot's
     (monotonic) clock."""
@@ -187,6 +193,9 @@ def status_reply(snapshot: Snapshot, now: float) -> dict[str, Any]:
         "shutting_down": snapshot.shutting_down,
         "processes": status_rows(snapshot, now),
     }
+
+
+# --- signals -------------------------------------------------------------------------
 
 
 def parse_signal(text: str) -> int:

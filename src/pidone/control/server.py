@@ -58,6 +58,8 @@ MAX_PER_UID = 16
 LISTEN_BACKLOG = 128  # a burst beyond it is retried by the client (EAGAIN)
 _ACCEPT_BATCH = 64  # connections accepted per wakeup, so a flood cannot starve the loop
 _READ_SIZE = 64 * 1024
+# Linux >= 4.13: the peer's supplementary groups as of connect(). Python does
+# not name it; getsockopt() caps the buffer at 1024 bytes (256 groups).
 _SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
 _PEERGROUPS_BUFLEN = 1024
 
@@ -445,12 +447,3 @@ def _group_label(group: int | None) -> str:
         return f"{grp.getgrgid(group).gr_name} ({group})"
     except (KeyError, OverflowError):
         return str(group)
-
-
-# --- wire format -----------------------------------------------------------------------
-
-
-# --- status ------------------------------------------------------------------------------
-
-
-# --- signals ----------------------------------------------------------------------------

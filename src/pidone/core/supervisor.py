@@ -235,7 +235,7 @@ def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
     return first + [a for a in actions if not isinstance(a, urgent)]
 
 
-# --- what ctl and metrics see ------------------------------------------------
+# What ctl and metrics see (Snapshot, ProcessStatus) is in core/snapshot.py.
 
 
 # --- the core ---------------------------------------------------------------------
