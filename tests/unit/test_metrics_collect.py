@@ -19,12 +19,11 @@ from prometheus_client.registry import CollectorRegistry
 from pidone.core.counters import PidoneCounters
 from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
 from pidone.core.states import ProcessState
+from pidone.observe.health import HealthCheck, check_ready
 from pidone.observe.http import parse_address
 from pidone.observe.metrics import (
-    HealthCheck,
     PidoneCollector,
     TreeUsage,
-    check_ready,
 )
 
 S = ProcessState

@@ -39,7 +39,7 @@ from pidone.core.supervisor import (
     backoff_delay,
     spawns_and_signals_first,
 )
-from pidone.observe.metrics import check_ready
+from pidone.observe.health import check_ready
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 TERM = int(signal.SIGTERM)
