@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pidone.logs import LogRelay
+from pidone.runtime.logs import LogRelay
 
 BLOCK_SIZE = 1024 * 1024
 _FILLER = b"abcdefghijklmnopqrstuvwxyz0123456789" * 5

@@ -37,9 +37,10 @@ import urllib.request
 from prometheus_client.exposition import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pidone.metrics import MetricsServer, PidoneCounters, TreeSampler
-from pidone.states import ProcessState
-from pidone.supervisor import ProcessStatus, Snapshot
+from pidone.core.counters import PidoneCounters
+from pidone.core.snapshot import ProcessStatus, Snapshot
+from pidone.core.states import ProcessState
+from pidone.observe.metrics import MetricsServer, TreeSampler
 
 BUDGET = 0.250
 

@@ -290,8 +290,8 @@ def _import_tree(stderr: str) -> dict[str, str]:
 
 
 def _group(module: str, parent: dict[str, str], callers: dict[str, str]) -> str:
-    """`pidone.metrics -> http.server`: the import in pidone's code that
-    brought `module` in (`pidone.loop.run() -> ...` for one in a function);
+    """`pidone.observe.metrics -> http.server`: the import in pidone's code that
+    brought `module` in (`pidone.runtime.loop.run() -> ...` for one in a function);
     `pidone (own code)` for pidone's modules."""
     if module.startswith("pidone"):
         return "pidone (own code)"

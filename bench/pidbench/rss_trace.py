@@ -5,7 +5,7 @@
 An audit hook sees each `import` event (a module that is not loaded yet)
 and appends `PID MODULE RSS_KIB CALLER` to OUT, RSS read from
 /proc/self/statm at that moment, CALLER the innermost function of pidone's
-on the stack (`pidone.loop.run`, or `-`); the first line is
+on the stack (`pidone.runtime.loop.run`, or `-`); the first line is
 `PID <start> RSS_KIB -`, the interpreter before pidone. PID tells pidone's
 own lines from those of a child it forked that imports something before it
 execs.

@@ -15,9 +15,11 @@ import _signal
 import os
 import sys
 
-from pidone import __version__, single, system
+from pidone import __version__
 from pidone.errors import PidoneError, UsageError
-from pidone.single import Options
+from pidone.single import init as single
+from pidone.single.init import Options
+from pidone.system import process, signals
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -59,7 +61,7 @@ The full text ships with the package (its METADATA, License-Expression: MIT).
 """
 
 SUBCOMMANDS = ("run", "check", "ctl")
-MAX_SIGNAL = system.NSIG - 1
+MAX_SIGNAL = signals.NSIG - 1
 _TAKES_VALUE = "epr"  # short options followed by a value, in the same word or the next
 
 
@@ -106,7 +108,7 @@ def rewrite_arg(text: str, option: str = "-r") -> tuple[int, int]:
     if not sep:
         raise UsageError(f"{what}: expected S:R, like -r 15:2 or -r SIGTERM:SIGINT")
     signum = signal_arg(source, what)
-    if signum in (system.SIGKILL, system.SIGSTOP, system.SIGCHLD):
+    if signum in (signals.SIGKILL, signals.SIGSTOP, signals.SIGCHLD):
         raise UsageError(f"{what}: pidone never forwards signal {signum}, so it cannot rewrite it")
     return signum, signal_arg(target, what, zero=True)
 
@@ -222,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         if args and args[0] == "ctl":
-            from pidone import ctl
+            from pidone.control import client as ctl
 
             return ctl.main(args[1:])
         if args and args[0] in SUBCOMMANDS:
@@ -232,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             if args[0] == "run":
                 # Everything is stopped and the logs are drained: skip the
                 # interpreter's teardown, which only delays the container's exit.
-                system.exit_now(code)
+                process.exit_now(code)
             return code
         parsed = parse_single(args)
         if isinstance(parsed, str):
@@ -240,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         # Skip interpreter teardown (about 4 ms of module cleanup): the
         # container's stop time is the child's, not Python's.
-        system.exit_now(single.main(parsed))
+        process.exit_now(single.main(parsed))
     except UsageError as exc:
         text = USAGE
         if args and args[0] in ("run", "check"):

@@ -16,9 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pidone.config import Config, load
+from pidone.config.load import load
+from pidone.config.specs import Config
+from pidone.config.values import BadValue, address
 from pidone.errors import UsageError
-from pidone.values import BadValue, address
 
 USAGE = """\
 usage: pidone {command} [-f PROCFILE] [-c CONFIG] [-e ENVFILE] [--metrics ADDR]
@@ -101,9 +102,9 @@ def parse_args(argv: list[str]) -> Args | str:
 
 
 def load_config(args: Args) -> Config:
-    from pidone import system
+    from pidone.system import proc
 
-    environ = system.original_environ()
+    environ = proc.original_environ()
     env = (
         {
             k.decode(errors="surrogateescape"): v.decode(errors="surrogateescape")
@@ -112,7 +113,7 @@ def load_config(args: Args) -> Config:
         if environ is not None
         else dict(os.environ)
     )
-    from pidone import identity
+    from pidone.config import identity
 
     checks = [identity.check, shell_check]
     config = load(args.procfile, args.config, args.env, environ=env, checks=checks)
@@ -128,7 +129,7 @@ def shell_check(config: Config) -> Iterable[str]:
     """config.load's check that /bin/sh can parse each command (and exec:
     check) it will be given: `sh -n` runs nothing. A syntax error would
     otherwise be restarted forever with check's blessing."""
-    from pidone import system
+    from pidone.system import spawn
 
     deadline = time.monotonic() + SHELL_CHECK_SECONDS
     for name, spec in config.processes.items():
@@ -137,7 +138,7 @@ def shell_check(config: Config) -> Iterable[str]:
             left = deadline - time.monotonic()
             if command is None or not command.uses_shell or left <= 0:
                 continue
-            error = system.shell_syntax(command.argv[-1], left)
+            error = spawn.shell_syntax(command.argv[-1], left)
             if error is not None:
                 yield config.sources.problem(
                     f"process.{name}", key, f"/bin/sh cannot parse it: {error}; fix the command"
@@ -166,10 +167,11 @@ def run_subcommand(argv: list[str]) -> int:
             sys.stderr.write(warning + "\n")
         sys.stdout.write(describe(config))
         return 0
-    from pidone import loop, system
+    from pidone.runtime import loop
+    from pidone.system import sockets
 
     try:
         return loop.run(config)
-    except system.UnsafePath as exc:
+    except sockets.UnsafePath as exc:
         sys.stderr.write(f"pidone: refusing to start: {exc}\n")
         return 2

@@ -20,7 +20,7 @@ import os
 import signal
 import sys
 
-from pidone import system
+from pidone.system import signals, spawn
 
 
 def ignore_raw(signum: int) -> None:
@@ -42,7 +42,7 @@ def fd_targets(pid: int) -> dict[str, str]:
 
 def main() -> None:
     cwd = sys.argv[2] if sys.argv[1:2] == ["--cwd"] else None
-    system.catch_signals([*system.forwardable_signals(), signal.SIGCHLD])
+    signals.catch_signals([*signals.forwardable_signals(), signal.SIGCHLD])
     for signum in (signal.SIGHUP, signal.SIGUSR1):
         signal.signal(signum, signal.SIG_IGN)
     ignore_raw(32)
@@ -53,12 +53,12 @@ def main() -> None:
     def no_fork(*args: object) -> int:
         raise AssertionError("took the fork path")
 
-    system._fork_exec = no_fork  # type: ignore[assignment]
+    spawn._fork_exec = no_fork  # type: ignore[assignment]
     in_read, in_write = os.pipe2(os.O_CLOEXEC)
     out_read, out_write = os.pipe2(os.O_CLOEXEC)
     argv = ["sh", "-c", "echo ready; read line"]
     fds = {0: in_read, 1: out_write, 2: out_write}
-    pid = system.spawn(argv, env=dict(os.environ), cwd=cwd, fds=fds, fast=True)
+    pid = spawn.spawn(argv, env=dict(os.environ), cwd=cwd, fds=fds, fast=True)
     try:
         assert os.read(out_read, 100) == b"ready\n"
         child = status(pid)

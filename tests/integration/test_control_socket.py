@@ -28,10 +28,12 @@ from typing import Any
 
 import pytest
 
-from pidone import control, ctl
-from pidone.control import ControlServer, ControlSocketError, Reply, status_reply
-from pidone.states import ProcessState
-from pidone.supervisor import ExitInfo, ProcessStatus, Snapshot
+from pidone.control import client as ctl
+from pidone.control import server as control
+from pidone.control.protocol import status_reply
+from pidone.control.server import ControlServer, ControlSocketError, Reply
+from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
+from pidone.core.states import ProcessState
 from tests.helpers import checkout
 from tests.helpers.running import require_root, wait_for
 
@@ -493,9 +495,9 @@ def users() -> dict[str, User]:
 
 
 def run_as(user: User, *argv: str) -> subprocess.CompletedProcess[str]:
-    """`python -m pidone.ctl ARGV` as `user`, with exactly the user's groups."""
+    """`python -m pidone.control.client ARGV` as `user`, with exactly the user's groups."""
     return subprocess.run(
-        [sys.executable, "-m", "pidone.ctl", *argv],
+        [sys.executable, "-m", "pidone.control.client", *argv],
         user=user.uid,
         group=user.gid,
         extra_groups=user.groups,

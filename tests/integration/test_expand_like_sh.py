@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from pidone import envfile
+from pidone.config import envfile
 
 ENV = {
     "FILE": "/srv/app.tar.gz",

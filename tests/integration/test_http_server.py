@@ -11,8 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from pidone import httpserve
-from pidone.httpserve import MAX_HEAD, HttpServer, Later, Request, Response
+from pidone.observe import http as httpserve
+from pidone.observe.http import MAX_HEAD, HttpServer, Later, Request, Response
 
 
 class Recorder:

@@ -23,7 +23,7 @@ sys.argv = ["pidone", *sys.argv[3:]]
 from pidone.cli import main
 sys.exit(main())
 """
-METRICS_MODULES = {"prometheus_client", "psutil", "pidone.metrics", "pidone.httpserve"}
+METRICS_MODULES = {"prometheus_client", "psutil", "pidone.observe.metrics", "pidone.observe.http"}
 
 
 def imports_of_run(tmp_path: Path, extra_toml: str) -> set[str]:
@@ -41,7 +41,7 @@ def imports_of_run(tmp_path: Path, extra_toml: str) -> set[str]:
 
 def test_pidone_run_without_metrics_imports_none_of_the_metrics_stack(tmp_path: Path) -> None:
     loaded = imports_of_run(tmp_path, "")
-    assert "pidone.loop" in loaded
+    assert "pidone.runtime.loop" in loaded
     assert not (loaded & METRICS_MODULES), sorted(loaded & METRICS_MODULES)
 
 
@@ -55,5 +55,25 @@ def test_single_command_mode_imports_none_of_the_metrics_stack(tmp_path: Path) -
     with Init("subreaper", ["--", "true"], prefix=[PYTHON, "-c", RECORDER, str(out)]) as init:
         assert init.wait() == 0
     loaded = set(out.read_text().split())
-    assert "pidone.single" in loaded
+    assert "pidone.single.init" in loaded
     assert not (loaded & METRICS_MODULES), sorted(loaded & METRICS_MODULES)
+
+
+def test_single_command_mode_with_metrics_loads_no_supervisor_control_or_config(
+    tmp_path: Path,
+) -> None:
+    """`pidone --metrics ADDR -- CMD` reads snapshots (core/snapshot.py): none
+    of the config stack, the supervisor, the loop or the control socket."""
+    out = tmp_path / "imports.txt"
+    argv = ["--metrics", f"127.0.0.1:{free_port()}", "--", "true"]
+    with Init("subreaper", argv, prefix=[PYTHON, "-c", RECORDER, str(out)]) as init:
+        assert init.wait() == 0
+    loaded = set(out.read_text().split())
+    assert loaded >= METRICS_MODULES | {"pidone.core.snapshot", "pidone.single.metrics"}
+    supervisor_side = {
+        m
+        for m in loaded
+        if m.startswith(("pidone.config", "pidone.runtime", "pidone.control"))
+        or m == "pidone.core.supervisor"
+    }
+    assert not supervisor_side, sorted(supervisor_side)

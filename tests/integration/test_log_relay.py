@@ -17,8 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from pidone import logs
-from pidone.logs import HIGH_WATER, MAX_PARTIAL, LogRelay
+from pidone.runtime import logs
+from pidone.runtime.logformat import MAX_PARTIAL, LogFormat
+from pidone.runtime.logoutput import HIGH_WATER
+from pidone.runtime.logs import LogRelay
 
 PY = sys.executable
 # Bound on what the relay may hold: the high-water mark plus what one more
@@ -389,7 +391,7 @@ def check_flood(data: bytes, tags: dict[str, int], count: int, fds: tuple[int, .
 
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_two_floods_into_a_slow_reader_lose_and_mix_nothing(
-    selector: selectors.BaseSelector, fmt: logs.LogFormat
+    selector: selectors.BaseSelector, fmt: LogFormat
 ) -> None:
     count = 50_000
     tags = {"a": 7, "bb": 13}  # different line-length patterns

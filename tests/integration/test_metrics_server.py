@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from pidone.metrics import MetricsServer, PidoneCounters, TreeSampler
-from pidone.states import ProcessState
-from pidone.supervisor import ProcessStatus, Snapshot
+from pidone.core.counters import PidoneCounters
+from pidone.core.snapshot import ProcessStatus, Snapshot
+from pidone.core.states import ProcessState
+from pidone.observe.metrics import MetricsServer, TreeSampler
 
 MiB = 1024 * 1024
 

@@ -27,11 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from pidone import system
-from pidone.command import parse
-from pidone.config import ReadyCheck
+from pidone.config.command import parse
+from pidone.config.specs import ReadyCheck
 from pidone.errors import SpawnError
-from pidone.probes import ATTEMPT_TIMEOUT, EXEC_TIMEOUT, Prober
+from pidone.runtime.probes import ATTEMPT_TIMEOUT, EXEC_TIMEOUT, Prober
+from pidone.system import spawn
 from tests.helpers.running import require_root, wait_for
 
 # --- the loop ----------------------------------------------------------------------------
@@ -63,7 +63,7 @@ class Harness:
         )
 
     def spawn(self, name: str, argv: Sequence[str]) -> int:
-        pid = system.spawn(argv)
+        pid = spawn.spawn(argv)
         self.spawned.append(pid)
         pidfd = os.pidfd_open(pid)
 

@@ -1,4 +1,4 @@
-"""system.spawn for real: the fast path (posix_spawn) starts a child exactly
+"""spawn.spawn for real: the fast path (posix_spawn) starts a child exactly
 as the fork path does: its own process group, no blocked or ignored signal,
 only the fds it was given, and the same errors."""
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from pidone import system
 from pidone.errors import SpawnError
+from pidone.system import reap, spawn
 
 PROBE = str(Path(__file__).parent.parent / "helpers" / "spawn_probe.py")
 
@@ -50,12 +50,12 @@ def test_a_child_spawned_without_fork_starts_in_its_directory(tmp_path: Path) ->
 
 
 def refuse_fork(monkeypatch: pytest.MonkeyPatch) -> None:
-    """From now on system.spawn must not fall back on fork."""
+    """From now on spawn.spawn must not fall back on fork."""
 
     def refuse(*args: object) -> int:
         raise AssertionError("took the fork path")
 
-    monkeypatch.setattr(system, "_fork_exec", refuse)
+    monkeypatch.setattr(spawn, "_fork_exec", refuse)
 
 
 @pytest.fixture
@@ -65,9 +65,9 @@ def no_fork(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def spawn_error(argv: list[str], **kwargs: Any) -> SpawnError:
     with pytest.raises(SpawnError) as caught:
-        pid = system.spawn(argv, **kwargs)
+        pid = spawn.spawn(argv, **kwargs)
         os.waitpid(pid, 0)
-    system.reap_zombies()  # the fork path's failed child
+    reap.reap_zombies()  # the fork path's failed child
     return caught.value
 
 
@@ -113,6 +113,6 @@ def test_the_command_is_looked_up_in_the_childs_path(tmp_path: Path, no_fork: No
     program.write_text("#!/bin/sh\nexit 7\n")
     program.chmod(0o755)
     env = {"PATH": f"/no/such/dir:{tmp_path}"}  # not ours: the child's
-    pid = system.spawn(["only-here"], env=env, fast=True)
+    pid = spawn.spawn(["only-here"], env=env, fast=True)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 7

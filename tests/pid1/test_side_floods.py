@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from pidone.control import MAX_PER_UID
+from pidone.control.server import MAX_PER_UID
 from tests.helpers.running import PIDONE, PYTHON, Init, wait_for
 from tests.helpers.stack import free_port
 from tests.helpers.users import APP, EXTRA, ensure_users

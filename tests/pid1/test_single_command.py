@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from pidone.system import forwardable_signals
+from pidone.system.signals import forwardable_signals
 from tests.helpers.running import (
     PIDONE,
     PYTHON,

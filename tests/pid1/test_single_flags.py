@@ -313,8 +313,8 @@ def test_a_real_fault_in_pidone_still_kills_it() -> None:
     # Fault signals are caught the way pidone catches them (blocked, with a
     # handler): a real segfault must still end the process, not loop.
     code = (
-        "import ctypes; from pidone import system;"
-        "system.catch_signals(system.FAULT_SIGNALS);"
+        "import ctypes; from pidone.system import signals;"
+        "signals.catch_signals(signals.FAULT_SIGNALS);"
         "ctypes.string_at(0)"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=20)

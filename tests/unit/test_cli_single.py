@@ -6,7 +6,7 @@ import pytest
 
 from pidone.cli import USAGE, parse_single
 from pidone.errors import UsageError
-from pidone.single import Options
+from pidone.single.init import Options
 
 
 def parsed(args: list[str]) -> Options:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pidone import command
-from pidone.command import Command
+from pidone.config import command
+from pidone.config.command import Command
 
 
 def direct(*argv: str) -> Command:

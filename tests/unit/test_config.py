@@ -10,9 +10,18 @@ from pathlib import Path
 
 import pytest
 
-from pidone import config, envfile
-from pidone.command import Command
-from pidone.config import Config, ProcessSpec, ReadyCheck, Rlimit, Settings, SocketSpec
+from pidone.config import envfile
+from pidone.config import load as config
+from pidone.config.command import Command
+from pidone.config.specs import (
+    CAPABILITIES,
+    Config,
+    ProcessSpec,
+    ReadyCheck,
+    Rlimit,
+    Settings,
+    SocketSpec,
+)
 from pidone.errors import ConfigError
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -508,8 +517,8 @@ def test_bad_rlimits(cwd: Path, value: str, message: str) -> None:
 def test_capabilities_are_normalized(cwd: Path) -> None:
     spec = one_process(cwd, 'capabilities = ["net_bind_service", "CAP_NET_RAW", "NET_RAW"]')
     assert spec.capabilities == ("NET_BIND_SERVICE", "NET_RAW")
-    assert config.CAPABILITIES["NET_BIND_SERVICE"] == 10
-    assert config.CAPABILITIES["CHECKPOINT_RESTORE"] == 40
+    assert CAPABILITIES["NET_BIND_SERVICE"] == 10
+    assert CAPABILITIES["CHECKPOINT_RESTORE"] == 40
 
 
 @pytest.mark.parametrize(
@@ -1176,7 +1185,7 @@ def test_20000_processes_times_10000_variables_are_refused_before_they_are_built
 
 
 def test_an_environment_exec_would_refuse_with_e2big_is_refused_by_check(cwd: Path) -> None:
-    from pidone import identity
+    from pidone.config import identity
 
     write(
         cwd,

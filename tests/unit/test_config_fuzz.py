@@ -20,9 +20,11 @@ from unittest import mock
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pidone import cli, commands, loop
-from pidone.config import PROCESS_KEYS, SETTINGS_KEYS, SOCKET_KEYS, Config
+from pidone import cli, commands
+from pidone.config.load import PROCESS_KEYS, SETTINGS_KEYS, SOCKET_KEYS
+from pidone.config.specs import Config
 from pidone.errors import ConfigError
+from pidone.runtime import loop
 
 FUZZ = settings(
     max_examples=300,

@@ -7,17 +7,17 @@ from typing import Any
 
 import pytest
 
-from pidone.control import (
+from pidone.control.protocol import (
     Command,
-    not_ready,
     parse_request,
     parse_signal,
-    signal_name,
     status_reply,
     status_rows,
 )
-from pidone.states import ProcessState
-from pidone.supervisor import ExitInfo, ProcessStatus, Request, Snapshot
+from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot, not_ready
+from pidone.core.states import ProcessState
+from pidone.core.supervisor import Request
+from pidone.signames import signal_name
 
 S = ProcessState
 KNOWN = ("redis", "web", "worker")

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pidone import ctl
-from pidone.control import DEFAULT_SOCKET
+from pidone.control import client as ctl
+from pidone.control.protocol import DEFAULT_SOCKET
 
 # --- parsing -> requests ----------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pidone import envfile
+from pidone.config import envfile
 from pidone.errors import ConfigError
 
 

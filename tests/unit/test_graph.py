@@ -6,7 +6,7 @@ import graphlib
 
 import pytest
 
-from pidone import graph
+from pidone.config import graph
 
 CHAIN: dict[str, list[str]] = {"web": ["cache"], "cache": ["db"], "db": []}
 DIAMOND: dict[str, list[str]] = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pidone.httpserve import BadRequest, Response, format_head, parse_head
+from pidone.observe.http import BadRequest, Response, format_head, parse_head
 
 
 def test_a_request_head_with_headers() -> None:

@@ -37,7 +37,7 @@ def test_heavy_modules_are_not_loaded_before_the_snapshot_either() -> None:
 # benchmark's target: at most 18 MiB). What the supervisor and its config
 # stack load must leave these out: each costs from 0.3 to 6 MiB
 # (bench/RESULTS.md's import profile). prometheus-client and psutil come
-# with pidone.metrics, which the loop imports only when metrics are on.
+# with pidone.observe.metrics, which the loop imports only when metrics are on.
 HEAVY_FOR_RUN = {
     "argparse",
     "difflib",
@@ -45,8 +45,8 @@ HEAVY_FOR_RUN = {
     "gzip",
     "http.server",
     "http.client",
-    "pidone.httpserve",
-    "pidone.metrics",
+    "pidone.observe.http",
+    "pidone.observe.metrics",
     "prometheus_client",
     "psutil",
     "shutil",
@@ -58,15 +58,18 @@ HEAVY_FOR_RUN = {
 
 
 def test_the_supervisor_without_metrics_leaves_out_the_heavy_modules() -> None:
-    probe = "import sys; from pidone import commands, loop; print(' '.join(sorted(sys.modules)))"
+    probe = (
+        "import sys; from pidone import commands; from pidone.runtime import loop;"
+        " print(' '.join(sorted(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
-    assert {"pidone.config", "pidone.loop", "pidone.supervisor"} <= loaded
+    assert {"pidone.config.load", "pidone.runtime.loop", "pidone.core.supervisor"} <= loaded
     assert not (loaded & HEAVY_FOR_RUN), sorted(loaded & HEAVY_FOR_RUN)
 
 
 def test_metrics_bring_the_libraries_and_nothing_else_of_the_run_does() -> None:
-    probe = "import sys; from pidone import metrics; print(' '.join(sorted(sys.modules)))"
+    probe = "import sys; from pidone.observe import metrics; print(' '.join(sorted(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     loaded = set(out.stdout.split())
-    assert {"prometheus_client", "psutil", "pidone.httpserve"} <= loaded
+    assert {"prometheus_client", "psutil", "pidone.observe.http"} <= loaded

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from pidone.logs import MAX_PARTIAL, Formatter, Framer, Stream
+from pidone.runtime.logformat import MAX_PARTIAL, Formatter, Framer, Stream
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 

@@ -16,16 +16,15 @@ from prometheus_client.openmetrics.parser import (
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
-from pidone.metrics import (
-    HealthCheck,
+from pidone.core.counters import PidoneCounters
+from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
+from pidone.core.states import ProcessState
+from pidone.observe.health import HealthCheck, check_ready
+from pidone.observe.http import parse_address
+from pidone.observe.metrics import (
     PidoneCollector,
-    PidoneCounters,
     TreeUsage,
-    check_ready,
-    parse_address,
 )
-from pidone.states import ProcessState
-from pidone.supervisor import ExitInfo, ProcessStatus, Snapshot
 
 S = ProcessState
 MONO = 1000.0  # the loop's monotonic "now"

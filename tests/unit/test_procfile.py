@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pidone import procfile
+from pidone.config import procfile
+from pidone.config.procfile import ProcfileEntry
 from pidone.errors import ConfigError
-from pidone.procfile import ProcfileEntry
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 

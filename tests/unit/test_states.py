@@ -7,9 +7,9 @@ import re
 
 import pytest
 
-from pidone import states
+from pidone.core import states
+from pidone.core.states import TRANSITIONS, Event, ProcessState
 from pidone.errors import IllegalTransition, PidoneError
-from pidone.states import TRANSITIONS, Event, ProcessState
 
 S = ProcessState
 E = Event

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from pidone import config, control
-from pidone.metrics import check_ready
-from pidone.states import ProcessState as S
-from pidone.supervisor import (
+from pidone.config import load as config
+from pidone.core.snapshot import not_ready
+from pidone.core.states import ProcessState as S
+from pidone.core.supervisor import (
     Action,
     Boot,
     CancelProbe,
@@ -39,6 +39,7 @@ from pidone.supervisor import (
     backoff_delay,
     spawns_and_signals_first,
 )
+from pidone.observe.health import check_ready
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 TERM = int(signal.SIGTERM)
@@ -837,8 +838,8 @@ def test_a_fatal_process_without_a_ready_check_makes_readyz_fail_naming_it(
     assert sim.state("web") is S.FATAL
     snap = sim.core.snapshot()
     assert not snap.processes[0].has_ready_check
-    assert control.not_ready(snap, checked_only=True) == ["web (fatal)"]
-    assert control.not_ready(snap) == ["web (fatal)"]
+    assert not_ready(snap, checked_only=True) == ["web (fatal)"]
+    assert not_ready(snap) == ["web (fatal)"]
     assert check_ready(snap) == (False, "not ready: web (fatal)")
 
 

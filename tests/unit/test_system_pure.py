@@ -8,15 +8,11 @@ from typing import Any
 
 import pytest
 
-from pidone.identity import Identity
-from pidone.system import (
-    _encode_for_exec,
-    changes_identity,
-    exit_status,
-    forwardable_signals,
-    identity_preparer,
-    posix_spawn_fits,
-)
+from pidone.config.identity import Identity
+from pidone.system.privileges import changes_identity, identity_preparer
+from pidone.system.reap import exit_status
+from pidone.system.signals import forwardable_signals
+from pidone.system.spawn import _encode_for_exec, posix_spawn_fits
 
 
 def test_forwarded_signals_are_1_to_31_minus_the_exceptions_plus_realtime() -> None:

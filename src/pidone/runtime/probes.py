@@ -30,7 +30,6 @@ import errno
 import os
 import selectors
 import socket
-import stat
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -38,9 +37,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pidone import system
-from pidone.config import ReadyCheck
+from pidone.config.specs import ReadyCheck
 from pidone.errors import PidoneError
+from pidone.system import proc, reap, signals, sockets
 
 if TYPE_CHECKING:
     import ssl
@@ -58,8 +57,7 @@ NOTIFY_DIR = "/run/pidone/notify"
 _STATUS_LINE_MAX = 8192  # bytes we read looking for the HTTP status line
 _NOTIFY_MAX = 4096  # systemd's own limit for one notification datagram
 _NOTIFY_BATCH = 64  # datagrams read per wakeup, so a flood cannot starve other fds
-_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
-_NOTIFY_ANCILLARY = socket.CMSG_SPACE(_UCRED.size) + socket.CMSG_SPACE(16 * 4)
+_NOTIFY_ANCILLARY = socket.CMSG_SPACE(sockets.UCRED.size) + socket.CMSG_SPACE(16 * 4)
 _MAX_ANCESTRY = 256  # hops up the ppid chain before giving up
 
 Address = tuple[socket.AddressFamily, Any]  # (family, sockaddr) from getaddrinfo
@@ -171,10 +169,11 @@ class Prober:
         if chk is None:
             return False
         chk.child = None
-        if os.waitstatus_to_exitcode(wait_status) == 0:
+        status = reap.exit_status(wait_status)
+        if status == 0:
             self._succeed(chk)
         else:
-            self._fail(chk, f"exited with status {system.exit_status(wait_status)}")
+            self._fail(chk, f"exited with status {status}")
         return True
 
     def next_deadline(self) -> float | None:
@@ -223,7 +222,7 @@ class Prober:
         if name in self._notify:
             sock, path = self._notify[name]
             try:
-                _grant(path, uid, gid)  # the user may differ from the last start
+                sockets.grant_socket(path, uid, gid)  # the user may differ from the last start
                 return path
             except FileNotFoundError:  # someone removed it: make a new one
                 self._selector.unregister(sock)
@@ -234,21 +233,14 @@ class Prober:
             # Anyone may traverse, nobody may list; each socket file guards itself.
             os.chmod(self._notify_dir, 0o711)
         path = os.path.join(self._notify_dir, f"{name}.sock")
-        _remove_stale_socket(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:
-            sock.setblocking(False)
-            # The kernel then attaches the sender's real pid to every datagram.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-            # Born 0600 (not the umask's 0755-ish), so there is no moment where
-            # another user may send; the loop is one thread, so the umask
-            # change cannot leak into another thread's files.
-            saved = os.umask(0o177)
-            try:
-                sock.bind(path)
-            finally:
-                os.umask(saved)
-            _grant(path, uid, gid)
+            sockets.remove_stale_socket(path)
+        except sockets.UnsafePath:
+            raise FileExistsError(errno.EEXIST, "exists and is not a socket", path) from None
+        # Each datagram comes with its sender's real pid; born 0600, then granted.
+        sock = sockets.notify_socket(path)
+        try:
+            sockets.grant_socket(path, uid, gid)
         except BaseException:
             sock.close()
             raise
@@ -268,8 +260,8 @@ class Prober:
             for level, kind, payload in ancillary:
                 if level != socket.SOL_SOCKET:
                     continue
-                if kind == socket.SCM_CREDENTIALS and len(payload) >= _UCRED.size:
-                    pid = _UCRED.unpack_from(payload)[0]
+                if kind == socket.SCM_CREDENTIALS and len(payload) >= sockets.UCRED.size:
+                    pid = sockets.UCRED.unpack_from(payload)[0]
                 elif kind == socket.SCM_RIGHTS:  # FDSTORE=1: not supported, do not leak them
                     for (fd,) in struct.iter_unpack("i", payload[: len(payload) // 4 * 4]):
                         os.close(fd)
@@ -310,7 +302,7 @@ class Prober:
                 return True
             if pid <= 1 or pid == self._own_pid:
                 return False
-            parent = _parent_pid(pid)
+            parent = proc.parent_of(pid)
             if parent is None:
                 return False
             pid = parent
@@ -530,7 +522,7 @@ class Prober:
         self._close_socket(chk)
         if chk.child is not None:
             del self._children[chk.child]
-            _kill_check(chk.child)
+            signals.send_signal(chk.child, signals.SIGKILL, group=True)
             self._killed.add(chk.child)  # the loop still reaps it: child_exited says it is ours
             chk.child = None
 
@@ -567,54 +559,6 @@ def _wanted_events(exc: OSError, phase: str) -> int:
     if type(exc).__name__ == "SSLWantWriteError":
         return selectors.EVENT_WRITE
     return 0
-
-
-def _kill_check(pid: int) -> None:
-    """SIGKILL an exec: child; its whole group if it leads one (system.spawn
-    makes it so), so a shell pipeline does not leave its members running."""
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, system.SIGKILL)
-        else:
-            os.kill(pid, system.SIGKILL)
-    except OSError:
-        pass  # gone already
-
-
-def _grant(path: str, uid: int | None, gid: int | None) -> None:
-    """Let the process (running as uid/gid, or as us) send, and nobody else.
-
-    The mode is set while the file is ours and the owner given last, so that
-    CAP_CHOWN is all a container must grant (chmod of a file we no longer own
-    would need CAP_FOWNER)."""
-    owner = (os.geteuid() if uid is None else uid, os.getegid() if gid is None else gid)
-    st = os.lstat(path)
-    if (st.st_uid, st.st_gid) == owner and stat.S_IMODE(st.st_mode) == 0o600:
-        return  # as it should be: nothing to change (restarts come here)
-    os.chown(path, os.geteuid(), os.getegid())
-    os.chmod(path, 0o600)
-    os.chown(path, *owner)
-
-
-def _remove_stale_socket(path: str) -> None:
-    """A socket file left by an earlier pidone would make bind() fail."""
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return
-    if not stat.S_ISSOCK(mode):
-        raise FileExistsError(errno.EEXIST, "exists and is not a socket", path)
-    os.unlink(path)
-
-
-def _parent_pid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            line = f.read()
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        return int(line.rpartition(b")")[2].split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
 
 
 def _show(sockaddr: Any) -> str:

@@ -15,10 +15,10 @@ from collections import deque
 from itertools import islice
 from typing import TYPE_CHECKING
 
-from pidone import system
+from pidone.system import process
 
 if TYPE_CHECKING:
-    from pidone.logs import _Source
+    from pidone.runtime.logs import _Source
 
 HIGH_WATER = 1024 * 1024  # queued bytes past which the relay stops reading pipes
 LOW_WATER = 256 * 1024  # ... and under which it reads them again
@@ -182,7 +182,7 @@ class ThreadOutput(Output):
         self.busy = 0  # bytes the thread has taken but not yet written
         self.closing = False
         self.wake_fd, self._wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
-        self.thread = system.start_thread(self._run, f"pidone-{label}")
+        self.thread = process.start_thread(self._run, f"pidone-{label}")
 
     def pending(self) -> int:
         with self.cond:

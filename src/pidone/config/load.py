@@ -35,15 +35,13 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-from pidone import command as commands
-from pidone import envfile, graph, procfile
-from pidone.command import Command
-from pidone.envfile import Budget
+from pidone.config import command as commands
+from pidone.config import envfile, graph, procfile
+from pidone.config.command import Command
+from pidone.config.envfile import Budget
 from pidone.errors import ConfigError
 
 if sys.version_info >= (3, 11):
@@ -51,51 +49,22 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from pidone import tomllines, values
-from pidone.specs import (
-    CAPABILITIES as CAPABILITIES,
+from pidone.config import tomllines, values
+from pidone.config.specs import (
+    DEFAULT_CONFIG,
+    DEFAULT_ENVFILE,
+    DEFAULT_PROCFILE,
+    Config,
+    LogFormat,
+    ProcessSpec,
+    ReadyCheck,
+    RestartPolicy,
+    Settings,
+    SocketSpec,
+    StopTarget,
 )
-from pidone.specs import (
-    DEFAULT_CONFIG as DEFAULT_CONFIG,
-)
-from pidone.specs import (
-    DEFAULT_ENVFILE as DEFAULT_ENVFILE,
-)
-from pidone.specs import (
-    DEFAULT_PROCFILE as DEFAULT_PROCFILE,
-)
-from pidone.specs import (
-    RLIMITS as RLIMITS,
-)
-from pidone.specs import (
-    LogFormat as LogFormat,
-)
-from pidone.specs import (
-    ProcessSpec as ProcessSpec,
-)
-from pidone.specs import (
-    ReadyCheck as ReadyCheck,
-)
-from pidone.specs import (
-    ReadyKind as ReadyKind,
-)
-from pidone.specs import (
-    RestartPolicy as RestartPolicy,
-)
-from pidone.specs import (
-    Rlimit as Rlimit,
-)
-from pidone.specs import (
-    Settings as Settings,
-)
-from pidone.specs import (
-    SocketSpec as SocketSpec,
-)
-from pidone.specs import (
-    StopTarget as StopTarget,
-)
-from pidone.tomllines import TomlLines
-from pidone.values import BadValue
+from pidone.config.tomllines import TomlLines
+from pidone.config.values import BadValue
 
 
 class Sources:
@@ -130,23 +99,6 @@ class Sources:
         """A problem found later (by an OS check) in the same format as load()'s:
         problem("process.web", "user", 'no user "bob"; ...')."""
         return f"{self.where(table, key)}: {_subject(table, key, _UNSET)}: {message}"
-
-
-@dataclass(frozen=True)
-class Config:
-    settings: Settings
-    processes: dict[str, ProcessSpec]  # Procfile order, then pidone.toml order
-    sockets: dict[str, SocketSpec]
-    start_waves: list[list[str]]
-    stop_waves: list[list[str]]
-    sources: Sources = field(compare=False, repr=False)
-    # "file:line: warning: ..." lines that `pidone check` prints; nothing refused.
-    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
-
-    @cached_property
-    def deps(self) -> dict[str, tuple[str, ...]]:
-        """name -> its `after` list, the input graph.py expects."""
-        return {name: spec.after for name, spec in self.processes.items()}
 
 
 Check = Callable[[Config], Iterable[str]]

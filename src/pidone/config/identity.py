@@ -1,7 +1,7 @@
 """Who a process runs as: `user`, `group`, `groups` and friends resolved
 against /etc/passwd and /etc/group into numbers, before anything starts.
 
-Read-only: it looks names up, it changes nothing (system.apply_identity does
+Read-only: it looks names up, it changes nothing (system.privileges.identity_preparer does
 that, in the child). Unknown names are configuration errors, reported by
 `pidone check` and by `pidone run` before anything starts, through
 config.load's `checks` hook.
@@ -16,8 +16,8 @@ import resource
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from pidone.config import CAPABILITIES, Config, ProcessSpec
-from pidone.values import as_float, id_number
+from pidone.config.specs import CAPABILITIES, Config, ProcessSpec
+from pidone.config.values import as_float, id_number
 
 
 @dataclass(frozen=True)
@@ -131,12 +131,12 @@ def _rlimit_problems(spec: ProcessSpec) -> Iterable[str]:
     """What setrlimit(2) would refuse in the child (which sets them as pidone,
     before any user switch): a hard limit above pidone's own without
     CAP_SYS_RESOURCE, or nofile above the kernel's nr_open."""
-    from pidone import system
+    from pidone.system import privileges, proc
 
-    privileged = system.has_effective_capability(system.CAP_SYS_RESOURCE)
+    privileged = privileges.has_effective_capability(privileges.CAP_SYS_RESOURCE)
     for limit in spec.rlimits:
         hard = as_float(limit.hard)
-        if limit.resource == resource.RLIMIT_NOFILE and hard > (ceiling := system.nr_open()):
+        if limit.resource == resource.RLIMIT_NOFILE and hard > (ceiling := proc.nr_open()):
             yield (
                 f"{limit.name} {_limit_text(limit.hard)} is above the kernel's maximum "
                 f"{ceiling} (/proc/sys/fs/nr_open); use at most {ceiling}"

@@ -6,7 +6,7 @@ subreaper unless we are PID 1, start the child in its own process group
 sigwaitinfo(): forward each signal (rewritten as -r says; after a job-control
 stop, stop too), reap every zombie, and exit with the child's status as soon
 as it has been reaped. No timer, no tick: zero wakeups while idle. The
-signals wait in the kernel (see system.catch_signals), so none is dropped
+signals wait in the kernel (see signals.catch_signals), so none is dropped
 and the child's SIGCHLD comes before any flood of real-time signals.
 """
 
@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import os
 
-from pidone import system
 from pidone.errors import SpawnError
+from pidone.system import proc, process, reap, signals, spawn, terminal
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from pidone.single_metrics import SingleMetrics
+    from pidone.single.metrics import SingleMetrics
 
 
 class Options:
@@ -62,50 +62,50 @@ class Log:
         self.verbosity = verbosity
 
     def error(self, text: str) -> None:
-        system.write_stderr(f"pidone: {text}\n")
+        process.write_stderr(f"pidone: {text}\n")
 
     def info(self, text: str) -> None:
         if self.verbosity >= 1:
-            system.write_stderr(f"pidone: {text}\n")
+            process.write_stderr(f"pidone: {text}\n")
 
     def debug(self, text: str) -> None:
         if self.verbosity >= 2:
-            system.write_stderr(f"pidone: {text}\n")
+            process.write_stderr(f"pidone: {text}\n")
 
 
 # Job-control signals: forwarded, then pidone stops too, so that the shell
 # that started pidone sees its job stop (dumb-init's rule); SIGCONT resumes it.
-STOPPING = frozenset([system.SIGTSTP, system.SIGTTIN, system.SIGTTOU])
+STOPPING = frozenset([signals.SIGTSTP, signals.SIGTTIN, signals.SIGTTOU])
 
 
 def main(opts: Options) -> int:
     log = Log(opts.verbosity)
-    caught = [*system.forwardable_signals(), *system.FAULT_SIGNALS, *STOPPING, system.SIGCHLD]
-    system.catch_signals(caught)
+    caught = [*signals.forwardable_signals(), *signals.FAULT_SIGNALS, *STOPPING, signals.SIGCHLD]
+    signals.catch_signals(caught)
     if opts.pdeathsig:
-        system.set_parent_death_signal(opts.pdeathsig)
-    if not system.is_pid1():
-        system.become_subreaper()
+        process.set_parent_death_signal(opts.pdeathsig)
+    if not process.is_pid1():
+        reap.become_subreaper()
         log.info(f"not PID 1 (pid {os.getpid()}): registered as child subreaper")
     if opts.subreaper:
         log.info("-s: nothing to do, pidone reaps as PID 1 or as a subreaper on its own")
     new_group = not opts.single_child
     try:
-        child = system.spawn(
+        child = spawn.spawn(
             opts.command,
-            env=system.original_environ(),
-            foreground_tty=new_group and system.in_foreground(),
+            env=proc.original_environ(),
+            foreground_tty=new_group and terminal.in_foreground(),
             new_group=new_group,
         )
     except SpawnError as exc:
         log.error(f"cannot run {opts.command[0]!r}: {exc}")
-        system.reap_zombies()
+        reap.reap_zombies()
         return exc.exit_code
     log.info(f"started {opts.command[0]!r} as pid {child}")
     watch = None
     if opts.metrics:
         # Only now: the HTTP server costs memory that plain tini users never pay.
-        from pidone.single_metrics import SingleMetrics
+        from pidone.single.metrics import SingleMetrics
 
         watch = SingleMetrics.start(opts.metrics, opts.command, child, log.error)
     return supervise(child, opts, log, watch)
@@ -115,33 +115,33 @@ def supervise(child: int, opts: Options, log: Log, watch: SingleMetrics | None =
     """The loop: block until a signal is pending, take it, reap or forward it."""
     reaped_total = 0
     while True:
-        signum, code, sender = system.wait_signal()
-        wake = signum == system.SIGCHLD and system.is_wake(code, sender)
+        signum, code, sender = signals.wait_signal()
+        wake = signum == signals.SIGCHLD and signals.is_wake(code, sender)
         if watch is not None:
             watch.turned(0 if wake else signum)
-        if signum != system.SIGCHLD:
+        if signum != signals.SIGCHLD:
             forward(child, signum, code, opts, log, watch)
             continue
-        if not opts.single_child and system.stopped_by_terminal(child) and system.stop_self():
+        if not opts.single_child and terminal.stopped_by_terminal(child) and terminal.stop_self():
             # Ctrl-Z reached the child's group only: pidone stops too, so that
             # the shell sees its job stop and takes the terminal back.
             log.debug(f"child {child} stopped from the terminal: pidone stopped too, continued")
-        if opts.group and system.has_exited(child):
+        if opts.group and reap.has_exited(child):
             # dumb-init's cleanup: what the child leaves in its group goes with
             # it. Sent while the child is a zombie, whose pid holds the group.
-            left = system.kill_group(child, system.SIGTERM)
+            left = signals.kill_group(child, signals.SIGTERM)
             log.debug(f"child {child} exited: SIGTERM to the rest of its group: {left}")
         # A wake-up from the metrics thread reaps too: it may have merged with a child's SIGCHLD.
-        for pid, status in system.reap_zombies():
+        for pid, status in reap.reap_zombies():
             reaped_total += 1
             if watch is not None:
                 watch.reaped()
             if pid != child:
                 warn_reaped(pid, status, opts, log)
                 continue
-            code = system.exit_status(status)
+            code = reap.exit_status(status)
             # Collect anything that died together with the child, then go.
-            for other, other_status in system.reap_zombies():
+            for other, other_status in reap.reap_zombies():
                 reaped_total += 1
                 warn_reaped(other, other_status, opts, log)
             log.info(f"child {child} exited with status {code}; reaped {reaped_total}")
@@ -155,7 +155,7 @@ def forward(
     child: int, signum: int, code: int, opts: Options, log: Log, watch: SingleMetrics | None
 ) -> None:
     """Pass one signal on, rewritten as asked; after a job-control stop, stop too."""
-    if signum in system.FAULT_SIGNALS and code > 0:
+    if signum in signals.FAULT_SIGNALS and code > 0:
         # si_code > 0: the kernel's, about pidone's own memory (a real fault
         # is never queued: it kills pidone). kill(), sigqueue(): code <= 0.
         log.error(f"signal {signum} from the kernel (code {code}) not forwarded")
@@ -165,19 +165,19 @@ def forward(
         log.debug(f"signal {signum} dropped (-r {signum}:0)")
         return
     if (
-        signum == system.SIGCONT
+        signum == signals.SIGCONT
         and not opts.single_child
-        and system.give_terminal_back(child)  # before the child runs again
+        and terminal.give_terminal_back(child)  # before the child runs again
     ):
         log.debug(f"SIGCONT in the foreground: the terminal goes back to {child}'s group")
-    sent = system.send_signal(child, target, group=opts.group)
+    sent = signals.send_signal(child, target, group=opts.group)
     if watch is not None and sent:
         watch.forwarded(target)
     where = f"{'group ' if opts.group else ''}{child}"
     log.debug(
         f"forwarded signal {signum}{f' as {target}' if target != signum else ''} to {where}: {sent}"
     )
-    if signum in STOPPING and system.stop_self():
+    if signum in STOPPING and terminal.stop_self():
         log.debug(f"signal {signum}: pidone stopped too, and continued")
 
 
@@ -185,5 +185,5 @@ def warn_reaped(pid: int, status: int, opts: Options, log: Log) -> None:
     """tini -w: a zombie that was not the child, reaped (an orphan's, usually)."""
     if opts.warn_reaped:
         log.error(
-            f"reaped zombie pid {pid} (not the child), exit status {system.exit_status(status)}"
+            f"reaped zombie pid {pid} (not the child), exit status {reap.exit_status(status)}"
         )

@@ -25,7 +25,7 @@ called by the pool below); only the connections are handled here.
 
 Only the server thread touches sockets; the workers compute replies and
 hand them back through a pipe. Every thread is born with every signal
-blocked (system.start_thread). Memory is bounded: MAX_CONNECTIONS heads of
+blocked (process.start_thread). Memory is bounded: MAX_CONNECTIONS heads of
 MAX_HEAD bytes, MAX_SCRAPES replies.
 """
 
@@ -42,7 +42,7 @@ from collections.abc import Callable
 from queue import SimpleQueue
 from urllib.parse import urlsplit
 
-from pidone import system
+from pidone.system import process, sockets
 
 REQUEST_DEADLINE = 5.0  # seconds from accept to the end of the request head
 REPLY_DEADLINE = 10.0  # seconds for the client to take its reply
@@ -227,16 +227,7 @@ class HttpServer:
         self.max_connections = max_connections
         self.max_scrapes = max(max_scrapes, workers)
         host, port = parse_address(address)
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._listener = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-        try:
-            self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            self._listener.bind((host, port))
-            self._listener.listen(MAX_CONNECTIONS)
-            self._listener.setblocking(False)
-        except BaseException:
-            self._listener.close()
-            raise
+        self._listener = sockets.tcp_listener(host, port, backlog=MAX_CONNECTIONS)
         self.port: int = self._listener.getsockname()[1]
         self._connections: list[_Connection] = []  # in accept order
         self._scrapes = 0  # connections holding a pooled place
@@ -249,10 +240,10 @@ class HttpServer:
         self._selector.register(self._stop_read, selectors.EVENT_READ, "stop")
         self._selector.register(self._done_read, selectors.EVENT_READ, "done")
         self.workers = [
-            system.start_thread(self._work, "pidone-http-worker")
+            process.start_thread(self._work, "pidone-http-worker")
             for _ in range(workers if pooled is not None else 0)
         ]
-        self.thread = system.start_thread(self._serve, "pidone-http")
+        self.thread = process.start_thread(self._serve, "pidone-http")
 
     # -- the server thread --
 

@@ -1,15 +1,20 @@
 """The frozen specs configuration turns into: what the supervisor, the
-loop and the OS layer read. Pure data; config.py builds them."""
+loop and the OS layer read. Pure data; config/load.py builds them."""
 
 from __future__ import annotations
 
 import resource
 import signal
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Literal
 
-from pidone.command import Command
+from pidone.config.command import Command
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from pidone.config.load import Sources  # where each setting came from (file:line)
 
 DEFAULT_PROCFILE = Path("Procfile")
 DEFAULT_CONFIG = Path("pidone.toml")
@@ -128,3 +133,20 @@ class SocketSpec:
     mode: int = 0o660
     listen: bool = False  # True: pidone binds it and passes it on (LISTEN_FDS)
     directory_mode: int = 0o2750
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    processes: dict[str, ProcessSpec]  # Procfile order, then pidone.toml order
+    sockets: dict[str, SocketSpec]
+    start_waves: list[list[str]]
+    stop_waves: list[list[str]]
+    sources: Sources = field(compare=False, repr=False)
+    # "file:line: warning: ..." lines that `pidone check` prints; nothing refused.
+    warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
+
+    @cached_property
+    def deps(self) -> dict[str, tuple[str, ...]]:
+        """name -> its `after` list, the input graph.py expects."""
+        return {name: spec.after for name, spec in self.processes.items()}

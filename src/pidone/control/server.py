@@ -2,7 +2,7 @@
 
 The server side (ControlServer) lives in the one event loop: every fd it
 registers carries a callback taking the event mask, nothing ever blocks, and
-no exception leaves a callback. The client side is `pidone ctl` (ctl.py).
+no exception leaves a callback. The client side is `pidone ctl` (client.py).
 
 Access
     A unix socket (default /run/pidone/control.sock) created mode 0600 owned
@@ -12,43 +12,7 @@ Access
     container running as a non-root USER), or a member of the control group
     (primary or supplementary). Anyone else gets a "permission denied" reply.
 
-Protocol: one request and one reply per connection, each a JSON object on one
-line (newline-terminated, UTF-8). After the reply the server closes.
-
-    request   {"command": COMMAND, "args": {...}}          at most 64 KiB
-    reply     {"ok": true, ...}  or  {"ok": false, "error": "why"}
-
-    COMMAND     args                                  reply when ok
-    status      {}                                    {"ok": true, "shutting_down": false,
-                                                       "processes": [ROW, ...]}
-    start       {"names": NAMES, "timeout": S?}       {"ok": true, "results": [RESULT, ...]}
-    stop        {"names": NAMES, "timeout": S?}         (replied once every process has
-    restart     {"names": NAMES, "timeout": S?}          stopped / started and is ready)
-    reload      {"names": NAMES}                      {"ok": true, "results": [RESULT, ...]}
-    signal      {"names": NAMES, "signal": N}         {"ok": true, "results": [RESULT, ...]}
-    shutdown    {}                                    {"ok": true}
-    wait-ready  {"timeout": S?}                       {"ok": true} once everything is ready;
-                                                      else {"ok": false, "error": ...,
-                                                            "not_ready": ["web (starting)"]}
-
-    NAMES   ["web", "worker"], or ["all"] for every process (in dependency order)
-    S       seconds (a number > 0); the server's own default when absent
-    N       a signal number (the client turns names like "HUP" into numbers)
-    ROW     {"name": "web", "state": "ready", "ready": true, "pid": 42,
-             "uptime": 12.5,               seconds since it started, null when down
-             "restarts": 1,
-             "last_exit": {"status": 137,  shell convention: code, or 128+N
-                           "signal": 9,    the signal that killed it, 0 if it exited
-                           "planned": false,  pidone stopped it on purpose
-                           "ago": 30.1}    seconds since
-                          or null}
-    RESULT  {"name": "web", "ok": true, "state": "ready"}
-            or {"name": "web", "ok": false, "state": "running",
-                "error": "not ready within 60 s"}
-
-    When any RESULT is not ok, the reply's "ok" is false and its "error" says
-    which. Errors of the request itself (garbage, too large, unknown command
-    or process, bad signal) are {"ok": false, "error": "..."}.
+The protocol itself (requests, replies, status rows) is in protocol.py.
 
 Limits: MAX_CONNECTIONS open at once, MAX_PER_UID of them for any one
 control-group member; root and pidone's own uid have MAX_CONNECTIONS of
@@ -64,37 +28,27 @@ that hangs up meanwhile is noticed, and the late reply is dropped.
 
 from __future__ import annotations
 
-import errno
 import grp
-import json
 import os
 import selectors
-import signal
 import socket
-import stat
 import struct
 import time
 import traceback
-from collections.abc import Callable, Collection
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from pidone.control.protocol import MAX_REQUEST, decode, encode, error
 from pidone.errors import PidoneError
-from pidone.signames import signal_name as signal_name  # re-exported for callers
-from pidone.states import HAS_PID, ProcessState
+from pidone.system import process, sockets
 
 if TYPE_CHECKING:
-    from pidone.supervisor import Request, Snapshot
+    pass
 
-DEFAULT_SOCKET = "/run/pidone/control.sock"
-MAX_REQUEST = 64 * 1024
 REQUEST_TIMEOUT = 10.0  # seconds from connect to a complete request line
 WRITE_TIMEOUT = 10.0  # seconds to take the reply once it is ready
 LINGER = 2.0  # seconds to wait for the client to close after the reply
 
-COMMANDS = ("status", "start", "stop", "restart", "reload", "signal", "shutdown", "wait-ready")
-NAMED = frozenset({"start", "stop", "restart", "reload", "signal"})  # take NAMES
-TIMED = frozenset({"start", "stop", "restart", "wait-ready"})  # take a timeout
 
 MAX_CONNECTIONS = 256  # open at once (waiting ones included): PID 1's fds are precious
 # ... of which one uid other than root (and pidone's own) may hold this many.
@@ -104,7 +58,6 @@ MAX_PER_UID = 16
 LISTEN_BACKLOG = 128  # a burst beyond it is retried by the client (EAGAIN)
 _ACCEPT_BATCH = 64  # connections accepted per wakeup, so a flood cannot starve the loop
 _READ_SIZE = 64 * 1024
-_UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid
 # Linux >= 4.13: the peer's supplementary groups as of connect(). Python does
 # not name it; getsockopt() caps the buffer at 1024 bytes (256 groups).
 _SO_PEERGROUPS = getattr(socket, "SO_PEERGROUPS", 59)
@@ -116,10 +69,6 @@ OnRequest = Callable[[dict[str, Any], Reply], None]
 
 class ControlSocketError(PidoneError):
     """The control socket cannot be set up (path taken, bind refused, ...)."""
-
-
-def error(message: str) -> dict[str, Any]:
-    return {"ok": False, "error": message}
 
 
 # --- the server ----------------------------------------------------------------------
@@ -171,7 +120,7 @@ class ControlServer:
         self._clock = clock
         self._request_timeout = request_timeout
         self._write_timeout = write_timeout
-        self._log_message = log or _log_to_stderr
+        self._log_message = log or process.log_to_stderr
         self._conns: dict[int, _Conn] = {}
         self._sock = _bind(path, group)
         st = os.stat(path)
@@ -193,7 +142,7 @@ class ControlServer:
                 if conn.phase == "read":
                     # One best-effort try to say why; the socket is non-blocking.
                     message = error(f"no complete request within {self._request_timeout:g} s")
-                    conn.sock.send(_encode(message), socket.MSG_NOSIGNAL)
+                    conn.sock.send(encode(message), socket.MSG_NOSIGNAL)
             except OSError:
                 pass
             except Exception as exc:
@@ -246,7 +195,7 @@ class ControlServer:
                 self._log(f"accept on {self.path}: {os.strerror(exc.errno or 0)}")
                 return
             try:
-                pid, uid, gid = _peer_cred(sock)
+                pid, uid, gid = sockets.peer_cred(sock)
             except OSError as exc:
                 pid, uid, gid = 0, -1, -1
                 refusal: str | None = (
@@ -257,7 +206,7 @@ class ControlServer:
             too_many = self._over_limit(uid)
             if too_many is not None:
                 try:  # one try to say why; the fd must not be kept
-                    sock.send(_encode(error(too_many)), socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
+                    sock.send(encode(error(too_many)), socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
                 except OSError:
                     pass
                 sock.close()
@@ -312,7 +261,7 @@ class ControlServer:
 
     def _dispatch(self, conn: _Conn, line: bytes) -> None:
         conn.inbuf = bytearray()
-        request = _decode(line)
+        request = decode(line)
         if isinstance(request, str):
             self._send(conn, error(request))
             return
@@ -340,10 +289,10 @@ class ControlServer:
 
     def _send(self, conn: _Conn, message: dict[str, Any]) -> None:
         try:
-            data = _encode(message)
+            data = encode(message)
         except (TypeError, ValueError) as exc:
             self._log(f"control reply not serializable: {exc!r}")
-            data = _encode(error("internal error: reply not serializable"))
+            data = encode(error("internal error: reply not serializable"))
         conn.unread = conn.phase == "read"
         conn.phase = "write"
         conn.outbuf = data
@@ -437,13 +386,6 @@ class ControlServer:
             pass
 
 
-def _peer_cred(sock: socket.socket) -> tuple[int, int, int]:
-    """(pid, uid, gid) of the peer as of connect() (SO_PEERCRED)."""
-    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    pid, uid, gid = _UCRED.unpack(raw)
-    return pid, uid, gid
-
-
 def _peer_groups(sock: socket.socket, pid: int) -> list[int]:
     """The peer's supplementary groups. SO_PEERGROUPS gives them as of
     connect(), immune to the peer exiting and its pid being reused; without
@@ -473,57 +415,26 @@ def _bind(path: str, group: int | None) -> socket.socket:
     finally:
         os.umask(old)
     _remove_stale(path)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        # Never more open than intended, not even for an instant: 0600 at
-        # bind (umask is process-wide, but this runs before any child or
-        # thread that creates files), then the group, then 0660.
-        old = os.umask(0o177)
-        try:
-            sock.bind(path)
-        finally:
-            os.umask(old)
-        if group is not None:
-            os.chown(path, -1, group)
-            os.chmod(path, 0o660)
-        sock.listen(LISTEN_BACKLOG)
-        sock.setblocking(False)
+        # Never more open than intended, not even for an instant: this runs
+        # before any child or thread that creates files (the umask is shared).
+        return sockets.listen_private(path, group=group, backlog=LISTEN_BACKLOG)
     except OSError as exc:
-        sock.close()
         raise ControlSocketError(f"cannot set up the control socket {path}: {exc}") from exc
-    return sock
 
 
 def _remove_stale(path: str) -> None:
-    """Unlink a socket left by a previous run; refuse anything else."""
+    """Unlink a socket left by a previous run; refuse anything else, and a
+    socket another pidone still listens on."""
+    if sockets.socket_in_use(path):
+        raise ControlSocketError(f"{path}: another pidone is already listening on it")
     try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return
-    except OSError as exc:
-        raise ControlSocketError(f"cannot use {path} for the control socket: {exc}") from exc
-    if not stat.S_ISSOCK(st.st_mode):
+        sockets.remove_stale_socket(path)
+    except sockets.UnsafePath:
         raise ControlSocketError(
             f"{path} exists and is not a socket: refusing to replace it with the control"
             " socket (remove it, or set control_socket to another path)"
-        )
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.setblocking(False)
-    try:
-        probe.connect(path)
-        alive = True
-    except (BlockingIOError, InterruptedError):
-        alive = True  # backlog full: somebody is listening
-    except OSError:
-        alive = False  # ECONNREFUSED: nobody listens; stale
-    finally:
-        probe.close()
-    if alive:
-        raise ControlSocketError(f"{path}: another pidone is already listening on it")
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
+        ) from None
     except OSError as exc:
         raise ControlSocketError(f"cannot remove the stale socket {path}: {exc}") from exc
 
@@ -536,191 +447,3 @@ def _group_label(group: int | None) -> str:
         return f"{grp.getgrgid(group).gr_name} ({group})"
     except (KeyError, OverflowError):
         return str(group)
-
-
-def _log_to_stderr(message: str) -> None:
-    try:
-        os.write(2, f"pidone: {message}\n".encode("utf-8", "replace"))
-    except OSError:
-        pass
-
-
-# --- wire format -----------------------------------------------------------------------
-
-
-def _encode(message: dict[str, Any]) -> bytes:
-    # ensure_ascii keeps every line valid UTF-8 whatever a name contains.
-    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
-
-
-def _decode(line: bytes) -> dict[str, Any] | str:
-    """The request in `line`, or why it is not one."""
-    line = line.rstrip(b"\r")
-    if not line.strip():
-        return "empty request: send one JSON object per line"
-    try:
-        request = json.loads(line.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        return f"bad request: not JSON ({exc})"
-    if not isinstance(request, dict):
-        return "bad request: not a JSON object"
-    command = request.get("command")
-    if not isinstance(command, str):
-        return 'bad request: no "command" string'
-    args = request.setdefault("args", {})
-    if not isinstance(args, dict):
-        return 'bad request: "args" must be an object'
-    return request
-
-
-@dataclass(frozen=True)
-class Command:
-    """A request checked against the running configuration."""
-
-    command: str
-    names: tuple[str, ...] = ()  # ("all",) means every process
-    signum: int = 0
-    timeout: float | None = None
-
-    def event(self) -> Request:
-        """The supervisor event for start/stop/restart/reload/signal/shutdown."""
-        from pidone.supervisor import Request
-
-        return Request(self.command, self.names, self.signum)
-
-
-def parse_request(request: dict[str, Any], known: Collection[str]) -> Command | str:
-    """Check a request from ControlServer against the process names in
-    `known`; a Command, or the error message to reply."""
-    command = request.get("command")
-    args = request.get("args", {})
-    if command not in COMMANDS:
-        return f"unknown command {command!r}; commands: {', '.join(COMMANDS)}"
-    assert isinstance(command, str) and isinstance(args, dict)
-    names: tuple[str, ...] = ()
-    if command in NAMED:
-        raw = args.get("names")
-        if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
-            return f'{command}: "names" must be a non-empty list of process names, or ["all"]'
-        if "all" in raw and len(raw) > 1:
-            return f'{command}: "all" stands alone'
-        unknown = [n for n in raw if n != "all" and n not in known]
-        if unknown:
-            return f"{command}: no such process: {', '.join(unknown)}"
-        names = tuple(dict.fromkeys(raw))
-    signum = 0
-    if command == "signal":
-        raw_sig = args.get("signal")
-        if not isinstance(raw_sig, int) or isinstance(raw_sig, bool):
-            return 'signal: "signal" must be a signal number'
-        if not 1 <= raw_sig < signal.NSIG:
-            return f"signal: {raw_sig} is not a signal number (1 to {signal.NSIG - 1})"
-        signum = raw_sig
-    timeout: float | None = None
-    if command in TIMED and args.get("timeout") is not None:
-        from pidone.values import BadValue, positive_seconds  # the config's one duration rule
-
-        try:
-            timeout = positive_seconds(args["timeout"])
-        except BadValue as bad:
-            return f'{command}: "timeout" {bad}'
-    return Command(command, names, signum, timeout)
-
-
-# --- status ------------------------------------------------------------------------------
-
-
-def status_rows(snapshot: Snapshot, now: float) -> list[dict[str, Any]]:
-    """The processes of `snapshot` as status ROWs; `now` on the snapshot's
-    (monotonic) clock."""
-    rows: list[dict[str, Any]] = []
-    for p in snapshot.processes:
-        uptime = None
-        if p.state in HAS_PID and p.started_at is not None:
-            uptime = round(max(0.0, now - p.started_at), 3)
-        last = p.last_exit
-        last_exit = None
-        if last is not None:
-            last_exit = {
-                "status": last.status,
-                "signal": last.signal,
-                "planned": last.planned,
-                "ago": round(max(0.0, now - last.at), 3),
-            }
-        rows.append(
-            {
-                "name": p.name,
-                "state": p.state.value,
-                "ready": p.ready,
-                "pid": p.pid,
-                "uptime": uptime,
-                "restarts": p.restarts,
-                "last_exit": last_exit,
-            }
-        )
-    return rows
-
-
-def status_reply(snapshot: Snapshot, now: float) -> dict[str, Any]:
-    return {
-        "ok": True,
-        "shutting_down": snapshot.shutting_down,
-        "processes": status_rows(snapshot, now),
-    }
-
-
-def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
-    """'name (state)' for each process that is not ready, for wait-ready and
-    /readyz. A job that ran to completion (exited 0 and is not restarted)
-    counts as done. `checked_only`: only processes with a `ready` check, and
-    every FATAL one (given up: traffic must not flow to it, checked or not)."""
-    waiting = []
-    for p in snapshot.processes:
-        fatal = p.state is ProcessState.FATAL
-        if checked_only and not p.has_ready_check and not fatal:
-            continue
-        if p.ready:
-            continue
-        completed = p.last_exit is not None and p.last_exit.status == 0
-        if p.state is ProcessState.EXITED and completed:
-            continue
-        waiting.append(f"{p.name} ({p.state.value})")
-    return waiting
-
-
-# --- signals ----------------------------------------------------------------------------
-
-
-def parse_signal(text: str) -> int:
-    """A signal number from 'TERM', 'sigterm', '15' or 'RTMIN+3'; ValueError if none."""
-    word = text.strip().upper()
-    if not word.isascii():  # str.isdigit takes superscripts, which int() refuses
-        raise ValueError(f"{text!r} is not a signal name or number")
-    if word.isdigit():
-        signum = int(word)
-        if not 1 <= signum < signal.NSIG:
-            raise ValueError(f"{text!r} is not a signal number (1 to {signal.NSIG - 1})")
-        return signum
-    name = word if word.startswith("SIG") else "SIG" + word
-    for base, sign in (("SIGRTMIN+", 1), ("SIGRTMAX-", -1)):
-        if name.startswith(base) and name[len(base) :].isdigit():
-            start = signal.SIGRTMIN if sign > 0 else signal.SIGRTMAX
-            signum = start + sign * int(name[len(base) :])
-            if signal.SIGRTMIN <= signum <= signal.SIGRTMAX:
-                return signum
-            raise ValueError(f"{text!r} is outside SIGRTMIN..SIGRTMAX")
-    if name in signal.Signals.__members__:
-        return int(signal.Signals[name])
-    raise ValueError(f"{text!r} is not a signal name or number (like TERM, HUP, 15)")
-
-
-def connect_error(path: str, exc: OSError) -> str:
-    """What to tell the operator when the control socket cannot be reached."""
-    reason = os.strerror(exc.errno) if exc.errno else str(exc)
-    hint = {
-        errno.ENOENT: " (is `pidone run` running, with this control_socket?)",
-        errno.ECONNREFUSED: " (pidone is not listening: stale socket?)",
-        errno.EACCES: " (root or a member of control_group only)",
-        errno.EAGAIN: " (too many clients at once; try again)",
-    }.get(exc.errno or 0, "")
-    return f"cannot connect to {path}: {reason}{hint}"

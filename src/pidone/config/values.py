@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from pidone import command as commands
-from pidone import envfile
-from pidone.envfile import Budget
-from pidone.specs import CAPABILITIES, RLIMITS, ReadyCheck, Rlimit
+from pidone.config import command as commands
+from pidone.config import envfile
+from pidone.config.envfile import Budget
+from pidone.config.specs import CAPABILITIES, RLIMITS, ReadyCheck, Rlimit
 
 
 class BadValue(Exception):

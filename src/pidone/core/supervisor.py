@@ -43,15 +43,16 @@ each one toward what it should be doing. The rules:
 
 from __future__ import annotations
 
-import os
 import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from pidone import graph
-from pidone.config import Config, ProcessSpec
+from pidone.config import graph
+from pidone.config.specs import Config, ProcessSpec
+from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
+from pidone.core.states import AT_REST, HAS_PID, Event, ProcessState, transition
 from pidone.signames import signal_name
-from pidone.states import AT_REST, HAS_PID, Event, ProcessState, transition
+from pidone.system.reap import decode_status  # pure; see tests/unit/test_layers.py
 
 S = ProcessState
 SWEEP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL to leftover processes
@@ -234,35 +235,7 @@ def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
     return first + [a for a in actions if not isinstance(a, urgent)]
 
 
-# --- what ctl and metrics see ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ExitInfo:
-    status: int  # shell convention: code, or 128+N for signal N
-    signal: int  # the signal that killed it, 0 if it exited
-    at: float  # time.monotonic() of the exit
-    planned: bool  # we asked it to stop
-
-
-@dataclass(frozen=True)
-class ProcessStatus:
-    name: str
-    state: ProcessState
-    ready: bool
-    pid: int | None
-    started_at: float | None  # monotonic
-    restarts: int
-    restarts_by_reason: dict[str, int]
-    exits_by_status: dict[int, int]
-    last_exit: ExitInfo | None
-    has_ready_check: bool
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    processes: tuple[ProcessStatus, ...]
-    shutting_down: bool
+# What ctl and metrics see (Snapshot, ProcessStatus) is in core/snapshot.py.
 
 
 # --- the core ---------------------------------------------------------------------
@@ -298,14 +271,6 @@ class _Proc:
 
     def move(self, event: Event) -> None:
         self.state = transition(self.state, event)
-
-
-def decode_status(wait_status: int) -> tuple[int, int]:
-    """(shell-style status, killing signal or 0) from a raw wait status."""
-    code = os.waitstatus_to_exitcode(wait_status)
-    if code < 0:
-        return 128 - code, -code
-    return code, 0
 
 
 def backoff_delay(failures: int, initial: float, cap: float) -> float:

@@ -13,10 +13,10 @@ import os
 import time
 from collections.abc import Callable, Sequence
 
-from pidone import system
-from pidone.counters import PidoneCounters
-from pidone.states import ProcessState
-from pidone.supervisor import ProcessStatus, Snapshot
+from pidone.core.counters import PidoneCounters
+from pidone.core.snapshot import ProcessStatus, Snapshot
+from pidone.core.states import ProcessState
+from pidone.system import signals
 
 
 class SingleMetrics:
@@ -42,7 +42,7 @@ class SingleMetrics:
     def start(
         cls, address: str, command: Sequence[str], child: int, log: Callable[[str], None]
     ) -> SingleMetrics | None:
-        from pidone.metrics import MetricsServer
+        from pidone.observe.metrics import MetricsServer
 
         watch = cls(command, child)
         try:
@@ -51,7 +51,7 @@ class SingleMetrics:
                 snapshot=lambda: watch.snapshot,
                 heartbeat=lambda: watch.heartbeat,
                 counters=watch.counters,
-                wake=system.wake_loop,
+                wake=signals.wake_loop,
                 log=log,
             )
         except Exception as exc:

@@ -22,7 +22,8 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from pidone.control import DEFAULT_SOCKET, connect_error, parse_signal, signal_name
+from pidone.control.protocol import DEFAULT_SOCKET, connect_error, parse_signal
+from pidone.signames import signal_name
 
 SHORT_TIMEOUT = 30.0  # status, reload, signal, shutdown: answered at once
 # start/stop/restart without --timeout: the server applies each process's
@@ -49,7 +50,7 @@ class _Parser(argparse.ArgumentParser):
 def _timeout(text: str) -> float:
     """The server's rule for a duration (values.positive_seconds), checked here
     too: the client's own socket timeout would overflow on 1e300."""
-    from pidone.values import BadValue, positive_seconds
+    from pidone.config.values import BadValue, positive_seconds
 
     try:
         value = float(text)

@@ -28,18 +28,22 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pidone import control, identity, system
-from pidone.config import Config, ProcessSpec, SocketSpec
-from pidone.counters import PidoneCounters
+from pidone.config import identity
+from pidone.config.specs import Config, ProcessSpec, SocketSpec
+from pidone.config.values import MAX_SECONDS
+from pidone.control import protocol
+from pidone.control import server as control
+from pidone.core.counters import PidoneCounters
+from pidone.core.snapshot import ProcessStatus, Snapshot, not_ready
+from pidone.core.states import AT_REST, HAS_PID, ProcessState
 from pidone.errors import PidoneError, SpawnError
-from pidone.logs import SIDE_LINES, LogRelay, SideLog
-from pidone.probes import Prober
-from pidone.states import AT_REST, HAS_PID, ProcessState
-from pidone.values import MAX_SECONDS
+from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
+from pidone.runtime.probes import Prober
+from pidone.system import privileges, proc, process, reap, signals, sockets, spawn
 
 if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
-    from pidone.metrics import MetricsServer
-from pidone.supervisor import (
+    from pidone.observe.metrics import MetricsServer
+from pidone.core.supervisor import (
     Action,
     CancelProbe,
     Collect,
@@ -50,11 +54,9 @@ from pidone.supervisor import (
     Log,
     NoChildren,
     PidfileRead,
-    ProcessStatus,
     Ready,
     Reaped,
     SignalReceived,
-    Snapshot,
     SocketFixed,
     Spawn,
     Spawned,
@@ -100,17 +102,18 @@ class Loop:
         self.events: deque[EventType] = deque()
         self.exit_code: int | None = None
         self.pidfiles: dict[str, tuple[str, float]] = {}  # name -> (path, next look)
-        self.launchers: dict[str, system.Launcher] = {}  # pidfile processes' launchers
+        self.launchers: dict[str, proc.Launcher] = {}  # pidfile processes' launchers
         self.refused: set[str] = set()  # pidfile processes whose refusal is logged
         self.trees: dict[str, dict[int, int | None]] = {}  # stopping: descendant -> start time
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self.signal_fd = -1
         self.identities = {n: identity.resolve(spec) for n, spec in config.processes.items()}
         # As PID 1 a child that keeps pidone's identity needs no preparer, so
-        # it is spawned without fork: see system.identity_preparer and spawn.
-        pdeathsig = not system.is_pid1()
+        # it is spawned without fork: see privileges.identity_preparer and spawn.
+        pdeathsig = not process.is_pid1()
         self.preparers = {
-            n: system.identity_preparer(i, pdeathsig=pdeathsig) for n, i in self.identities.items()
+            n: privileges.identity_preparer(i, pdeathsig=pdeathsig)
+            for n, i in self.identities.items()
         }
         self.socket_dirs: dict[str, int] = {}  # socket name -> fd of its directory
         self.listening: dict[str, int] = {}  # socket name -> listening fd (listen = true)
@@ -119,7 +122,7 @@ class Loop:
         self.waiters: list[_Waiter] = []
         self.control: control.ControlServer | None = None
         self.metrics: MetricsServer | None = None
-        self.side_log = SideLog(system.wake_loop)  # for the metrics server's threads
+        self.side_log = SideLog(signals.wake_loop)  # for the metrics server's threads
         self.heartbeat = clock()
         self.published: Snapshot | None = None  # what the metrics thread reads
         self._forwarding: int | None = None  # the signal being passed on, for the counters
@@ -134,21 +137,21 @@ class Loop:
             directory, base = os.path.split(sock.path)
             step = "opening"
             try:
-                dir_fd = system.secure_directory(directory)
+                dir_fd = sockets.secure_directory(directory)
                 self.socket_dirs[name] = dir_fd
                 step = "taking over"
-                system.claim_directory(dir_fd)
+                sockets.claim_directory(dir_fd)
                 step = "removing a stale socket in"
-                system.remove_stale_socket(dir_fd, base)
+                sockets.remove_stale_socket(base, dir_fd)
                 if sock.listen:
                     step = "binding the socket in"
-                    self.listening[name] = system.bind_unix_socket(
+                    self.listening[name] = sockets.bind_unix_socket(
                         sock.path, dir_fd, uid=uid, gid=gid, mode=sock.mode
                     )
                 step = "setting the owner and mode of"
-                system.settle_directory(dir_fd, uid=uid, gid=gid, mode=sock.directory_mode)
+                sockets.settle_directory(dir_fd, uid=uid, gid=gid, mode=sock.directory_mode)
             except OSError as exc:
-                raise system.UnsafePath(
+                raise sockets.UnsafePath(
                     f"[socket.{name}] {step} {directory}: {exc.strerror or exc} (pidone needs"
                     " root, or CAP_CHOWN in a container, to set up the socket directory)"
                 ) from None
@@ -156,20 +159,20 @@ class Loop:
     # -- the loop --
 
     def run(self) -> int:
-        signals = [s for s in system.forwardable_signals() if s != signal.SIGPIPE]
-        system.catch_signals([*signals, signal.SIGCHLD])
+        caught = [s for s in signals.forwardable_signals() if s != signal.SIGPIPE]
+        signals.catch_signals([*caught, signal.SIGCHLD])
         try:
-            self.signal_fd = system.signal_fd()
+            self.signal_fd = signals.signal_fd()
         except (OSError, ImportError) as exc:  # before anything starts
             raise PidoneError(f"cannot read signals: {exc} (signalfd, through ctypes)") from None
         # Our own writes to a closed stdout must give EPIPE, not a signal that
         # we would then forward to every child.
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.selector.register(self.signal_fd, selectors.EVENT_READ, self._on_signals)
-        if not system.is_pid1():
-            system.become_subreaper()
+        if not process.is_pid1():
+            reap.become_subreaper()
         self._start_side_parts()
-        from pidone.supervisor import Boot
+        from pidone.core.supervisor import Boot
 
         self.feed(Boot())
         self._publish()
@@ -195,14 +198,14 @@ class Loop:
             self._log_side(f"control socket {path} disabled: {exc}")
         if settings.metrics:
             try:
-                from pidone.metrics import MetricsServer
+                from pidone.observe.metrics import MetricsServer
 
                 self.metrics = MetricsServer(
                     settings.metrics,
                     snapshot=lambda: self.published,
                     heartbeat=lambda: self.heartbeat,
                     counters=self.counters,
-                    wake=system.wake_loop,
+                    wake=signals.wake_loop,
                     log=self.side_log.put,
                 )
                 self.relay.event("pidone", f"metrics on http://{settings.metrics}/metrics")
@@ -211,7 +214,7 @@ class Loop:
 
     def _stop_side_parts(self) -> None:
         for waiter in self.waiters:
-            waiter.reply(control.error("pidone is exiting"))
+            waiter.reply(protocol.error("pidone is exiting"))
         self.waiters.clear()
         for close in (
             self.metrics.close if self.metrics else None,
@@ -286,7 +289,7 @@ class Loop:
             for line in text.splitlines():
                 self.relay.event("pidone", line, stream="stderr")
         except Exception:
-            system.write_stderr(f"pidone: internal error in {where}:\n{text}\n")
+            process.write_stderr(f"pidone: internal error in {where}:\n{text}\n")
 
     def feed(self, event: EventType) -> None:
         """Hand an event to the core and carry out what it says, including
@@ -316,7 +319,7 @@ class Loop:
                 self._spawn(self.config.processes[name])
             case Kill(name, pid, signum, group):
                 acted_on.add(name)
-                if system.send_signal(pid, signum, group=group) and signum == self._forwarding:
+                if signals.send_signal(pid, signum, group=group) and signum == self._forwarding:
                     self.counters.count(self.counters.signals_forwarded, signum)
             case StartProbe(name, pid):
                 self.prober.start(name, self.config.processes[name].ready, pid)
@@ -327,16 +330,16 @@ class Loop:
                 self.refused.discard(name)
             case Collect(name, pid):
                 tree = self.trees.setdefault(name, {})
-                for child in system.descendants(pid):
-                    tree.setdefault(child, system.start_ticks(child))
+                for child in proc.descendants(pid):
+                    tree.setdefault(child, proc.start_ticks(child))
             case KillLeftovers(name, group):
                 # Still the same processes (start time) that were its
                 # descendants when its stop began: nothing of it is left.
                 for child, started in self.trees.pop(name, {}).items():
-                    if started is not None and system.start_ticks(child) == started:
-                        system.send_signal(child, signal.SIGKILL)
+                    if started is not None and proc.start_ticks(child) == started:
+                        signals.send_signal(child, signal.SIGKILL)
                 if group is not None:
-                    system.kill_group(group, signal.SIGKILL)
+                    signals.kill_group(group, signal.SIGKILL)
             case WatchSocket(name, sock):
                 self.socket_watch[name, sock] = self.clock()
             case Log(name, message, error):
@@ -353,7 +356,7 @@ class Loop:
                     catch_up=name not in acted_on,
                 )
             case Sweep(signum):
-                system.signal_everyone_else(signum)
+                signals.signal_everyone_else(signum)
                 self._reap()
             case Exit(code):
                 self.exit_code = code
@@ -374,7 +377,7 @@ class Loop:
             self.events.append(Spawned(spec.name, pid))
             if spec.pidfile:
                 uid = self.identities[spec.name].uid
-                self.launchers[spec.name] = system.Launcher(
+                self.launchers[spec.name] = proc.Launcher(
                     pid,
                     os.geteuid() if uid is None else uid,
                     spec.command.program,
@@ -400,10 +403,10 @@ class Loop:
                 self.socket_problems.pop((spec.name, sock), None)  # a new instance: warned anew
                 path = self.config.sockets[sock].path
                 try:
-                    system.remove_stale_socket(self.socket_dirs[sock], os.path.basename(path))
+                    sockets.remove_stale_socket(os.path.basename(path), self.socket_dirs[sock])
                 except PermissionError:  # no DAC_OVERRIDE in its directory: its own job then
                     self.relay.event(spec.name, f"cannot remove a stale {path}", stream="stderr")
-        pid = system.spawn(
+        pid = spawn.spawn(
             spec.command.argv,
             env=env,
             cwd=spec.directory,
@@ -419,7 +422,7 @@ class Loop:
         spec = self.config.processes[name]
         env = _environment(spec, self.identities[name])
         fds = {0: self.devnull, 1: self.devnull, 2: self.relay.pipe_for(name, "stderr")}
-        return system.spawn(
+        return spawn.spawn(
             argv, env=env, cwd=spec.directory, fds=fds, prepare=self.preparers[name], fast=True
         )
 
@@ -427,7 +430,7 @@ class Loop:
 
     def _on_signals(self, mask: int) -> None:
         try:
-            taken = system.read_signals(self.signal_fd)
+            taken = signals.read_signals(self.signal_fd)
         except BlockingIOError:
             return
         # Reap first: an exit is not kept waiting behind a burst of signals.
@@ -435,7 +438,7 @@ class Loop:
             self._reap()
         for signum, code, sender in taken:
             if signum == signal.SIGCHLD:
-                if not system.is_wake(code, sender):  # else: wake_loop, from a side thread
+                if not signals.is_wake(code, sender):  # else: wake_loop, from a side thread
                     self.counters.count(self.counters.signals_received, signum)
                 continue
             self.counters.count(self.counters.signals_received, signum)
@@ -446,24 +449,24 @@ class Loop:
                 self._forwarding = None
 
     def _reap(self) -> None:
-        for pid, status in system.reap_zombies():
+        for pid, status in reap.reap_zombies():
             self.counters.zombies_reaped += 1
             if self.prober.child_exited(pid, status):
                 continue
             self.feed(Reaped(pid, status))
-        if self.core.sweep_phase in ("term", "kill") and not system.has_children():
+        if self.core.sweep_phase in ("term", "kill") and not reap.has_children():
             self.feed(NoChildren())
 
     # -- pidone ctl --
 
     def _on_control(self, request: dict[str, Any], reply: Reply) -> None:
-        cmd = control.parse_request(request, self.config.processes)
+        cmd = protocol.parse_request(request, self.config.processes)
         if isinstance(cmd, str):
-            reply(control.error(cmd))
+            reply(protocol.error(cmd))
             return
         now = self.clock()
         if cmd.command == "status":
-            reply(control.status_reply(self.core.snapshot(), now))
+            reply(protocol.status_reply(self.core.snapshot(), now))
             return
         names = tuple(self.core.order) if "all" in cmd.names else cmd.names
         names = tuple(n for n in self.core.order if n in names)
@@ -503,20 +506,20 @@ class Loop:
 
     def _look_at_pidfiles(self) -> None:
         """Read each awaited pidfile and follow its pid only if the trust rule
-        (system.unfollowable) allows. A refused pidfile is logged once per
+        (proc.unfollowable) allows. A refused pidfile is logged once per
         instance and looked at again every PIDFILE_RETRY (a stale pid of an
         earlier instance, silently, every PIDFILE_POLL): the process stays
         without a main pid, so it is signalled nowhere, and its stop ends at
         the stop timeout."""
         now = self.clock()
         for name, (path, when) in list(self.pidfiles.items()):
-            proc = self.core.procs[name]
-            if proc.state not in HAS_PID or proc.pid is not None:
+            entry = self.core.procs[name]
+            if entry.state not in HAS_PID or entry.pid is not None:
                 del self.pidfiles[name]
                 continue
             if now < when:
                 continue
-            pid, problem = system.read_pidfile(path)
+            pid, problem = proc.read_pidfile(path)
             if pid is not None:
                 taken = {
                     q
@@ -529,9 +532,9 @@ class Loop:
                 if launcher is None:
                     problem = "its launcher is unknown"
                 else:
-                    problem = system.unfollowable(pid, launcher, taken) or ""
+                    problem = proc.unfollowable(pid, launcher, taken) or ""
             if pid is None or problem:
-                refused = bool(problem) and not problem.endswith(system.NOT_RUNNING)
+                refused = bool(problem) and not problem.endswith(proc.NOT_RUNNING)
                 if refused and name not in self.refused:
                     self.refused.add(name)
                     line = f"pidfile {path} refused: {problem} (logged once; still looking)"
@@ -552,10 +555,10 @@ class Loop:
             base = os.path.basename(spec.path)
             pause = SOCKET_POLL
             try:
-                fixed = system.fix_socket(
+                fixed = sockets.fix_socket(
                     self.socket_dirs[sock], base, uid=uid, gid=gid, mode=spec.mode
                 )
-            except (OSError, system.UnsafePath) as exc:
+            except (OSError, sockets.UnsafePath) as exc:
                 # Warned once until the problem changes, and looked at less often
                 problem = f"socket {sock}: {exc}"
                 if self.socket_problems.get((name, sock)) != problem:
@@ -610,7 +613,7 @@ def _combine(results: list[dict[str, Any]]) -> dict[str, Any]:
 def _judge(waiter: _Waiter, snap: Snapshot, now: float) -> dict[str, Any] | None:
     """The reply for a waiting ctl request, or None to keep waiting."""
     if waiter.command == "wait-ready":
-        waiting = control.not_ready(snap)
+        waiting = not_ready(snap)
         if not waiting:
             return {"ok": True}
         if now >= waiter.deadline:

@@ -59,15 +59,16 @@ import time
 from collections.abc import Callable, Iterable
 
 # Re-exported: the relay's public vocabulary lives in logformat and logoutput.
-from pidone.logformat import MAX_PARTIAL as MAX_PARTIAL
-from pidone.logformat import PIDONE_NAME as PIDONE_NAME
-from pidone.logformat import Formatter as Formatter
-from pidone.logformat import Framer as Framer
-from pidone.logformat import LogFormat as LogFormat
-from pidone.logformat import Stream as Stream
-from pidone.logoutput import HIGH_WATER as HIGH_WATER
-from pidone.logoutput import LOW_WATER as LOW_WATER
-from pidone.logoutput import Output, ThreadOutput, is_tty, open_output, same_file
+from pidone.runtime.logformat import PIDONE_NAME, Formatter, Framer, LogFormat, Stream
+from pidone.runtime.logoutput import (
+    HIGH_WATER,
+    LOW_WATER,
+    Output,
+    ThreadOutput,
+    is_tty,
+    open_output,
+    same_file,
+)
 
 READ_SIZE = 256 * 1024
 # Bigger pipes mean fewer wakeups per megabyte from a chatty process (the

@@ -1,7 +1,7 @@
 """Prometheus metrics and health endpoints, served off the loop's thread.
 
     server = MetricsServer("0.0.0.0:9100", snapshot=..., heartbeat=..., counters=...,
-                           wake=system.wake_loop, log=...)
+                           wake=signals.wake_loop, log=...)
     GET /metrics   prometheus-client's WSGI app: the text format 0.0.4, or
                    OpenMetrics when the Accept header asks; gzip when the
                    client accepts it (Prometheus does)
@@ -10,7 +10,7 @@
                    pidone is not shutting down; 503 with the reason otherwise
 
 The loop thread never serves anything: it publishes immutable Snapshots,
-bumps PidoneCounters and stamps a heartbeat; the HttpServer (httpserve.py:
+bumps PidoneCounters and stamps a heartbeat; the HttpServer (http.py:
 why not the library's own server, and its limits) reads them from its own
 threads. Everything is collected at scrape time, never polled, and the
 collector serializes scrapes, so a burst of scrapers cannot multiply the
@@ -20,20 +20,12 @@ PlatformCollector and GCCollector); the process trees are read with psutil.
 This module is imported only when metrics are on: both libraries cost
 resident memory (bench/RESULTS.md lists each import).
 
-Health. The loop sleeps until something happens, so "it turned recently"
-alone would fail an idle, healthy pidone. /healthz therefore asks: did the
-loop turn within the last FRESH seconds? If not, it wakes the loop
-(system.wake_loop, the one way a side thread makes the loop turn) and
-waits up to `health_wait` for the heartbeat to move past the moment of the
-wake-up (HealthCheck: the server
-polls it without blocking its other clients). A loop stuck in a callback
-or a blocking call fails; an idle one answers within microseconds. The wait
-(0.8 s) stays under Kubernetes' default 1 s probe timeout.
+Health (/healthz, /readyz) is in health.py.
 
 Wiring, in the loop's thread:
 
     counters = PidoneCounters()          # the loop bumps it: zombies_reaped += 1, ...
-    server = MetricsServer(addr, lambda: latest, lambda: beat, counters, wake=system.wake_loop)
+    server = MetricsServer(addr, lambda: latest, lambda: beat, counters, wake=signals.wake_loop)
     each turn: beat = clock() after select() returns; latest = core.snapshot()
                after feeding events (a plain attribute: readers see one or the other)
     at exit:   server.close()
@@ -91,17 +83,16 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
-from pidone import __version__, system
-from pidone.control import not_ready, signal_name
-from pidone.counters import PidoneCounters as PidoneCounters  # re-exported for callers
-from pidone.httpserve import HttpServer, Later, Request, Response
-from pidone.httpserve import parse_address as parse_address  # re-exported for callers
-from pidone.states import HAS_PID, ProcessState
-from pidone.supervisor import Snapshot
+from pidone import __version__
+from pidone.core.counters import PidoneCounters
+from pidone.core.snapshot import Snapshot
+from pidone.core.states import HAS_PID, ProcessState
+from pidone.observe.health import HEALTH_WAIT, HealthAnswer, HealthCheck, check_ready
+from pidone.observe.http import HttpServer, Later, Request, Response
+from pidone.signames import signal_name
+from pidone.system import proc, process
 
 RESTART_REASONS = ("crash", "manual", "dependency")  # supervisor's; shown from 0
-FRESH = 1.0  # a loop that turned this recently is healthy without a wake-up
-HEALTH_WAIT = 0.8  # seconds /healthz waits for the loop to turn after a wake-up
 
 
 def counter(name: str, help: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:
@@ -129,7 +120,7 @@ Sampler = Callable[[Collection[int]], dict[int, TreeUsage]]
 
 class TreeSampler:
     """Callable: {root pid: TreeUsage of its tree} for the roots that still
-    exist. Descendants come from the kernel's child lists (system.children_of:
+    exist. Descendants come from the kernel's child lists (proc.children_of:
     the work is proportional to the trees, not to every process on the
     host); without them (a kernel without CONFIG_PROC_CHILDREN), from one
     pass over every process's parent per scrape (psutil's children() makes
@@ -142,7 +133,7 @@ class TreeSampler:
         self._kernel_children = use_kernel_children
 
     def __call__(self, roots: Collection[int]) -> dict[int, TreeUsage]:
-        children = system.children_of if self._kernel_children else _parent_scan()
+        children = proc.children_of if self._kernel_children else _parent_scan()
         usage: dict[int, TreeUsage] = {}
         for root in roots:
             count, cpu, rss, fds = 0, 0.0, 0, 0
@@ -217,7 +208,7 @@ class PidoneCollector:
         self._monotonic = monotonic
         self._wall = wall
         self._version = version
-        self._log = log or _log_to_stderr
+        self._log = log or process.log_to_stderr
         self._lock = threading.Lock()
         self.errors = 0  # parts of scrapes that failed, since start
         self._failed = False  # in the scrape under way
@@ -384,75 +375,6 @@ def registry_of(collector: PidoneCollector) -> CollectorRegistry:
     return registry
 
 
-# --- health --------------------------------------------------------------------------------
-
-
-class HealthCheck:
-    """One /healthz question (see the module docstring). `verdict` is
-    (healthy, why) at once when the heartbeat is fresh (or there is no
-    waker); otherwise the loop has been woken and poll() gives the verdict
-    once the loop has turned, or once `wait` seconds have passed."""
-
-    def __init__(
-        self,
-        heartbeat: Callable[[], float],
-        wake: Callable[[], None] | None,
-        *,
-        fresh: float = FRESH,
-        wait: float = HEALTH_WAIT,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self._heartbeat = heartbeat
-        self._clock = clock
-        self._wait = wait
-        self.asked = clock()
-        self._last = heartbeat()
-        self.verdict: tuple[bool, str] | None = None
-        if self.asked - self._last <= fresh:
-            self.verdict = (True, "ok")
-        elif wake is None:
-            idle = self.asked - self._last
-            self.verdict = (False, f"the event loop last turned {idle:.1f} s ago")
-        else:
-            wake()
-
-    def poll(self) -> tuple[bool, str] | None:
-        if self.verdict is None:
-            if self._heartbeat() >= self.asked:
-                self.verdict = (True, "ok")
-            elif (now := self._clock()) >= self.asked + self._wait:
-                self.verdict = (
-                    False,
-                    f"the event loop did not turn within {self._wait:g} s of a wake-up"
-                    f" (last turn {now - self._last:.1f} s ago)",
-                )
-        return self.verdict
-
-
-class _HealthAnswer(Later):
-    def __init__(self, check: HealthCheck) -> None:
-        self.check = check
-
-    def poll(self) -> Response | None:
-        verdict = self.check.poll()
-        if verdict is None:
-            return None
-        healthy, why = verdict
-        return Response.text(200 if healthy else 503, why)
-
-
-def check_ready(snap: Snapshot | None) -> tuple[bool, str]:
-    """(ready, why) for /readyz."""
-    if snap is None:
-        return False, "starting"
-    if snap.shutting_down:
-        return False, "shutting down"
-    waiting = not_ready(snap, checked_only=True)
-    if waiting:
-        return False, "not ready: " + ", ".join(waiting)
-    return True, "ready"
-
-
 # --- the server ------------------------------------------------------------------------------
 
 
@@ -461,7 +383,7 @@ class MetricsServer:
 
     `snapshot()` returns the latest published Snapshot (or None before the
     first); `heartbeat()` the time.monotonic() the loop stamped after its
-    last return from select(); `wake()` makes the loop turn (system.wake_loop);
+    last return from select(); `wake()` makes the loop turn (signals.wake_loop);
     without it /healthz fails once the loop has slept longer than FRESH.
     `log(message)` gets one message (no newline; default: stderr): the
     server's only way to log, from any of its threads. Binding errors raise
@@ -484,7 +406,7 @@ class MetricsServer:
         self.heartbeat = heartbeat
         self.wake = wake
         self.health_wait = health_wait
-        self.log = log or _log_to_stderr
+        self.log = log or process.log_to_stderr
         self.collector = PidoneCollector(snapshot, counters, sample=sample, log=self.log)
         self.registry = registry_of(self.collector)
         self._app = make_wsgi_app(self.registry)
@@ -504,7 +426,7 @@ class MetricsServer:
         queued behind a scrape."""
         if request.path == "/healthz":
             check = HealthCheck(self.heartbeat, self.wake, wait=self.health_wait)
-            answer = _HealthAnswer(check)
+            answer = HealthAnswer(check)
             return answer.poll() or answer
         if request.path == "/readyz":
             ready, why = check_ready(self.snapshot())
@@ -553,10 +475,3 @@ def _chunks(output: Iterable[bytes]) -> Iterator[bytes]:
         close = getattr(output, "close", None)
         if close is not None:
             close()
-
-
-def _log_to_stderr(message: str) -> None:
-    try:
-        os.write(2, f"pidone: {message}\n".encode("utf-8", "replace"))
-    except OSError:
-        pass

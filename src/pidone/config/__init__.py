@@ -1,0 +1,1 @@
+"""Pure: Procfile, pidone.toml and .env into frozen specs (specs.py); imports no other layer."""

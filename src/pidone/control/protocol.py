@@ -1,0 +1,233 @@
+"""The control protocol, shared by the server (server.py) and `pidone ctl`
+(client.py): pure, no socket.
+
+Protocol: one request and one reply per connection, each a JSON object on one
+line (newline-terminated, UTF-8). After the reply the server closes.
+
+    request   {"command": COMMAND, "args": {...}}          at most 64 KiB
+    reply     {"ok": true, ...}  or  {"ok": false, "error": "why"}
+
+    COMMAND     args                                  reply when ok
+    status      {}                                    {"ok": true, "shutting_down": false,
+                                                       "processes": [ROW, ...]}
+    start       {"names": NAMES, "timeout": S?}       {"ok": true, "results": [RESULT, ...]}
+    stop        {"names": NAMES, "timeout": S?}         (replied once every process has
+    restart     {"names": NAMES, "timeout": S?}          stopped / started and is ready)
+    reload      {"names": NAMES}                      {"ok": true, "results": [RESULT, ...]}
+    signal      {"names": NAMES, "signal": N}         {"ok": true, "results": [RESULT, ...]}
+    shutdown    {}                                    {"ok": true}
+    wait-ready  {"timeout": S?}                       {"ok": true} once everything is ready;
+                                                      else {"ok": false, "error": ...,
+                                                            "not_ready": ["web (starting)"]}
+
+    NAMES   ["web", "worker"], or ["all"] for every process (in dependency order)
+    S       seconds (a number > 0); the server's own default when absent
+    N       a signal number (the client turns names like "HUP" into numbers)
+    ROW     {"name": "web", "state": "ready", "ready": true, "pid": 42,
+             "uptime": 12.5,               seconds since it started, null when down
+             "restarts": 1,
+             "last_exit": {"status": 137,  shell convention: code, or 128+N
+                           "signal": 9,    the signal that killed it, 0 if it exited
+                           "planned": false,  pidone stopped it on purpose
+                           "ago": 30.1}    seconds since
+                          or null}
+    RESULT  {"name": "web", "ok": true, "state": "ready"}
+            or {"name": "web", "ok": false, "state": "running",
+                "error": "not ready within 60 s"}
+
+    When any RESULT is not ok, the reply's "ok" is false and its "error" says
+    which. Errors of the request itself (garbage, too large, unknown command
+    or process, bad signal) are {"ok": false, "error": "..."}.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import signal
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from pidone.core.states import HAS_PID
+
+if TYPE_CHECKING:
+    from pidone.core.snapshot import Snapshot
+    from pidone.core.supervisor import Request
+
+
+DEFAULT_SOCKET = "/run/pidone/control.sock"
+MAX_REQUEST = 64 * 1024
+COMMANDS = ("status", "start", "stop", "restart", "reload", "signal", "shutdown", "wait-ready")
+NAMED = frozenset({"start", "stop", "restart", "reload", "signal"})  # take NAMES
+TIMED = frozenset({"start", "stop", "restart", "wait-ready"})  # take a timeout
+
+
+def error(message: str) -> dict[str, Any]:
+    return {"ok": False, "error": message}
+
+
+# --- wire format ---------------------------------------------------------------------
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    # ensure_ascii keeps every line valid UTF-8 whatever a name contains.
+    return json.dumps(message, separators=(",", ":"), allow_nan=False).encode() + b"\n"
+
+
+def decode(line: bytes) -> dict[str, Any] | str:
+    """The request in `line`, or why it is not one."""
+    line = line.rstrip(b"\r")
+    if not line.strip():
+        return "empty request: send one JSON object per line"
+    try:
+        request = json.loads(line.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return f"bad request: not JSON ({exc})"
+    if not isinstance(request, dict):
+        return "bad request: not a JSON object"
+    command = request.get("command")
+    if not isinstance(command, str):
+        return 'bad request: no "command" string'
+    args = request.setdefault("args", {})
+    if not isinstance(args, dict):
+        return 'bad request: "args" must be an object'
+    return request
+
+
+@dataclass(frozen=True)
+class Command:
+    """A request checked against the running configuration."""
+
+    command: str
+    names: tuple[str, ...] = ()  # ("all",) means every process
+    signum: int = 0
+    timeout: float | None = None
+
+    def event(self) -> Request:
+        """The supervisor event for start/stop/restart/reload/signal/shutdown."""
+        from pidone.core.supervisor import Request
+
+        return Request(self.command, self.names, self.signum)
+
+
+def parse_request(request: dict[str, Any], known: Collection[str]) -> Command | str:
+    """Check a request from ControlServer against the process names in
+    `known`; a Command, or the error message to reply."""
+    command = request.get("command")
+    args = request.get("args", {})
+    if command not in COMMANDS:
+        return f"unknown command {command!r}; commands: {', '.join(COMMANDS)}"
+    assert isinstance(command, str) and isinstance(args, dict)
+    names: tuple[str, ...] = ()
+    if command in NAMED:
+        raw = args.get("names")
+        if not isinstance(raw, list) or not raw or not all(isinstance(n, str) for n in raw):
+            return f'{command}: "names" must be a non-empty list of process names, or ["all"]'
+        if "all" in raw and len(raw) > 1:
+            return f'{command}: "all" stands alone'
+        unknown = [n for n in raw if n != "all" and n not in known]
+        if unknown:
+            return f"{command}: no such process: {', '.join(unknown)}"
+        names = tuple(dict.fromkeys(raw))
+    signum = 0
+    if command == "signal":
+        raw_sig = args.get("signal")
+        if not isinstance(raw_sig, int) or isinstance(raw_sig, bool):
+            return 'signal: "signal" must be a signal number'
+        if not 1 <= raw_sig < signal.NSIG:
+            return f"signal: {raw_sig} is not a signal number (1 to {signal.NSIG - 1})"
+        signum = raw_sig
+    timeout: float | None = None
+    if command in TIMED and args.get("timeout") is not None:
+        from pidone.config.values import (  # the config's one duration rule
+            BadValue,
+            positive_seconds,
+        )
+
+        try:
+            timeout = positive_seconds(args["timeout"])
+        except BadValue as bad:
+            return f'{command}: "timeout" {bad}'
+    return Command(command, names, signum, timeout)
+
+
+# --- status --------------------------------------------------------------------------
+
+
+def status_rows(snapshot: Snapshot, now: float) -> list[dict[str, Any]]:
+    """The processes of `snapshot` as status ROWs; `now` on the snapshot's
+    (monotonic) clock."""
+    rows: list[dict[str, Any]] = []
+    for p in snapshot.processes:
+        uptime = None
+        if p.state in HAS_PID and p.started_at is not None:
+            uptime = round(max(0.0, now - p.started_at), 3)
+        last = p.last_exit
+        last_exit = None
+        if last is not None:
+            last_exit = {
+                "status": last.status,
+                "signal": last.signal,
+                "planned": last.planned,
+                "ago": round(max(0.0, now - last.at), 3),
+            }
+        rows.append(
+            {
+                "name": p.name,
+                "state": p.state.value,
+                "ready": p.ready,
+                "pid": p.pid,
+                "uptime": uptime,
+                "restarts": p.restarts,
+                "last_exit": last_exit,
+            }
+        )
+    return rows
+
+
+def status_reply(snapshot: Snapshot, now: float) -> dict[str, Any]:
+    return {
+        "ok": True,
+        "shutting_down": snapshot.shutting_down,
+        "processes": status_rows(snapshot, now),
+    }
+
+
+# --- signals -------------------------------------------------------------------------
+
+
+def parse_signal(text: str) -> int:
+    """A signal number from 'TERM', 'sigterm', '15' or 'RTMIN+3'; ValueError if none."""
+    word = text.strip().upper()
+    if not word.isascii():  # str.isdigit takes superscripts, which int() refuses
+        raise ValueError(f"{text!r} is not a signal name or number")
+    if word.isdigit():
+        signum = int(word)
+        if not 1 <= signum < signal.NSIG:
+            raise ValueError(f"{text!r} is not a signal number (1 to {signal.NSIG - 1})")
+        return signum
+    name = word if word.startswith("SIG") else "SIG" + word
+    for base, sign in (("SIGRTMIN+", 1), ("SIGRTMAX-", -1)):
+        if name.startswith(base) and name[len(base) :].isdigit():
+            start = signal.SIGRTMIN if sign > 0 else signal.SIGRTMAX
+            signum = start + sign * int(name[len(base) :])
+            if signal.SIGRTMIN <= signum <= signal.SIGRTMAX:
+                return signum
+            raise ValueError(f"{text!r} is outside SIGRTMIN..SIGRTMAX")
+    if name in signal.Signals.__members__:
+        return int(signal.Signals[name])
+    raise ValueError(f"{text!r} is not a signal name or number (like TERM, HUP, 15)")
+
+
+def connect_error(path: str, exc: OSError) -> str:
+    """What to tell the operator when the control socket cannot be reached."""
+    reason = os.strerror(exc.errno) if exc.errno else str(exc)
+    hint = {
+        errno.ENOENT: " (is `pidone run` running, with this control_socket?)",
+        errno.ECONNREFUSED: " (pidone is not listening: stale socket?)",
+        errno.EACCES: " (root or a member of control_group only)",
+        errno.EAGAIN: " (too many clients at once; try again)",
+    }.get(exc.errno or 0, "")
+    return f"cannot connect to {path}: {reason}{hint}"

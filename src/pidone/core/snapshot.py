@@ -1,0 +1,57 @@
+"""What observers read: an immutable picture of every process, published by
+the loop after each turn. metrics, /readyz, `pidone ctl status` and the
+single-command mode read it; none of them sees the supervisor itself.
+It imports only the states table, so observe/ and single/ stay small."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pidone.core.states import ProcessState
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    status: int  # shell convention: code, or 128+N for signal N
+    signal: int  # the signal that killed it, 0 if it exited
+    at: float  # time.monotonic() of the exit
+    planned: bool  # we asked it to stop
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    name: str
+    state: ProcessState
+    ready: bool
+    pid: int | None
+    started_at: float | None  # monotonic
+    restarts: int
+    restarts_by_reason: dict[str, int]
+    exits_by_status: dict[int, int]
+    last_exit: ExitInfo | None
+    has_ready_check: bool
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    processes: tuple[ProcessStatus, ...]
+    shutting_down: bool
+
+
+def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
+    """'name (state)' for each process that is not ready, for wait-ready and
+    /readyz. A job that ran to completion (exited 0 and is not restarted)
+    counts as done. `checked_only`: only processes with a `ready` check, and
+    every FATAL one (given up: traffic must not flow to it, checked or not)."""
+    waiting = []
+    for p in snapshot.processes:
+        fatal = p.state is ProcessState.FATAL
+        if checked_only and not p.has_ready_check and not fatal:
+            continue
+        if p.ready:
+            continue
+        completed = p.last_exit is not None and p.last_exit.status == 0
+        if p.state is ProcessState.EXITED and completed:
+            continue
+        waiting.append(f"{p.name} ({p.state.value})")
+    return waiting

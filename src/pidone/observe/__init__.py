@@ -1,0 +1,1 @@
+"""Metrics, /healthz and /readyz, and the HTTP server: they read snapshots only."""

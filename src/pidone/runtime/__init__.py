@@ -1,0 +1,1 @@
+"""The one event loop, the log relay, readiness probes and sd_notify."""

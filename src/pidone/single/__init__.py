@@ -1,0 +1,1 @@
+"""Single-command mode (`pidone -- CMD`), the tini recipe: no supervisor, no config."""

@@ -1,0 +1,276 @@
+"""The socket directory shared with nginx and the sockets in it: opened
+without following symlinks, claimed, settled; stale sockets removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import struct
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import socket
+
+# --- the socket directory shared with nginx ----------------------------------------
+
+
+class UnsafePath(Exception):
+    """A socket path pidone will not work on (a symlink, not a directory, ...)."""
+
+
+def secure_directory(path: str) -> int:
+    """Open (creating as needed) directory `path` without following any
+    symlink on the way and return an fd for it. Parents it has to create get
+    root and 0755. Raises UnsafePath."""
+    if not path.startswith("/"):
+        raise UnsafePath(f"{path}: not an absolute path")
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open("/", flags)
+    walked = ""
+    try:
+        for part in [p for p in path.split("/") if p]:
+            walked += "/" + part
+            if part == "..":
+                raise UnsafePath(f"{path}: '..' in the path")
+            try:
+                child = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                try:
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                except FileExistsError:
+                    pass  # made by someone else meanwhile: opened below, safely
+                child = os.open(part, flags, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise UnsafePath(
+                        f"{walked} is a symlink or not a directory; pidone follows no "
+                        "symlink in a socket path: make it a real directory"
+                    ) from None
+                raise
+            os.close(fd)
+            fd = child
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def claim_directory(fd: int) -> None:
+    """Make the directory ours for a moment, so that we may remove and create
+    sockets in it, and set its mode, with CAP_CHOWN alone (no DAC_OVERRIDE,
+    FOWNER or FSETID: a container should not need them)."""
+    st = os.fstat(fd)
+    me = (os.geteuid(), os.getegid())
+    if (st.st_uid, st.st_gid) != me:
+        os.fchown(fd, *me)
+
+
+def settle_directory(fd: int, *, uid: int, gid: int, mode: int) -> None:
+    """Give a claimed directory its mode, then its owner and group. In that
+    order: chmod by the owner keeps the setgid bit without CAP_FSETID, and a
+    directory keeps it through chown. The result is checked, not assumed."""
+    import stat
+
+    os.fchmod(fd, mode)
+    os.fchown(fd, uid, gid)
+    st = os.fstat(fd)
+    if (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) != (uid, gid, mode):
+        raise UnsafePath(
+            f"the socket directory came out {st.st_uid}:{st.st_gid} "
+            f"{stat.S_IMODE(st.st_mode):04o}, not {uid}:{gid} {mode:04o}"
+        )
+
+
+def remove_stale_socket(name: str, dir_fd: int | None = None) -> bool:
+    """THE stale-socket rule: remove a socket file left by an earlier run
+    (bind() fails on it); refuse to touch anything that is not a socket
+    (UnsafePath), and follow no symlink. `name` is relative to `dir_fd`
+    when given. True if one was removed."""
+    import stat
+
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    if not stat.S_ISSOCK(st.st_mode):
+        raise UnsafePath(f"{name}: exists and is not a socket; pidone will not remove it")
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False  # removed meanwhile
+    return True
+
+
+def socket_in_use(path: str) -> bool:
+    """Does a process listen on the unix stream socket `path`? (A refused
+    connect means a stale socket; a full backlog means somebody listens.)"""
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.setblocking(False)
+    try:
+        probe.connect(path)
+    except (BlockingIOError, InterruptedError):
+        return True  # backlog full: somebody is listening
+    except OSError:
+        return False  # ECONNREFUSED (or not a socket at all): nobody listens
+    finally:
+        probe.close()
+    return True
+
+
+def bind_private(sock: socket.socket, path: str) -> None:
+    """Bind `sock` at `path`, born 0600: never more open than intended, not
+    even for an instant. The umask is process-wide: only the loop's thread
+    calls this, before or between spawns, never while another thread makes
+    files."""
+    saved = os.umask(0o177)
+    try:
+        sock.bind(path)
+    finally:
+        os.umask(saved)
+
+
+def listen_private(path: str, *, group: int | None, backlog: int) -> socket.socket:
+    """A non-blocking unix stream socket listening at `path`: 0600 at bind,
+    then `group` and 0660 (root and that group may connect). Raises OSError,
+    the socket closed."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        bind_private(sock, path)
+        if group is not None:
+            os.chown(path, -1, group)
+            os.chmod(path, 0o660)
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def notify_socket(path: str) -> socket.socket:
+    """A non-blocking datagram socket at `path` (0600, see bind_private) to
+    which the kernel attaches each sender's real pid (SO_PASSCRED)."""
+    import socket
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        sock.setblocking(False)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        bind_private(sock, path)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def grant_socket(path: str, uid: int | None, gid: int | None) -> None:
+    """Let the process running as uid/gid (or as us) use the socket file at
+    `path`, and nobody else.
+
+    The mode is set while the file is ours and the owner given last, so that
+    CAP_CHOWN is all a container must grant (chmod of a file we no longer own
+    would need CAP_FOWNER)."""
+    import stat
+
+    owner = (os.geteuid() if uid is None else uid, os.getegid() if gid is None else gid)
+    st = os.lstat(path)
+    if (st.st_uid, st.st_gid) == owner and stat.S_IMODE(st.st_mode) == 0o600:
+        return  # as it should be: nothing to change (restarts come here)
+    os.chown(path, os.geteuid(), os.getegid())
+    os.chmod(path, 0o600)
+    os.chown(path, *owner)
+
+
+UCRED = struct.Struct("iII")  # struct ucred: pid, uid, gid (SO_PEERCRED, SCM_CREDENTIALS)
+
+
+def peer_cred(sock: socket.socket) -> tuple[int, int, int]:
+    """(pid, uid, gid) of a unix socket's peer as of connect() (SO_PEERCRED)."""
+    import socket
+
+    raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, UCRED.size)
+    pid, uid, gid = UCRED.unpack(raw)
+    return pid, uid, gid
+
+
+def tcp_listener(host: str, port: int, *, backlog: int) -> socket.socket:
+    """A non-blocking TCP socket listening on host:port (IPv6 when the host
+    has a colon). Raises OSError, the socket closed."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def bind_unix_socket(path: str, dir_fd: int, *, uid: int, gid: int, mode: int) -> int:
+    """Bind and listen on the unix stream socket `path`, whose directory is
+    open as `dir_fd` (made safe by secure_directory), born with `mode` (the
+    umask is set around bind, so it never has another) and chowned without
+    following links. Returns the fd.
+
+    It binds the absolute path, because programs that take the socket by
+    socket activation (uwsgi, gunicorn) match it by the name getsockname()
+    gives. A directory swapped for a symlink between secure_directory() and
+    here would put the socket elsewhere: the chown through `dir_fd` then
+    finds nothing, and we refuse to go on.
+    """
+    import socket
+    import stat
+
+    name = os.path.basename(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old_umask = os.umask(0o777 & ~mode)
+    try:
+        sock.bind(path)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        os.umask(old_umask)
+    try:
+        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise FileNotFoundError(name)
+        os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+        sock.close()
+        raise UnsafePath(
+            f"{path}: the socket did not appear in the directory pidone made safe"
+        ) from None
+    sock.listen(socket.SOMAXCONN)
+    return sock.detach()
+
+
+def fix_socket(dir_fd: int, name: str, *, uid: int, gid: int, mode: int) -> bool:
+    """Give an existing socket file owner, group and mode. False if it is not
+    there yet. Works on an O_PATH fd of the file itself, so a symlink swapped
+    in by the directory's owner cannot redirect the chmod."""
+    import stat
+
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISSOCK(st.st_mode):
+            raise UnsafePath(f"{name}: is not a socket; pidone will not change it")
+        os.chown(f"/proc/self/fd/{fd}", uid, gid)
+        os.chmod(f"/proc/self/fd/{fd}", mode)
+    finally:
+        os.close(fd)
+    return True
