@@ -3,6 +3,7 @@ clock: no fork, no signals; spawns are answered with made-up pids."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import signal
 from pathlib import Path
@@ -10,9 +11,13 @@ from pathlib import Path
 import pytest
 
 from pidone.config import load as config
+from pidone.core.requests import Command as C
+from pidone.core.requests import Outcome, Result
 from pidone.core.snapshot import not_ready
+from pidone.core.states import PHASES, Goal, Phase, PhaseEvent, next_phase
 from pidone.core.states import ProcessState as S
 from pidone.core.supervisor import (
+    SWEEP_TIMEOUT,
     Action,
     Boot,
     CancelProbe,
@@ -26,6 +31,7 @@ from pidone.core.supervisor import (
     PidfileRead,
     Ready,
     Reaped,
+    Reply,
     Request,
     SignalReceived,
     Spawn,
@@ -39,6 +45,7 @@ from pidone.core.supervisor import (
     backoff_delay,
     spawns_and_signals_first,
 )
+from pidone.errors import IllegalTransition
 from pidone.observe.health import check_ready
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -268,7 +275,7 @@ def test_real_time_stop_and_reload_signals_are_named(tmp_path: Path) -> None:
     toml = f'[process.a]\ncommand = "a"\nstop_signal = {rt3}\nreload_signal = {rt4}\n'
     sim = sim_for(tmp_path, toml)
     sim.do(Boot())
-    assert "a: reload: SIGRTMIN+4" in logs(sim.do(Request("reload", ("a",))))
+    assert "a: reload: SIGRTMIN+4" in logs(sim.do(Request(C.RELOAD, ("a",))))
     out = sim.do(SignalReceived(TERM))
     assert any("SIGRTMIN+3" in line for line in logs(out)), logs(out)
 
@@ -681,7 +688,7 @@ def test_ctl_restart_stops_dependents_first_and_counts_a_manual_restart(tmp_path
     sim.do(Boot())
     for n in "abc":
         sim.ready(n)
-    out = sim.do(Request("restart", ("b",)))
+    out = sim.do(Request(C.RESTART, ("b",)))
     assert kills(out) == [("c", TERM, False)]
     assert kills(sim.exit("c", killed(TERM))) == [("b", TERM, False)]
     out = sim.exit("b", killed(TERM))
@@ -695,11 +702,11 @@ def test_ctl_restart_stops_dependents_first_and_counts_a_manual_restart(tmp_path
 def test_ctl_stop_then_start(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, THREE)
     sim.do(Boot())
-    assert kills(sim.do(Request("stop", ("b",)))) == [("b", TERM, False)]
+    assert kills(sim.do(Request(C.STOP, ("b",)))) == [("b", TERM, False)]
     out = sim.exit("b", killed(TERM))
     assert spawns(out) == []
     assert sim.state("b") is S.STOPPED
-    assert spawns(sim.do(Request("start", ("b",)))) == ["b"]
+    assert spawns(sim.do(Request(C.START, ("b",)))) == ["b"]
     assert sim.core.procs["b"].restarts_by_reason == {"manual": 1}
 
 
@@ -709,27 +716,27 @@ def test_ctl_start_revives_a_fatal_process(tmp_path: Path) -> None:
     sim.do(Boot())
     sim.exit("a", exited(1))
     assert sim.state("a") is S.FATAL
-    assert spawns(sim.do(Request("start", ("a",)))) == ["a"]
+    assert spawns(sim.do(Request(C.START, ("a",)))) == ["a"]
 
 
 def test_ctl_signal_and_reload_all(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, THREE)
     sim.do(Boot())
     usr1 = int(signal.SIGUSR1)
-    assert kills(sim.do(Request("signal", ("c", "a"), usr1))) == [
+    assert kills(sim.do(Request(C.SIGNAL, ("c", "a"), usr1))) == [
         ("a", usr1, False),
         ("c", usr1, False),
     ]
     hup = int(signal.SIGHUP)
-    assert [k[0] for k in kills(sim.do(Request("reload", ("all",))))] == ["a", "b", "c"]
-    assert all(k[1] == hup for k in kills(sim.do(Request("reload", ("all",)))))
+    assert [k[0] for k in kills(sim.do(Request(C.RELOAD, ("all",))))] == ["a", "b", "c"]
+    assert all(k[1] == hup for k in kills(sim.do(Request(C.RELOAD, ("all",)))))
 
 
 def test_ctl_with_an_unknown_name_raises(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, THREE)
     sim.do(Boot())
     with pytest.raises(KeyError, match="nope"):
-        sim.do(Request("stop", ("a", "nope")))
+        sim.do(Request(C.STOP, ("a", "nope")))
     assert sim.state("a") is S.RUNNING
 
 
@@ -819,12 +826,12 @@ def test_ctl_stop_while_a_one_shot_job_is_done_is_not_nothing_left_to_run(
     sim = sim_for(tmp_path, toml)
     sim.do(Boot())
     sim.exit("job", exited(0))
-    sim.do(Request("stop", ("web",)))
+    sim.do(Request(C.STOP, ("web",)))
     out = sim.exit("web", killed(TERM))
     assert sim.state("web") is S.STOPPED and not sim.core.shutting_down
     assert not [a for a in out if isinstance(a, (Sweep, Exit))]
     assert "pidone: no process left to run: exiting" not in logs(out)
-    assert spawns(sim.do(Request("start", ("web",)))) == ["web"]  # the operator's to restart
+    assert spawns(sim.do(Request(C.START, ("web",)))) == ["web"]  # the operator's to restart
 
 
 def test_a_fatal_process_without_a_ready_check_makes_readyz_fail_naming_it(
@@ -846,17 +853,17 @@ def test_a_fatal_process_without_a_ready_check_makes_readyz_fail_naming_it(
 def test_ctl_signal_while_waiting_for_the_pidfile_signals_nobody(tmp_path: Path) -> None:
     sim = daemonized(tmp_path)  # its launcher has exited, no pid known yet
     usr1 = int(signal.SIGUSR1)
-    out = sim.do(Request("signal", ("d",), usr1))  # raised AssertionError before
+    out = sim.do(Request(C.SIGNAL, ("d",), usr1))  # raised AssertionError before
     assert kills(out, cont=True) == []
     assert kills(sim.do(SignalReceived(usr1)), cont=True) == []
-    assert kills(sim.do(Request("reload", ("d",))), cont=True) == []
+    assert kills(sim.do(Request(C.RELOAD, ("d",))), cont=True) == []
 
 
 def test_a_stop_remembers_the_tree_and_kills_its_leftovers_once_reaped(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\nstop_timeout = 2\n')
     sim.do(Boot())
     pid = sim.pid("a")
-    out = sim.do(Request("restart", ("a",)))
+    out = sim.do(Request(C.RESTART, ("a",)))
     assert out[:2] == [Collect("a", pid), Kill("a", pid, TERM)]  # walked before signalled
     out = sim.at(2.0)
     assert [a for a in out if isinstance(a, (Collect, Kill))] == [
@@ -897,3 +904,124 @@ def test_a_crashed_instances_group_is_killed_but_a_daemons_unknown_group_is_not(
     sim.core.handle(PidfileRead("d", 4242), sim.now)
     out = sim.core.handle(Reaped(4242, killed(KILL)), sim.now)
     assert [a for a in out if isinstance(a, KillLeftovers)] == []
+
+
+# --- ctl requests: what they wait for, judged in the core ---------------------------
+
+
+def replies(actions: list[Action]) -> dict[int, Outcome]:
+    return {a.ticket: a.outcome for a in actions if isinstance(a, Reply)}
+
+
+def test_a_fault_in_the_middle_of_handle_leaves_the_core_unchanged(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    good = sim.core.procs["b"].spec
+    # A spec that breaks _stop after b is unwanted, moved to STOPPING and a Wait registered.
+    sim.core.procs["b"].spec = dataclasses.replace(good, stop_timeout=None)  # type: ignore[arg-type]
+    before = (sim.core.snapshot(), sim.core.phase, sim.core.next_deadline())
+    with pytest.raises(TypeError):
+        sim.do(Request(C.STOP, ("b",), ticket=1))
+    assert (sim.core.snapshot(), sim.core.phase, sim.core.next_deadline()) == before
+    b = sim.core.procs["b"]
+    assert (b.state, b.goal, b.stop_deadline, sim.core.waits) == (S.RUNNING, Goal.UP, None, [])
+    b.spec = good  # the core goes on from where it was
+    out = sim.do(Request(C.STOP, ("b",), ticket=2))
+    assert kills(out) == [("b", TERM, False)]
+    assert replies(sim.exit("b", killed(TERM))) == {
+        2: Outcome(True, results=(Result("b", S.STOPPED),))
+    }
+
+
+def test_ctl_restart_is_answered_once_a_new_instance_is_ready(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    for n in "abc":
+        sim.ready(n)
+    out = sim.do(Request(C.RESTART, ("c",), ticket=7))
+    assert kills(out) == [("c", TERM, False)] and replies(out) == {}  # the old one is READY
+    assert replies(sim.exit("c", killed(TERM))) == {}
+    assert replies(sim.ready("c")) == {7: Outcome(True, results=(Result("c", S.READY),))}
+
+
+def test_ctl_stop_that_outlasts_its_timeout_is_answered_late(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    sim.do(Request(C.STOP, ("a",), timeout=3.0, ticket=1))
+    assert [w.deadline for w in sim.core.waits] == [3.0]
+    error = "not stopped in time (stopping)"
+    assert replies(sim.at(3.0)) == {
+        1: Outcome(False, "1 of 1 processes failed", (Result("a", S.STOPPING, error),))
+    }
+    assert sim.core.waits == []
+
+
+def test_ctl_start_of_a_process_that_keeps_failing_says_so(tmp_path: Path) -> None:
+    toml = '[pidone]\nfatal_after = 1\n[process.a]\ncommand = "a"\n[process.z]\ncommand = "z"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    sim.exit("a", exited(1))
+    sim.do(Request(C.START, ("a",), ticket=3))
+    (outcome,) = replies(sim.exit("a", exited(1))).values()
+    assert outcome.results == (Result("a", S.FATAL, "FATAL: it keeps exiting"),)
+
+
+def test_status_reload_and_signal_are_answered_at_once(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    status = replies(sim.do(Request(C.STATUS, ticket=1)))[1]
+    assert status.status == sim.core.snapshot()
+    sim.exit("c", exited(0))  # restarted at once: running again
+    out = sim.do(Request(C.SIGNAL, ("a", "b"), int(signal.SIGUSR1), ticket=2))
+    assert replies(out)[2] == Outcome(
+        True, results=(Result("a", S.RUNNING), Result("b", S.RUNNING))
+    )
+
+
+def test_a_waiting_request_is_answered_when_pidone_exits(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    assert replies(sim.do(Request(C.WAIT_READY, timeout=100.0, ticket=9))) == {}
+    sim.do(SignalReceived(TERM))
+    sim.exit("a", killed(TERM))
+    out = sim.do(NoChildren())
+    assert exits(out) == [0]
+    assert replies(out) == {9: Outcome(False, "pidone is exiting")}
+
+
+def test_wait_ready_that_times_out_names_what_is_not_ready(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    sim.do(Request(C.WAIT_READY, timeout=2.0, ticket=1))
+    sim.ready("a")
+    outcome = replies(sim.at(2.0))[1]
+    assert outcome == Outcome(
+        False, "not ready: b (running), c (starting)", not_ready=("b (running)", "c (starting)")
+    )
+
+
+# --- pidone's own shutdown: the second table ------------------------------------------
+
+
+def phase_of(sim: Sim) -> Phase:
+    return sim.core.phase
+
+
+def test_shutdown_walks_its_phases_from_sigterm_to_exit(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n')
+    sim.do(Boot())
+    assert phase_of(sim) is Phase.UP and not sim.core.sweeping
+    sim.do(SignalReceived(TERM))
+    assert phase_of(sim) is Phase.STOPPING
+    out = sim.exit("a", killed(TERM))
+    assert Sweep(TERM) in out and phase_of(sim) is Phase.SWEEP_TERM and sim.core.sweeping
+    assert sim.core.next_deadline() == SWEEP_TIMEOUT
+    assert Sweep(KILL) in sim.at(SWEEP_TIMEOUT) and phase_of(sim) is Phase.SWEEP_KILL
+    assert exits(sim.do(NoChildren())) == [0] and phase_of(sim) is Phase.EXITED
+    assert exits(sim.do(NoChildren())) == []  # once
+
+
+def test_a_phase_event_outside_the_table_is_illegal() -> None:
+    with pytest.raises(IllegalTransition):
+        next_phase(Phase.UP, PhaseEvent.NO_CHILDREN)
+    assert {to for to in PHASES.values()} | {Phase.UP} == set(Phase)

@@ -43,18 +43,43 @@ each one toward what it should be doing. The rules:
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from pidone.config import graph
 from pidone.config.specs import Config, ProcessSpec
+from pidone.core.requests import (
+    DEFAULT_WAIT,
+    STOP_GRACE,
+    WAITED,
+    Command,
+    Outcome,
+    Wait,
+    combine,
+    judge,
+    signalled,
+)
 from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
-from pidone.core.states import AT_REST, HAS_PID, Event, ProcessState, transition
+from pidone.core.states import (
+    AT_REST,
+    HAS_PID,
+    SWEEPING,
+    Event,
+    Goal,
+    Phase,
+    PhaseEvent,
+    ProcessState,
+    next_phase,
+    transition,
+)
 from pidone.signames import signal_name
 from pidone.system.reap import decode_status  # pure; see tests/unit/test_layers.py
 
 S = ProcessState
+# The Supervisor's attributes that change (besides procs), saved by handle().
+_CORE_STATE = ("booted", "phase", "exit_code", "unclean", "sweep_deadline", "waits", "now")
 SWEEP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL to leftover processes
 
 # --- events (what happened) ----------------------------------------------------
@@ -124,12 +149,15 @@ class SignalReceived:
 
 @dataclass(frozen=True)
 class Request:
-    """An operator's command (pidone ctl): start, stop, restart, reload,
-    signal or shutdown, for the named processes."""
+    """An operator's command (pidone ctl) for the named processes. With a
+    ticket it is answered by one Reply(ticket, ...): at once, or for start,
+    stop, restart and wait-ready once done, failed or past its timeout."""
 
-    command: str
-    names: tuple[str, ...] = ()
+    command: Command
+    names: tuple[str, ...] = ()  # ("all",) means every process
     signum: int = 0
+    timeout: float | None = None  # a waited request's; None: the default
+    ticket: int | None = None
 
 
 EventType = (Boot | Tick | Spawned | SpawnFailed | Reaped | NoChildren | Ready | PidfileRead) | (
@@ -216,9 +244,17 @@ class Exit:
     code: int
 
 
+@dataclass(frozen=True)
+class Reply:
+    """The answer to the Request with this ticket."""
+
+    ticket: int
+    outcome: Outcome
+
+
 Action = (
     Spawn | Kill | StartProbe | CancelProbe | WatchPidfile | WatchSocket | Collect | KillLeftovers
-) | (Log | Sweep | Exit)
+) | (Log | Sweep | Exit | Reply)
 
 
 def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
@@ -245,8 +281,7 @@ def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
 class _Proc:
     spec: ProcessSpec
     state: ProcessState = S.STOPPED
-    wanted: bool = True
-    restart_pending: bool = False  # ctl restart: stop, then start again
+    goal: Goal = Goal.UP
     restart_reason: str = ""  # why the next spawn is a restart
     pid: int | None = None
     launcher_pid: int | None = None  # pidfile mode: the pid we spawned
@@ -272,6 +307,15 @@ class _Proc:
     def move(self, event: Event) -> None:
         self.state = transition(self.state, event)
 
+    def copy(self) -> _Proc:
+        """A copy that shares nothing mutable with this one (for handle's undo)."""
+        copied = dataclasses.replace(self)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (list, set, dict)):
+                setattr(copied, f.name, type(value)(value))
+        return copied
+
 
 def backoff_delay(failures: int, initial: float, cap: float) -> float:
     """The wait before restart number `failures` (1-based): none for the
@@ -295,17 +339,50 @@ class Supervisor:
         }
         self.all_dependents = {name: graph.dependents(self.deps, name) for name in self.order}
         self.booted = False
-        self.shutting_down = False
+        self.phase = Phase.UP  # pidone's own shutdown: see states.PHASES
         self.exit_code: int | None = None  # forced by a control process
         self.unclean: list[str] = []  # why the shutdown was not clean
-        self.sweep_phase = ""  # "", "term", "kill", "done"
         self.sweep_deadline: float | None = None
+        self.waits: list[Wait] = []  # ctl requests waiting for their goal
         self.now = now
         self._memo: dict[str, bool] = {}
 
     # -- public API --
 
+    @property
+    def shutting_down(self) -> bool:
+        return self.phase is not Phase.UP
+
+    @property
+    def sweeping(self) -> bool:
+        """Is the core waiting for the last child to go (NoChildren)?"""
+        return self.phase in SWEEPING
+
     def handle(self, event: EventType, now: float) -> list[Action]:
+        """The actions for `event`, atomically: if handling it raises, the
+        core is left as it was before (and the exception propagates, for the
+        loop to log as a bug; the actions of that event are dropped)."""
+        saved = self._save()
+        try:
+            return self._handle(event, now)
+        except BaseException:
+            self._restore(saved)
+            raise
+
+    def _save(self) -> tuple[dict[str, _Proc], dict[str, object]]:
+        procs = {name: p.copy() for name, p in self.procs.items()}
+        scalars = {k: getattr(self, k) for k in _CORE_STATE}
+        scalars["unclean"] = list(self.unclean)
+        scalars["waits"] = list(self.waits)
+        return procs, scalars
+
+    def _restore(self, saved: tuple[dict[str, _Proc], dict[str, object]]) -> None:
+        self.procs, scalars = saved
+        for key, value in scalars.items():
+            setattr(self, key, value)
+        self._memo.clear()
+
+    def _handle(self, event: EventType, now: float) -> list[Action]:
         self.now = now
         out: list[Action] = []
         match event:
@@ -321,8 +398,8 @@ class Supervisor:
             case Reaped(pid, status):
                 self._on_reaped(pid, status, out)
             case NoChildren():
-                if self.sweep_phase in ("term", "kill"):
-                    self.sweep_phase = "done"
+                if self.sweeping:
+                    self.phase = next_phase(self.phase, PhaseEvent.NO_CHILDREN)
             case Ready(name, pid):
                 self._on_ready(self.procs[name], pid, out)
             case PidfileRead(name, pid):
@@ -334,6 +411,7 @@ class Supervisor:
             case Request():
                 self._on_request(event, out)
         self._reconcile(out)
+        self._judge_waits(out)
         return spawns_and_signals_first(out)
 
     def next_deadline(self) -> float | None:
@@ -346,8 +424,9 @@ class Supervisor:
                 times.append(p.stop_deadline)
             elif p.state is S.RUNNING and p.settle_at is not None:
                 times.append(p.settle_at)
-        if self.sweep_deadline is not None and self.sweep_phase == "term":
+        if self.sweep_deadline is not None and self.phase is Phase.SWEEP_TERM:
             times.append(self.sweep_deadline)
+        times += [w.deadline for w in self.waits]
         return min(times) if times else None
 
     def snapshot(self) -> Snapshot:
@@ -457,8 +536,8 @@ class Supervisor:
             if self.shutting_down and (p.killed or not clean):
                 why = "killed after its stop timeout" if p.killed else f"exited with {how}"
                 self.unclean.append(f"{p.name} {why}")
-            if p.restart_pending:
-                p.restart_pending = False
+            if p.goal is Goal.CYCLE:
+                p.goal = Goal.UP
             return
         if main is not None and not p.spec.pidfile:
             # Its group outlives a crash (celery's pool, uwsgi's workers): end
@@ -476,7 +555,7 @@ class Supervisor:
 
     def _after_unplanned_exit(self, p: _Proc, status: int, out: list[Action]) -> None:
         """EXITED (or failed to spawn): restart per policy, give up, or stay."""
-        if self.shutting_down or not p.wanted:
+        if self.shutting_down or p.goal is Goal.DOWN:
             return
         policy = p.spec.restart
         if policy == "never" or (policy == "on-failure" and status == 0):
@@ -552,41 +631,89 @@ class Supervisor:
 
     def _on_request(self, req: Request, out: list[Action]) -> None:
         names = self._expand(req.names)
+        if req.ticket is not None and req.command in WAITED:
+            self._add_wait(req, names)
         match req.command:
-            case "shutdown":
+            case Command.STATUS:
+                pass
+            case Command.WAIT_READY:
+                pass
+            case Command.SHUTDOWN:
                 if not self.shutting_down:
                     out.append(Log("pidone", "shutdown requested"))
                     self._begin_shutdown(out)
-            case "start":
+            case Command.START:
                 for n in names:
                     p = self.procs[n]
-                    p.wanted = True
+                    if p.goal is Goal.DOWN:  # a restart under way stays one
+                        p.goal = Goal.UP
                     p.failures.clear()
                     if p.spawned_once and p.state not in HAS_PID:
                         p.restart_reason = "manual"
                     if p.state in (S.EXITED, S.FATAL, S.BACKOFF):
                         p.move(Event.START)
-            case "stop":
+            case Command.STOP:
                 for n in names:
-                    self.procs[n].wanted = False
-            case "restart":
+                    self.procs[n].goal = Goal.DOWN
+            case Command.RESTART:
                 for n in names:
                     p = self.procs[n]
-                    p.wanted = True
+                    if p.goal is Goal.DOWN:
+                        p.goal = Goal.UP
                     p.failures.clear()
                     p.restart_reason = "manual"
                     if p.state in HAS_PID:
-                        p.restart_pending = True
+                        p.goal = Goal.CYCLE
                     elif p.state in (S.EXITED, S.FATAL, S.BACKOFF):
                         p.move(Event.START)
-            case "reload":
+            case Command.RELOAD:
                 self._reload(names, out)
-            case "signal":  # the main pid only: not a launcher still writing its pidfile
+            case Command.SIGNAL:  # the main pid only: not a launcher still writing its pidfile
                 for p in self._running():
                     if p.name in names and p.pid is not None:
                         out.append(Kill(p.name, p.pid, req.signum))
-            case _:
-                raise ValueError(f"unknown request {req.command!r}")
+        if req.ticket is not None and req.command not in WAITED:
+            out.append(Reply(req.ticket, self._answer(req.command, names)))
+
+    def _answer(self, command: Command, names: list[str]) -> Outcome:
+        """The immediate answer to status, shutdown, reload and signal."""
+        snap = self.snapshot()
+        if command is Command.STATUS:
+            return Outcome(True, status=snap)
+        if command is Command.SHUTDOWN:
+            return Outcome(True)
+        procs = {p.name: p for p in snap.processes}
+        return combine([signalled(procs[n]) for n in names])
+
+    def _add_wait(self, req: Request, names: list[str]) -> None:
+        """Remember what a start, stop, restart or wait-ready waits for, with
+        the restart counts from before the request (a restart is done once
+        a new instance is ready)."""
+        assert req.ticket is not None
+        timeout = req.timeout
+        if timeout is None:
+            if req.command is Command.STOP:
+                timeout = max(self.procs[n].spec.stop_timeout for n in names) + STOP_GRACE
+            else:
+                timeout = DEFAULT_WAIT
+        before = {n: sum(self.procs[n].restarts_by_reason.values()) for n in names}
+        wanted = () if req.command is Command.WAIT_READY else tuple(names)
+        self.waits.append(Wait(req.ticket, req.command, wanted, self.now + timeout, before))
+
+    def _judge_waits(self, out: list[Action]) -> None:
+        """Answer every waiting request that is done, failed or late; at the
+        exit, every other one too."""
+        if not self.waits:
+            return
+        snap = self.snapshot()
+        exiting = self.phase is Phase.EXITED
+        for wait in list(self.waits):
+            outcome = judge(wait, snap, self.now)
+            if outcome is None and exiting:
+                outcome = Outcome(False, "pidone is exiting")
+            if outcome is not None:
+                self.waits.remove(wait)
+                out.append(Reply(wait.ticket, outcome))
 
     # -- helpers --
 
@@ -617,9 +744,9 @@ class Supervisor:
         return [d for d in self.all_dependents[name] if self.procs[d].spec.restart_dependents]
 
     def _begin_shutdown(self, out: list[Action]) -> None:
-        self.shutting_down = True
+        self.phase = next_phase(self.phase, PhaseEvent.SHUTDOWN)
         for p in self.procs.values():
-            p.wanted = False
+            p.goal = Goal.DOWN
             if p.state is S.FATAL:
                 self.unclean.append(f"{p.name} is FATAL")
 
@@ -648,7 +775,7 @@ class Supervisor:
         return known
 
     def _compute_should_run(self, p: _Proc) -> bool:
-        if not p.wanted or p.restart_pending or self.shutting_down:
+        if p.goal is not Goal.UP or self.shutting_down:
             return False
         if p.state in (S.RUNNING, S.READY) and not p.spec.restart_dependents:
             return True  # opted out of being cycled with its dependencies
@@ -723,7 +850,7 @@ class Supervisor:
                 return True
             return False
         if state is S.STARTING:
-            if not (p.wanted and not self.shutting_down):
+            if p.goal is Goal.DOWN or self.shutting_down:
                 p.move(Event.STOP)
                 return True
             if not p.spawn_requested and all(self._satisfied(d) for d in self.deps[p.name]):
@@ -731,14 +858,14 @@ class Supervisor:
                 out.append(Spawn(p.name))
             return False
         if state is S.BACKOFF:
-            if not p.wanted or self.shutting_down:
+            if p.goal is Goal.DOWN or self.shutting_down:
                 p.move(Event.STOP)
                 return True
             if now >= p.backoff_until and not self._has_pid_dependents(p):
                 p.move(Event.BACKOFF_ELAPSED)
                 return True
             return False
-        if state is S.STOPPED and p.wanted and not p.restart_pending and not self.shutting_down:
+        if state is S.STOPPED and p.goal is Goal.UP and not self.shutting_down:
             p.move(Event.START)  # STARTING waits for its dependencies to be ready
             if p.spawned_once and not p.restart_reason:
                 p.restart_reason = "dependency"
@@ -760,17 +887,17 @@ class Supervisor:
             for p in self.procs.values():
                 if p.state is S.EXITED and p.last_exit and p.last_exit.status != 0:
                     self.unclean.append(f"{p.name} exited with status {p.last_exit.status}")
-        if self.sweep_phase == "":
-            self.sweep_phase = "term"
+        if self.phase is Phase.STOPPING:
+            self.phase = next_phase(self.phase, PhaseEvent.AT_REST)
             self.sweep_deadline = self.now + SWEEP_TIMEOUT
             out.append(Sweep(signal.SIGTERM))
-        elif self.sweep_phase == "term" and self.sweep_deadline is not None:
+        elif self.phase is Phase.SWEEP_TERM and self.sweep_deadline is not None:
             if self.now >= self.sweep_deadline:
-                self.sweep_phase = "kill"
+                self.phase = next_phase(self.phase, PhaseEvent.SWEEP_TIMEOUT)
                 out.append(Log("pidone", "leftover processes ignored SIGTERM: SIGKILL", True))
                 out.append(Sweep(signal.SIGKILL))
-        elif self.sweep_phase == "done":
-            self.sweep_phase = "exited"
+        elif self.phase is Phase.SWEPT:
+            self.phase = next_phase(self.phase, PhaseEvent.AT_REST)
             code = self.exit_code
             if code is None:
                 code = 1 if self.unclean else 0

@@ -25,7 +25,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pidone.config import identity
@@ -34,8 +34,8 @@ from pidone.config.values import MAX_SECONDS
 from pidone.control import protocol
 from pidone.control import server as control
 from pidone.core.counters import PidoneCounters
-from pidone.core.snapshot import ProcessStatus, Snapshot, not_ready
-from pidone.core.states import AT_REST, HAS_PID, ProcessState
+from pidone.core.snapshot import Snapshot
+from pidone.core.states import HAS_PID
 from pidone.errors import PidoneError, SpawnError
 from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.runtime.probes import Prober
@@ -56,6 +56,8 @@ from pidone.core.supervisor import (
     PidfileRead,
     Ready,
     Reaped,
+    Reply,
+    Request,
     SignalReceived,
     SocketFixed,
     Spawn,
@@ -74,19 +76,7 @@ PIDFILE_RETRY = 1.0  # seconds between looks at a refused pidfile (its program m
 SOCKET_POLL = 0.05  # seconds between looks for a socket its process has yet to create
 SOCKET_RETRY = 1.0  # seconds between looks at a socket path that is wrong (warned once)
 Callback = Callable[[int], None]
-Reply = Callable[[dict[str, Any]], None]
-DEFAULT_WAIT = 300.0  # seconds a ctl start/restart waits for readiness unless told
-
-
-@dataclass
-class _Waiter:
-    """A ctl request waiting for processes to reach a goal."""
-
-    command: str
-    names: tuple[str, ...]  # expanded, in start order; () for wait-ready
-    reply: Reply
-    deadline: float
-    restarts: dict[str, int]  # for restart: the count before, to see a new instance
+Answer = Callable[[dict[str, Any]], None]  # sends a ctl client its reply
 
 
 class Loop:
@@ -119,7 +109,8 @@ class Loop:
         self.listening: dict[str, int] = {}  # socket name -> listening fd (listen = true)
         self.socket_watch: dict[tuple[str, str], float] = {}  # (process, socket) -> next look
         self.socket_problems: dict[tuple[str, str], str] = {}  # the one logged, until it changes
-        self.waiters: list[_Waiter] = []
+        self.answers: dict[int, Answer] = {}  # ctl requests' tickets -> their client
+        self.tickets = 0
         self.control: control.ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.side_log = SideLog(signals.wake_loop)  # for the metrics server's threads
@@ -213,9 +204,9 @@ class Loop:
                 self._log_side(f"metrics on {settings.metrics} disabled: {exc}")
 
     def _stop_side_parts(self) -> None:
-        for waiter in self.waiters:
-            waiter.reply(protocol.error("pidone is exiting"))
-        self.waiters.clear()
+        for answer in self.answers.values():  # the core answers all at Exit: a safety net
+            answer(protocol.error("pidone is exiting"))
+        self.answers.clear()
         for close in (
             self.metrics.close if self.metrics else None,
             self.control.close if self.control else None,
@@ -258,14 +249,12 @@ class Loop:
             control_server = self.control
             self._guard(lambda _: control_server.run_due(self.clock()), 0)
         self.feed(Tick())
-        self._guard(lambda _: self._check_waiters(), 0)
         self._publish()
 
     def _timeout(self) -> float | None:
         deadlines = [self.core.next_deadline(), self.prober.next_deadline()]
         deadlines += [when for _, when in self.pidfiles.values()]
         deadlines += list(self.socket_watch.values())
-        deadlines += [w.deadline for w in self.waiters]
         if self.control is not None:
             deadlines.append(self.control.next_deadline())
         due = [d for d in deadlines if d is not None]
@@ -299,8 +288,10 @@ class Loop:
             ev = self.events.popleft()
             try:
                 actions = self.core.handle(ev, self.clock())
-            except Exception:
+            except Exception:  # the core is as it was before ev: its actions are dropped
                 self._log_bug(f"the supervisor handling {ev}")
+                if isinstance(ev, Request) and ev.ticket in self.answers:
+                    self.answers.pop(ev.ticket)(protocol.error("internal error: see pidone's log"))
                 continue
             # Spawn and Kill come first in a batch: see the Log case
             acted_on: set[str] = set()
@@ -360,6 +351,10 @@ class Loop:
                 self._reap()
             case Exit(code):
                 self.exit_code = code
+            case Reply(ticket, outcome):
+                answer = self.answers.pop(ticket, None)
+                if answer is not None:
+                    answer(protocol.reply_for(outcome, self.clock()))
 
     def _spawn(self, spec: ProcessSpec) -> None:
         """Every failure to start (an exec error, EMFILE making its pipes,
@@ -454,50 +449,21 @@ class Loop:
             if self.prober.child_exited(pid, status):
                 continue
             self.feed(Reaped(pid, status))
-        if self.core.sweep_phase in ("term", "kill") and not reap.has_children():
+        if self.core.sweeping and not reap.has_children():
             self.feed(NoChildren())
 
     # -- pidone ctl --
 
-    def _on_control(self, request: dict[str, Any], reply: Reply) -> None:
-        cmd = protocol.parse_request(request, self.config.processes)
-        if isinstance(cmd, str):
-            reply(protocol.error(cmd))
+    def _on_control(self, request: dict[str, Any], answer: Answer) -> None:
+        """A ctl request: parsed by the protocol, judged by the core, which
+        answers with a Reply action for its ticket."""
+        parsed = protocol.parse_request(request, self.config.processes)
+        if isinstance(parsed, str):
+            answer(protocol.error(parsed))
             return
-        now = self.clock()
-        if cmd.command == "status":
-            reply(protocol.status_reply(self.core.snapshot(), now))
-            return
-        names = tuple(self.core.order) if "all" in cmd.names else cmd.names
-        names = tuple(n for n in self.core.order if n in names)
-        before = {p.name: p.restarts for p in self.core.snapshot().processes}
-        if cmd.command in ("start", "stop", "restart", "reload", "signal", "shutdown"):
-            self.feed(cmd.event())
-        if cmd.command in ("reload", "signal"):
-            procs = {p.name: p for p in self.core.snapshot().processes}
-            reply(_combine([_signalled(procs[n]) for n in names]))
-        elif cmd.command == "shutdown":
-            reply({"ok": True})
-        else:
-            timeout = cmd.timeout
-            if timeout is None:
-                if cmd.command == "stop":
-                    timeout = max(self.config.processes[n].stop_timeout for n in names) + 10
-                else:
-                    timeout = DEFAULT_WAIT
-            self.waiters.append(_Waiter(cmd.command, names, reply, now + timeout, before))
-            self._check_waiters()
-
-    def _check_waiters(self) -> None:
-        if not self.waiters:
-            return
-        now = self.clock()
-        snap = self.core.snapshot()
-        for waiter in list(self.waiters):
-            verdict = _judge(waiter, snap, now)
-            if verdict is not None:
-                self.waiters.remove(waiter)
-                waiter.reply(verdict)
+        self.tickets += 1
+        self.answers[self.tickets] = answer
+        self.feed(replace(parsed, ticket=self.tickets))
 
     def _probe_ready(self, name: str) -> None:
         pid = self.core.procs[name].pid or self.core.procs[name].launcher_pid
@@ -591,67 +557,6 @@ def socket_owner(sock: SocketSpec) -> tuple[int, int]:
     if sock.group is not None:
         gid = identity.group_id(sock.group)
     return uid, gid
-
-
-def _signalled(p: ProcessStatus) -> dict[str, Any]:
-    """The RESULT of a reload or signal: only a known main pid is signalled."""
-    result: dict[str, Any] = {"name": p.name, "state": p.state.value}
-    if p.state in HAS_PID and p.pid is not None:
-        return result | {"ok": True}
-    why = "not running yet: waiting for its pidfile" if p.state in HAS_PID else "not running"
-    return result | {"ok": False, "error": why}
-
-
-def _combine(results: list[dict[str, Any]]) -> dict[str, Any]:
-    failed = [r for r in results if not r["ok"]]
-    if failed:  # each result says why; the error sums them up
-        error = f"{len(failed)} of {len(results)} processes failed"
-        return {"ok": False, "error": error, "results": results}
-    return {"ok": True, "results": results}
-
-
-def _judge(waiter: _Waiter, snap: Snapshot, now: float) -> dict[str, Any] | None:
-    """The reply for a waiting ctl request, or None to keep waiting."""
-    if waiter.command == "wait-ready":
-        waiting = not_ready(snap)
-        if not waiting:
-            return {"ok": True}
-        if now >= waiter.deadline:
-            return {"ok": False, "error": f"not ready: {', '.join(waiting)}", "not_ready": waiting}
-        return None
-    procs = {p.name: p for p in snap.processes}
-    results = []
-    for name in waiter.names:
-        p = procs[name]
-        result: dict[str, Any] = {"name": name, "state": p.state.value}
-        if waiter.command == "stop":
-            done = p.state in AT_REST
-            failure = None
-        else:
-            new = waiter.command != "restart" or p.restarts > waiter.restarts.get(name, 0)
-            completed = p.state is ProcessState.EXITED and p.last_exit and p.last_exit.status == 0
-            done = new and (p.ready or bool(completed))
-            failure = (
-                _failure(p.state, p.last_exit.status if p.last_exit else None) if new else None
-            )
-        if done:
-            results.append(result | {"ok": True})
-        elif failure is not None:
-            results.append(result | {"ok": False, "error": failure})
-        elif now >= waiter.deadline:
-            what = "stopped" if waiter.command == "stop" else "ready"
-            results.append(result | {"ok": False, "error": f"not {what} in time ({p.state.value})"})
-        else:
-            return None  # still on its way
-    return _combine(results)
-
-
-def _failure(state: ProcessState, status: int | None) -> str | None:
-    if state is ProcessState.FATAL:
-        return "FATAL: it keeps exiting"
-    if state is ProcessState.EXITED:
-        return f"exited with status {status} and is not restarted"
-    return None
 
 
 def run(config: Config) -> int:
