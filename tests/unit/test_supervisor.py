@@ -17,6 +17,10 @@ from pidone.core.snapshot import not_ready
 from pidone.core.states import PHASES, Goal, Phase, PhaseEvent, next_phase
 from pidone.core.states import ProcessState as S
 from pidone.core.supervisor import (
+    PIDFILE_POLL,
+    PIDFILE_RETRY,
+    SOCKET_POLL,
+    SOCKET_RETRY,
     SWEEP_TIMEOUT,
     Action,
     Boot,
@@ -24,16 +28,21 @@ from pidone.core.supervisor import (
     Collect,
     EventType,
     Exit,
+    FixSocket,
     Kill,
     KillLeftovers,
     Log,
     NoChildren,
+    PidfileNotRead,
     PidfileRead,
+    ReadPidfile,
     Ready,
     Reaped,
     Reply,
     Request,
     SignalReceived,
+    SocketFixed,
+    SocketNotFixed,
     Spawn,
     Spawned,
     SpawnFailed,
@@ -41,7 +50,6 @@ from pidone.core.supervisor import (
     Supervisor,
     Sweep,
     Tick,
-    WatchPidfile,
     backoff_delay,
     spawns_and_signals_first,
 )
@@ -502,7 +510,7 @@ def test_pidfile_process_is_followed_through_its_daemon(tmp_path: Path) -> None:
     toml = '[process.d]\ncommand = "d"\npidfile = "/run/d.pid"\n'
     sim = sim_for(tmp_path, toml)
     out = sim.do(Boot())
-    assert WatchPidfile("d", "/run/d.pid") in out
+    assert ReadPidfile("d", "/run/d.pid") in out  # at once: no other process to exclude
     launcher = sim.core.procs["d"].launcher_pid
     assert launcher is not None
     assert sim.do(Reaped(launcher, exited(0))) == []  # the launcher daemonized: fine
@@ -1025,3 +1033,67 @@ def test_a_phase_event_outside_the_table_is_illegal() -> None:
     with pytest.raises(IllegalTransition):
         next_phase(Phase.UP, PhaseEvent.NO_CHILDREN)
     assert {to for to in PHASES.values()} | {Phase.UP} == set(Phase)
+
+
+# --- pidfile and socket polling: the core says when, the loop looks ------------------
+
+
+def looks(actions: list[Action]) -> list[Action]:
+    return [a for a in actions if isinstance(a, (ReadPidfile, FixSocket))]
+
+
+def test_a_refused_pidfile_is_logged_once_and_looked_at_again_each_second(
+    tmp_path: Path,
+) -> None:
+    sim = daemonized(tmp_path)
+    refusal = PidfileNotRead("d", "pid 1 is pidone itself", refused=True)
+    out = sim.do(refusal)
+    assert logs(out) == [
+        "d: pidfile /run/d.pid refused: pid 1 is pidone itself (logged once; still looking)"
+    ]
+    assert sim.core.next_deadline() == PIDFILE_RETRY
+    assert looks(sim.at(PIDFILE_RETRY / 2)) == []
+    assert looks(sim.at(PIDFILE_RETRY)) == [ReadPidfile("d", "/run/d.pid")]
+    assert logs(sim.do(refusal)) == []  # once per instance
+    sim.do(PidfileNotRead("d"))  # not there (or a stale pid): soon, silently
+    assert sim.core.next_deadline() == PIDFILE_RETRY + PIDFILE_POLL
+    sim.do(PidfileRead("d", 77))
+    assert sim.pid("d") == 77 and sim.core.next_deadline() is None  # no more looks
+    assert looks(sim.at(10.0)) == []
+
+
+def test_a_pidfile_may_not_name_another_supervised_process(tmp_path: Path) -> None:
+    toml = '[process.a]\ncommand = "a"\n[process.d]\ncommand = "d"\npidfile = "/run/d.pid"\n'
+    sim = sim_for(tmp_path, toml)
+    out = sim.do(Boot())
+    assert looks(out) == [ReadPidfile("d", "/run/d.pid", frozenset({sim.pid("a")}))]
+
+
+SOCKET_TOML = """
+[process.web]
+command = "nginx"
+sockets = ["app"]
+[socket.app]
+path = "/run/app/app.sock"
+"""
+
+
+def test_a_socket_not_fixed_keeps_its_process_unready_and_warns_once_per_problem(
+    tmp_path: Path,
+) -> None:
+    sim = sim_for(tmp_path, SOCKET_TOML)
+    out = sim.do(Boot())
+    assert looks(out) == [FixSocket("web", "app")]
+    assert looks(sim.at(SOCKET_POLL / 2)) == []
+    sim.do(SocketNotFixed("web", "app"))  # not created yet
+    assert sim.core.next_deadline() == pytest.approx(SOCKET_POLL * 1.5)
+    problem = "socket app: /run/app/app.sock is a directory"
+    assert logs(sim.do(SocketNotFixed("web", "app", problem))) == [f"web: {problem}"]
+    assert sim.core.procs["web"].awaiting_sockets == {"app": SOCKET_POLL / 2 + SOCKET_RETRY}
+    assert logs(sim.do(SocketNotFixed("web", "app", problem))) == []  # until it changes
+    sim.at(100.0)  # far past settle_time
+    assert sim.state("web") is S.RUNNING  # nginx must be able to use it first
+    out = sim.do(SocketFixed("web", "app"))
+    assert sim.state("web") is S.READY
+    assert logs(out) == ["web: socket app: owner, group and mode fixed", "web: ready"]
+    assert looks(sim.at(200.0)) == [] and sim.core.next_deadline() is None

@@ -81,6 +81,10 @@ S = ProcessState
 # The Supervisor's attributes that change (besides procs), saved by handle().
 _CORE_STATE = ("booted", "phase", "exit_code", "unclean", "sweep_deadline", "waits", "now")
 SWEEP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL to leftover processes
+PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
+PIDFILE_RETRY = 1.0  # seconds between looks at a refused pidfile (its program may fix it)
+SOCKET_POLL = 0.05  # seconds between looks for a socket its process has yet to create
+SOCKET_RETRY = 1.0  # seconds between looks at a socket path that is wrong (warned once)
 
 # --- events (what happened) ----------------------------------------------------
 
@@ -128,10 +132,22 @@ class Ready:
 
 @dataclass(frozen=True)
 class PidfileRead:
-    """The daemonized main process of NAME wrote PID to its pidfile."""
+    """The daemonized main process of NAME wrote PID to its pidfile, and
+    the trust rule (system.proc.unfollowable) lets pidone follow it."""
 
     name: str
     pid: int
+
+
+@dataclass(frozen=True)
+class PidfileNotRead:
+    """ReadPidfile found no pid to follow yet: `problem` is empty while the
+    file is missing or empty (or names a pid gone already: `refused` False),
+    else why its pid is refused."""
+
+    name: str
+    problem: str = ""
+    refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,16 @@ class SocketFixed:
 
     name: str
     socket: str
+
+
+@dataclass(frozen=True)
+class SocketNotFixed:
+    """FixSocket found the socket not there yet (`problem` empty) or could
+    not fix it (`problem` says why)."""
+
+    name: str
+    socket: str
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,7 +187,7 @@ class Request:
 
 
 EventType = (Boot | Tick | Spawned | SpawnFailed | Reaped | NoChildren | Ready | PidfileRead) | (
-    SignalReceived | Request | SocketFixed
+    PidfileNotRead | SignalReceived | Request | SocketFixed | SocketNotFixed
 )
 
 # --- actions (what the loop must do) ---------------------------------------------
@@ -192,14 +218,19 @@ class CancelProbe:
 
 
 @dataclass(frozen=True)
-class WatchPidfile:
+class ReadPidfile:
+    """Look at NAME's pidfile once: PidfileRead, or PidfileNotRead. `taken`:
+    the pids of the other processes, which it may not name."""
+
     name: str
     path: str
+    taken: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
-class WatchSocket:
-    """Wait for NAME to create `socket`'s file, then fix its owner and mode."""
+class FixSocket:
+    """Look once for `socket`'s file, which NAME creates, and give it its
+    owner and mode: SocketFixed, or SocketNotFixed."""
 
     name: str
     socket: str
@@ -253,7 +284,7 @@ class Reply:
 
 
 Action = (
-    Spawn | Kill | StartProbe | CancelProbe | WatchPidfile | WatchSocket | Collect | KillLeftovers
+    Spawn | Kill | StartProbe | CancelProbe | ReadPidfile | FixSocket | Collect | KillLeftovers
 ) | (Log | Sweep | Exit | Reply)
 
 
@@ -293,7 +324,12 @@ class _Proc:
     backoff_until: float = 0.0
     stop_deadline: float | None = None
     killed: bool = False  # needed SIGKILL at its last stop
-    awaiting_sockets: set[str] = field(default_factory=set)  # not fixed yet: not ready yet
+    spawned_pid: int | None = None  # this instance's: what its readiness check was given
+    pidfile_due: float | None = None  # the next ReadPidfile, while its main pid is unknown
+    pidfile_refused: bool = False  # a refusal is logged once per instance
+    # socket -> the next FixSocket: not fixed yet, so not ready yet
+    awaiting_sockets: dict[str, float] = field(default_factory=dict)
+    socket_problems: dict[str, str] = field(default_factory=dict)  # logged once, until it changes
     ready_deferred: bool = False  # its check passed while sockets were awaited
     failures: list[float] = field(default_factory=list)
     restarts_by_reason: dict[str, int] = field(default_factory=dict)
@@ -404,13 +440,18 @@ class Supervisor:
                 self._on_ready(self.procs[name], pid, out)
             case PidfileRead(name, pid):
                 self._on_pidfile(self.procs[name], pid, out)
+            case PidfileNotRead(name):
+                self._on_pidfile_not_read(self.procs[name], event, out)
             case SignalReceived(signum):
                 self._on_signal(signum, out)
             case SocketFixed(name, sock):
                 self._on_socket_fixed(self.procs[name], sock, out)
+            case SocketNotFixed(name, sock, problem):
+                self._on_socket_not_fixed(self.procs[name], sock, problem, out)
             case Request():
                 self._on_request(event, out)
         self._reconcile(out)
+        self._looks_due(out)
         self._judge_waits(out)
         return spawns_and_signals_first(out)
 
@@ -424,6 +465,9 @@ class Supervisor:
                 times.append(p.stop_deadline)
             elif p.state is S.RUNNING and p.settle_at is not None:
                 times.append(p.settle_at)
+            if p.pidfile_due is not None and self._awaits_pidfile(p):
+                times.append(p.pidfile_due)
+            times += p.awaiting_sockets.values()
         if self.sweep_deadline is not None and self.phase is Phase.SWEEP_TERM:
             times.append(self.sweep_deadline)
         times += [w.deadline for w in self.waits]
@@ -463,6 +507,7 @@ class Supervisor:
             out.append(Kill(p.name, pid, signal.SIGKILL, group=True))
             return
         p.move(Event.SPAWNED)
+        p.spawned_pid = pid
         if p.spawned_once:
             reason = p.restart_reason or "crash"
             p.restarts_by_reason[reason] = p.restarts_by_reason.get(reason, 0) + 1
@@ -473,14 +518,14 @@ class Supervisor:
         p.killed = False
         if p.spec.pidfile:
             p.launcher_pid, p.pid = pid, None
-            out.append(WatchPidfile(p.name, p.spec.pidfile))
+            p.pidfile_due, p.pidfile_refused = self.now, False
         else:
             p.pid = pid
         out.append(Log(p.name, f"started: pid {pid}"))
         p.ready_deferred = False
-        p.awaiting_sockets = {s for s in p.spec.sockets if not self.config.sockets[s].listen}
-        for sock in sorted(p.awaiting_sockets):
-            out.append(WatchSocket(p.name, sock))
+        created = sorted(s for s in p.spec.sockets if not self.config.sockets[s].listen)
+        p.awaiting_sockets = dict.fromkeys(created, self.now)
+        p.socket_problems = {}
         ready = p.spec.ready
         if ready.kind == "settle":
             seconds = ready.seconds if ready.seconds is not None else self.settings.settle_time
@@ -579,7 +624,7 @@ class Supervisor:
         out.append(Log(p.name, f"restarting in {delay:g} s{then}"))
 
     def _on_ready(self, p: _Proc, pid: int, out: list[Action]) -> None:
-        if p.state is not S.RUNNING or pid not in (p.pid, p.launcher_pid):
+        if p.state is not S.RUNNING or pid not in (p.pid, p.launcher_pid, p.spawned_pid):
             return  # a late answer for an instance that is gone
         self._become_ready(p, out)
 
@@ -598,16 +643,62 @@ class Supervisor:
     def _on_socket_fixed(self, p: _Proc, sock: str, out: list[Action]) -> None:
         if sock not in p.awaiting_sockets:
             return
-        p.awaiting_sockets.discard(sock)
+        del p.awaiting_sockets[sock]
+        p.socket_problems.pop(sock, None)
         out.append(Log(p.name, f"socket {sock}: owner, group and mode fixed"))
         if not p.awaiting_sockets and p.ready_deferred and p.state is S.RUNNING:
             p.ready_deferred = False
             self._become_ready(p, out)
 
+    def _on_socket_not_fixed(self, p: _Proc, sock: str, problem: str, out: list[Action]) -> None:
+        if sock not in p.awaiting_sockets:
+            return
+        if problem and p.socket_problems.get(sock) != problem:
+            p.socket_problems[sock] = problem
+            out.append(Log(p.name, problem, error=True))
+        p.awaiting_sockets[sock] = self.now + (SOCKET_RETRY if problem else SOCKET_POLL)
+
+    def _on_pidfile_not_read(self, p: _Proc, ev: PidfileNotRead, out: list[Action]) -> None:
+        if not self._awaits_pidfile(p):
+            return
+        if ev.refused and not p.pidfile_refused:
+            p.pidfile_refused = True
+            line = f"pidfile {p.spec.pidfile} refused: {ev.problem} (logged once; still looking)"
+            out.append(Log(p.name, line, error=True))
+        p.pidfile_due = self.now + (PIDFILE_RETRY if ev.refused else PIDFILE_POLL)
+
+    def _awaits_pidfile(self, p: _Proc) -> bool:
+        return bool(p.spec.pidfile) and p.state in HAS_PID and p.pid is None
+
+    def _looks_due(self, out: list[Action]) -> None:
+        """ReadPidfile and FixSocket for the looks that are due. Each is
+        rescheduled at once (a lost answer only delays the next look); its
+        answer reschedules it from the result."""
+        now = self.now
+        for p in self.procs.values():
+            if not self._awaits_pidfile(p):
+                p.pidfile_due = None
+            elif p.pidfile_due is not None and now >= p.pidfile_due:
+                assert p.spec.pidfile is not None
+                p.pidfile_due = now + PIDFILE_POLL
+                taken = {
+                    q
+                    for other in self.procs.values()
+                    if other is not p
+                    for q in (other.pid, other.launcher_pid)
+                    if q is not None
+                }
+                out.append(ReadPidfile(p.name, p.spec.pidfile, frozenset(taken)))
+            for sock, due in p.awaiting_sockets.items():
+                if now >= due:
+                    p.awaiting_sockets[sock] = now + SOCKET_POLL
+                    out.append(FixSocket(p.name, sock))
+
     def _on_pidfile(self, p: _Proc, pid: int, out: list[Action]) -> None:
         if p.state not in HAS_PID or p.pid is not None:
             return
         p.pid = pid
+        p.pidfile_due = None
         out.append(Log(p.name, f"following pid {pid} from {p.spec.pidfile}"))
         if p.ready_deferred and p.state is S.RUNNING and not p.awaiting_sockets:
             p.ready_deferred = False

@@ -35,7 +35,6 @@ from pidone.control import protocol
 from pidone.control import server as control
 from pidone.core.counters import PidoneCounters
 from pidone.core.snapshot import Snapshot
-from pidone.core.states import HAS_PID
 from pidone.errors import PidoneError, SpawnError
 from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.runtime.probes import Prober
@@ -49,17 +48,21 @@ from pidone.core.supervisor import (
     Collect,
     EventType,
     Exit,
+    FixSocket,
     Kill,
     KillLeftovers,
     Log,
     NoChildren,
+    PidfileNotRead,
     PidfileRead,
+    ReadPidfile,
     Ready,
     Reaped,
     Reply,
     Request,
     SignalReceived,
     SocketFixed,
+    SocketNotFixed,
     Spawn,
     Spawned,
     SpawnFailed,
@@ -67,14 +70,8 @@ from pidone.core.supervisor import (
     Supervisor,
     Sweep,
     Tick,
-    WatchPidfile,
-    WatchSocket,
 )
 
-PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
-PIDFILE_RETRY = 1.0  # seconds between looks at a refused pidfile (its program may fix it)
-SOCKET_POLL = 0.05  # seconds between looks for a socket its process has yet to create
-SOCKET_RETRY = 1.0  # seconds between looks at a socket path that is wrong (warned once)
 Callback = Callable[[int], None]
 Answer = Callable[[dict[str, Any]], None]  # sends a ctl client its reply
 
@@ -91,9 +88,8 @@ class Loop:
         self.prober = Prober(self.selector, self._probe_ready, spawn=self._spawn_check)
         self.events: deque[EventType] = deque()
         self.exit_code: int | None = None
-        self.pidfiles: dict[str, tuple[str, float]] = {}  # name -> (path, next look)
         self.launchers: dict[str, proc.Launcher] = {}  # pidfile processes' launchers
-        self.refused: set[str] = set()  # pidfile processes whose refusal is logged
+        self.probed: dict[str, int] = {}  # name -> the pid its readiness check was started for
         self.trees: dict[str, dict[int, int | None]] = {}  # stopping: descendant -> start time
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self.signal_fd = -1
@@ -107,8 +103,6 @@ class Loop:
         }
         self.socket_dirs: dict[str, int] = {}  # socket name -> fd of its directory
         self.listening: dict[str, int] = {}  # socket name -> listening fd (listen = true)
-        self.socket_watch: dict[tuple[str, str], float] = {}  # (process, socket) -> next look
-        self.socket_problems: dict[tuple[str, str], str] = {}  # the one logged, until it changes
         self.answers: dict[int, Answer] = {}  # ctl requests' tickets -> their client
         self.tickets = 0
         self.control: control.ControlServer | None = None
@@ -243,8 +237,6 @@ class Loop:
             self._guard(callback, mask)
         self._guard(lambda _: self._relay_side_log(), 0)
         self._guard(lambda _: self.prober.run_due(self.clock()), 0)
-        self._guard(lambda _: self._look_at_pidfiles(), 0)
-        self._guard(lambda _: self._look_at_sockets(), 0)
         if self.control is not None:
             control_server = self.control
             self._guard(lambda _: control_server.run_due(self.clock()), 0)
@@ -253,8 +245,6 @@ class Loop:
 
     def _timeout(self) -> float | None:
         deadlines = [self.core.next_deadline(), self.prober.next_deadline()]
-        deadlines += [when for _, when in self.pidfiles.values()]
-        deadlines += list(self.socket_watch.values())
         if self.control is not None:
             deadlines.append(self.control.next_deadline())
         due = [d for d in deadlines if d is not None]
@@ -313,12 +303,12 @@ class Loop:
                 if signals.send_signal(pid, signum, group=group) and signum == self._forwarding:
                     self.counters.count(self.counters.signals_forwarded, signum)
             case StartProbe(name, pid):
+                self.probed[name] = pid
                 self.prober.start(name, self.config.processes[name].ready, pid)
             case CancelProbe(name):
                 self.prober.cancel(name)
-            case WatchPidfile(name, path):
-                self.pidfiles[name] = (path, self.clock())
-                self.refused.discard(name)
+            case ReadPidfile(name, path, taken):
+                self.events.append(self._read_pidfile(name, path, taken))
             case Collect(name, pid):
                 tree = self.trees.setdefault(name, {})
                 for child in proc.descendants(pid):
@@ -331,8 +321,8 @@ class Loop:
                         signals.send_signal(child, signal.SIGKILL)
                 if group is not None:
                     signals.kill_group(group, signal.SIGKILL)
-            case WatchSocket(name, sock):
-                self.socket_watch[name, sock] = self.clock()
+            case FixSocket(name, sock):
+                self.events.append(self._fix_socket(name, sock))
             case Log(name, message, error):
                 # About a process spawned or signalled in this batch (its
                 # action went first, for speed): "exited" or "restarting" must
@@ -394,8 +384,6 @@ class Loop:
         listen_fds = [(self.listening[s], s) for s in spec.sockets if s in self.listening]
         for sock in spec.sockets:  # a socket it creates itself: never a stale one
             if sock not in self.listening:
-                self.socket_watch.pop((spec.name, sock), None)
-                self.socket_problems.pop((spec.name, sock), None)  # a new instance: warned anew
                 path = self.config.sockets[sock].path
                 try:
                     sockets.remove_stale_socket(os.path.basename(path), self.socket_dirs[sock])
@@ -466,77 +454,41 @@ class Loop:
         self.feed(replace(parsed, ticket=self.tickets))
 
     def _probe_ready(self, name: str) -> None:
-        pid = self.core.procs[name].pid or self.core.procs[name].launcher_pid
+        self.feed(Ready(name, self.probed[name]))
+
+    def _read_pidfile(self, name: str, path: str, taken: frozenset[int]) -> EventType:
+        """Read a pidfile; its pid is followed only if the trust rule
+        (proc.unfollowable) allows. The core logs a refusal once per
+        instance and says when to look again (a stale pid of an earlier
+        instance is no refusal: silently, and soon). A refused process stays
+        without a main pid: it is signalled nowhere, and its stop ends at the
+        stop timeout."""
+        pid, problem = proc.read_pidfile(path)
         if pid is not None:
-            self.feed(Ready(name, pid))
-
-    def _look_at_pidfiles(self) -> None:
-        """Read each awaited pidfile and follow its pid only if the trust rule
-        (proc.unfollowable) allows. A refused pidfile is logged once per
-        instance and looked at again every PIDFILE_RETRY (a stale pid of an
-        earlier instance, silently, every PIDFILE_POLL): the process stays
-        without a main pid, so it is signalled nowhere, and its stop ends at
-        the stop timeout."""
-        now = self.clock()
-        for name, (path, when) in list(self.pidfiles.items()):
-            entry = self.core.procs[name]
-            if entry.state not in HAS_PID or entry.pid is not None:
-                del self.pidfiles[name]
-                continue
-            if now < when:
-                continue
-            pid, problem = proc.read_pidfile(path)
-            if pid is not None:
-                taken = {
-                    q
-                    for other in self.core.procs.values()
-                    if other.name != name
-                    for q in (other.pid, other.launcher_pid)
-                    if q is not None
-                }
-                launcher = self.launchers.get(name)
-                if launcher is None:
-                    problem = "its launcher is unknown"
-                else:
-                    problem = proc.unfollowable(pid, launcher, taken) or ""
-            if pid is None or problem:
-                refused = bool(problem) and not problem.endswith(proc.NOT_RUNNING)
-                if refused and name not in self.refused:
-                    self.refused.add(name)
-                    line = f"pidfile {path} refused: {problem} (logged once; still looking)"
-                    self.relay.event(name, line, stream="stderr")
-                pause = PIDFILE_RETRY if refused else PIDFILE_POLL
-                self.pidfiles[name] = (path, now + pause)
-                continue
-            del self.pidfiles[name]
-            self.feed(PidfileRead(name, pid))
-
-    def _look_at_sockets(self) -> None:
-        now = self.clock()
-        for (name, sock), when in list(self.socket_watch.items()):
-            if now < when:
-                continue
-            spec = self.config.sockets[sock]
-            uid, gid = socket_owner(spec)
-            base = os.path.basename(spec.path)
-            pause = SOCKET_POLL
-            try:
-                fixed = sockets.fix_socket(
-                    self.socket_dirs[sock], base, uid=uid, gid=gid, mode=spec.mode
-                )
-            except (OSError, sockets.UnsafePath) as exc:
-                # Warned once until the problem changes, and looked at less often
-                problem = f"socket {sock}: {exc}"
-                if self.socket_problems.get((name, sock)) != problem:
-                    self.socket_problems[name, sock] = problem
-                    self.relay.event(name, problem, stream="stderr")
-                fixed, pause = False, SOCKET_RETRY
-            if fixed:
-                del self.socket_watch[name, sock]
-                self.socket_problems.pop((name, sock), None)
-                self.feed(SocketFixed(name, sock))
+            launcher = self.launchers.get(name)
+            if launcher is None:
+                problem = "its launcher is unknown"
             else:
-                self.socket_watch[name, sock] = now + pause
+                problem = proc.unfollowable(pid, launcher, taken) or ""
+        if pid is None or problem:
+            refused = bool(problem) and not problem.endswith(proc.NOT_RUNNING)
+            return PidfileNotRead(name, problem, refused)
+        return PidfileRead(name, pid)
+
+    def _fix_socket(self, name: str, sock: str) -> EventType:
+        spec = self.config.sockets[sock]
+        uid, gid = socket_owner(spec)
+        try:
+            fixed = sockets.fix_socket(
+                self.socket_dirs[sock],
+                os.path.basename(spec.path),
+                uid=uid,
+                gid=gid,
+                mode=spec.mode,
+            )
+        except (OSError, sockets.UnsafePath) as exc:
+            return SocketNotFixed(name, sock, f"socket {sock}: {exc}")
+        return SocketFixed(name, sock) if fixed else SocketNotFixed(name, sock)
 
 
 def _environment(spec: ProcessSpec, ident: identity.Identity) -> dict[str, str]:
