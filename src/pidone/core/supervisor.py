@@ -12,8 +12,9 @@ that makes no sense in a state fails loudly.
 After each event, `_reconcile` walks the processes in start order and moves
 each one toward what it should be doing. The rules:
 
-* A process *should run* when it is wanted (not stopped by the operator, not
-  shutting down, not being restarted on purpose) and every process it is
+* A process *should run* when its goal is UP (not DOWN: stopped by the
+  operator or shutting down; not CYCLE: a ctl restart under way, which
+  becomes UP once the old instance is reaped) and every process it is
   `after` is up (or, for a one-shot job, has completed with status 0), except
   that a process with `restart_dependents = false` ignores its dependencies
   going down once it runs.
@@ -39,6 +40,14 @@ each one toward what it should be doing. The rules:
 * A failure to spawn is an exit (status 127), counted like any other.
 * In the actions one event produces, Spawn and Kill come first: the lines
   that log them follow, so that a restart or a signal never waits for them.
+* A ctl Request with a ticket is answered by one Reply: status, reload,
+  signal and shutdown at once; start, stop, restart and wait-ready once
+  requests.judge() says done, failed or late (at its deadline, a Tick), or
+  "pidone is exiting" at the Exit.
+* A daemon's pidfile and a socket its process creates are looked at when
+  the core says (ReadPidfile, FixSocket at next_deadline()); the answers
+  (PidfileRead/PidfileNotRead, SocketFixed/SocketNotFixed) schedule the
+  next look, slower after a refusal or a problem, which is logged once.
 """
 
 from __future__ import annotations

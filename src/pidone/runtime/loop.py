@@ -8,8 +8,14 @@
             sleep in select() until an fd is ready or the earliest deadline
             signals: SIGCHLD -> reap every zombie, first; others -> the core
             child output -> the log relay; readiness answers -> the core
+            ctl requests -> the core, as a Request with a ticket
             feed Tick; carry out the actions
         until the core says Exit(code)
+
+The loop decides nothing: the core says what to spawn and signal, when to
+look at a pidfile or for a socket (ReadPidfile, FixSocket: the loop looks
+through system/ and feeds back what it saw) and what to answer a ctl client
+(Reply, for the ticket the loop keeps with the client's connection).
 
 Every fd in the selector carries its own callback as `data`. A failure in a
 side part (a probe, the relay, a callback) is logged and the loop goes on:
@@ -44,6 +50,7 @@ if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
     from pidone.observe.metrics import MetricsServer
 from pidone.core.supervisor import (
     Action,
+    Boot,
     CancelProbe,
     Collect,
     EventType,
@@ -144,6 +151,22 @@ class Loop:
     # -- the loop --
 
     def run(self) -> int:
+        self._catch_signals()
+        if not process.is_pid1():
+            reap.become_subreaper()
+        self._start_side_parts()
+        self.feed(Boot())
+        self._publish()
+        while self.exit_code is None:
+            self._turn()
+        self._stop_side_parts()
+        self._relay_side_log()
+        self.relay.drain(timeout=2.0)
+        self.relay.close()
+        return self.exit_code
+
+    def _catch_signals(self) -> None:
+        """Every signal blocked and read from a signalfd in the selector."""
         caught = [s for s in signals.forwardable_signals() if s != signal.SIGPIPE]
         signals.catch_signals([*caught, signal.SIGCHLD])
         try:
@@ -154,20 +177,6 @@ class Loop:
         # we would then forward to every child.
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.selector.register(self.signal_fd, selectors.EVENT_READ, self._on_signals)
-        if not process.is_pid1():
-            reap.become_subreaper()
-        self._start_side_parts()
-        from pidone.core.supervisor import Boot
-
-        self.feed(Boot())
-        self._publish()
-        while self.exit_code is None:
-            self._turn()
-        self._stop_side_parts()
-        self._relay_side_log()
-        self.relay.drain(timeout=2.0)
-        self.relay.close()
-        return self.exit_code
 
     # -- side parts: a failure here is logged, never fatal --
 
