@@ -1097,3 +1097,8 @@ def test_a_socket_not_fixed_keeps_its_process_unready_and_warns_once_per_problem
     assert sim.state("web") is S.READY
     assert logs(out) == ["web: socket app: owner, group and mode fixed", "web: ready"]
     assert looks(sim.at(200.0)) == [] and sim.core.next_deadline() is None
+
+
+def test_every_state_has_its_one_decision_or_moves_only_by_events() -> None:
+    # A state added to ProcessState without a step here would sit still forever.
+    assert set(Supervisor._STEPS) == set(S) - {S.EXITED, S.FATAL}

@@ -54,8 +54,9 @@ from __future__ import annotations
 
 import dataclasses
 import signal
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from pidone.config import graph
 from pidone.config.specs import Config, ProcessSpec
@@ -923,54 +924,76 @@ class Supervisor:
             self._finish(out)
 
     def _step(self, p: _Proc, out: list[Action]) -> bool:
-        """Move p one step toward what it should be doing; True if it moved."""
-        now = self.now
-        state = p.state
+        """Move p one step toward what it should be doing; True if it moved.
+        One decision per state: _STEPS (at the end of the class)."""
         self._memo.clear()
-        should_run = self._should_run(p)
-        if state is S.STOPPING:
-            if p.stop_deadline is not None and now >= p.stop_deadline and not p.killed:
-                p.move(Event.STOP_TIMEOUT)
-                p.killed = True
-                pid = self._signal_pid_or_none(p)
-                if pid is None:  # its pidfile never came: nothing left to wait for
-                    out.append(Log(p.name, "stop timeout: no pid from its pidfile", error=True))
-                    self._on_main_exit(p, 128 + signal.SIGKILL, signal.SIGKILL, out)
-                    return True
-                out.append(Log(p.name, f"stop timeout: SIGKILL to group {pid}", error=True))
-                out.append(Collect(p.name, pid))  # what it forked since the stop began
-                out.append(Kill(p.name, pid, signal.SIGKILL, group=True))
+        step = self._STEPS.get(p.state)
+        return step(self, p, out) if step is not None else False
+
+    def _step_stopping(self, p: _Proc, out: list[Action]) -> bool:
+        """Past its stop timeout: SIGKILL to its group, once."""
+        if p.stop_deadline is None or self.now < p.stop_deadline or p.killed:
             return False
-        if state in (S.RUNNING, S.READY):
-            if state is S.RUNNING and p.settle_at is not None and now >= p.settle_at:
-                self._become_ready(p, out)
-                return True
-            if not should_run and not self._has_pid_dependents(p):
-                self._stop(p, out)
-                return True
-            return False
-        if state is S.STARTING:
-            if p.goal is Goal.DOWN or self.shutting_down:
-                p.move(Event.STOP)
-                return True
-            if not p.spawn_requested and all(self._satisfied(d) for d in self.deps[p.name]):
-                p.spawn_requested = True
-                out.append(Spawn(p.name))
-            return False
-        if state is S.BACKOFF:
-            if p.goal is Goal.DOWN or self.shutting_down:
-                p.move(Event.STOP)
-                return True
-            if now >= p.backoff_until and not self._has_pid_dependents(p):
-                p.move(Event.BACKOFF_ELAPSED)
-                return True
-            return False
-        if state is S.STOPPED and p.goal is Goal.UP and not self.shutting_down:
-            p.move(Event.START)  # STARTING waits for its dependencies to be ready
-            if p.spawned_once and not p.restart_reason:
-                p.restart_reason = "dependency"
+        p.move(Event.STOP_TIMEOUT)
+        p.killed = True
+        pid = self._signal_pid_or_none(p)
+        if pid is None:  # its pidfile never came: nothing left to wait for
+            out.append(Log(p.name, "stop timeout: no pid from its pidfile", error=True))
+            self._on_main_exit(p, 128 + signal.SIGKILL, signal.SIGKILL, out)
+            return True
+        out.append(Log(p.name, f"stop timeout: SIGKILL to group {pid}", error=True))
+        out.append(Collect(p.name, pid))  # what it forked since the stop began
+        out.append(Kill(p.name, pid, signal.SIGKILL, group=True))
+        return False
+
+    def _step_up(self, p: _Proc, out: list[Action]) -> bool:
+        """RUNNING or READY: settled, or stopped once its dependents are down."""
+        if p.state is S.RUNNING and p.settle_at is not None and self.now >= p.settle_at:
+            self._become_ready(p, out)
+            return True
+        if not self._should_run(p) and not self._has_pid_dependents(p):
+            self._stop(p, out)
             return True
         return False
+
+    def _step_starting(self, p: _Proc, out: list[Action]) -> bool:
+        """Spawned (once) as soon as everything it is `after` is ready."""
+        if p.goal is Goal.DOWN or self.shutting_down:
+            p.move(Event.STOP)
+            return True
+        if not p.spawn_requested and all(self._satisfied(d) for d in self.deps[p.name]):
+            p.spawn_requested = True
+            out.append(Spawn(p.name))
+        return False
+
+    def _step_backoff(self, p: _Proc, out: list[Action]) -> bool:
+        """Restarted once its delay is over and its bound dependents are down."""
+        if p.goal is Goal.DOWN or self.shutting_down:
+            p.move(Event.STOP)
+            return True
+        if self.now >= p.backoff_until and not self._has_pid_dependents(p):
+            p.move(Event.BACKOFF_ELAPSED)
+            return True
+        return False
+
+    def _step_stopped(self, p: _Proc, out: list[Action]) -> bool:
+        """Wanted up: START (STARTING waits for its dependencies to be ready)."""
+        if p.goal is not Goal.UP or self.shutting_down:
+            return False
+        p.move(Event.START)
+        if p.spawned_once and not p.restart_reason:
+            p.restart_reason = "dependency"
+        return True
+
+    # EXITED and FATAL move only by events (RETRY, GAVE_UP, START): no step.
+    _STEPS: ClassVar[dict[ProcessState, Callable[[Supervisor, _Proc, list[Action]], bool]]] = {
+        S.STOPPING: _step_stopping,
+        S.RUNNING: _step_up,
+        S.READY: _step_up,
+        S.STARTING: _step_starting,
+        S.BACKOFF: _step_backoff,
+        S.STOPPED: _step_stopped,
+    }
 
     def _nothing_left_to_run(self) -> bool:
         """Every process has exited for good (policy or FATAL): nothing to do.
