@@ -924,18 +924,20 @@ def replies(actions: list[Action]) -> dict[int, Outcome]:
 def test_a_fault_in_the_middle_of_handle_leaves_the_core_unchanged(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, THREE)
     sim.do(Boot())
+    sim.exit("b", exited(1))  # restarted at once: one failure counted
     good = sim.core.procs["b"].spec
-    # A spec that breaks _stop after b is unwanted, moved to STOPPING and a Wait registered.
+    # A spec that breaks _stop once the restart has cleared b's failures, set
+    # its goal, moved it to STOPPING and registered a Wait.
     sim.core.procs["b"].spec = dataclasses.replace(good, stop_timeout=None)  # type: ignore[arg-type]
     before = (sim.core.snapshot(), sim.core.phase, sim.core.next_deadline())
     with pytest.raises(TypeError):
-        sim.do(Request(C.STOP, ("b",), ticket=1))
+        sim.do(Request(C.RESTART, ("b",), ticket=1))
     assert (sim.core.snapshot(), sim.core.phase, sim.core.next_deadline()) == before
     b = sim.core.procs["b"]
-    assert (b.state, b.goal, b.stop_deadline, sim.core.waits) == (S.RUNNING, Goal.UP, None, [])
+    assert (b.state, b.goal, b.stop_deadline, b.failures) == (S.RUNNING, Goal.UP, None, [0.0])
+    assert (b.restart_reason, sim.core.waits) == ("", [])
     b.spec = good  # the core goes on from where it was
-    out = sim.do(Request(C.STOP, ("b",), ticket=2))
-    assert kills(out) == [("b", TERM, False)]
+    assert kills(sim.do(Request(C.STOP, ("b",), ticket=2))) == [("b", TERM, False)]
     assert replies(sim.exit("b", killed(TERM))) == {
         2: Outcome(True, results=(Result("b", S.STOPPED),))
     }

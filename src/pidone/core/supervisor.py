@@ -52,10 +52,9 @@ each one toward what it should be doing. The rules:
 
 from __future__ import annotations
 
-import dataclasses
 import signal
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import ClassVar
 
 from pidone.config import graph
@@ -354,13 +353,20 @@ class _Proc:
         self.state = transition(self.state, event)
 
     def copy(self) -> _Proc:
-        """A copy that shares nothing mutable with this one (for handle's undo)."""
-        copied = dataclasses.replace(self)
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, (list, set, dict)):
-                setattr(copied, f.name, type(value)(value))
+        """A copy that shares no list, set or dict with this one (for
+        handle's undo; the spec is frozen, ExitInfo too). Through __dict__:
+        dataclasses.replace costs five times as much, on every event."""
+        copied = object.__new__(_Proc)
+        values = self.__dict__.copy()
+        for key in _CONTAINERS:
+            values[key] = values[key].copy()
+        copied.__dict__.update(values)
         return copied
+
+
+# _Proc's lists, sets and dicts: the fields with a default_factory (a
+# dataclass refuses a mutable plain default, so none is missed).
+_CONTAINERS = tuple(f.name for f in fields(_Proc) if f.default_factory is not MISSING)
 
 
 def backoff_delay(failures: int, initial: float, cap: float) -> float:
