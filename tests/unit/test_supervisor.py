@@ -62,12 +62,14 @@ KILL = int(signal.SIGKILL)
 CONT = int(signal.SIGCONT)
 
 
-def exited(code: int) -> int:
-    return code << 8
+def exited(code: int) -> tuple[int, int]:
+    """Reaped's (status, signal) for an exit with `code`."""
+    return code, 0
 
 
-def killed(signum: int) -> int:
-    return signum
+def killed(signum: int) -> tuple[int, int]:
+    """Reaped's (status, signal) for a death by `signum`."""
+    return 128 + signum, signum
 
 
 class Sim:
@@ -105,8 +107,8 @@ class Sim:
         assert pid is not None, f"{name} has no pid"
         return pid
 
-    def exit(self, name: str, status: int) -> list[Action]:
-        return self.do(Reaped(self.pid(name), status))
+    def exit(self, name: str, status: tuple[int, int]) -> list[Action]:
+        return self.do(Reaped(self.pid(name), *status))
 
     def ready(self, name: str) -> list[Action]:
         return self.do(Ready(name, self.pid(name)))
@@ -261,7 +263,7 @@ def test_a_restart_at_once_is_spawned_before_its_exit_is_logged(tmp_path: Path) 
     sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n')
     sim.do(Boot())
     old = sim.pid("a")
-    actions = sim.core.handle(Reaped(old, killed(KILL)), sim.now)
+    actions = sim.core.handle(Reaped(old, *killed(KILL)), sim.now)
     # what is left of its group goes first: no new instance beside the old one's
     assert actions[:2] == [KillLeftovers("a", group=old), Spawn("a")]
     assert logs(actions) == ["a: exited with signal SIGKILL", "a: restarting in 0 s"]
@@ -272,7 +274,7 @@ def test_a_process_killed_by_a_real_time_signal_is_restarted(tmp_path: Path) -> 
     sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n')
     sim.do(Boot())
     old = sim.pid("a")
-    actions = sim.core.handle(Reaped(old, killed(signal.SIGRTMIN + 6)), sim.now)
+    actions = sim.core.handle(Reaped(old, *killed(signal.SIGRTMIN + 6)), sim.now)
     assert actions[1] == Spawn("a")  # after KillLeftovers of its group
     assert logs(actions)[0] == "a: exited with signal SIGRTMIN+6"
     assert sim.core.snapshot().processes[0].exits_by_status == {128 + signal.SIGRTMIN + 6: 1}
@@ -424,7 +426,9 @@ def test_backoff_reset_0_forgets_failures_once_ready(tmp_path: Path) -> None:
         ("never", exited(1), False),
     ],
 )
-def test_restart_policies(tmp_path: Path, policy: str, status: int, restarted: bool) -> None:
+def test_restart_policies(
+    tmp_path: Path, policy: str, status: tuple[int, int], restarted: bool
+) -> None:
     toml = f'[process.a]\ncommand = "a"\nrestart = "{policy}"\n[process.z]\ncommand = "z"\n'
     sim = sim_for(tmp_path, toml)
     sim.do(Boot())
@@ -513,17 +517,17 @@ def test_pidfile_process_is_followed_through_its_daemon(tmp_path: Path) -> None:
     assert ReadPidfile("d", "/run/d.pid") in out  # at once: no other process to exclude
     launcher = sim.core.procs["d"].launcher_pid
     assert launcher is not None
-    assert sim.do(Reaped(launcher, exited(0))) == []  # the launcher daemonized: fine
+    assert sim.do(Reaped(launcher, *exited(0))) == []  # the launcher daemonized: fine
     sim.do(PidfileRead("d", 4242))
     assert sim.pid("d") == 4242
-    out = sim.do(Reaped(4242, killed(KILL)))
+    out = sim.do(Reaped(4242, *killed(KILL)))
     assert spawns(out) == ["d"]
 
 
 def test_orphans_are_ignored(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, THREE)
     sim.do(Boot())
-    assert sim.do(Reaped(99999, exited(0))) == []
+    assert sim.do(Reaped(99999, *exited(0))) == []
 
 
 # --- control process ------------------------------------------------------------
@@ -769,7 +773,7 @@ def daemonized(tmp_path: Path) -> Sim:
     sim.do(Boot())
     launcher = sim.core.procs["d"].launcher_pid
     assert launcher is not None
-    sim.do(Reaped(launcher, exited(0)))
+    sim.do(Reaped(launcher, *exited(0)))
     return sim
 
 
@@ -779,7 +783,7 @@ def test_stopping_a_daemon_before_its_pidfile_is_read_waits_for_the_pid(tmp_path
     assert kills(out) == []
     assert "d: stopping: waiting for its pidfile to know whom to signal" in logs(out)
     assert kills(sim.do(PidfileRead("d", 77))) == [("d", TERM, False)]
-    assert sim.do(Reaped(77, killed(TERM)))[-1] == Sweep(TERM)
+    assert sim.do(Reaped(77, *killed(TERM)))[-1] == Sweep(TERM)
 
 
 def test_a_daemon_whose_pidfile_never_comes_is_given_up_at_the_stop_timeout(
@@ -878,7 +882,7 @@ def test_a_stop_remembers_the_tree_and_kills_its_leftovers_once_reaped(tmp_path:
         Collect("a", pid),  # what it forked since
         Kill("a", pid, KILL, group=True),
     ]
-    out = sim.do(Reaped(pid, killed(KILL)))
+    out = sim.do(Reaped(pid, *killed(KILL)))
     assert KillLeftovers("a") in out
     assert out.index(KillLeftovers("a")) < out.index(Spawn("a"))  # gone before the new one
 
@@ -904,13 +908,13 @@ def test_a_crashed_instances_group_is_killed_but_a_daemons_unknown_group_is_not(
     sim = sim_for(tmp_path, toml)
     sim.do(Boot())
     old = sim.pid("a")
-    out = sim.core.handle(Reaped(old, killed(KILL)), sim.now)
+    out = sim.core.handle(Reaped(old, *killed(KILL)), sim.now)
     assert KillLeftovers("a", group=old) in out  # even when it is not restarted
     launcher = sim.core.procs["d"].launcher_pid
     assert launcher is not None
-    sim.core.handle(Reaped(launcher, exited(0)), sim.now)  # daemonized
+    sim.core.handle(Reaped(launcher, *exited(0)), sim.now)  # daemonized
     sim.core.handle(PidfileRead("d", 4242), sim.now)
-    out = sim.core.handle(Reaped(4242, killed(KILL)), sim.now)
+    out = sim.core.handle(Reaped(4242, *killed(KILL)), sim.now)
     assert [a for a in out if isinstance(a, KillLeftovers)] == []
 
 

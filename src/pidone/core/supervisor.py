@@ -84,7 +84,6 @@ from pidone.core.states import (
     transition,
 )
 from pidone.signames import signal_name
-from pidone.system.reap import decode_status  # pure; see tests/unit/test_layers.py
 
 S = ProcessState
 # The Supervisor's attributes that change (besides procs), saved by handle().
@@ -122,10 +121,12 @@ class SpawnFailed:
 
 @dataclass(frozen=True)
 class Reaped:
-    """waitpid() returned this child (any child: orphans are ignored here)."""
+    """waitpid() returned this child (any child: orphans are ignored here),
+    its wait status decoded by the loop (system.reap.decode_status)."""
 
     pid: int
-    status: int  # the raw wait status
+    status: int  # shell convention: the exit code, or 128+N when killed by signal N
+    signal: int = 0  # the signal that killed it, 0 if it exited
 
 
 @dataclass(frozen=True)
@@ -447,8 +448,8 @@ class Supervisor:
                 self._on_spawned(self.procs[name], pid, out)
             case SpawnFailed(name, reason):
                 self._on_spawn_failed(self.procs[name], reason, out)
-            case Reaped(pid, status):
-                self._on_reaped(pid, status, out)
+            case Reaped(pid, status, signum):
+                self._on_reaped(pid, status, signum, out)
             case NoChildren():
                 if self.sweeping:
                     self.phase = next_phase(self.phase, PhaseEvent.NO_CHILDREN)
@@ -557,8 +558,7 @@ class Supervisor:
         p.last_exit = ExitInfo(127, 0, self.now, planned=False)
         self._after_unplanned_exit(p, 127, out)
 
-    def _on_reaped(self, pid: int, wait_status: int, out: list[Action]) -> None:
-        status, signum = decode_status(wait_status)
+    def _on_reaped(self, pid: int, status: int, signum: int, out: list[Action]) -> None:
         for p in self.procs.values():
             if pid == p.launcher_pid and p.pid is None and p.state in HAS_PID:
                 p.launcher_pid = None

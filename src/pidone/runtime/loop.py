@@ -445,7 +445,7 @@ class Loop:
             self.counters.zombies_reaped += 1
             if self.prober.child_exited(pid, status):
                 continue
-            self.feed(Reaped(pid, status))
+            self.feed(Reaped(pid, *reap.decode_status(status)))
         if self.core.sweeping and not reap.has_children():
             self.feed(NoChildren())
 
