@@ -741,10 +741,8 @@ class Supervisor:
         if req.ticket is not None and req.command in WAITED:
             self._add_wait(req, names)
         match req.command:
-            case Command.STATUS:
-                pass
-            case Command.WAIT_READY:
-                pass
+            case Command.STATUS | Command.WAIT_READY:
+                pass  # they change nothing: only answered
             case Command.SHUTDOWN:
                 if not self.shutting_down:
                     out.append(Log("pidone", "shutdown requested"))
