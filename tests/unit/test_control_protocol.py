@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 
 from pidone.control.protocol import (
-    Command,
+    COMMANDS,
     parse_request,
     parse_signal,
     status_reply,
     status_rows,
 )
+from pidone.core.requests import Command as C
 from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot, not_ready
 from pidone.core.states import ProcessState
 from pidone.core.supervisor import Request
@@ -30,18 +31,18 @@ def req(command: str, **args: Any) -> dict[str, Any]:
 @pytest.mark.parametrize(
     ("request_", "expected"),
     [
-        (req("status"), Command("status")),
-        (req("shutdown"), Command("shutdown")),
-        (req("start", names=["web"]), Command("start", ("web",))),
-        (req("stop", names=["all"], timeout=30), Command("stop", ("all",), timeout=30.0)),
-        (req("restart", names=["web", "web", "worker"]), Command("restart", ("web", "worker"))),
-        (req("reload", names=["all"]), Command("reload", ("all",))),
-        (req("signal", names=["worker"], signal=10), Command("signal", ("worker",), signum=10)),
-        (req("wait-ready", timeout=2.5), Command("wait-ready", timeout=2.5)),
-        (req("wait-ready"), Command("wait-ready")),
+        (req("status"), Request(C.STATUS)),
+        (req("shutdown"), Request(C.SHUTDOWN)),
+        (req("start", names=["web"]), Request(C.START, ("web",))),
+        (req("stop", names=["all"], timeout=30), Request(C.STOP, ("all",), timeout=30.0)),
+        (req("restart", names=["web", "web", "worker"]), Request(C.RESTART, ("web", "worker"))),
+        (req("reload", names=["all"]), Request(C.RELOAD, ("all",))),
+        (req("signal", names=["worker"], signal=10), Request(C.SIGNAL, ("worker",), signum=10)),
+        (req("wait-ready", timeout=2.5), Request(C.WAIT_READY, timeout=2.5)),
+        (req("wait-ready"), Request(C.WAIT_READY)),
     ],
 )
-def test_good_requests(request_: dict[str, Any], expected: Command) -> None:
+def test_good_requests(request_: dict[str, Any], expected: Request) -> None:
     assert parse_request(request_, KNOWN) == expected
 
 
@@ -90,9 +91,10 @@ def test_bad_requests(request_: dict[str, Any], error: str) -> None:
 
 def test_commands_become_supervisor_requests() -> None:
     command = parse_request(req("signal", names=["web"], signal=signal.SIGUSR2), KNOWN)
-    assert isinstance(command, Command)
-    assert command.event() == Request("signal", ("web",), signal.SIGUSR2)
-    assert Command("restart", ("all",)).event() == Request("restart", ("all",), 0)
+    assert command == Request(C.SIGNAL, ("web",), signal.SIGUSR2)
+    # the wire names are the enum's values, in one place
+    assert tuple(c.value for c in C) == COMMANDS
+    assert all(C(wire).value == wire for wire in COMMANDS)
 
 
 def status(name: str, state: ProcessState, **kw: Any) -> ProcessStatus:

@@ -36,10 +36,6 @@ SUBPROCESS = frozenset({"Popen", "run", "call", "check_call", "check_output"})
 # (module, what) pairs allowed outside their room for now. `what` is an
 # imported module for the import rules, "os.NAME"/"bind" for the call rule.
 ALLOWED: dict[tuple[str, str], str] = {
-    # Decoding a wait status is pure arithmetic on an OS format: the core
-    # uses system's one decoder until Reaped carries the decoded status (the
-    # loop's policy into the core, issue 15).
-    ("pidone.core.supervisor", "pidone.system.reap"): "decode_status",
     # pidone check asks the kernel what setrlimit would refuse (nr_open,
     # CAP_SYS_RESOURCE): read-only, at check time, in a function.
     ("pidone.config.identity", "pidone.system.privileges"): "has_effective_capability",

@@ -3,6 +3,7 @@ clock: no fork, no signals; spawns are answered with made-up pids."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import signal
 from pathlib import Path
@@ -10,24 +11,38 @@ from pathlib import Path
 import pytest
 
 from pidone.config import load as config
+from pidone.core.requests import Command as C
+from pidone.core.requests import Outcome, Result
 from pidone.core.snapshot import not_ready
+from pidone.core.states import PHASES, Goal, Phase, PhaseEvent, next_phase
 from pidone.core.states import ProcessState as S
 from pidone.core.supervisor import (
+    PIDFILE_POLL,
+    PIDFILE_RETRY,
+    SOCKET_POLL,
+    SOCKET_RETRY,
+    SWEEP_TIMEOUT,
     Action,
     Boot,
     CancelProbe,
     Collect,
     EventType,
     Exit,
+    FixSocket,
     Kill,
     KillLeftovers,
     Log,
     NoChildren,
+    PidfileNotRead,
     PidfileRead,
+    ReadPidfile,
     Ready,
     Reaped,
+    Reply,
     Request,
     SignalReceived,
+    SocketFixed,
+    SocketNotFixed,
     Spawn,
     Spawned,
     SpawnFailed,
@@ -35,10 +50,10 @@ from pidone.core.supervisor import (
     Supervisor,
     Sweep,
     Tick,
-    WatchPidfile,
     backoff_delay,
     spawns_and_signals_first,
 )
+from pidone.errors import IllegalTransition
 from pidone.observe.health import check_ready
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
@@ -47,12 +62,14 @@ KILL = int(signal.SIGKILL)
 CONT = int(signal.SIGCONT)
 
 
-def exited(code: int) -> int:
-    return code << 8
+def exited(code: int) -> tuple[int, int]:
+    """Reaped's (status, signal) for an exit with `code`."""
+    return code, 0
 
 
-def killed(signum: int) -> int:
-    return signum
+def killed(signum: int) -> tuple[int, int]:
+    """Reaped's (status, signal) for a death by `signum`."""
+    return 128 + signum, signum
 
 
 class Sim:
@@ -90,8 +107,8 @@ class Sim:
         assert pid is not None, f"{name} has no pid"
         return pid
 
-    def exit(self, name: str, status: int) -> list[Action]:
-        return self.do(Reaped(self.pid(name), status))
+    def exit(self, name: str, status: tuple[int, int]) -> list[Action]:
+        return self.do(Reaped(self.pid(name), *status))
 
     def ready(self, name: str) -> list[Action]:
         return self.do(Ready(name, self.pid(name)))
@@ -246,7 +263,7 @@ def test_a_restart_at_once_is_spawned_before_its_exit_is_logged(tmp_path: Path) 
     sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n')
     sim.do(Boot())
     old = sim.pid("a")
-    actions = sim.core.handle(Reaped(old, killed(KILL)), sim.now)
+    actions = sim.core.handle(Reaped(old, *killed(KILL)), sim.now)
     # what is left of its group goes first: no new instance beside the old one's
     assert actions[:2] == [KillLeftovers("a", group=old), Spawn("a")]
     assert logs(actions) == ["a: exited with signal SIGKILL", "a: restarting in 0 s"]
@@ -257,7 +274,7 @@ def test_a_process_killed_by_a_real_time_signal_is_restarted(tmp_path: Path) -> 
     sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n')
     sim.do(Boot())
     old = sim.pid("a")
-    actions = sim.core.handle(Reaped(old, killed(signal.SIGRTMIN + 6)), sim.now)
+    actions = sim.core.handle(Reaped(old, *killed(signal.SIGRTMIN + 6)), sim.now)
     assert actions[1] == Spawn("a")  # after KillLeftovers of its group
     assert logs(actions)[0] == "a: exited with signal SIGRTMIN+6"
     assert sim.core.snapshot().processes[0].exits_by_status == {128 + signal.SIGRTMIN + 6: 1}
@@ -268,7 +285,7 @@ def test_real_time_stop_and_reload_signals_are_named(tmp_path: Path) -> None:
     toml = f'[process.a]\ncommand = "a"\nstop_signal = {rt3}\nreload_signal = {rt4}\n'
     sim = sim_for(tmp_path, toml)
     sim.do(Boot())
-    assert "a: reload: SIGRTMIN+4" in logs(sim.do(Request("reload", ("a",))))
+    assert "a: reload: SIGRTMIN+4" in logs(sim.do(Request(C.RELOAD, ("a",))))
     out = sim.do(SignalReceived(TERM))
     assert any("SIGRTMIN+3" in line for line in logs(out)), logs(out)
 
@@ -409,7 +426,9 @@ def test_backoff_reset_0_forgets_failures_once_ready(tmp_path: Path) -> None:
         ("never", exited(1), False),
     ],
 )
-def test_restart_policies(tmp_path: Path, policy: str, status: int, restarted: bool) -> None:
+def test_restart_policies(
+    tmp_path: Path, policy: str, status: tuple[int, int], restarted: bool
+) -> None:
     toml = f'[process.a]\ncommand = "a"\nrestart = "{policy}"\n[process.z]\ncommand = "z"\n'
     sim = sim_for(tmp_path, toml)
     sim.do(Boot())
@@ -495,20 +514,20 @@ def test_pidfile_process_is_followed_through_its_daemon(tmp_path: Path) -> None:
     toml = '[process.d]\ncommand = "d"\npidfile = "/run/d.pid"\n'
     sim = sim_for(tmp_path, toml)
     out = sim.do(Boot())
-    assert WatchPidfile("d", "/run/d.pid") in out
+    assert ReadPidfile("d", "/run/d.pid") in out  # at once: no other process to exclude
     launcher = sim.core.procs["d"].launcher_pid
     assert launcher is not None
-    assert sim.do(Reaped(launcher, exited(0))) == []  # the launcher daemonized: fine
+    assert sim.do(Reaped(launcher, *exited(0))) == []  # the launcher daemonized: fine
     sim.do(PidfileRead("d", 4242))
     assert sim.pid("d") == 4242
-    out = sim.do(Reaped(4242, killed(KILL)))
+    out = sim.do(Reaped(4242, *killed(KILL)))
     assert spawns(out) == ["d"]
 
 
 def test_orphans_are_ignored(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, THREE)
     sim.do(Boot())
-    assert sim.do(Reaped(99999, exited(0))) == []
+    assert sim.do(Reaped(99999, *exited(0))) == []
 
 
 # --- control process ------------------------------------------------------------
@@ -681,7 +700,7 @@ def test_ctl_restart_stops_dependents_first_and_counts_a_manual_restart(tmp_path
     sim.do(Boot())
     for n in "abc":
         sim.ready(n)
-    out = sim.do(Request("restart", ("b",)))
+    out = sim.do(Request(C.RESTART, ("b",)))
     assert kills(out) == [("c", TERM, False)]
     assert kills(sim.exit("c", killed(TERM))) == [("b", TERM, False)]
     out = sim.exit("b", killed(TERM))
@@ -695,11 +714,11 @@ def test_ctl_restart_stops_dependents_first_and_counts_a_manual_restart(tmp_path
 def test_ctl_stop_then_start(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, THREE)
     sim.do(Boot())
-    assert kills(sim.do(Request("stop", ("b",)))) == [("b", TERM, False)]
+    assert kills(sim.do(Request(C.STOP, ("b",)))) == [("b", TERM, False)]
     out = sim.exit("b", killed(TERM))
     assert spawns(out) == []
     assert sim.state("b") is S.STOPPED
-    assert spawns(sim.do(Request("start", ("b",)))) == ["b"]
+    assert spawns(sim.do(Request(C.START, ("b",)))) == ["b"]
     assert sim.core.procs["b"].restarts_by_reason == {"manual": 1}
 
 
@@ -709,27 +728,27 @@ def test_ctl_start_revives_a_fatal_process(tmp_path: Path) -> None:
     sim.do(Boot())
     sim.exit("a", exited(1))
     assert sim.state("a") is S.FATAL
-    assert spawns(sim.do(Request("start", ("a",)))) == ["a"]
+    assert spawns(sim.do(Request(C.START, ("a",)))) == ["a"]
 
 
 def test_ctl_signal_and_reload_all(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, THREE)
     sim.do(Boot())
     usr1 = int(signal.SIGUSR1)
-    assert kills(sim.do(Request("signal", ("c", "a"), usr1))) == [
+    assert kills(sim.do(Request(C.SIGNAL, ("c", "a"), usr1))) == [
         ("a", usr1, False),
         ("c", usr1, False),
     ]
     hup = int(signal.SIGHUP)
-    assert [k[0] for k in kills(sim.do(Request("reload", ("all",))))] == ["a", "b", "c"]
-    assert all(k[1] == hup for k in kills(sim.do(Request("reload", ("all",)))))
+    assert [k[0] for k in kills(sim.do(Request(C.RELOAD, ("all",))))] == ["a", "b", "c"]
+    assert all(k[1] == hup for k in kills(sim.do(Request(C.RELOAD, ("all",)))))
 
 
 def test_ctl_with_an_unknown_name_raises(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, THREE)
     sim.do(Boot())
     with pytest.raises(KeyError, match="nope"):
-        sim.do(Request("stop", ("a", "nope")))
+        sim.do(Request(C.STOP, ("a", "nope")))
     assert sim.state("a") is S.RUNNING
 
 
@@ -754,7 +773,7 @@ def daemonized(tmp_path: Path) -> Sim:
     sim.do(Boot())
     launcher = sim.core.procs["d"].launcher_pid
     assert launcher is not None
-    sim.do(Reaped(launcher, exited(0)))
+    sim.do(Reaped(launcher, *exited(0)))
     return sim
 
 
@@ -764,7 +783,7 @@ def test_stopping_a_daemon_before_its_pidfile_is_read_waits_for_the_pid(tmp_path
     assert kills(out) == []
     assert "d: stopping: waiting for its pidfile to know whom to signal" in logs(out)
     assert kills(sim.do(PidfileRead("d", 77))) == [("d", TERM, False)]
-    assert sim.do(Reaped(77, killed(TERM)))[-1] == Sweep(TERM)
+    assert sim.do(Reaped(77, *killed(TERM)))[-1] == Sweep(TERM)
 
 
 def test_a_daemon_whose_pidfile_never_comes_is_given_up_at_the_stop_timeout(
@@ -819,12 +838,12 @@ def test_ctl_stop_while_a_one_shot_job_is_done_is_not_nothing_left_to_run(
     sim = sim_for(tmp_path, toml)
     sim.do(Boot())
     sim.exit("job", exited(0))
-    sim.do(Request("stop", ("web",)))
+    sim.do(Request(C.STOP, ("web",)))
     out = sim.exit("web", killed(TERM))
     assert sim.state("web") is S.STOPPED and not sim.core.shutting_down
     assert not [a for a in out if isinstance(a, (Sweep, Exit))]
     assert "pidone: no process left to run: exiting" not in logs(out)
-    assert spawns(sim.do(Request("start", ("web",)))) == ["web"]  # the operator's to restart
+    assert spawns(sim.do(Request(C.START, ("web",)))) == ["web"]  # the operator's to restart
 
 
 def test_a_fatal_process_without_a_ready_check_makes_readyz_fail_naming_it(
@@ -846,24 +865,24 @@ def test_a_fatal_process_without_a_ready_check_makes_readyz_fail_naming_it(
 def test_ctl_signal_while_waiting_for_the_pidfile_signals_nobody(tmp_path: Path) -> None:
     sim = daemonized(tmp_path)  # its launcher has exited, no pid known yet
     usr1 = int(signal.SIGUSR1)
-    out = sim.do(Request("signal", ("d",), usr1))  # raised AssertionError before
+    out = sim.do(Request(C.SIGNAL, ("d",), usr1))  # raised AssertionError before
     assert kills(out, cont=True) == []
     assert kills(sim.do(SignalReceived(usr1)), cont=True) == []
-    assert kills(sim.do(Request("reload", ("d",))), cont=True) == []
+    assert kills(sim.do(Request(C.RELOAD, ("d",))), cont=True) == []
 
 
 def test_a_stop_remembers_the_tree_and_kills_its_leftovers_once_reaped(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\nstop_timeout = 2\n')
     sim.do(Boot())
     pid = sim.pid("a")
-    out = sim.do(Request("restart", ("a",)))
+    out = sim.do(Request(C.RESTART, ("a",)))
     assert out[:2] == [Collect("a", pid), Kill("a", pid, TERM)]  # walked before signalled
     out = sim.at(2.0)
     assert [a for a in out if isinstance(a, (Collect, Kill))] == [
         Collect("a", pid),  # what it forked since
         Kill("a", pid, KILL, group=True),
     ]
-    out = sim.do(Reaped(pid, killed(KILL)))
+    out = sim.do(Reaped(pid, *killed(KILL)))
     assert KillLeftovers("a") in out
     assert out.index(KillLeftovers("a")) < out.index(Spawn("a"))  # gone before the new one
 
@@ -889,11 +908,203 @@ def test_a_crashed_instances_group_is_killed_but_a_daemons_unknown_group_is_not(
     sim = sim_for(tmp_path, toml)
     sim.do(Boot())
     old = sim.pid("a")
-    out = sim.core.handle(Reaped(old, killed(KILL)), sim.now)
+    out = sim.core.handle(Reaped(old, *killed(KILL)), sim.now)
     assert KillLeftovers("a", group=old) in out  # even when it is not restarted
     launcher = sim.core.procs["d"].launcher_pid
     assert launcher is not None
-    sim.core.handle(Reaped(launcher, exited(0)), sim.now)  # daemonized
+    sim.core.handle(Reaped(launcher, *exited(0)), sim.now)  # daemonized
     sim.core.handle(PidfileRead("d", 4242), sim.now)
-    out = sim.core.handle(Reaped(4242, killed(KILL)), sim.now)
+    out = sim.core.handle(Reaped(4242, *killed(KILL)), sim.now)
     assert [a for a in out if isinstance(a, KillLeftovers)] == []
+
+
+# --- ctl requests: what they wait for, judged in the core ---------------------------
+
+
+def replies(actions: list[Action]) -> dict[int, Outcome]:
+    return {a.ticket: a.outcome for a in actions if isinstance(a, Reply)}
+
+
+def test_a_fault_in_the_middle_of_handle_leaves_the_core_unchanged(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    sim.exit("b", exited(1))  # restarted at once: one failure counted
+    good = sim.core.procs["b"].spec
+    # A spec that breaks _stop once the restart has cleared b's failures, set
+    # its goal, moved it to STOPPING and registered a Wait.
+    sim.core.procs["b"].spec = dataclasses.replace(good, stop_timeout=None)  # type: ignore[arg-type]
+    before = (sim.core.snapshot(), sim.core.phase, sim.core.next_deadline())
+    with pytest.raises(TypeError):
+        sim.do(Request(C.RESTART, ("b",), ticket=1))
+    assert (sim.core.snapshot(), sim.core.phase, sim.core.next_deadline()) == before
+    b = sim.core.procs["b"]
+    assert (b.state, b.goal, b.stop_deadline, b.failures) == (S.RUNNING, Goal.UP, None, [0.0])
+    assert (b.restart_reason, sim.core.waits) == ("", [])
+    b.spec = good  # the core goes on from where it was
+    assert kills(sim.do(Request(C.STOP, ("b",), ticket=2))) == [("b", TERM, False)]
+    assert replies(sim.exit("b", killed(TERM))) == {
+        2: Outcome(True, results=(Result("b", S.STOPPED),))
+    }
+
+
+def test_ctl_restart_is_answered_once_a_new_instance_is_ready(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    for n in "abc":
+        sim.ready(n)
+    out = sim.do(Request(C.RESTART, ("c",), ticket=7))
+    assert kills(out) == [("c", TERM, False)] and replies(out) == {}  # the old one is READY
+    assert replies(sim.exit("c", killed(TERM))) == {}
+    assert replies(sim.ready("c")) == {7: Outcome(True, results=(Result("c", S.READY),))}
+
+
+def test_ctl_stop_that_outlasts_its_timeout_is_answered_late(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    sim.do(Request(C.STOP, ("a",), timeout=3.0, ticket=1))
+    assert [w.deadline for w in sim.core.waits] == [3.0]
+    error = "not stopped in time (stopping)"
+    assert replies(sim.at(3.0)) == {
+        1: Outcome(False, "1 of 1 processes failed", (Result("a", S.STOPPING, error),))
+    }
+    assert sim.core.waits == []
+
+
+def test_ctl_start_of_a_process_that_keeps_failing_says_so(tmp_path: Path) -> None:
+    toml = '[pidone]\nfatal_after = 1\n[process.a]\ncommand = "a"\n[process.z]\ncommand = "z"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    sim.exit("a", exited(1))
+    sim.do(Request(C.START, ("a",), ticket=3))
+    (outcome,) = replies(sim.exit("a", exited(1))).values()
+    assert outcome.results == (Result("a", S.FATAL, "FATAL: it keeps exiting"),)
+
+
+def test_status_reload_and_signal_are_answered_at_once(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE)
+    sim.do(Boot())
+    status = replies(sim.do(Request(C.STATUS, ticket=1)))[1]
+    assert status.status == sim.core.snapshot()
+    sim.exit("c", exited(0))  # restarted at once: running again
+    out = sim.do(Request(C.SIGNAL, ("a", "b"), int(signal.SIGUSR1), ticket=2))
+    assert replies(out)[2] == Outcome(
+        True, results=(Result("a", S.RUNNING), Result("b", S.RUNNING))
+    )
+
+
+def test_a_waiting_request_is_answered_when_pidone_exits(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    assert replies(sim.do(Request(C.WAIT_READY, timeout=100.0, ticket=9))) == {}
+    sim.do(SignalReceived(TERM))
+    sim.exit("a", killed(TERM))
+    out = sim.do(NoChildren())
+    assert exits(out) == [0]
+    assert replies(out) == {9: Outcome(False, "pidone is exiting")}
+
+
+def test_wait_ready_that_times_out_names_what_is_not_ready(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    sim.do(Request(C.WAIT_READY, timeout=2.0, ticket=1))
+    sim.ready("a")
+    outcome = replies(sim.at(2.0))[1]
+    assert outcome == Outcome(
+        False, "not ready: b (running), c (starting)", not_ready=("b (running)", "c (starting)")
+    )
+
+
+# --- pidone's own shutdown: the second table ------------------------------------------
+
+
+def phase_of(sim: Sim) -> Phase:
+    return sim.core.phase
+
+
+def test_shutdown_walks_its_phases_from_sigterm_to_exit(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n')
+    sim.do(Boot())
+    assert phase_of(sim) is Phase.UP and not sim.core.sweeping
+    sim.do(SignalReceived(TERM))
+    assert phase_of(sim) is Phase.STOPPING
+    out = sim.exit("a", killed(TERM))
+    assert Sweep(TERM) in out and phase_of(sim) is Phase.SWEEP_TERM and sim.core.sweeping
+    assert sim.core.next_deadline() == SWEEP_TIMEOUT
+    assert Sweep(KILL) in sim.at(SWEEP_TIMEOUT) and phase_of(sim) is Phase.SWEEP_KILL
+    assert exits(sim.do(NoChildren())) == [0] and phase_of(sim) is Phase.EXITED
+    assert exits(sim.do(NoChildren())) == []  # once
+
+
+def test_a_phase_event_outside_the_table_is_illegal() -> None:
+    with pytest.raises(IllegalTransition):
+        next_phase(Phase.UP, PhaseEvent.NO_CHILDREN)
+    assert {to for to in PHASES.values()} | {Phase.UP} == set(Phase)
+
+
+# --- pidfile and socket polling: the core says when, the loop looks ------------------
+
+
+def looks(actions: list[Action]) -> list[Action]:
+    return [a for a in actions if isinstance(a, (ReadPidfile, FixSocket))]
+
+
+def test_a_refused_pidfile_is_logged_once_and_looked_at_again_each_second(
+    tmp_path: Path,
+) -> None:
+    sim = daemonized(tmp_path)
+    refusal = PidfileNotRead("d", "pid 1 is pidone itself", refused=True)
+    out = sim.do(refusal)
+    assert logs(out) == [
+        "d: pidfile /run/d.pid refused: pid 1 is pidone itself (logged once; still looking)"
+    ]
+    assert sim.core.next_deadline() == PIDFILE_RETRY
+    assert looks(sim.at(PIDFILE_RETRY / 2)) == []
+    assert looks(sim.at(PIDFILE_RETRY)) == [ReadPidfile("d", "/run/d.pid")]
+    assert logs(sim.do(refusal)) == []  # once per instance
+    sim.do(PidfileNotRead("d"))  # not there (or a stale pid): soon, silently
+    assert sim.core.next_deadline() == PIDFILE_RETRY + PIDFILE_POLL
+    sim.do(PidfileRead("d", 77))
+    assert sim.pid("d") == 77 and sim.core.next_deadline() is None  # no more looks
+    assert looks(sim.at(10.0)) == []
+
+
+def test_a_pidfile_may_not_name_another_supervised_process(tmp_path: Path) -> None:
+    toml = '[process.a]\ncommand = "a"\n[process.d]\ncommand = "d"\npidfile = "/run/d.pid"\n'
+    sim = sim_for(tmp_path, toml)
+    out = sim.do(Boot())
+    assert looks(out) == [ReadPidfile("d", "/run/d.pid", frozenset({sim.pid("a")}))]
+
+
+SOCKET_TOML = """
+[process.web]
+command = "nginx"
+sockets = ["app"]
+[socket.app]
+path = "/run/app/app.sock"
+"""
+
+
+def test_a_socket_not_fixed_keeps_its_process_unready_and_warns_once_per_problem(
+    tmp_path: Path,
+) -> None:
+    sim = sim_for(tmp_path, SOCKET_TOML)
+    out = sim.do(Boot())
+    assert looks(out) == [FixSocket("web", "app")]
+    assert looks(sim.at(SOCKET_POLL / 2)) == []
+    sim.do(SocketNotFixed("web", "app"))  # not created yet
+    assert sim.core.next_deadline() == pytest.approx(SOCKET_POLL * 1.5)
+    problem = "socket app: /run/app/app.sock is a directory"
+    assert logs(sim.do(SocketNotFixed("web", "app", problem))) == [f"web: {problem}"]
+    assert sim.core.procs["web"].awaiting_sockets == {"app": SOCKET_POLL / 2 + SOCKET_RETRY}
+    assert logs(sim.do(SocketNotFixed("web", "app", problem))) == []  # until it changes
+    sim.at(100.0)  # far past settle_time
+    assert sim.state("web") is S.RUNNING  # nginx must be able to use it first
+    out = sim.do(SocketFixed("web", "app"))
+    assert sim.state("web") is S.READY
+    assert logs(out) == ["web: socket app: owner, group and mode fixed", "web: ready"]
+    assert looks(sim.at(200.0)) == [] and sim.core.next_deadline() is None
+
+
+def test_every_state_has_its_one_decision_or_moves_only_by_events() -> None:
+    # A state added to ProcessState without a step here would sit still forever.
+    assert set(Supervisor._STEPS) == set(S) - {S.EXITED, S.FATAL}

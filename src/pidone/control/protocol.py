@@ -47,9 +47,9 @@ import json
 import os
 import signal
 from collections.abc import Collection
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pidone.core.requests import NAMED, TIMED, Command, Outcome
 from pidone.core.states import HAS_PID
 
 if TYPE_CHECKING:
@@ -59,9 +59,7 @@ if TYPE_CHECKING:
 
 DEFAULT_SOCKET = "/run/pidone/control.sock"
 MAX_REQUEST = 64 * 1024
-COMMANDS = ("status", "start", "stop", "restart", "reload", "signal", "shutdown", "wait-ready")
-NAMED = frozenset({"start", "stop", "restart", "reload", "signal"})  # take NAMES
-TIMED = frozenset({"start", "stop", "restart", "wait-ready"})  # take a timeout
+COMMANDS = tuple(c.value for c in Command)  # the wire names
 
 
 def error(message: str) -> dict[str, Any]:
@@ -96,30 +94,18 @@ def decode(line: bytes) -> dict[str, Any] | str:
     return request
 
 
-@dataclass(frozen=True)
-class Command:
-    """A request checked against the running configuration."""
-
-    command: str
-    names: tuple[str, ...] = ()  # ("all",) means every process
-    signum: int = 0
-    timeout: float | None = None
-
-    def event(self) -> Request:
-        """The supervisor event for start/stop/restart/reload/signal/shutdown."""
-        from pidone.core.supervisor import Request
-
-        return Request(self.command, self.names, self.signum)
-
-
-def parse_request(request: dict[str, Any], known: Collection[str]) -> Command | str:
+def parse_request(request: dict[str, Any], known: Collection[str]) -> Request | str:
     """Check a request from ControlServer against the process names in
-    `known`; a Command, or the error message to reply."""
-    command = request.get("command")
+    `known`; the supervisor's Request (without a ticket), or the error
+    message to reply. The one place a wire string becomes a Command."""
+    from pidone.core.supervisor import Request
+
+    wire = request.get("command")
     args = request.get("args", {})
-    if command not in COMMANDS:
-        return f"unknown command {command!r}; commands: {', '.join(COMMANDS)}"
-    assert isinstance(command, str) and isinstance(args, dict)
+    if wire not in COMMANDS:
+        return f"unknown command {wire!r}; commands: {', '.join(COMMANDS)}"
+    assert isinstance(wire, str) and isinstance(args, dict)
+    command = Command(wire)
     names: tuple[str, ...] = ()
     if command in NAMED:
         raw = args.get("names")
@@ -132,7 +118,7 @@ def parse_request(request: dict[str, Any], known: Collection[str]) -> Command | 
             return f"{command}: no such process: {', '.join(unknown)}"
         names = tuple(dict.fromkeys(raw))
     signum = 0
-    if command == "signal":
+    if command is Command.SIGNAL:
         raw_sig = args.get("signal")
         if not isinstance(raw_sig, int) or isinstance(raw_sig, bool):
             return 'signal: "signal" must be a signal number'
@@ -150,7 +136,25 @@ def parse_request(request: dict[str, Any], known: Collection[str]) -> Command | 
             timeout = positive_seconds(args["timeout"])
         except BadValue as bad:
             return f'{command}: "timeout" {bad}'
-    return Command(command, names, signum, timeout)
+    return Request(command, names, signum, timeout)
+
+
+def reply_for(outcome: Outcome, now: float) -> dict[str, Any]:
+    """The wire reply for the core's outcome; `now` on the monotonic clock."""
+    if outcome.status is not None:
+        return status_reply(outcome.status, now)
+    reply: dict[str, Any] = {"ok": outcome.ok}
+    if outcome.error is not None:
+        reply["error"] = outcome.error
+    if outcome.results is not None:
+        reply["results"] = [
+            {"name": r.name, "state": r.state.value, "ok": r.ok}
+            | ({} if r.error is None else {"error": r.error})
+            for r in outcome.results
+        ]
+    if outcome.not_ready is not None:
+        reply["not_ready"] = list(outcome.not_ready)
+    return reply
 
 
 # --- status --------------------------------------------------------------------------

@@ -118,3 +118,70 @@ def transition(state: ProcessState, event: Event) -> ProcessState:
         return TRANSITIONS[state, event]
     except KeyError:
         raise IllegalTransition(state, event) from None
+
+
+# --- the second table: pidone's own shutdown ------------------------------------
+#
+#     phase        event          new phase    what the supervisor does
+#     -----------  -------------  -----------  ---------------------------------------
+#     UP           SHUTDOWN       STOPPING     every process unwanted: stops in reverse order
+#     STOPPING     AT_REST        SWEEP_TERM   every process at rest: SIGTERM to the leftovers
+#     SWEEP_TERM   SWEEP_TIMEOUT  SWEEP_KILL   sweep_timeout passed: SIGKILL to the leftovers
+#     SWEEP_TERM   NO_CHILDREN    SWEPT        nothing left in the container
+#     SWEEP_KILL   NO_CHILDREN    SWEPT
+#     SWEPT        AT_REST        EXITED       the unclean reasons logged, then Exit(code)
+
+
+class Phase(enum.Enum):
+    UP = "up"  # supervising
+    STOPPING = "stopping"  # shutting down: the processes are being stopped
+    SWEEP_TERM = "sweep_term"  # SIGTERM sent to whatever is left in the container
+    SWEEP_KILL = "sweep_kill"  # ... which ignored it: SIGKILL sent
+    SWEPT = "swept"  # no child left
+    EXITED = "exited"  # Exit(code) given
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class PhaseEvent(enum.Enum):
+    SHUTDOWN = "shutdown"
+    AT_REST = "at_rest"
+    SWEEP_TIMEOUT = "sweep_timeout"
+    NO_CHILDREN = "no_children"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+P = Phase
+PE = PhaseEvent
+
+PHASES: dict[tuple[Phase, PhaseEvent], Phase] = {
+    (P.UP, PE.SHUTDOWN): P.STOPPING,
+    (P.STOPPING, PE.AT_REST): P.SWEEP_TERM,
+    (P.SWEEP_TERM, PE.SWEEP_TIMEOUT): P.SWEEP_KILL,
+    (P.SWEEP_TERM, PE.NO_CHILDREN): P.SWEPT,
+    (P.SWEEP_KILL, PE.NO_CHILDREN): P.SWEPT,
+    (P.SWEPT, PE.AT_REST): P.EXITED,
+}
+SWEEPING = frozenset({P.SWEEP_TERM, P.SWEEP_KILL})  # waiting for the last child to go
+
+
+def next_phase(phase: Phase, event: PhaseEvent) -> Phase:
+    """The phase `event` moves `phase` to; IllegalTransition if there is none."""
+    try:
+        return PHASES[phase, event]
+    except KeyError:
+        raise IllegalTransition(phase, event) from None
+
+
+class Goal(enum.Enum):
+    """What a process is wanted to do, beside the state it is in."""
+
+    UP = "up"  # wanted running
+    DOWN = "down"  # stopped by the operator, or pidone is shutting down
+    CYCLE = "cycle"  # ctl restart under way: down (dependents first), then up again
+
+    def __str__(self) -> str:
+        return self.name

@@ -12,8 +12,9 @@ that makes no sense in a state fails loudly.
 After each event, `_reconcile` walks the processes in start order and moves
 each one toward what it should be doing. The rules:
 
-* A process *should run* when it is wanted (not stopped by the operator, not
-  shutting down, not being restarted on purpose) and every process it is
+* A process *should run* when its goal is UP (not DOWN: stopped by the
+  operator or shutting down; not CYCLE: a ctl restart under way, which
+  becomes UP once the old instance is reaped) and every process it is
   `after` is up (or, for a one-shot job, has completed with status 0), except
   that a process with `restart_dependents = false` ignores its dependencies
   going down once it runs.
@@ -39,23 +40,59 @@ each one toward what it should be doing. The rules:
 * A failure to spawn is an exit (status 127), counted like any other.
 * In the actions one event produces, Spawn and Kill come first: the lines
   that log them follow, so that a restart or a signal never waits for them.
+* A ctl Request with a ticket is answered by one Reply: status, reload,
+  signal and shutdown at once; start, stop, restart and wait-ready once
+  requests.judge() says done, failed or late (at its deadline, a Tick), or
+  "pidone is exiting" at the Exit.
+* A daemon's pidfile and a socket its process creates are looked at when
+  the core says (ReadPidfile, FixSocket at next_deadline()); the answers
+  (PidfileRead/PidfileNotRead, SocketFixed/SocketNotFixed) schedule the
+  next look, slower after a refusal or a problem, which is logged once.
 """
 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import MISSING, dataclass, field, fields
+from typing import ClassVar
 
 from pidone.config import graph
 from pidone.config.specs import Config, ProcessSpec
+from pidone.core.requests import (
+    DEFAULT_WAIT,
+    STOP_GRACE,
+    WAITED,
+    Command,
+    Outcome,
+    Wait,
+    combine,
+    judge,
+    signalled,
+)
 from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
-from pidone.core.states import AT_REST, HAS_PID, Event, ProcessState, transition
+from pidone.core.states import (
+    AT_REST,
+    HAS_PID,
+    SWEEPING,
+    Event,
+    Goal,
+    Phase,
+    PhaseEvent,
+    ProcessState,
+    next_phase,
+    transition,
+)
 from pidone.signames import signal_name
-from pidone.system.reap import decode_status  # pure; see tests/unit/test_layers.py
 
 S = ProcessState
+# The Supervisor's attributes that change (besides procs), saved by handle().
+_CORE_STATE = ("booted", "phase", "exit_code", "unclean", "sweep_deadline", "waits", "now")
 SWEEP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL to leftover processes
+PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
+PIDFILE_RETRY = 1.0  # seconds between looks at a refused pidfile (its program may fix it)
+SOCKET_POLL = 0.05  # seconds between looks for a socket its process has yet to create
+SOCKET_RETRY = 1.0  # seconds between looks at a socket path that is wrong (warned once)
 
 # --- events (what happened) ----------------------------------------------------
 
@@ -84,10 +121,12 @@ class SpawnFailed:
 
 @dataclass(frozen=True)
 class Reaped:
-    """waitpid() returned this child (any child: orphans are ignored here)."""
+    """waitpid() returned this child (any child: orphans are ignored here),
+    its wait status decoded by the loop (system.reap.decode_status)."""
 
     pid: int
-    status: int  # the raw wait status
+    status: int  # shell convention: the exit code, or 128+N when killed by signal N
+    signal: int = 0  # the signal that killed it, 0 if it exited
 
 
 @dataclass(frozen=True)
@@ -103,10 +142,22 @@ class Ready:
 
 @dataclass(frozen=True)
 class PidfileRead:
-    """The daemonized main process of NAME wrote PID to its pidfile."""
+    """The daemonized main process of NAME wrote PID to its pidfile, and
+    the trust rule (system.proc.unfollowable) lets pidone follow it."""
 
     name: str
     pid: int
+
+
+@dataclass(frozen=True)
+class PidfileNotRead:
+    """ReadPidfile found no pid to follow yet: `problem` is empty while the
+    file is missing or empty (or names a pid gone already: `refused` False),
+    else why its pid is refused."""
+
+    name: str
+    problem: str = ""
+    refused: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,22 +169,35 @@ class SocketFixed:
 
 
 @dataclass(frozen=True)
+class SocketNotFixed:
+    """FixSocket found the socket not there yet (`problem` empty) or could
+    not fix it (`problem` says why)."""
+
+    name: str
+    socket: str
+    problem: str = ""
+
+
+@dataclass(frozen=True)
 class SignalReceived:
     signum: int
 
 
 @dataclass(frozen=True)
 class Request:
-    """An operator's command (pidone ctl): start, stop, restart, reload,
-    signal or shutdown, for the named processes."""
+    """An operator's command (pidone ctl) for the named processes. With a
+    ticket it is answered by one Reply(ticket, ...): at once, or for start,
+    stop, restart and wait-ready once done, failed or past its timeout."""
 
-    command: str
-    names: tuple[str, ...] = ()
+    command: Command
+    names: tuple[str, ...] = ()  # ("all",) means every process
     signum: int = 0
+    timeout: float | None = None  # a waited request's; None: the default
+    ticket: int | None = None
 
 
 EventType = (Boot | Tick | Spawned | SpawnFailed | Reaped | NoChildren | Ready | PidfileRead) | (
-    SignalReceived | Request | SocketFixed
+    PidfileNotRead | SignalReceived | Request | SocketFixed | SocketNotFixed
 )
 
 # --- actions (what the loop must do) ---------------------------------------------
@@ -164,14 +228,19 @@ class CancelProbe:
 
 
 @dataclass(frozen=True)
-class WatchPidfile:
+class ReadPidfile:
+    """Look at NAME's pidfile once: PidfileRead, or PidfileNotRead. `taken`:
+    the pids of the other processes, which it may not name."""
+
     name: str
     path: str
+    taken: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
-class WatchSocket:
-    """Wait for NAME to create `socket`'s file, then fix its owner and mode."""
+class FixSocket:
+    """Look once for `socket`'s file, which NAME creates, and give it its
+    owner and mode: SocketFixed, or SocketNotFixed."""
 
     name: str
     socket: str
@@ -216,9 +285,17 @@ class Exit:
     code: int
 
 
+@dataclass(frozen=True)
+class Reply:
+    """The answer to the Request with this ticket."""
+
+    ticket: int
+    outcome: Outcome
+
+
 Action = (
-    Spawn | Kill | StartProbe | CancelProbe | WatchPidfile | WatchSocket | Collect | KillLeftovers
-) | (Log | Sweep | Exit)
+    Spawn | Kill | StartProbe | CancelProbe | ReadPidfile | FixSocket | Collect | KillLeftovers
+) | (Log | Sweep | Exit | Reply)
 
 
 def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
@@ -245,8 +322,7 @@ def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
 class _Proc:
     spec: ProcessSpec
     state: ProcessState = S.STOPPED
-    wanted: bool = True
-    restart_pending: bool = False  # ctl restart: stop, then start again
+    goal: Goal = Goal.UP
     restart_reason: str = ""  # why the next spawn is a restart
     pid: int | None = None
     launcher_pid: int | None = None  # pidfile mode: the pid we spawned
@@ -258,7 +334,12 @@ class _Proc:
     backoff_until: float = 0.0
     stop_deadline: float | None = None
     killed: bool = False  # needed SIGKILL at its last stop
-    awaiting_sockets: set[str] = field(default_factory=set)  # not fixed yet: not ready yet
+    spawned_pid: int | None = None  # this instance's: what its readiness check was given
+    pidfile_due: float | None = None  # the next ReadPidfile, while its main pid is unknown
+    pidfile_refused: bool = False  # a refusal is logged once per instance
+    # socket -> the next FixSocket: not fixed yet, so not ready yet
+    awaiting_sockets: dict[str, float] = field(default_factory=dict)
+    socket_problems: dict[str, str] = field(default_factory=dict)  # logged once, until it changes
     ready_deferred: bool = False  # its check passed while sockets were awaited
     failures: list[float] = field(default_factory=list)
     restarts_by_reason: dict[str, int] = field(default_factory=dict)
@@ -271,6 +352,22 @@ class _Proc:
 
     def move(self, event: Event) -> None:
         self.state = transition(self.state, event)
+
+    def copy(self) -> _Proc:
+        """A copy that shares no list, set or dict with this one (for
+        handle's undo; the spec is frozen, ExitInfo too). Through __dict__:
+        dataclasses.replace costs five times as much, on every event."""
+        copied = object.__new__(_Proc)
+        values = self.__dict__.copy()
+        for key in _CONTAINERS:
+            values[key] = values[key].copy()
+        copied.__dict__.update(values)
+        return copied
+
+
+# _Proc's lists, sets and dicts: the fields with a default_factory (a
+# dataclass refuses a mutable plain default, so none is missed).
+_CONTAINERS = tuple(f.name for f in fields(_Proc) if f.default_factory is not MISSING)
 
 
 def backoff_delay(failures: int, initial: float, cap: float) -> float:
@@ -295,17 +392,50 @@ class Supervisor:
         }
         self.all_dependents = {name: graph.dependents(self.deps, name) for name in self.order}
         self.booted = False
-        self.shutting_down = False
+        self.phase = Phase.UP  # pidone's own shutdown: see states.PHASES
         self.exit_code: int | None = None  # forced by a control process
         self.unclean: list[str] = []  # why the shutdown was not clean
-        self.sweep_phase = ""  # "", "term", "kill", "done"
         self.sweep_deadline: float | None = None
+        self.waits: list[Wait] = []  # ctl requests waiting for their goal
         self.now = now
         self._memo: dict[str, bool] = {}
 
     # -- public API --
 
+    @property
+    def shutting_down(self) -> bool:
+        return self.phase is not Phase.UP
+
+    @property
+    def sweeping(self) -> bool:
+        """Is the core waiting for the last child to go (NoChildren)?"""
+        return self.phase in SWEEPING
+
     def handle(self, event: EventType, now: float) -> list[Action]:
+        """The actions for `event`, atomically: if handling it raises, the
+        core is left as it was before (and the exception propagates, for the
+        loop to log as a bug; the actions of that event are dropped)."""
+        saved = self._save()
+        try:
+            return self._handle(event, now)
+        except BaseException:
+            self._restore(saved)
+            raise
+
+    def _save(self) -> tuple[dict[str, _Proc], dict[str, object]]:
+        procs = {name: p.copy() for name, p in self.procs.items()}
+        scalars = {k: getattr(self, k) for k in _CORE_STATE}
+        scalars["unclean"] = list(self.unclean)
+        scalars["waits"] = list(self.waits)
+        return procs, scalars
+
+    def _restore(self, saved: tuple[dict[str, _Proc], dict[str, object]]) -> None:
+        self.procs, scalars = saved
+        for key, value in scalars.items():
+            setattr(self, key, value)
+        self._memo.clear()
+
+    def _handle(self, event: EventType, now: float) -> list[Action]:
         self.now = now
         out: list[Action] = []
         match event:
@@ -318,22 +448,28 @@ class Supervisor:
                 self._on_spawned(self.procs[name], pid, out)
             case SpawnFailed(name, reason):
                 self._on_spawn_failed(self.procs[name], reason, out)
-            case Reaped(pid, status):
-                self._on_reaped(pid, status, out)
+            case Reaped(pid, status, signum):
+                self._on_reaped(pid, status, signum, out)
             case NoChildren():
-                if self.sweep_phase in ("term", "kill"):
-                    self.sweep_phase = "done"
+                if self.sweeping:
+                    self.phase = next_phase(self.phase, PhaseEvent.NO_CHILDREN)
             case Ready(name, pid):
                 self._on_ready(self.procs[name], pid, out)
             case PidfileRead(name, pid):
                 self._on_pidfile(self.procs[name], pid, out)
+            case PidfileNotRead(name):
+                self._on_pidfile_not_read(self.procs[name], event, out)
             case SignalReceived(signum):
                 self._on_signal(signum, out)
             case SocketFixed(name, sock):
                 self._on_socket_fixed(self.procs[name], sock, out)
+            case SocketNotFixed(name, sock, problem):
+                self._on_socket_not_fixed(self.procs[name], sock, problem, out)
             case Request():
                 self._on_request(event, out)
         self._reconcile(out)
+        self._looks_due(out)
+        self._judge_waits(out)
         return spawns_and_signals_first(out)
 
     def next_deadline(self) -> float | None:
@@ -346,8 +482,12 @@ class Supervisor:
                 times.append(p.stop_deadline)
             elif p.state is S.RUNNING and p.settle_at is not None:
                 times.append(p.settle_at)
-        if self.sweep_deadline is not None and self.sweep_phase == "term":
+            if p.pidfile_due is not None and self._awaits_pidfile(p):
+                times.append(p.pidfile_due)
+            times += p.awaiting_sockets.values()
+        if self.sweep_deadline is not None and self.phase is Phase.SWEEP_TERM:
             times.append(self.sweep_deadline)
+        times += [w.deadline for w in self.waits]
         return min(times) if times else None
 
     def snapshot(self) -> Snapshot:
@@ -384,6 +524,7 @@ class Supervisor:
             out.append(Kill(p.name, pid, signal.SIGKILL, group=True))
             return
         p.move(Event.SPAWNED)
+        p.spawned_pid = pid
         if p.spawned_once:
             reason = p.restart_reason or "crash"
             p.restarts_by_reason[reason] = p.restarts_by_reason.get(reason, 0) + 1
@@ -394,14 +535,14 @@ class Supervisor:
         p.killed = False
         if p.spec.pidfile:
             p.launcher_pid, p.pid = pid, None
-            out.append(WatchPidfile(p.name, p.spec.pidfile))
+            p.pidfile_due, p.pidfile_refused = self.now, False
         else:
             p.pid = pid
         out.append(Log(p.name, f"started: pid {pid}"))
         p.ready_deferred = False
-        p.awaiting_sockets = {s for s in p.spec.sockets if not self.config.sockets[s].listen}
-        for sock in sorted(p.awaiting_sockets):
-            out.append(WatchSocket(p.name, sock))
+        created = sorted(s for s in p.spec.sockets if not self.config.sockets[s].listen)
+        p.awaiting_sockets = dict.fromkeys(created, self.now)
+        p.socket_problems = {}
         ready = p.spec.ready
         if ready.kind == "settle":
             seconds = ready.seconds if ready.seconds is not None else self.settings.settle_time
@@ -417,8 +558,7 @@ class Supervisor:
         p.last_exit = ExitInfo(127, 0, self.now, planned=False)
         self._after_unplanned_exit(p, 127, out)
 
-    def _on_reaped(self, pid: int, wait_status: int, out: list[Action]) -> None:
-        status, signum = decode_status(wait_status)
+    def _on_reaped(self, pid: int, status: int, signum: int, out: list[Action]) -> None:
         for p in self.procs.values():
             if pid == p.launcher_pid and p.pid is None and p.state in HAS_PID:
                 p.launcher_pid = None
@@ -457,8 +597,8 @@ class Supervisor:
             if self.shutting_down and (p.killed or not clean):
                 why = "killed after its stop timeout" if p.killed else f"exited with {how}"
                 self.unclean.append(f"{p.name} {why}")
-            if p.restart_pending:
-                p.restart_pending = False
+            if p.goal is Goal.CYCLE:
+                p.goal = Goal.UP
             return
         if main is not None and not p.spec.pidfile:
             # Its group outlives a crash (celery's pool, uwsgi's workers): end
@@ -476,7 +616,7 @@ class Supervisor:
 
     def _after_unplanned_exit(self, p: _Proc, status: int, out: list[Action]) -> None:
         """EXITED (or failed to spawn): restart per policy, give up, or stay."""
-        if self.shutting_down or not p.wanted:
+        if self.shutting_down or p.goal is Goal.DOWN:
             return
         policy = p.spec.restart
         if policy == "never" or (policy == "on-failure" and status == 0):
@@ -500,7 +640,7 @@ class Supervisor:
         out.append(Log(p.name, f"restarting in {delay:g} s{then}"))
 
     def _on_ready(self, p: _Proc, pid: int, out: list[Action]) -> None:
-        if p.state is not S.RUNNING or pid not in (p.pid, p.launcher_pid):
+        if p.state is not S.RUNNING or pid not in (p.pid, p.launcher_pid, p.spawned_pid):
             return  # a late answer for an instance that is gone
         self._become_ready(p, out)
 
@@ -519,16 +659,62 @@ class Supervisor:
     def _on_socket_fixed(self, p: _Proc, sock: str, out: list[Action]) -> None:
         if sock not in p.awaiting_sockets:
             return
-        p.awaiting_sockets.discard(sock)
+        del p.awaiting_sockets[sock]
+        p.socket_problems.pop(sock, None)
         out.append(Log(p.name, f"socket {sock}: owner, group and mode fixed"))
         if not p.awaiting_sockets and p.ready_deferred and p.state is S.RUNNING:
             p.ready_deferred = False
             self._become_ready(p, out)
 
+    def _on_socket_not_fixed(self, p: _Proc, sock: str, problem: str, out: list[Action]) -> None:
+        if sock not in p.awaiting_sockets:
+            return
+        if problem and p.socket_problems.get(sock) != problem:
+            p.socket_problems[sock] = problem
+            out.append(Log(p.name, problem, error=True))
+        p.awaiting_sockets[sock] = self.now + (SOCKET_RETRY if problem else SOCKET_POLL)
+
+    def _on_pidfile_not_read(self, p: _Proc, ev: PidfileNotRead, out: list[Action]) -> None:
+        if not self._awaits_pidfile(p):
+            return
+        if ev.refused and not p.pidfile_refused:
+            p.pidfile_refused = True
+            line = f"pidfile {p.spec.pidfile} refused: {ev.problem} (logged once; still looking)"
+            out.append(Log(p.name, line, error=True))
+        p.pidfile_due = self.now + (PIDFILE_RETRY if ev.refused else PIDFILE_POLL)
+
+    def _awaits_pidfile(self, p: _Proc) -> bool:
+        return bool(p.spec.pidfile) and p.state in HAS_PID and p.pid is None
+
+    def _looks_due(self, out: list[Action]) -> None:
+        """ReadPidfile and FixSocket for the looks that are due. Each is
+        rescheduled at once (a lost answer only delays the next look); its
+        answer reschedules it from the result."""
+        now = self.now
+        for p in self.procs.values():
+            if not self._awaits_pidfile(p):
+                p.pidfile_due = None
+            elif p.pidfile_due is not None and now >= p.pidfile_due:
+                assert p.spec.pidfile is not None
+                p.pidfile_due = now + PIDFILE_POLL
+                taken = {
+                    q
+                    for other in self.procs.values()
+                    if other is not p
+                    for q in (other.pid, other.launcher_pid)
+                    if q is not None
+                }
+                out.append(ReadPidfile(p.name, p.spec.pidfile, frozenset(taken)))
+            for sock, due in p.awaiting_sockets.items():
+                if now >= due:
+                    p.awaiting_sockets[sock] = now + SOCKET_POLL
+                    out.append(FixSocket(p.name, sock))
+
     def _on_pidfile(self, p: _Proc, pid: int, out: list[Action]) -> None:
         if p.state not in HAS_PID or p.pid is not None:
             return
         p.pid = pid
+        p.pidfile_due = None
         out.append(Log(p.name, f"following pid {pid} from {p.spec.pidfile}"))
         if p.ready_deferred and p.state is S.RUNNING and not p.awaiting_sockets:
             p.ready_deferred = False
@@ -552,41 +738,87 @@ class Supervisor:
 
     def _on_request(self, req: Request, out: list[Action]) -> None:
         names = self._expand(req.names)
+        if req.ticket is not None and req.command in WAITED:
+            self._add_wait(req, names)
         match req.command:
-            case "shutdown":
+            case Command.STATUS | Command.WAIT_READY:
+                pass  # they change nothing: only answered
+            case Command.SHUTDOWN:
                 if not self.shutting_down:
                     out.append(Log("pidone", "shutdown requested"))
                     self._begin_shutdown(out)
-            case "start":
+            case Command.START:
                 for n in names:
                     p = self.procs[n]
-                    p.wanted = True
+                    if p.goal is Goal.DOWN:  # a restart under way stays one
+                        p.goal = Goal.UP
                     p.failures.clear()
                     if p.spawned_once and p.state not in HAS_PID:
                         p.restart_reason = "manual"
                     if p.state in (S.EXITED, S.FATAL, S.BACKOFF):
                         p.move(Event.START)
-            case "stop":
+            case Command.STOP:
                 for n in names:
-                    self.procs[n].wanted = False
-            case "restart":
+                    self.procs[n].goal = Goal.DOWN
+            case Command.RESTART:
                 for n in names:
                     p = self.procs[n]
-                    p.wanted = True
+                    if p.goal is Goal.DOWN:
+                        p.goal = Goal.UP
                     p.failures.clear()
                     p.restart_reason = "manual"
                     if p.state in HAS_PID:
-                        p.restart_pending = True
+                        p.goal = Goal.CYCLE
                     elif p.state in (S.EXITED, S.FATAL, S.BACKOFF):
                         p.move(Event.START)
-            case "reload":
+            case Command.RELOAD:
                 self._reload(names, out)
-            case "signal":  # the main pid only: not a launcher still writing its pidfile
+            case Command.SIGNAL:  # the main pid only: not a launcher still writing its pidfile
                 for p in self._running():
                     if p.name in names and p.pid is not None:
                         out.append(Kill(p.name, p.pid, req.signum))
-            case _:
-                raise ValueError(f"unknown request {req.command!r}")
+        if req.ticket is not None and req.command not in WAITED:
+            out.append(Reply(req.ticket, self._answer(req.command, names)))
+
+    def _answer(self, command: Command, names: list[str]) -> Outcome:
+        """The immediate answer to status, shutdown, reload and signal."""
+        snap = self.snapshot()
+        if command is Command.STATUS:
+            return Outcome(True, status=snap)
+        if command is Command.SHUTDOWN:
+            return Outcome(True)
+        procs = {p.name: p for p in snap.processes}
+        return combine([signalled(procs[n]) for n in names])
+
+    def _add_wait(self, req: Request, names: list[str]) -> None:
+        """Remember what a start, stop, restart or wait-ready waits for, with
+        the restart counts from before the request (a restart is done once
+        a new instance is ready)."""
+        assert req.ticket is not None
+        timeout = req.timeout
+        if timeout is None:
+            if req.command is Command.STOP:
+                timeout = max(self.procs[n].spec.stop_timeout for n in names) + STOP_GRACE
+            else:
+                timeout = DEFAULT_WAIT
+        before = {n: sum(self.procs[n].restarts_by_reason.values()) for n in names}
+        wanted = () if req.command is Command.WAIT_READY else tuple(names)
+        self.waits.append(Wait(req.ticket, req.command, wanted, self.now + timeout, before))
+
+    def _judge_waits(self, out: list[Action]) -> None:
+        """Answer every waiting request that is done, failed or late; at the
+        exit, every other one too."""
+        if not self.waits:
+            return
+        snap = self.snapshot()
+        exiting = self.phase is Phase.EXITED
+        for wait in list(self.waits):
+            outcome = judge(wait, snap, self.now)
+            if outcome is None and exiting:
+                outcome = Outcome(False, "pidone is exiting")
+            if outcome is not None:
+                self.waits.remove(wait)
+                out.append(Reply(wait.ticket, outcome))
 
     # -- helpers --
 
@@ -617,9 +849,9 @@ class Supervisor:
         return [d for d in self.all_dependents[name] if self.procs[d].spec.restart_dependents]
 
     def _begin_shutdown(self, out: list[Action]) -> None:
-        self.shutting_down = True
+        self.phase = next_phase(self.phase, PhaseEvent.SHUTDOWN)
         for p in self.procs.values():
-            p.wanted = False
+            p.goal = Goal.DOWN
             if p.state is S.FATAL:
                 self.unclean.append(f"{p.name} is FATAL")
 
@@ -648,7 +880,7 @@ class Supervisor:
         return known
 
     def _compute_should_run(self, p: _Proc) -> bool:
-        if not p.wanted or p.restart_pending or self.shutting_down:
+        if p.goal is not Goal.UP or self.shutting_down:
             return False
         if p.state in (S.RUNNING, S.READY) and not p.spec.restart_dependents:
             return True  # opted out of being cycled with its dependencies
@@ -696,54 +928,76 @@ class Supervisor:
             self._finish(out)
 
     def _step(self, p: _Proc, out: list[Action]) -> bool:
-        """Move p one step toward what it should be doing; True if it moved."""
-        now = self.now
-        state = p.state
+        """Move p one step toward what it should be doing; True if it moved.
+        One decision per state: _STEPS (at the end of the class)."""
         self._memo.clear()
-        should_run = self._should_run(p)
-        if state is S.STOPPING:
-            if p.stop_deadline is not None and now >= p.stop_deadline and not p.killed:
-                p.move(Event.STOP_TIMEOUT)
-                p.killed = True
-                pid = self._signal_pid_or_none(p)
-                if pid is None:  # its pidfile never came: nothing left to wait for
-                    out.append(Log(p.name, "stop timeout: no pid from its pidfile", error=True))
-                    self._on_main_exit(p, 128 + signal.SIGKILL, signal.SIGKILL, out)
-                    return True
-                out.append(Log(p.name, f"stop timeout: SIGKILL to group {pid}", error=True))
-                out.append(Collect(p.name, pid))  # what it forked since the stop began
-                out.append(Kill(p.name, pid, signal.SIGKILL, group=True))
+        step = self._STEPS.get(p.state)
+        return step(self, p, out) if step is not None else False
+
+    def _step_stopping(self, p: _Proc, out: list[Action]) -> bool:
+        """Past its stop timeout: SIGKILL to its group, once."""
+        if p.stop_deadline is None or self.now < p.stop_deadline or p.killed:
             return False
-        if state in (S.RUNNING, S.READY):
-            if state is S.RUNNING and p.settle_at is not None and now >= p.settle_at:
-                self._become_ready(p, out)
-                return True
-            if not should_run and not self._has_pid_dependents(p):
-                self._stop(p, out)
-                return True
-            return False
-        if state is S.STARTING:
-            if not (p.wanted and not self.shutting_down):
-                p.move(Event.STOP)
-                return True
-            if not p.spawn_requested and all(self._satisfied(d) for d in self.deps[p.name]):
-                p.spawn_requested = True
-                out.append(Spawn(p.name))
-            return False
-        if state is S.BACKOFF:
-            if not p.wanted or self.shutting_down:
-                p.move(Event.STOP)
-                return True
-            if now >= p.backoff_until and not self._has_pid_dependents(p):
-                p.move(Event.BACKOFF_ELAPSED)
-                return True
-            return False
-        if state is S.STOPPED and p.wanted and not p.restart_pending and not self.shutting_down:
-            p.move(Event.START)  # STARTING waits for its dependencies to be ready
-            if p.spawned_once and not p.restart_reason:
-                p.restart_reason = "dependency"
+        p.move(Event.STOP_TIMEOUT)
+        p.killed = True
+        pid = self._signal_pid_or_none(p)
+        if pid is None:  # its pidfile never came: nothing left to wait for
+            out.append(Log(p.name, "stop timeout: no pid from its pidfile", error=True))
+            self._on_main_exit(p, 128 + signal.SIGKILL, signal.SIGKILL, out)
+            return True
+        out.append(Log(p.name, f"stop timeout: SIGKILL to group {pid}", error=True))
+        out.append(Collect(p.name, pid))  # what it forked since the stop began
+        out.append(Kill(p.name, pid, signal.SIGKILL, group=True))
+        return False
+
+    def _step_up(self, p: _Proc, out: list[Action]) -> bool:
+        """RUNNING or READY: settled, or stopped once its dependents are down."""
+        if p.state is S.RUNNING and p.settle_at is not None and self.now >= p.settle_at:
+            self._become_ready(p, out)
+            return True
+        if not self._should_run(p) and not self._has_pid_dependents(p):
+            self._stop(p, out)
             return True
         return False
+
+    def _step_starting(self, p: _Proc, out: list[Action]) -> bool:
+        """Spawned (once) as soon as everything it is `after` is ready."""
+        if p.goal is Goal.DOWN or self.shutting_down:
+            p.move(Event.STOP)
+            return True
+        if not p.spawn_requested and all(self._satisfied(d) for d in self.deps[p.name]):
+            p.spawn_requested = True
+            out.append(Spawn(p.name))
+        return False
+
+    def _step_backoff(self, p: _Proc, out: list[Action]) -> bool:
+        """Restarted once its delay is over and its bound dependents are down."""
+        if p.goal is Goal.DOWN or self.shutting_down:
+            p.move(Event.STOP)
+            return True
+        if self.now >= p.backoff_until and not self._has_pid_dependents(p):
+            p.move(Event.BACKOFF_ELAPSED)
+            return True
+        return False
+
+    def _step_stopped(self, p: _Proc, out: list[Action]) -> bool:
+        """Wanted up: START (STARTING waits for its dependencies to be ready)."""
+        if p.goal is not Goal.UP or self.shutting_down:
+            return False
+        p.move(Event.START)
+        if p.spawned_once and not p.restart_reason:
+            p.restart_reason = "dependency"
+        return True
+
+    # EXITED and FATAL move only by events (RETRY, GAVE_UP, START): no step.
+    _STEPS: ClassVar[dict[ProcessState, Callable[[Supervisor, _Proc, list[Action]], bool]]] = {
+        S.STOPPING: _step_stopping,
+        S.RUNNING: _step_up,
+        S.READY: _step_up,
+        S.STARTING: _step_starting,
+        S.BACKOFF: _step_backoff,
+        S.STOPPED: _step_stopped,
+    }
 
     def _nothing_left_to_run(self) -> bool:
         """Every process has exited for good (policy or FATAL): nothing to do.
@@ -760,17 +1014,17 @@ class Supervisor:
             for p in self.procs.values():
                 if p.state is S.EXITED and p.last_exit and p.last_exit.status != 0:
                     self.unclean.append(f"{p.name} exited with status {p.last_exit.status}")
-        if self.sweep_phase == "":
-            self.sweep_phase = "term"
+        if self.phase is Phase.STOPPING:
+            self.phase = next_phase(self.phase, PhaseEvent.AT_REST)
             self.sweep_deadline = self.now + SWEEP_TIMEOUT
             out.append(Sweep(signal.SIGTERM))
-        elif self.sweep_phase == "term" and self.sweep_deadline is not None:
+        elif self.phase is Phase.SWEEP_TERM and self.sweep_deadline is not None:
             if self.now >= self.sweep_deadline:
-                self.sweep_phase = "kill"
+                self.phase = next_phase(self.phase, PhaseEvent.SWEEP_TIMEOUT)
                 out.append(Log("pidone", "leftover processes ignored SIGTERM: SIGKILL", True))
                 out.append(Sweep(signal.SIGKILL))
-        elif self.sweep_phase == "done":
-            self.sweep_phase = "exited"
+        elif self.phase is Phase.SWEPT:
+            self.phase = next_phase(self.phase, PhaseEvent.AT_REST)
             code = self.exit_code
             if code is None:
                 code = 1 if self.unclean else 0

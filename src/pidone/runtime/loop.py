@@ -8,8 +8,14 @@
             sleep in select() until an fd is ready or the earliest deadline
             signals: SIGCHLD -> reap every zombie, first; others -> the core
             child output -> the log relay; readiness answers -> the core
+            ctl requests -> the core, as a Request with a ticket
             feed Tick; carry out the actions
         until the core says Exit(code)
+
+The loop decides nothing: the core says what to spawn and signal, when to
+look at a pidfile or for a socket (ReadPidfile, FixSocket: the loop looks
+through system/ and feeds back what it saw) and what to answer a ctl client
+(Reply, for the ticket the loop keeps with the client's connection).
 
 Every fd in the selector carries its own callback as `data`. A failure in a
 side part (a probe, the relay, a callback) is logged and the loop goes on:
@@ -25,7 +31,7 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from pidone.config import identity
@@ -34,8 +40,7 @@ from pidone.config.values import MAX_SECONDS
 from pidone.control import protocol
 from pidone.control import server as control
 from pidone.core.counters import PidoneCounters
-from pidone.core.snapshot import ProcessStatus, Snapshot, not_ready
-from pidone.core.states import AT_REST, HAS_PID, ProcessState
+from pidone.core.snapshot import Snapshot
 from pidone.errors import PidoneError, SpawnError
 from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.runtime.probes import Prober
@@ -45,19 +50,26 @@ if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
     from pidone.observe.metrics import MetricsServer
 from pidone.core.supervisor import (
     Action,
+    Boot,
     CancelProbe,
     Collect,
     EventType,
     Exit,
+    FixSocket,
     Kill,
     KillLeftovers,
     Log,
     NoChildren,
+    PidfileNotRead,
     PidfileRead,
+    ReadPidfile,
     Ready,
     Reaped,
+    Reply,
+    Request,
     SignalReceived,
     SocketFixed,
+    SocketNotFixed,
     Spawn,
     Spawned,
     SpawnFailed,
@@ -65,28 +77,10 @@ from pidone.core.supervisor import (
     Supervisor,
     Sweep,
     Tick,
-    WatchPidfile,
-    WatchSocket,
 )
 
-PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
-PIDFILE_RETRY = 1.0  # seconds between looks at a refused pidfile (its program may fix it)
-SOCKET_POLL = 0.05  # seconds between looks for a socket its process has yet to create
-SOCKET_RETRY = 1.0  # seconds between looks at a socket path that is wrong (warned once)
 Callback = Callable[[int], None]
-Reply = Callable[[dict[str, Any]], None]
-DEFAULT_WAIT = 300.0  # seconds a ctl start/restart waits for readiness unless told
-
-
-@dataclass
-class _Waiter:
-    """A ctl request waiting for processes to reach a goal."""
-
-    command: str
-    names: tuple[str, ...]  # expanded, in start order; () for wait-ready
-    reply: Reply
-    deadline: float
-    restarts: dict[str, int]  # for restart: the count before, to see a new instance
+Answer = Callable[[dict[str, Any]], None]  # sends a ctl client its reply
 
 
 class Loop:
@@ -101,9 +95,8 @@ class Loop:
         self.prober = Prober(self.selector, self._probe_ready, spawn=self._spawn_check)
         self.events: deque[EventType] = deque()
         self.exit_code: int | None = None
-        self.pidfiles: dict[str, tuple[str, float]] = {}  # name -> (path, next look)
         self.launchers: dict[str, proc.Launcher] = {}  # pidfile processes' launchers
-        self.refused: set[str] = set()  # pidfile processes whose refusal is logged
+        self.probed: dict[str, int] = {}  # name -> the pid its readiness check was started for
         self.trees: dict[str, dict[int, int | None]] = {}  # stopping: descendant -> start time
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         self.signal_fd = -1
@@ -117,9 +110,8 @@ class Loop:
         }
         self.socket_dirs: dict[str, int] = {}  # socket name -> fd of its directory
         self.listening: dict[str, int] = {}  # socket name -> listening fd (listen = true)
-        self.socket_watch: dict[tuple[str, str], float] = {}  # (process, socket) -> next look
-        self.socket_problems: dict[tuple[str, str], str] = {}  # the one logged, until it changes
-        self.waiters: list[_Waiter] = []
+        self.answers: dict[int, Answer] = {}  # ctl requests' tickets -> their client
+        self.tickets = 0
         self.control: control.ControlServer | None = None
         self.metrics: MetricsServer | None = None
         self.side_log = SideLog(signals.wake_loop)  # for the metrics server's threads
@@ -159,6 +151,22 @@ class Loop:
     # -- the loop --
 
     def run(self) -> int:
+        self._catch_signals()
+        if not process.is_pid1():
+            reap.become_subreaper()
+        self._start_side_parts()
+        self.feed(Boot())
+        self._publish()
+        while self.exit_code is None:
+            self._turn()
+        self._stop_side_parts()
+        self._relay_side_log()
+        self.relay.drain(timeout=2.0)
+        self.relay.close()
+        return self.exit_code
+
+    def _catch_signals(self) -> None:
+        """Every signal blocked and read from a signalfd in the selector."""
         caught = [s for s in signals.forwardable_signals() if s != signal.SIGPIPE]
         signals.catch_signals([*caught, signal.SIGCHLD])
         try:
@@ -169,20 +177,6 @@ class Loop:
         # we would then forward to every child.
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
         self.selector.register(self.signal_fd, selectors.EVENT_READ, self._on_signals)
-        if not process.is_pid1():
-            reap.become_subreaper()
-        self._start_side_parts()
-        from pidone.core.supervisor import Boot
-
-        self.feed(Boot())
-        self._publish()
-        while self.exit_code is None:
-            self._turn()
-        self._stop_side_parts()
-        self._relay_side_log()
-        self.relay.drain(timeout=2.0)
-        self.relay.close()
-        return self.exit_code
 
     # -- side parts: a failure here is logged, never fatal --
 
@@ -213,9 +207,9 @@ class Loop:
                 self._log_side(f"metrics on {settings.metrics} disabled: {exc}")
 
     def _stop_side_parts(self) -> None:
-        for waiter in self.waiters:
-            waiter.reply(protocol.error("pidone is exiting"))
-        self.waiters.clear()
+        for answer in self.answers.values():  # the core answers all at Exit: a safety net
+            answer(protocol.error("pidone is exiting"))
+        self.answers.clear()
         for close in (
             self.metrics.close if self.metrics else None,
             self.control.close if self.control else None,
@@ -252,20 +246,14 @@ class Loop:
             self._guard(callback, mask)
         self._guard(lambda _: self._relay_side_log(), 0)
         self._guard(lambda _: self.prober.run_due(self.clock()), 0)
-        self._guard(lambda _: self._look_at_pidfiles(), 0)
-        self._guard(lambda _: self._look_at_sockets(), 0)
         if self.control is not None:
             control_server = self.control
             self._guard(lambda _: control_server.run_due(self.clock()), 0)
         self.feed(Tick())
-        self._guard(lambda _: self._check_waiters(), 0)
         self._publish()
 
     def _timeout(self) -> float | None:
         deadlines = [self.core.next_deadline(), self.prober.next_deadline()]
-        deadlines += [when for _, when in self.pidfiles.values()]
-        deadlines += list(self.socket_watch.values())
-        deadlines += [w.deadline for w in self.waiters]
         if self.control is not None:
             deadlines.append(self.control.next_deadline())
         due = [d for d in deadlines if d is not None]
@@ -299,8 +287,10 @@ class Loop:
             ev = self.events.popleft()
             try:
                 actions = self.core.handle(ev, self.clock())
-            except Exception:
+            except Exception:  # the core is as it was before ev: its actions are dropped
                 self._log_bug(f"the supervisor handling {ev}")
+                if isinstance(ev, Request) and ev.ticket in self.answers:
+                    self.answers.pop(ev.ticket)(protocol.error("internal error: see pidone's log"))
                 continue
             # Spawn and Kill come first in a batch: see the Log case
             acted_on: set[str] = set()
@@ -322,12 +312,12 @@ class Loop:
                 if signals.send_signal(pid, signum, group=group) and signum == self._forwarding:
                     self.counters.count(self.counters.signals_forwarded, signum)
             case StartProbe(name, pid):
+                self.probed[name] = pid
                 self.prober.start(name, self.config.processes[name].ready, pid)
             case CancelProbe(name):
                 self.prober.cancel(name)
-            case WatchPidfile(name, path):
-                self.pidfiles[name] = (path, self.clock())
-                self.refused.discard(name)
+            case ReadPidfile(name, path, taken):
+                self.events.append(self._read_pidfile(name, path, taken))
             case Collect(name, pid):
                 tree = self.trees.setdefault(name, {})
                 for child in proc.descendants(pid):
@@ -340,8 +330,8 @@ class Loop:
                         signals.send_signal(child, signal.SIGKILL)
                 if group is not None:
                     signals.kill_group(group, signal.SIGKILL)
-            case WatchSocket(name, sock):
-                self.socket_watch[name, sock] = self.clock()
+            case FixSocket(name, sock):
+                self.events.append(self._fix_socket(name, sock))
             case Log(name, message, error):
                 # About a process spawned or signalled in this batch (its
                 # action went first, for speed): "exited" or "restarting" must
@@ -360,6 +350,10 @@ class Loop:
                 self._reap()
             case Exit(code):
                 self.exit_code = code
+            case Reply(ticket, outcome):
+                answer = self.answers.pop(ticket, None)
+                if answer is not None:
+                    answer(protocol.reply_for(outcome, self.clock()))
 
     def _spawn(self, spec: ProcessSpec) -> None:
         """Every failure to start (an exec error, EMFILE making its pipes,
@@ -399,8 +393,6 @@ class Loop:
         listen_fds = [(self.listening[s], s) for s in spec.sockets if s in self.listening]
         for sock in spec.sockets:  # a socket it creates itself: never a stale one
             if sock not in self.listening:
-                self.socket_watch.pop((spec.name, sock), None)
-                self.socket_problems.pop((spec.name, sock), None)  # a new instance: warned anew
                 path = self.config.sockets[sock].path
                 try:
                     sockets.remove_stale_socket(os.path.basename(path), self.socket_dirs[sock])
@@ -453,124 +445,59 @@ class Loop:
             self.counters.zombies_reaped += 1
             if self.prober.child_exited(pid, status):
                 continue
-            self.feed(Reaped(pid, status))
-        if self.core.sweep_phase in ("term", "kill") and not reap.has_children():
+            self.feed(Reaped(pid, *reap.decode_status(status)))
+        if self.core.sweeping and not reap.has_children():
             self.feed(NoChildren())
 
     # -- pidone ctl --
 
-    def _on_control(self, request: dict[str, Any], reply: Reply) -> None:
-        cmd = protocol.parse_request(request, self.config.processes)
-        if isinstance(cmd, str):
-            reply(protocol.error(cmd))
+    def _on_control(self, request: dict[str, Any], answer: Answer) -> None:
+        """A ctl request: parsed by the protocol, judged by the core, which
+        answers with a Reply action for its ticket."""
+        parsed = protocol.parse_request(request, self.config.processes)
+        if isinstance(parsed, str):
+            answer(protocol.error(parsed))
             return
-        now = self.clock()
-        if cmd.command == "status":
-            reply(protocol.status_reply(self.core.snapshot(), now))
-            return
-        names = tuple(self.core.order) if "all" in cmd.names else cmd.names
-        names = tuple(n for n in self.core.order if n in names)
-        before = {p.name: p.restarts for p in self.core.snapshot().processes}
-        if cmd.command in ("start", "stop", "restart", "reload", "signal", "shutdown"):
-            self.feed(cmd.event())
-        if cmd.command in ("reload", "signal"):
-            procs = {p.name: p for p in self.core.snapshot().processes}
-            reply(_combine([_signalled(procs[n]) for n in names]))
-        elif cmd.command == "shutdown":
-            reply({"ok": True})
-        else:
-            timeout = cmd.timeout
-            if timeout is None:
-                if cmd.command == "stop":
-                    timeout = max(self.config.processes[n].stop_timeout for n in names) + 10
-                else:
-                    timeout = DEFAULT_WAIT
-            self.waiters.append(_Waiter(cmd.command, names, reply, now + timeout, before))
-            self._check_waiters()
-
-    def _check_waiters(self) -> None:
-        if not self.waiters:
-            return
-        now = self.clock()
-        snap = self.core.snapshot()
-        for waiter in list(self.waiters):
-            verdict = _judge(waiter, snap, now)
-            if verdict is not None:
-                self.waiters.remove(waiter)
-                waiter.reply(verdict)
+        self.tickets += 1
+        self.answers[self.tickets] = answer
+        self.feed(replace(parsed, ticket=self.tickets))
 
     def _probe_ready(self, name: str) -> None:
-        pid = self.core.procs[name].pid or self.core.procs[name].launcher_pid
+        self.feed(Ready(name, self.probed[name]))
+
+    def _read_pidfile(self, name: str, path: str, taken: frozenset[int]) -> EventType:
+        """Read a pidfile; its pid is followed only if the trust rule
+        (proc.unfollowable) allows. The core logs a refusal once per
+        instance and says when to look again (a stale pid of an earlier
+        instance is no refusal: silently, and soon). A refused process stays
+        without a main pid: it is signalled nowhere, and its stop ends at the
+        stop timeout."""
+        pid, problem = proc.read_pidfile(path)
         if pid is not None:
-            self.feed(Ready(name, pid))
-
-    def _look_at_pidfiles(self) -> None:
-        """Read each awaited pidfile and follow its pid only if the trust rule
-        (proc.unfollowable) allows. A refused pidfile is logged once per
-        instance and looked at again every PIDFILE_RETRY (a stale pid of an
-        earlier instance, silently, every PIDFILE_POLL): the process stays
-        without a main pid, so it is signalled nowhere, and its stop ends at
-        the stop timeout."""
-        now = self.clock()
-        for name, (path, when) in list(self.pidfiles.items()):
-            entry = self.core.procs[name]
-            if entry.state not in HAS_PID or entry.pid is not None:
-                del self.pidfiles[name]
-                continue
-            if now < when:
-                continue
-            pid, problem = proc.read_pidfile(path)
-            if pid is not None:
-                taken = {
-                    q
-                    for other in self.core.procs.values()
-                    if other.name != name
-                    for q in (other.pid, other.launcher_pid)
-                    if q is not None
-                }
-                launcher = self.launchers.get(name)
-                if launcher is None:
-                    problem = "its launcher is unknown"
-                else:
-                    problem = proc.unfollowable(pid, launcher, taken) or ""
-            if pid is None or problem:
-                refused = bool(problem) and not problem.endswith(proc.NOT_RUNNING)
-                if refused and name not in self.refused:
-                    self.refused.add(name)
-                    line = f"pidfile {path} refused: {problem} (logged once; still looking)"
-                    self.relay.event(name, line, stream="stderr")
-                pause = PIDFILE_RETRY if refused else PIDFILE_POLL
-                self.pidfiles[name] = (path, now + pause)
-                continue
-            del self.pidfiles[name]
-            self.feed(PidfileRead(name, pid))
-
-    def _look_at_sockets(self) -> None:
-        now = self.clock()
-        for (name, sock), when in list(self.socket_watch.items()):
-            if now < when:
-                continue
-            spec = self.config.sockets[sock]
-            uid, gid = socket_owner(spec)
-            base = os.path.basename(spec.path)
-            pause = SOCKET_POLL
-            try:
-                fixed = sockets.fix_socket(
-                    self.socket_dirs[sock], base, uid=uid, gid=gid, mode=spec.mode
-                )
-            except (OSError, sockets.UnsafePath) as exc:
-                # Warned once until the problem changes, and looked at less often
-                problem = f"socket {sock}: {exc}"
-                if self.socket_problems.get((name, sock)) != problem:
-                    self.socket_problems[name, sock] = problem
-                    self.relay.event(name, problem, stream="stderr")
-                fixed, pause = False, SOCKET_RETRY
-            if fixed:
-                del self.socket_watch[name, sock]
-                self.socket_problems.pop((name, sock), None)
-                self.feed(SocketFixed(name, sock))
+            launcher = self.launchers.get(name)
+            if launcher is None:
+                problem = "its launcher is unknown"
             else:
-                self.socket_watch[name, sock] = now + pause
+                problem = proc.unfollowable(pid, launcher, taken) or ""
+        if pid is None or problem:
+            refused = bool(problem) and not problem.endswith(proc.NOT_RUNNING)
+            return PidfileNotRead(name, problem, refused)
+        return PidfileRead(name, pid)
+
+    def _fix_socket(self, name: str, sock: str) -> EventType:
+        spec = self.config.sockets[sock]
+        uid, gid = socket_owner(spec)
+        try:
+            fixed = sockets.fix_socket(
+                self.socket_dirs[sock],
+                os.path.basename(spec.path),
+                uid=uid,
+                gid=gid,
+                mode=spec.mode,
+            )
+        except (OSError, sockets.UnsafePath) as exc:
+            return SocketNotFixed(name, sock, f"socket {sock}: {exc}")
+        return SocketFixed(name, sock) if fixed else SocketNotFixed(name, sock)
 
 
 def _environment(spec: ProcessSpec, ident: identity.Identity) -> dict[str, str]:
@@ -591,67 +518,6 @@ def socket_owner(sock: SocketSpec) -> tuple[int, int]:
     if sock.group is not None:
         gid = identity.group_id(sock.group)
     return uid, gid
-
-
-def _signalled(p: ProcessStatus) -> dict[str, Any]:
-    """The RESULT of a reload or signal: only a known main pid is signalled."""
-    result: dict[str, Any] = {"name": p.name, "state": p.state.value}
-    if p.state in HAS_PID and p.pid is not None:
-        return result | {"ok": True}
-    why = "not running yet: waiting for its pidfile" if p.state in HAS_PID else "not running"
-    return result | {"ok": False, "error": why}
-
-
-def _combine(results: list[dict[str, Any]]) -> dict[str, Any]:
-    failed = [r for r in results if not r["ok"]]
-    if failed:  # each result says why; the error sums them up
-        error = f"{len(failed)} of {len(results)} processes failed"
-        return {"ok": False, "error": error, "results": results}
-    return {"ok": True, "results": results}
-
-
-def _judge(waiter: _Waiter, snap: Snapshot, now: float) -> dict[str, Any] | None:
-    """The reply for a waiting ctl request, or None to keep waiting."""
-    if waiter.command == "wait-ready":
-        waiting = not_ready(snap)
-        if not waiting:
-            return {"ok": True}
-        if now >= waiter.deadline:
-            return {"ok": False, "error": f"not ready: {', '.join(waiting)}", "not_ready": waiting}
-        return None
-    procs = {p.name: p for p in snap.processes}
-    results = []
-    for name in waiter.names:
-        p = procs[name]
-        result: dict[str, Any] = {"name": name, "state": p.state.value}
-        if waiter.command == "stop":
-            done = p.state in AT_REST
-            failure = None
-        else:
-            new = waiter.command != "restart" or p.restarts > waiter.restarts.get(name, 0)
-            completed = p.state is ProcessState.EXITED and p.last_exit and p.last_exit.status == 0
-            done = new and (p.ready or bool(completed))
-            failure = (
-                _failure(p.state, p.last_exit.status if p.last_exit else None) if new else None
-            )
-        if done:
-            results.append(result | {"ok": True})
-        elif failure is not None:
-            results.append(result | {"ok": False, "error": failure})
-        elif now >= waiter.deadline:
-            what = "stopped" if waiter.command == "stop" else "ready"
-            results.append(result | {"ok": False, "error": f"not {what} in time ({p.state.value})"})
-        else:
-            return None  # still on its way
-    return _combine(results)
-
-
-def _failure(state: ProcessState, status: int | None) -> str | None:
-    if state is ProcessState.FATAL:
-        return "FATAL: it keeps exiting"
-    if state is ProcessState.EXITED:
-        return f"exited with status {status} and is not restarted"
-    return None
 
 
 def run(config: Config) -> int:
