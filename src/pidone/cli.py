@@ -11,12 +11,12 @@ container.
 
 from __future__ import annotations
 
-import _signal
 import os
 import sys
 
 from pidone import __version__
 from pidone.errors import PidoneError, UsageError
+from pidone.signames import signal_number
 from pidone.single import init as single
 from pidone.single.init import Options
 from pidone.system import process, signals
@@ -61,7 +61,6 @@ The full text ships with the package (its METADATA, License-Expression: MIT).
 """
 
 SUBCOMMANDS = ("run", "check", "ctl")
-MAX_SIGNAL = signals.NSIG - 1
 _TAKES_VALUE = "epr"  # short options followed by a value, in the same word or the next
 
 
@@ -76,22 +75,11 @@ def _number(text: str) -> int | None:
 
 
 def signal_arg(text: str, what: str, *, zero: bool = False) -> int:
-    """A signal from the command line: "15", "SIGTERM" or "TERM" (0 only if `zero`).
-    Names come from `_signal`: the `signal` module would load enum into PID 1."""
-    low = 0 if zero else 1
-    number = _number(text)
-    if number is not None or text.isdigit():
-        if number is not None and low <= number <= MAX_SIGNAL:
-            return number
-        raise UsageError(
-            f"{what}: {_shown(text)} is not a signal number; use {low} to {MAX_SIGNAL}"
-        )
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    value = getattr(_signal, name, None) if name.isalnum() else None
-    if isinstance(value, int) and not name.startswith("SIG_") and 1 <= value <= MAX_SIGNAL:
-        return value
-    raise UsageError(f"{what}: {_shown(text)} is not a signal; use a name like SIGTERM or a number")
+    """A signal from the command line, by signames' one rule (0 only if `zero`)."""
+    try:
+        return signal_number(text, zero=zero)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {_shown(text)} is {exc}") from None
 
 
 def exit_code_arg(text: str) -> int:

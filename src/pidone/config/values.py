@@ -6,11 +6,11 @@ from __future__ import annotations
 import math
 import re
 import resource
-import signal
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
+from pidone import signames
 from pidone.config import command as commands
 from pidone.config import envfile
 from pidone.config.envfile import Budget
@@ -198,23 +198,19 @@ def octal(maximum: int, example: str) -> Callable[[Any], int]:
 
 
 def signal_number(value: Any) -> int:
-    """A signal number from "SIGTERM", "term", "15" or 15."""
-    if isinstance(value, str) and (number := ascii_int(value)) is not None:
-        value = number
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 1 <= value < signal.NSIG:
-            raise BadValue(
-                f'not a signal number; use 1 to {signal.NSIG - 1} or a name like "SIGTERM"'
-            )
-        return value
-    if not isinstance(value, str):
+    """A signal by signames' one rule: "SIGTERM", "term", "15", 15, "SIGRTMIN+3"."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
         raise BadValue('must be a signal name like "SIGTERM" or a number')
-    name = value.strip().upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    if name not in signal.Signals.__members__:
-        hint = did_you_mean(name, signal.Signals.__members__, cutoff=0.8)
-        raise BadValue('not a signal name; use a name like "SIGTERM" or a number' + hint)
-    return int(signal.Signals[name])
+    try:
+        return signames.signal_number(value)
+    except ValueError as exc:
+        hint = ""
+        if isinstance(value, str) and str(exc).startswith("not a signal name"):
+            name = value.strip().upper()
+            hint = did_you_mean(
+                name if name.startswith("SIG") else "SIG" + name, signames.SIGNAL_NAMES, 0.8
+            )
+        raise BadValue(f"{exc}{hint}") from None
 
 
 def port_number(text: str) -> int | None:

@@ -22,8 +22,8 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from pidone.control.protocol import DEFAULT_SOCKET, connect_error, parse_signal
-from pidone.signames import signal_name
+from pidone.control.protocol import DEFAULT_SOCKET, connect_error
+from pidone.signames import signal_name, signal_number
 
 SHORT_TIMEOUT = 30.0  # status, reload, signal, shutdown: answered at once
 # start/stop/restart without --timeout: the server applies each process's
@@ -64,9 +64,9 @@ def _timeout(text: str) -> float:
 
 def _signal(text: str) -> int:
     try:
-        return parse_signal(text)
+        return signal_number(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(f"{text!r} is {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
