@@ -16,6 +16,7 @@ import sys
 
 from pidone import __version__
 from pidone.errors import PidoneError, UsageError
+from pidone.hostport import host_port
 from pidone.signames import signal_number
 from pidone.single import init as single
 from pidone.single.init import Options
@@ -82,6 +83,15 @@ def signal_arg(text: str, what: str, *, zero: bool = False) -> int:
         raise UsageError(f"{what}: {_shown(text)} is {exc}") from None
 
 
+def metrics_arg(text: str) -> str:
+    """--metrics ADDR, by hostport's one rule: refused before CMD starts."""
+    try:
+        host_port(text)
+    except ValueError as exc:
+        raise UsageError(f"--metrics {_shown(text)}: {exc}") from None
+    return text
+
+
 def exit_code_arg(text: str) -> int:
     code = _number(text)
     if code is not None and code <= 255:
@@ -139,7 +149,7 @@ def parse_single(args: list[str], env: Mapping[str, str] | None = None) -> Optio
                 example = "0.0.0.0:9100" if name == "--metrics" else "15:2"
                 raise UsageError(f"{name} needs {need}, like {name} {example}")
             if name == "--metrics":
-                opts.metrics = inline
+                opts.metrics = metrics_arg(inline)
             else:
                 _option_value(opts, "r", inline, name)
         elif arg == "--verbose":

@@ -20,7 +20,6 @@ from pidone.core.counters import PidoneCounters
 from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
 from pidone.core.states import ProcessState
 from pidone.observe.health import HealthCheck, check_ready
-from pidone.observe.http import parse_address
 from pidone.observe.metrics import (
     PidoneCollector,
     TreeUsage,
@@ -448,26 +447,3 @@ def test_health_without_a_waker_judges_by_the_heartbeat_alone() -> None:
 )
 def test_readiness_verdicts(snap: Snapshot | None, expected: tuple[bool, str]) -> None:
     assert check_ready(snap) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("0.0.0.0:9100", ("0.0.0.0", 9100)),
-        ("127.0.0.1:0", ("127.0.0.1", 0)),
-        (":9100", ("0.0.0.0", 9100)),
-        ("[::1]:9100", ("::1", 9100)),
-        ("localhost:80", ("localhost", 80)),
-    ],
-)
-def test_parse_address(text: str, expected: tuple[str, int]) -> None:
-    assert parse_address(text) == expected
-
-
-# "host:\u00b9\u2075": superscript digits pass str.isdigit(), then int() raised
-@pytest.mark.parametrize(
-    "text", ["9100", "host:", "host:http", "host:70000", "", "host:\u00b9\u2075"]
-)
-def test_parse_address_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="HOST:PORT"):
-        parse_address(text)

@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from pidone import hostport
 from pidone.config import command as commands
 from pidone.config import envfile, graph, procfile
 from pidone.config.command import Command
@@ -578,7 +579,7 @@ class _BasePort:
         where = f"{ctx.sources.envfile}: PORT" if "PORT" in dotenv else "PORT in the environment"
         self.text = dotenv.get("PORT", environ.get("PORT"))
         self.where = where
-        self.base = DEFAULT_PORT if self.text is None else values.port_number(self.text)
+        self.base = DEFAULT_PORT if self.text is None else hostport.port_number(self.text)
         self.reported = False
 
     def for_position(self, name: str, position: int) -> Callable[[], str | None]:

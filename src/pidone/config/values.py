@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, cast
 from urllib.parse import urlsplit
 
-from pidone import signames
+from pidone import hostport, signames
 from pidone.config import command as commands
 from pidone.config import envfile
 from pidone.config.envfile import Budget
@@ -213,12 +213,6 @@ def signal_number(value: Any) -> int:
         raise BadValue(f"{exc}{hint}") from None
 
 
-def port_number(text: str) -> int | None:
-    """A TCP port 1..65535 in ASCII digits, else None."""
-    number = ascii_int(text)
-    return number if number is not None and 1 <= number <= 65535 else None
-
-
 def port(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
         raise BadValue("must be a TCP port from 1 to 65535, like port = 8000")
@@ -226,10 +220,14 @@ def port(value: Any) -> int:
 
 
 def address(value: Any) -> str:
-    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
-    if not host or port_number(port) is None:
-        raise BadValue('must be "HOST:PORT", like "127.0.0.1:9100"')
-    return cast(str, value)
+    """A listening address, by hostport's one rule."""
+    if not isinstance(value, str):
+        raise BadValue(f"must be {hostport.FORM}")
+    try:
+        hostport.host_port(value)
+    except ValueError as exc:
+        raise BadValue(str(exc)) from None
+    return value
 
 
 def environment(value: Any) -> dict[str, str]:
@@ -327,11 +325,11 @@ def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> R
     if kind == "file":
         return ReadyCheck("file", target, path=target)
     if kind == "tcp":
-        host, _, port = target.rpartition(":")
-        number = port_number(port)
-        if not host or number is None:
-            raise BadValue('must be "tcp:HOST:PORT", like "tcp:127.0.0.1:6379"')
-        return ReadyCheck("tcp", target, host=host.strip("[]"), port=number)
+        try:
+            host, number = hostport.host_port(target)
+        except ValueError:
+            raise BadValue('must be "tcp:HOST:PORT", like "tcp:127.0.0.1:6379"') from None
+        return ReadyCheck("tcp", target, host=host, port=number)
     if kind == "exec":
         try:
             return ReadyCheck("exec", target, command=commands.parse(target))

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from queue import SimpleQueue
 from urllib.parse import urlsplit
 
+from pidone.hostport import host_port
 from pidone.system import process, sockets
 
 REQUEST_DEADLINE = 5.0  # seconds from accept to the end of the request head
@@ -154,15 +155,6 @@ def format_head(response: Response, server: str) -> bytes:
     ).encode("latin-1")
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """'HOST:PORT' (host may be '[::1]', or empty for every IPv4 address)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise ValueError(f'metrics address must be "HOST:PORT", like "127.0.0.1:9100": {text!r}')
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    return host or "0.0.0.0", int(port)
-
-
 # Where a connection is: its head arriving, its answer being computed (or
 # waited for), its reply going out, or its close awaited after the reply.
 HEAD, WAITING, POOLED, SENDING, LINGERING = "head", "waiting", "pooled", "sending", "lingering"
@@ -226,7 +218,7 @@ class HttpServer:
         self.server_name = server_name
         self.max_connections = max_connections
         self.max_scrapes = max(max_scrapes, workers)
-        host, port = parse_address(address)
+        host, port = host_port(address, port_zero=True)
         self._listener = sockets.tcp_listener(host, port, backlog=MAX_CONNECTIONS)
         self.port: int = self._listener.getsockname()[1]
         self._connections: list[_Connection] = []  # in accept order
