@@ -162,7 +162,7 @@ def test_status_rows_from_a_snapshot() -> None:
 def test_not_ready_counts_completed_jobs_as_done() -> None:
     snap = Snapshot(
         (
-            status("migrate", S.EXITED, last_exit=ExitInfo(0, 0, 1.0, False)),
+            status("migrate", S.EXITED, last_exit=ExitInfo(0, 0, 1.0, False), completed=True),
             status("seed", S.EXITED, last_exit=ExitInfo(3, 0, 1.0, False)),
             status("web", S.RUNNING, pid=5),
             status("cron", S.STARTING, has_ready_check=False),

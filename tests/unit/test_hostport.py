@@ -34,9 +34,9 @@ def test_every_reader_accepts_the_same_addresses(text: str, expected: tuple[str,
 
 @pytest.mark.parametrize("text", REFUSED)
 def test_every_reader_refuses_the_same_addresses(text: str) -> None:
-    with pytest.raises(ValueError, match='^must be "HOST:PORT"'):
+    with pytest.raises(ValueError, match=r'^must be "HOST:PORT"'):
         host_port(text)
-    with pytest.raises(BadValue, match='^must be "HOST:PORT"'):
+    with pytest.raises(BadValue, match=r'^must be "HOST:PORT"'):
         address(text)
     with pytest.raises(BadValue, match='"tcp:HOST:PORT"'):
         ready(f"tcp:{text}", {})

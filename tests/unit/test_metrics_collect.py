@@ -42,6 +42,7 @@ def proc(
     exits_by_status: dict[int, int] | None = None,
     last_exit: ExitInfo | None = None,
     has_ready_check: bool = True,
+    completed: bool = False,
 ) -> ProcessStatus:
     reasons = restarts_by_reason or {}
     return ProcessStatus(
@@ -55,6 +56,7 @@ def proc(
         exits_by_status=exits_by_status or {},
         last_exit=last_exit,
         has_ready_check=has_ready_check,
+        completed=completed,
     )
 
 
@@ -433,7 +435,7 @@ def test_health_without_a_waker_judges_by_the_heartbeat_alone() -> None:
                     proc("web", S.STARTING),
                     proc("worker", S.BACKOFF),
                     proc("cron", S.RUNNING, has_ready_check=False),  # no check: not waited for
-                    proc("migrate", S.EXITED, last_exit=ExitInfo(0, 0, 1.0, False)),  # done
+                    proc("migrate", S.EXITED, last_exit=ExitInfo(0, 0, 1.0, False), completed=True),
                 ),
                 False,
             ),

@@ -629,8 +629,7 @@ def _judge(waiter: _Waiter, snap: Snapshot, now: float) -> dict[str, Any] | None
             failure = None
         else:
             new = waiter.command != "restart" or p.restarts > waiter.restarts.get(name, 0)
-            completed = p.state is ProcessState.EXITED and p.last_exit and p.last_exit.status == 0
-            done = new and (p.ready or bool(completed))
+            done = new and (p.ready or p.completed)
             failure = (
                 _failure(p.state, p.last_exit.status if p.last_exit else None) if new else None
             )
