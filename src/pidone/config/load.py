@@ -55,14 +55,14 @@ from pidone.config.specs import (
     DEFAULT_CONFIG,
     DEFAULT_ENVFILE,
     DEFAULT_PROCFILE,
+    LOG_FORMATS,
+    RESTART_POLICIES,
+    STOP_TARGETS,
     Config,
-    LogFormat,
     ProcessSpec,
     ReadyCheck,
-    RestartPolicy,
     Settings,
     SocketSpec,
-    StopTarget,
 )
 from pidone.config.tomllines import TomlLines
 from pidone.config.values import BadValue
@@ -473,9 +473,7 @@ def _settings(ctx: _Context, data: Any) -> Settings:
     default = Settings()
     settings = Settings(
         stop_timeout=table.get("stop_timeout", values.seconds, default.stop_timeout),
-        log_format=cast(
-            LogFormat, table.get("log_format", values.choice("text", "json", "raw"), "text")
-        ),
+        log_format=table.get("log_format", values.choice(LOG_FORMATS), "text"),
         control_socket=table.get(
             "control_socket",
             values.absolute_path('"/run/pidone/control.sock"'),
@@ -672,15 +670,10 @@ def _process(
             lambda value: values.ready(value, env, ctx.budget),
             ReadyCheck("settle", seconds=settings.settle_time),
         ),
-        restart=cast(
-            RestartPolicy,
-            table.get("restart", values.choice("always", "on-failure", "never"), "always"),
-        ),
+        restart=table.get("restart", values.choice(RESTART_POLICIES), "always"),
         stop_signal=table.get("stop_signal", values.signal_number, int(signal.SIGTERM)),
         stop_timeout=table.get("stop_timeout", values.seconds, settings.stop_timeout),
-        stop_target=cast(
-            StopTarget, table.get("stop_target", values.choice("process", "group"), "process")
-        ),
+        stop_target=table.get("stop_target", values.choice(STOP_TARGETS), "process"),
         reload_signal=table.get("reload_signal", values.signal_number, int(signal.SIGHUP)),
         control=table.get("control", values.flag, False),
         pidfile=table.get("pidfile", values.absolute_path('"/run/app/app.pid"'), None),

@@ -8,7 +8,7 @@ import signal
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pidone.config.command import Command
 
@@ -20,10 +20,17 @@ DEFAULT_PROCFILE = Path("Procfile")
 DEFAULT_CONFIG = Path("pidone.toml")
 DEFAULT_ENVFILE = Path(".env")
 
+# The fixed words of the config, each spelled once: the Literal for mypy
+# (strict equality refuses a comparison with a word not in it), the tuple
+# for what reads them at run time (config's choices, the probes' check).
 RestartPolicy = Literal["always", "on-failure", "never"]
 StopTarget = Literal["process", "group"]
 LogFormat = Literal["text", "json", "raw"]
 ReadyKind = Literal["unix", "tcp", "http", "file", "exec", "notify", "settle"]
+RESTART_POLICIES: tuple[RestartPolicy, ...] = get_args(RestartPolicy)
+STOP_TARGETS: tuple[StopTarget, ...] = get_args(StopTarget)
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
+READY_KINDS: tuple[ReadyKind, ...] = get_args(ReadyKind)
 
 # Linux capability names (without "CAP_") in the order of their numbers in
 # linux/capability.h.

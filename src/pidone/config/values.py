@@ -7,14 +7,16 @@ import math
 import re
 import resource
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
 from pidone import hostport, signames
 from pidone.config import command as commands
 from pidone.config import envfile
 from pidone.config.envfile import Budget
-from pidone.config.specs import CAPABILITIES, RLIMITS, ReadyCheck, Rlimit
+from pidone.config.specs import CAPABILITIES, READY_KINDS, RLIMITS, ReadyCheck, ReadyKind, Rlimit
+
+T = TypeVar("T", bound=str)  # the fixed words of specs.py
 
 
 class BadValue(Exception):
@@ -110,13 +112,15 @@ def absolute_path(example: str) -> Callable[[Any], str]:
     return parse
 
 
-def choice(*options: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
+def choice(options: tuple[T, ...]) -> Callable[[Any], T]:
+    """One of `options` (specs' tuples of fixed words), else a "did you mean"."""
+
+    def parse(value: Any) -> T:
         if value not in options:
             listed = ", ".join(f'"{option}"' for option in options)
             hint = did_you_mean(value, options) if isinstance(value, str) else ""
             raise BadValue(f"must be one of {listed}{hint}")
-        return cast(str, value)
+        return cast(T, value)
 
     return parse
 
@@ -298,6 +302,8 @@ READY_FORMS = (
     '"unix:PATH", "tcp:HOST:PORT", "http://HOST:PORT/PATH", "file:PATH", '
     '"exec:COMMAND", "notify" or "settle:SECONDS"'
 )
+# The kinds written "KIND:TARGET" (http is a URL, notify a bare word).
+PREFIXED_KINDS: tuple[ReadyKind, ...] = tuple(k for k in READY_KINDS if k not in ("http", "notify"))
 
 
 def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> ReadyCheck:
@@ -315,8 +321,8 @@ def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> R
     if value.startswith(("http://", "https://")):
         return ready_http(value)
     kind, colon, target = value.partition(":")
-    if not colon or kind not in ("unix", "tcp", "file", "exec", "settle"):
-        hint = did_you_mean(kind, ("unix", "tcp", "http", "file", "exec", "notify", "settle"))
+    if not colon or kind not in PREFIXED_KINDS:
+        hint = did_you_mean(kind, READY_KINDS)
         raise BadValue(f"not a readiness check{hint}; use {READY_FORMS}")
     if not target.strip():
         raise BadValue(f'"{kind}:" needs something after the colon; use {READY_FORMS}')

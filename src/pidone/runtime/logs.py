@@ -59,7 +59,8 @@ import time
 from collections.abc import Callable, Iterable
 
 # Re-exported: the relay's public vocabulary lives in logformat and logoutput.
-from pidone.runtime.logformat import PIDONE_NAME, Formatter, Framer, LogFormat, Stream
+from pidone.config.specs import LogFormat
+from pidone.runtime.logformat import PIDONE_NAME, Formatter, Framer, Stream
 from pidone.runtime.logoutput import (
     HIGH_WATER,
     LOW_WATER,
