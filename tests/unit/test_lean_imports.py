@@ -38,8 +38,9 @@ def test_heavy_modules_are_not_loaded_before_the_snapshot_either() -> None:
 # stack load must leave these out: each costs from 0.3 to 6 MiB
 # (bench/RESULTS.md's import profile). prometheus-client and psutil come
 # with pidone.observe.metrics, which the loop imports only when metrics are on.
+# (argparse, which parses run's options, is loaded then, without the shutil,
+# lzma and bz2 of its default help formatter: test_cli_subcommands.py.)
 HEAVY_FOR_RUN = {
-    "argparse",
     "difflib",
     "email",
     "gzip",

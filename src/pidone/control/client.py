@@ -15,6 +15,7 @@ $PIDONE_CONTROL_SOCKET, else /run/pidone/control.sock.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -170,10 +171,9 @@ def send(path: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
     with connect(path, time.monotonic() + min(timeout, SHORT_TIMEOUT)) as sock:
         received = bytearray()
         try:
-            try:
+            # refused before it read the request: the refusal is there to read
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # refused before it read the request: the refusal is there to read
             while b"\n" not in received:
                 left = deadline - time.monotonic()
                 if left <= 0:

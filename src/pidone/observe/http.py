@@ -31,6 +31,7 @@ MAX_HEAD bytes, MAX_SCRAPES replies.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import selectors
@@ -375,10 +376,8 @@ class HttpServer:
                 self._reply(conn, answer)
 
     def _take_done(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.read(self._done_read, 4096)
-        except OSError:
-            pass
         while self._done:
             conn, response = self._done.popleft()
             if conn.closed:  # its deadline passed while a worker had it
@@ -440,10 +439,8 @@ class HttpServer:
         if conn.state != POOLED:  # else the worker's place is given back when it is done
             self._release(conn)
         if conn.state in (HEAD, SENDING, LINGERING):
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass
         conn.sock.close()
         conn.out = memoryview(b"")
         conn.data = bytearray()
@@ -465,18 +462,15 @@ class HttpServer:
                 self.log(f"http: {request.path} failed: {_last_error()}")
                 response = Response.text(500, f"internal error: {exc}")
             self._done.append((conn, response))
-            try:
+            # full: the server thread has a wake-up pending anyway
+            with contextlib.suppress(OSError):
                 os.write(self._done_write, b"x")
-            except OSError:
-                pass  # full: the server thread has a wake-up pending anyway
 
     def close(self) -> None:
         for _ in self.workers:
             self._jobs.put(None)
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._stop_write, b"x")
-        except OSError:
-            pass
         self.thread.join(timeout=5.0)
         for worker in self.workers:
             worker.join(timeout=5.0)

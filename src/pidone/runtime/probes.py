@@ -26,6 +26,7 @@ start: write an address or an /etc/hosts name in `ready`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import selectors
@@ -208,10 +209,8 @@ class Prober:
         for sock, path in self._notify.values():
             self._selector.unregister(sock)
             sock.close()
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-            except OSError:
-                pass
         self._notify.clear()
 
     # --- sd_notify --------------------------------------------------------------------

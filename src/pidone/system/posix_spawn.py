@@ -11,6 +11,7 @@ says what posix_spawn itself can do.
 from __future__ import annotations
 
 import _signal
+import contextlib
 import errno
 import os
 
@@ -64,10 +65,8 @@ def spawner() -> PosixSpawn | None:
     if not _SPAWNER:
         made = None
         if enabled(os.environ):
-            try:
+            with contextlib.suppress(ImportError, OSError, AttributeError):
                 made = PosixSpawn()
-            except (ImportError, OSError, AttributeError):
-                pass
         _SPAWNER.append(made)
     return _SPAWNER[0]
 

@@ -4,6 +4,7 @@ without following symlinks, claimed, settled; stale sockets removed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import struct
@@ -36,10 +37,9 @@ def secure_directory(path: str) -> int:
             try:
                 child = os.open(part, flags, dir_fd=fd)
             except FileNotFoundError:
-                try:
+                # made by someone else meanwhile: opened below, safely
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(part, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass  # made by someone else meanwhile: opened below, safely
                 child = os.open(part, flags, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):

@@ -272,12 +272,12 @@ def _exec_child(
             os.setpgid(0, 0)
         if foreground_tty and new_group:
             step = "tcsetpgrp"
-            try:
+            try:  # noqa: SIM105 - in the forked child: no import, no context manager
                 os.tcsetpgrp(0, os.getpid())
             except OSError:
                 pass  # stdin is not our controlling terminal: nothing to hand over
         for signum in ALL_SIGNALS:
-            try:
+            try:  # noqa: SIM105 - in the forked child: no import, no context manager
                 _signal.signal(signum, _signal.SIG_DFL)
             except (OSError, ValueError, RuntimeError):
                 pass  # SIGKILL, SIGSTOP and glibc's reserved 32/33
