@@ -4,7 +4,7 @@ Loaded only for them (the config stack would bloat the single-command
 mode). Their options are parsed with argparse, as `pidone ctl`'s are,
 imported only when parsing; its help formatter is given its width, so that
 it does not import shutil (and lzma and bz2 with it): 0.2 MiB of resident
-memory for as long as `pidone run` lives instead of 0.95. Config and usage
+memory for as long as `pidone run` lives instead of 0.75. Config and usage
 errors exit 2, having started nothing.
 """
 

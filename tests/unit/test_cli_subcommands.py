@@ -76,7 +76,7 @@ def test_a_usage_error_exits_2_with_the_subcommands_usage(
 
 def test_parsing_leaves_out_the_help_formatters_heavy_imports() -> None:
     # argparse's HelpFormatter imports shutil (and lzma, bz2) for the terminal
-    # width unless given one: 0.75 MiB that `pidone run` would keep.
+    # width unless given one: 0.55 MiB more that `pidone run` would keep.
     import subprocess
     import sys
 
