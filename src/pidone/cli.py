@@ -15,6 +15,7 @@ import os
 import sys
 
 from pidone import __version__
+from pidone.digits import ascii_int
 from pidone.errors import PidoneError, UsageError
 from pidone.hostport import host_port
 from pidone.signames import signal_number
@@ -70,11 +71,6 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
-def _number(text: str) -> int | None:
-    """A plain decimal of at most 3 digits (no sign, no other script's digits)."""
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else None
-
-
 def signal_arg(text: str, what: str, *, zero: bool = False) -> int:
     """A signal from the command line, by signames' one rule (0 only if `zero`)."""
     try:
@@ -93,7 +89,7 @@ def metrics_arg(text: str) -> str:
 
 
 def exit_code_arg(text: str) -> int:
-    code = _number(text)
+    code = ascii_int(text, most=3)
     if code is not None and code <= 255:
         return code
     raise UsageError(f"-e: {_shown(text)} is not an exit status; use a number from 0 to 255")

@@ -4,17 +4,15 @@ light enough for single-command mode (no re, no ipaddress)."""
 
 from __future__ import annotations
 
+from pidone.digits import ascii_int
+
 FORM = '"HOST:PORT", like "127.0.0.1:9100"'
 
 
 def port_number(text: str, *, low: int = 1) -> int | None:
-    """A TCP port from `low` to 65535 in ASCII digits (blanks around them
-    ignored), else None. isascii: str.isdigit takes superscripts, which int()
-    refuses; 20 digits bound int()."""
-    text = text.strip()
-    if not (text.isascii() and text.isdigit() and len(text) <= 20):
-        return None
-    return int(text) if low <= int(text) <= 65535 else None
+    """A TCP port from `low` to 65535 (digits.ascii_int), else None."""
+    number = ascii_int(text)
+    return number if number is not None and low <= number <= 65535 else None
 
 
 def host_port(text: str, *, port_zero: bool = False) -> tuple[str, int]:

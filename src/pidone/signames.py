@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import _signal
 
+from pidone.digits import ascii_int
+
 NSIG: int = _signal.NSIG
 RTMIN: int = _signal.SIGRTMIN
 RTMAX: int = _signal.SIGRTMAX
@@ -36,11 +38,6 @@ def signal_name(signum: int) -> str:
     return _BY_NUMBER.get(signum, str(signum))
 
 
-def _ascii_digits(text: str) -> int | None:
-    # str.isdigit takes superscripts, which int() refuses; 3 digits bound int().
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else None
-
-
 def signal_number(value: str | int, *, zero: bool = False) -> int:
     """The one signal rule: 15, "15", "SIGTERM", "term", "SIGRTMIN+3" or
     "RTMAX-1" (case and surrounding blanks ignored). Real-time signals are
@@ -50,7 +47,7 @@ def signal_number(value: str | int, *, zero: bool = False) -> int:
     low = 0 if zero else 1
     if isinstance(value, str):
         word = value.strip().upper()
-        number = _ascii_digits(word)
+        number = ascii_int(word, most=3)
         if number is None and word.isascii() and word.isdigit():  # too many digits
             number = -1
     else:
@@ -61,7 +58,7 @@ def signal_number(value: str | int, *, zero: bool = False) -> int:
         return number
     name = word if word.startswith("SIG") else "SIG" + word
     for base, start, sign in (("SIGRTMIN+", RTMIN, 1), ("SIGRTMAX-", RTMAX, -1)):
-        offset = _ascii_digits(name[len(base) :]) if name.startswith(base) else None
+        offset = ascii_int(name[len(base) :], most=3) if name.startswith(base) else None
         if offset is not None:
             if RTMIN <= (signum := start + sign * offset) <= RTMAX:
                 return signum

@@ -15,6 +15,7 @@ from pidone.config import command as commands
 from pidone.config import envfile
 from pidone.config.envfile import Budget
 from pidone.config.specs import CAPABILITIES, READY_KINDS, RLIMITS, ReadyCheck, ReadyKind, Rlimit
+from pidone.digits import ascii_int
 
 T = TypeVar("T", bound=str)  # the fixed words of specs.py
 
@@ -65,16 +66,6 @@ def seconds_text(text: str) -> float:
     if not _DECIMAL.fullmatch(text.strip()):
         raise BadValue(f"must be a number of seconds {_RANGE}, like 2.5")
     return seconds(float(text))
-
-
-def ascii_int(text: str) -> int | None:
-    """The number that text is, in ASCII digits only, else None (str.isdigit
-    also takes superscript and other scripts' digits, which int() then refuses
-    or reads); at most 20 digits, so no huge int parse."""
-    text = text.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 20:
-        return None
-    return int(text)
 
 
 # uid_t and gid_t are 32 bits; (uid_t)-1 = 4294967295 means "leave unchanged"
