@@ -26,6 +26,7 @@ every process shows up with its whole tree. The budget is 250 ms per scrape.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import statistics
@@ -158,10 +159,8 @@ def main() -> int:
         return 0 if ok else 1
     finally:
         for proc in procs:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         for proc in procs:
             proc.wait()
 

@@ -6,6 +6,7 @@ that loses its init says so instead of recording a zero.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,10 +55,9 @@ def tasks(pid: int) -> list[int]:
 def _per_task(pid: int, read: Callable[[int], int]) -> int:
     total = 0
     for tid in tasks(pid):
-        try:
+        # a thread that ended between the listing and the read
+        with contextlib.suppress(BenchError):
             total += read(tid)
-        except BenchError:
-            pass  # a thread that ended between the listing and the read
     return total
 
 
@@ -115,10 +115,8 @@ def all_children(pid: int) -> list[int]:
     except BenchError:
         return []
     for tid in threads:
-        try:
+        with contextlib.suppress(BenchError):
             found += [int(p) for p in _read(pid, f"task/{tid}/children").split()]
-        except BenchError:
-            pass
     return found
 
 

@@ -18,6 +18,7 @@ Run after the measurements, only for a MISS, and written into RESULTS.md:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -212,10 +213,8 @@ class _Timeline:
             if tracer.poll() is None:
                 tracer.send_signal(signal.SIGINT)
             tracer.wait(timeout=10)
-            try:
+            with contextlib.suppress(OSError):
                 self.lines = out.read_text(errors="replace").splitlines()
-            except OSError:
-                pass
 
         return done
 

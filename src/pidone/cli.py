@@ -11,12 +11,14 @@ container.
 
 from __future__ import annotations
 
-import _signal
 import os
 import sys
 
 from pidone import __version__
+from pidone.digits import ascii_int
 from pidone.errors import PidoneError, UsageError
+from pidone.hostport import host_port
+from pidone.signames import signal_number
 from pidone.single import init as single
 from pidone.single.init import Options
 from pidone.system import process, signals
@@ -61,7 +63,6 @@ The full text ships with the package (its METADATA, License-Expression: MIT).
 """
 
 SUBCOMMANDS = ("run", "check", "ctl")
-MAX_SIGNAL = signals.NSIG - 1
 _TAKES_VALUE = "epr"  # short options followed by a value, in the same word or the next
 
 
@@ -70,32 +71,25 @@ def _shown(text: str) -> str:
     return repr(text if len(text) <= 40 else text[:40] + "...")
 
 
-def _number(text: str) -> int | None:
-    """A plain decimal of at most 3 digits (no sign, no other script's digits)."""
-    return int(text) if text.isascii() and text.isdigit() and len(text) <= 3 else None
-
-
 def signal_arg(text: str, what: str, *, zero: bool = False) -> int:
-    """A signal from the command line: "15", "SIGTERM" or "TERM" (0 only if `zero`).
-    Names come from `_signal`: the `signal` module would load enum into PID 1."""
-    low = 0 if zero else 1
-    number = _number(text)
-    if number is not None or text.isdigit():
-        if number is not None and low <= number <= MAX_SIGNAL:
-            return number
-        raise UsageError(
-            f"{what}: {_shown(text)} is not a signal number; use {low} to {MAX_SIGNAL}"
-        )
-    name = text.upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    value = getattr(_signal, name, None) if name.isalnum() else None
-    if isinstance(value, int) and not name.startswith("SIG_") and 1 <= value <= MAX_SIGNAL:
-        return value
-    raise UsageError(f"{what}: {_shown(text)} is not a signal; use a name like SIGTERM or a number")
+    """A signal from the command line, by signames' one rule (0 only if `zero`)."""
+    try:
+        return signal_number(text, zero=zero)
+    except ValueError as exc:
+        raise UsageError(f"{what}: {_shown(text)} is {exc}") from None
+
+
+def metrics_arg(text: str) -> str:
+    """--metrics ADDR, by hostport's one rule: refused before CMD starts."""
+    try:
+        host_port(text)
+    except ValueError as exc:
+        raise UsageError(f"--metrics {_shown(text)}: {exc}") from None
+    return text
 
 
 def exit_code_arg(text: str) -> int:
-    code = _number(text)
+    code = ascii_int(text, most=3)
     if code is not None and code <= 255:
         return code
     raise UsageError(f"-e: {_shown(text)} is not an exit status; use a number from 0 to 255")
@@ -151,7 +145,7 @@ def parse_single(args: list[str], env: Mapping[str, str] | None = None) -> Optio
                 example = "0.0.0.0:9100" if name == "--metrics" else "15:2"
                 raise UsageError(f"{name} needs {need}, like {name} {example}")
             if name == "--metrics":
-                opts.metrics = inline
+                opts.metrics = metrics_arg(inline)
             else:
                 _option_value(opts, "r", inline, name)
         elif arg == "--verbose":

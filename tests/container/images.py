@@ -28,6 +28,7 @@ Older tags of the same image are removed once a new one is built.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -157,10 +158,8 @@ def debootstrap(target: Path, packages: tuple[str, ...], mirror: str) -> None:
     # No daemon may outlive its install: end whatever runs in this root (ours).
     for pid in processes_rooted_in(target):
         log(f"stopping pid {pid}, started inside {target} by a package")
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, 9)
-        except ProcessLookupError:
-            pass
     if done.returncode != 0:
         log_file = target / "debootstrap" / "debootstrap.log"
         tail = log_file.read_text()[-4000:] if log_file.exists() else ""

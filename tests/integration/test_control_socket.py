@@ -8,6 +8,7 @@ a member of the control group (supplementary, and primary), and an outsider.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import json
 import os
@@ -168,10 +169,9 @@ def talk(path: str, data: bytes, timeout: float = 5.0) -> dict[str, Any]:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(path)
-        try:
+        # the server answered and closed before taking it all
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             s.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed before taking it all
         received = b""
         try:
             while chunk := s.recv(65536):

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from pidone.config.specs import LogFormat
 from pidone.runtime import logs
-from pidone.runtime.logformat import MAX_PARTIAL, LogFormat
+from pidone.runtime.logformat import MAX_PARTIAL
 from pidone.runtime.logoutput import HIGH_WATER
 from pidone.runtime.logs import LogRelay
 

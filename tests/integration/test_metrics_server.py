@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import http.client
 import os
@@ -229,22 +230,16 @@ class Waker:
         selector.register(self._read, selectors.EVENT_READ, self._drain)
 
     def wake(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # full: a wake-up is pending anyway
             os.write(self._write, b"\0")
-        except OSError:
-            pass  # full: a wake-up is pending anyway
 
     def _drain(self, mask: int) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.read(self._read, 4096)
-        except OSError:
-            pass
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(self._read)
-        except (KeyError, ValueError):
-            pass
         os.close(self._read)
         os.close(self._write)
 

@@ -116,3 +116,25 @@ def test_the_command_is_looked_up_in_the_childs_path(tmp_path: Path, no_fork: No
     pid = spawn.spawn(["only-here"], env=env, fast=True)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 7
+
+
+SWITCHED_OFF = """
+import os
+from pidone.system import posix_spawn, reap, spawn
+forks = []
+fork_exec = spawn._fork_exec
+spawn._fork_exec = lambda *a: forks.append(a) or fork_exec(*a)
+pid = spawn.spawn(["true"], fast=True)
+assert reap.exit_status(os.waitpid(pid, 0)[1]) == 0
+print(posix_spawn.spawner() is None, len(forks))
+"""
+
+
+@pytest.mark.parametrize(("value", "expected"), [("0", "True 1"), ("1", "False 0")])
+def test_pidone_posix_spawn_0_sends_every_child_through_fork(value: str, expected: str) -> None:
+    env = {**os.environ, "PIDONE_POSIX_SPAWN": value}
+    out = subprocess.run(
+        [sys.executable, "-c", SWITCHED_OFF], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == expected.split()  # (no spawner, forks)

@@ -155,7 +155,7 @@ def test_bad_keys_every_problem_at_once_in_file_order(monkeypatch: pytest.Monkey
         'pidone.toml:9: [process.web] comand: unknown key; did you mean "command"?',
         'pidone.toml:10: [process.web] after = "redis": must be a list of names, like ["redis"]',
         'pidone.toml:11: [process.web] stop_signal = "SIGFOO": not a signal name; '
-        'use a name like "SIGTERM" or a number',
+        "use a name like SIGTERM, TERM or RTMIN+3, or a number",
         'pidone.toml:12: [process.web] stop_timeout = "30s": must be a number of seconds '
         "from 0 to 86400 (one day), like 10 or 2.5",
         'pidone.toml:13: [process.web] restart = "allways": must be one of "always", '
@@ -436,7 +436,16 @@ def one_problem(cwd: Path, body: str) -> str:
 
 @pytest.mark.parametrize(
     ("value", "number"),
-    [('"SIGTERM"', 15), ('"TERM"', 15), ('"sigquit"', 3), ('"usr1"', 10), ("9", 9), ('"2"', 2)],
+    [
+        ('"SIGTERM"', 15),
+        ('"TERM"', 15),
+        ('"sigquit"', 3),
+        ('"usr1"', 10),
+        ("9", 9),
+        ('"2"', 2),
+        ('"SIGRTMIN+3"', 37),
+        ('"rtmax-1"', 63),
+    ],
 )
 def test_signal_forms(cwd: Path, value: str, number: int) -> None:
     assert one_process(cwd, f"stop_signal = {value}").stop_signal == number
@@ -445,11 +454,12 @@ def test_signal_forms(cwd: Path, value: str, number: int) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        ('"SIGFOO"', 'not a signal name; use a name like "SIGTERM" or a number'),
-        ('"SIGTREM"', 'not a signal name; use a name like "SIGTERM" or a number; '
+        ('"SIGFOO"', "not a signal name; use a name like SIGTERM, TERM or RTMIN+3, or a number"),
+        ('"SIGTREM"', "not a signal name; use a name like SIGTERM, TERM or RTMIN+3, or a number; "
          'did you mean "SIGTERM"?'),
-        ("0", 'not a signal number; use 1 to 64 or a name like "SIGTERM"'),
-        ("65", 'not a signal number; use 1 to 64 or a name like "SIGTERM"'),
+        ("0", "not a signal number; use 1 to 64"),
+        ("65", "not a signal number; use 1 to 64"),
+        ('"RTMIN+99"', "not a signal: outside SIGRTMIN..SIGRTMAX (34 to 64)"),
         ("true", 'must be a signal name like "SIGTERM" or a number'),
         ("1.5", 'must be a signal name like "SIGTERM" or a number'),
     ],
@@ -763,7 +773,7 @@ api = { command = "api", stop_signal = "SIGNOPE" }
         'pidone.toml:3: [process.web] after = ["nope"]: no process named "nope"; '
         "the processes are: api, web",
         'pidone.toml:4: [process.api] stop_signal = "SIGNOPE": not a signal name; '
-        'use a name like "SIGTERM" or a number',
+        "use a name like SIGTERM, TERM or RTMIN+3, or a number",
     ]
 
 

@@ -10,7 +10,6 @@ import pytest
 from pidone.control.protocol import (
     COMMANDS,
     parse_request,
-    parse_signal,
     status_reply,
     status_rows,
 )
@@ -18,7 +17,7 @@ from pidone.core.requests import Command as C
 from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot, not_ready
 from pidone.core.states import ProcessState
 from pidone.core.supervisor import Request
-from pidone.signames import signal_name
+from pidone.signames import signal_name, signal_number
 
 S = ProcessState
 KNOWN = ("redis", "web", "worker")
@@ -59,7 +58,7 @@ def test_good_requests(request_: dict[str, Any], expected: Request) -> None:
         (req("signal", names=["web"]), 'signal: "signal" must be a signal number'),
         (req("signal", names=["web"], signal="TERM"), 'signal: "signal" must be a signal number'),
         (req("signal", names=["web"], signal=True), 'signal: "signal" must be a signal number'),
-        (req("signal", names=["web"], signal=0), "signal: 0 is not a signal number (1 to"),
+        (req("signal", names=["web"], signal=0), "signal: 0 is not a signal number; use 1 to"),
         (req("signal", names=["web"], signal=999), "signal: 999 is not a signal number"),
         (req("wait-ready", timeout=0), 'wait-ready: "timeout" must be more than 0 seconds'),
         # A control-group member (not root) must not crash PID 1 with an epoll overflow.
@@ -165,7 +164,7 @@ def test_status_rows_from_a_snapshot() -> None:
 def test_not_ready_counts_completed_jobs_as_done() -> None:
     snap = Snapshot(
         (
-            status("migrate", S.EXITED, last_exit=ExitInfo(0, 0, 1.0, False)),
+            status("migrate", S.EXITED, last_exit=ExitInfo(0, 0, 1.0, False), completed=True),
             status("seed", S.EXITED, last_exit=ExitInfo(3, 0, 1.0, False)),
             status("web", S.RUNNING, pid=5),
             status("cron", S.STARTING, has_ready_check=False),
@@ -191,7 +190,7 @@ def test_not_ready_counts_completed_jobs_as_done() -> None:
     ],
 )
 def test_parse_signal(text: str, signum: int) -> None:
-    assert parse_signal(text) == signum
+    assert signal_number(text) == signum
 
 
 @pytest.mark.parametrize(
@@ -199,7 +198,7 @@ def test_parse_signal(text: str, signum: int) -> None:
 )
 def test_parse_signal_rejects(text: str) -> None:
     with pytest.raises(ValueError, match=r"signal|outside"):
-        parse_signal(text)
+        signal_number(text)
 
 
 @pytest.mark.parametrize(
@@ -216,4 +215,4 @@ def test_parse_signal_rejects(text: str) -> None:
 def test_signal_names_round_trip(signum: int, name: str) -> None:
     assert signal_name(signum) == name
     if signum:
-        assert parse_signal(name) == signum
+        assert signal_number(name) == signum

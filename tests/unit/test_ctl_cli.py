@@ -88,7 +88,7 @@ def test_socket_from_option_environment_or_default(monkeypatch: pytest.MonkeyPat
         (["frobnicate"], "invalid choice: 'frobnicate'"),
         (["start"], "the following arguments are required: NAME"),
         (["restart", "all", "web"], "'all' stands alone"),
-        (["signal", "NOPE", "web"], "'NOPE' is not a signal name or number"),
+        (["signal", "NOPE", "web"], "'NOPE' is not a signal name; use a name like SIGTERM"),
         (["signal", "99", "web"], "'99' is not a signal number"),
         (["signal", "TERM"], "the following arguments are required: NAME"),
         (["wait-ready", "--timeout", "soon"], "not a number of seconds: 'soon'"),

@@ -38,6 +38,7 @@ def test_heavy_modules_are_not_loaded_before_the_snapshot_either() -> None:
 # stack load must leave these out: each costs from 0.3 to 6 MiB
 # (bench/RESULTS.md's import profile). prometheus-client and psutil come
 # with pidone.observe.metrics, which the loop imports only when metrics are on.
+# (argparse parses run's options and is dropped again: the probe parses.)
 HEAVY_FOR_RUN = {
     "argparse",
     "difflib",
@@ -60,6 +61,7 @@ HEAVY_FOR_RUN = {
 def test_the_supervisor_without_metrics_leaves_out_the_heavy_modules() -> None:
     probe = (
         "import sys; from pidone import commands; from pidone.runtime import loop;"
+        " commands.parse_args(['run', '-c', 'pidone.toml']);"
         " print(' '.join(sorted(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)

@@ -20,7 +20,6 @@ from pidone.core.counters import PidoneCounters
 from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
 from pidone.core.states import ProcessState
 from pidone.observe.health import HealthCheck, check_ready
-from pidone.observe.http import parse_address
 from pidone.observe.metrics import (
     PidoneCollector,
     TreeUsage,
@@ -43,6 +42,7 @@ def proc(
     exits_by_status: dict[int, int] | None = None,
     last_exit: ExitInfo | None = None,
     has_ready_check: bool = True,
+    completed: bool = False,
 ) -> ProcessStatus:
     reasons = restarts_by_reason or {}
     return ProcessStatus(
@@ -56,6 +56,7 @@ def proc(
         exits_by_status=exits_by_status or {},
         last_exit=last_exit,
         has_ready_check=has_ready_check,
+        completed=completed,
     )
 
 
@@ -434,7 +435,7 @@ def test_health_without_a_waker_judges_by_the_heartbeat_alone() -> None:
                     proc("web", S.STARTING),
                     proc("worker", S.BACKOFF),
                     proc("cron", S.RUNNING, has_ready_check=False),  # no check: not waited for
-                    proc("migrate", S.EXITED, last_exit=ExitInfo(0, 0, 1.0, False)),  # done
+                    proc("migrate", S.EXITED, last_exit=ExitInfo(0, 0, 1.0, False), completed=True),
                 ),
                 False,
             ),
@@ -448,26 +449,3 @@ def test_health_without_a_waker_judges_by_the_heartbeat_alone() -> None:
 )
 def test_readiness_verdicts(snap: Snapshot | None, expected: tuple[bool, str]) -> None:
     assert check_ready(snap) == expected
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("0.0.0.0:9100", ("0.0.0.0", 9100)),
-        ("127.0.0.1:0", ("127.0.0.1", 0)),
-        (":9100", ("0.0.0.0", 9100)),
-        ("[::1]:9100", ("::1", 9100)),
-        ("localhost:80", ("localhost", 80)),
-    ],
-)
-def test_parse_address(text: str, expected: tuple[str, int]) -> None:
-    assert parse_address(text) == expected
-
-
-# "host:\u00b9\u2075": superscript digits pass str.isdigit(), then int() raised
-@pytest.mark.parametrize(
-    "text", ["9100", "host:", "host:http", "host:70000", "", "host:\u00b9\u2075"]
-)
-def test_parse_address_rejects(text: str) -> None:
-    with pytest.raises(ValueError, match="HOST:PORT"):
-        parse_address(text)

@@ -496,6 +496,8 @@ def test_a_completed_one_shot_job_satisfies_its_dependents(tmp_path: Path) -> No
     assert spawns(sim.do(Boot())) == ["migrate"]
     assert spawns(sim.exit("migrate", exited(0))) == ["web"]
     assert sim.state("migrate") is S.EXITED
+    # The same rule for the observers (wait-ready, /readyz): one definition.
+    assert [p.completed for p in sim.core.snapshot().processes] == [True, False]
 
 
 def test_a_failed_one_shot_job_blocks_its_dependents(tmp_path: Path) -> None:

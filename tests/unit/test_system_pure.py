@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from pidone.config.identity import Identity
-from pidone.system.privileges import changes_identity, identity_preparer
+from pidone.system.posix_spawn import fits as posix_spawn_fits
+from pidone.system.privileges import identity_preparer
 from pidone.system.reap import exit_status
 from pidone.system.signals import forwardable_signals
-from pidone.system.spawn import _encode_for_exec, posix_spawn_fits
+from pidone.system.spawn import encode_for_exec
 
 
 def test_forwarded_signals_are_1_to_31_minus_the_exceptions_plus_realtime() -> None:
@@ -86,8 +87,7 @@ def test_fork_when_the_child_has_work_of_its_own(overrides: dict[str, object]) -
 
 def test_a_child_keeping_pidones_identity_needs_no_preparer_as_pid1() -> None:
     # As PID 1 the parent-death signal is the kernel's job: nothing left to do.
-    assert not changes_identity(Identity())
-    assert identity_preparer(Identity(), pdeathsig=False) is None
+    assert identity_preparer(Identity(), pdeathsig=False, changes=False) is None
 
 
 @pytest.mark.parametrize(
@@ -102,8 +102,7 @@ def test_a_child_keeping_pidones_identity_needs_no_preparer_as_pid1() -> None:
     ],
 )
 def test_a_child_that_changes_its_identity_has_a_preparer(ident: Identity) -> None:
-    assert changes_identity(ident)
-    assert callable(identity_preparer(ident, pdeathsig=False))
+    assert callable(identity_preparer(ident, pdeathsig=False, changes=True))
 
 
 @pytest.mark.parametrize(
@@ -122,10 +121,10 @@ def test_what_exec_would_refuse_goes_to_the_fork_path_to_be_refused_there(
     argv: list[str], env: dict[str, str] | None
 ) -> None:
     # so that the error is the fork path's, word for word
-    assert _encode_for_exec(argv, env) is None
+    assert encode_for_exec(argv, env) is None
 
 
 def test_argv_and_env_are_encoded_as_exec_takes_them() -> None:
-    assert _encode_for_exec(["prog", "é"], {"A": "1"}) == ([b"prog", "é".encode()], [b"A=1"])
-    assert _encode_for_exec(["prog"], {b"B": b"\xff"}) == ([b"prog"], [b"B=\xff"])
-    assert _encode_for_exec(["prog"], None) == ([b"prog"], None)
+    assert encode_for_exec(["prog", "é"], {"A": "1"}) == ([b"prog", "é".encode()], [b"A=1"])
+    assert encode_for_exec(["prog"], {b"B": b"\xff"}) == ([b"prog"], [b"B=\xff"])
+    assert encode_for_exec(["prog"], None) == ([b"prog"], None)

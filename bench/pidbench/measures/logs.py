@@ -15,6 +15,7 @@ other's lines.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import select
@@ -168,10 +169,8 @@ def _relay_once(init: Init, settings: Settings) -> tuple[float, float, float, in
 def _cpu_ns(pids: list[int]) -> int:
     total = 0
     for pid in pids:
-        try:
+        with contextlib.suppress(BenchError):
             total += procfs.cpu_runtime_ns(pid)
-        except BenchError:
-            pass
     return total
 
 

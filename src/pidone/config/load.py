@@ -38,6 +38,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from pidone import hostport
 from pidone.config import command as commands
 from pidone.config import envfile, graph, procfile
 from pidone.config.command import Command
@@ -54,14 +55,14 @@ from pidone.config.specs import (
     DEFAULT_CONFIG,
     DEFAULT_ENVFILE,
     DEFAULT_PROCFILE,
+    LOG_FORMATS,
+    RESTART_POLICIES,
+    STOP_TARGETS,
     Config,
-    LogFormat,
     ProcessSpec,
     ReadyCheck,
-    RestartPolicy,
     Settings,
     SocketSpec,
-    StopTarget,
 )
 from pidone.config.tomllines import TomlLines
 from pidone.config.values import BadValue
@@ -472,9 +473,7 @@ def _settings(ctx: _Context, data: Any) -> Settings:
     default = Settings()
     settings = Settings(
         stop_timeout=table.get("stop_timeout", values.seconds, default.stop_timeout),
-        log_format=cast(
-            LogFormat, table.get("log_format", values.choice("text", "json", "raw"), "text")
-        ),
+        log_format=table.get("log_format", values.choice(LOG_FORMATS), "text"),
         control_socket=table.get(
             "control_socket",
             values.absolute_path('"/run/pidone/control.sock"'),
@@ -578,7 +577,7 @@ class _BasePort:
         where = f"{ctx.sources.envfile}: PORT" if "PORT" in dotenv else "PORT in the environment"
         self.text = dotenv.get("PORT", environ.get("PORT"))
         self.where = where
-        self.base = DEFAULT_PORT if self.text is None else values.port_number(self.text)
+        self.base = DEFAULT_PORT if self.text is None else hostport.port_number(self.text)
         self.reported = False
 
     def for_position(self, name: str, position: int) -> Callable[[], str | None]:
@@ -671,15 +670,10 @@ def _process(
             lambda value: values.ready(value, env, ctx.budget),
             ReadyCheck("settle", seconds=settings.settle_time),
         ),
-        restart=cast(
-            RestartPolicy,
-            table.get("restart", values.choice("always", "on-failure", "never"), "always"),
-        ),
+        restart=table.get("restart", values.choice(RESTART_POLICIES), "always"),
         stop_signal=table.get("stop_signal", values.signal_number, int(signal.SIGTERM)),
         stop_timeout=table.get("stop_timeout", values.seconds, settings.stop_timeout),
-        stop_target=cast(
-            StopTarget, table.get("stop_target", values.choice("process", "group"), "process")
-        ),
+        stop_target=table.get("stop_target", values.choice(STOP_TARGETS), "process"),
         reload_signal=table.get("reload_signal", values.signal_number, int(signal.SIGHUP)),
         control=table.get("control", values.flag, False),
         pidfile=table.get("pidfile", values.absolute_path('"/run/app/app.pid"'), None),

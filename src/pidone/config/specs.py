@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import resource
 import signal
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pidone.config.command import Command
 
@@ -20,10 +20,17 @@ DEFAULT_PROCFILE = Path("Procfile")
 DEFAULT_CONFIG = Path("pidone.toml")
 DEFAULT_ENVFILE = Path(".env")
 
+# The fixed words of the config, each spelled once: the Literal for mypy
+# (strict equality refuses a comparison with a word not in it), the tuple
+# for what reads them at run time (config's choices, the probes' check).
 RestartPolicy = Literal["always", "on-failure", "never"]
 StopTarget = Literal["process", "group"]
 LogFormat = Literal["text", "json", "raw"]
 ReadyKind = Literal["unix", "tcp", "http", "file", "exec", "notify", "settle"]
+RESTART_POLICIES: tuple[RestartPolicy, ...] = get_args(RestartPolicy)
+STOP_TARGETS: tuple[StopTarget, ...] = get_args(StopTarget)
+LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
+READY_KINDS: tuple[ReadyKind, ...] = get_args(ReadyKind)
 
 # Linux capability names (without "CAP_") in the order of their numbers in
 # linux/capability.h.
@@ -92,34 +99,62 @@ class Rlimit:
     hard: int
 
 
+# Where each ProcessSpec setting acts when the process starts, declared
+# beside it (the field's "spawn" metadata; tests/unit/test_spawn_settings.py
+# fails on a field without one):
+#   CHILD       in the child between fork and exec (identity, limits, umask):
+#               a process with one set is forked, never posix_spawn'd;
+#   SPAWN       handed to spawn() itself (argv, environment, directory,
+#               sockets), which knows what posix_spawn can do with it;
+#   SUPERVISOR  read by the supervisor or the loop only.
+CHILD, SPAWN, SUPERVISOR = ({"spawn": where} for where in ("child", "spawn", "supervisor"))
+
+
 @dataclass(frozen=True)
 class ProcessSpec:
     """One process: a Procfile entry and/or a `[process.NAME]` table."""
 
-    name: str
-    command: Command
-    command_line: str = ""  # the command as written, for display
-    directory: str | None = None  # relative: to pidone's working directory
-    environment: dict[str, str] = field(default_factory=dict, hash=False)  # as configured
-    env: dict[str, str] = field(default_factory=dict, hash=False)  # all the child gets
-    after: tuple[str, ...] = ()
-    ready: ReadyCheck = ReadyCheck("settle", seconds=1.0)
-    restart: RestartPolicy = "always"
-    stop_signal: int = int(signal.SIGTERM)
-    stop_timeout: float = 10.0
-    stop_target: StopTarget = "process"  # who gets stop_signal; SIGKILL always hits the group
-    reload_signal: int = int(signal.SIGHUP)
-    control: bool = False  # its exit stops everything; pidone exits with its status
-    pidfile: str | None = None  # it daemonizes: follow the pid written here
-    user: str | None = None  # names or numbers, resolved by the OS layer
-    group: str | None = None
-    groups: tuple[str, ...] | None = None  # None: the user's groups from /etc/group
-    umask: int | None = None
-    clear_env: bool = False
-    capabilities: tuple[str, ...] = ()  # kept (ambient) after the user switch, no "CAP_"
-    rlimits: tuple[Rlimit, ...] = ()
-    sockets: tuple[str, ...] = ()  # [socket.NAME] tables passed by socket activation
-    restart_dependents: bool = True  # False: not cycled when something it is after restarts
+    name: str = field(metadata=SUPERVISOR)
+    command: Command = field(metadata=SPAWN)
+    command_line: str = field(default="", metadata=SUPERVISOR)  # as written, for display
+    directory: str | None = field(default=None, metadata=SPAWN)  # relative: to pidone's cwd
+    # `environment` as configured; `env` all the child gets
+    environment: dict[str, str] = field(default_factory=dict, hash=False, metadata=SPAWN)
+    env: dict[str, str] = field(default_factory=dict, hash=False, metadata=SPAWN)
+    after: tuple[str, ...] = field(default=(), metadata=SUPERVISOR)
+    ready: ReadyCheck = field(default=ReadyCheck("settle", seconds=1.0), metadata=SUPERVISOR)
+    restart: RestartPolicy = field(default="always", metadata=SUPERVISOR)
+    stop_signal: int = field(default=int(signal.SIGTERM), metadata=SUPERVISOR)
+    stop_timeout: float = field(default=10.0, metadata=SUPERVISOR)
+    # who gets stop_signal; SIGKILL always hits the group
+    stop_target: StopTarget = field(default="process", metadata=SUPERVISOR)
+    reload_signal: int = field(default=int(signal.SIGHUP), metadata=SUPERVISOR)
+    # its exit stops everything; pidone exits with its status
+    control: bool = field(default=False, metadata=SUPERVISOR)
+    pidfile: str | None = field(default=None, metadata=SUPERVISOR)  # it daemonizes: follow it
+    user: str | None = field(default=None, metadata=CHILD)  # names or numbers
+    group: str | None = field(default=None, metadata=CHILD)
+    # None: the user's groups from /etc/group
+    groups: tuple[str, ...] | None = field(default=None, metadata=CHILD)
+    umask: int | None = field(default=None, metadata=CHILD)
+    clear_env: bool = field(default=False, metadata=SPAWN)
+    # kept (ambient) after the user switch, no "CAP_"
+    capabilities: tuple[str, ...] = field(default=(), metadata=CHILD)
+    rlimits: tuple[Rlimit, ...] = field(default=(), metadata=CHILD)
+    # [socket.NAME] tables passed by socket activation
+    sockets: tuple[str, ...] = field(default=(), metadata=SPAWN)
+    # False: not cycled when something it is after restarts
+    restart_dependents: bool = field(default=True, metadata=SUPERVISOR)
+
+    def runs_in_child(self) -> bool:
+        """Has it a CHILD setting? Then its child has work of its own before
+        exec, and it is started by fork (posix_spawn cannot run that work).
+        (A CHILD field with a default_factory would always count: forked.)"""
+        return any(
+            getattr(self, f.name) != f.default
+            for f in fields(self)
+            if f.metadata["spawn"] == "child"
+        )
 
 
 @dataclass(frozen=True)

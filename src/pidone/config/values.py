@@ -6,15 +6,18 @@ from __future__ import annotations
 import math
 import re
 import resource
-import signal
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
 
+from pidone import hostport, signames
 from pidone.config import command as commands
 from pidone.config import envfile
 from pidone.config.envfile import Budget
-from pidone.config.specs import CAPABILITIES, RLIMITS, ReadyCheck, Rlimit
+from pidone.config.specs import CAPABILITIES, READY_KINDS, RLIMITS, ReadyCheck, ReadyKind, Rlimit
+from pidone.digits import ascii_int
+
+T = TypeVar("T", bound=str)  # the fixed words of specs.py
 
 
 class BadValue(Exception):
@@ -65,16 +68,6 @@ def seconds_text(text: str) -> float:
     return seconds(float(text))
 
 
-def ascii_int(text: str) -> int | None:
-    """The number that text is, in ASCII digits only, else None (str.isdigit
-    also takes superscript and other scripts' digits, which int() then refuses
-    or reads); at most 20 digits, so no huge int parse."""
-    text = text.strip()
-    if not text.isascii() or not text.isdigit() or len(text) > 20:
-        return None
-    return int(text)
-
-
 # uid_t and gid_t are 32 bits; (uid_t)-1 = 4294967295 means "leave unchanged"
 # to setresuid, so it would run the process as root.
 MAX_ID = 2**32 - 2
@@ -110,13 +103,15 @@ def absolute_path(example: str) -> Callable[[Any], str]:
     return parse
 
 
-def choice(*options: str) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
+def choice(options: tuple[T, ...]) -> Callable[[Any], T]:
+    """One of `options` (specs' tuples of fixed words), else a "did you mean"."""
+
+    def parse(value: Any) -> T:
         if value not in options:
             listed = ", ".join(f'"{option}"' for option in options)
             hint = did_you_mean(value, options) if isinstance(value, str) else ""
             raise BadValue(f"must be one of {listed}{hint}")
-        return cast(str, value)
+        return cast(T, value)
 
     return parse
 
@@ -198,29 +193,19 @@ def octal(maximum: int, example: str) -> Callable[[Any], int]:
 
 
 def signal_number(value: Any) -> int:
-    """A signal number from "SIGTERM", "term", "15" or 15."""
-    if isinstance(value, str) and (number := ascii_int(value)) is not None:
-        value = number
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 1 <= value < signal.NSIG:
-            raise BadValue(
-                f'not a signal number; use 1 to {signal.NSIG - 1} or a name like "SIGTERM"'
-            )
-        return value
-    if not isinstance(value, str):
+    """A signal by signames' one rule: "SIGTERM", "term", "15", 15, "SIGRTMIN+3"."""
+    if isinstance(value, bool) or not isinstance(value, str | int):
         raise BadValue('must be a signal name like "SIGTERM" or a number')
-    name = value.strip().upper()
-    name = name if name.startswith("SIG") else "SIG" + name
-    if name not in signal.Signals.__members__:
-        hint = did_you_mean(name, signal.Signals.__members__, cutoff=0.8)
-        raise BadValue('not a signal name; use a name like "SIGTERM" or a number' + hint)
-    return int(signal.Signals[name])
-
-
-def port_number(text: str) -> int | None:
-    """A TCP port 1..65535 in ASCII digits, else None."""
-    number = ascii_int(text)
-    return number if number is not None and 1 <= number <= 65535 else None
+    try:
+        return signames.signal_number(value)
+    except ValueError as exc:
+        hint = ""
+        if isinstance(value, str) and str(exc).startswith("not a signal name"):
+            name = value.strip().upper()
+            hint = did_you_mean(
+                name if name.startswith("SIG") else "SIG" + name, signames.SIGNAL_NAMES, 0.8
+            )
+        raise BadValue(f"{exc}{hint}") from None
 
 
 def port(value: Any) -> int:
@@ -230,10 +215,14 @@ def port(value: Any) -> int:
 
 
 def address(value: Any) -> str:
-    host, _, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
-    if not host or port_number(port) is None:
-        raise BadValue('must be "HOST:PORT", like "127.0.0.1:9100"')
-    return cast(str, value)
+    """A listening address, by hostport's one rule."""
+    if not isinstance(value, str):
+        raise BadValue(f"must be {hostport.FORM}")
+    try:
+        hostport.host_port(value)
+    except ValueError as exc:
+        raise BadValue(str(exc)) from None
+    return value
 
 
 def environment(value: Any) -> dict[str, str]:
@@ -304,6 +293,8 @@ READY_FORMS = (
     '"unix:PATH", "tcp:HOST:PORT", "http://HOST:PORT/PATH", "file:PATH", '
     '"exec:COMMAND", "notify" or "settle:SECONDS"'
 )
+# The kinds written "KIND:TARGET" (http is a URL, notify a bare word).
+PREFIXED_KINDS: tuple[ReadyKind, ...] = tuple(k for k in READY_KINDS if k not in ("http", "notify"))
 
 
 def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> ReadyCheck:
@@ -321,8 +312,8 @@ def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> R
     if value.startswith(("http://", "https://")):
         return ready_http(value)
     kind, colon, target = value.partition(":")
-    if not colon or kind not in ("unix", "tcp", "file", "exec", "settle"):
-        hint = did_you_mean(kind, ("unix", "tcp", "http", "file", "exec", "notify", "settle"))
+    if not colon or kind not in PREFIXED_KINDS:
+        hint = did_you_mean(kind, READY_KINDS)
         raise BadValue(f"not a readiness check{hint}; use {READY_FORMS}")
     if not target.strip():
         raise BadValue(f'"{kind}:" needs something after the colon; use {READY_FORMS}')
@@ -331,11 +322,11 @@ def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> R
     if kind == "file":
         return ReadyCheck("file", target, path=target)
     if kind == "tcp":
-        host, _, port = target.rpartition(":")
-        number = port_number(port)
-        if not host or number is None:
-            raise BadValue('must be "tcp:HOST:PORT", like "tcp:127.0.0.1:6379"')
-        return ReadyCheck("tcp", target, host=host.strip("[]"), port=number)
+        try:
+            host, number = hostport.host_port(target)
+        except ValueError:
+            raise BadValue('must be "tcp:HOST:PORT", like "tcp:127.0.0.1:6379"') from None
+        return ReadyCheck("tcp", target, host=host, port=number)
     if kind == "exec":
         try:
             return ReadyCheck("exec", target, command=commands.parse(target))

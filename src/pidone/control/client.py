@@ -15,6 +15,7 @@ $PIDONE_CONTROL_SOCKET, else /run/pidone/control.sock.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import socket
@@ -22,8 +23,8 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from pidone.control.protocol import DEFAULT_SOCKET, connect_error, parse_signal
-from pidone.signames import signal_name
+from pidone.control.protocol import DEFAULT_SOCKET, connect_error
+from pidone.signames import signal_name, signal_number
 
 SHORT_TIMEOUT = 30.0  # status, reload, signal, shutdown: answered at once
 # start/stop/restart without --timeout: the server applies each process's
@@ -64,9 +65,9 @@ def _timeout(text: str) -> float:
 
 def _signal(text: str) -> int:
     try:
-        return parse_signal(text)
+        return signal_number(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+        raise argparse.ArgumentTypeError(f"{text!r} is {exc}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -170,10 +171,9 @@ def send(path: str, request: dict[str, Any], timeout: float) -> dict[str, Any]:
     with connect(path, time.monotonic() + min(timeout, SHORT_TIMEOUT)) as sock:
         received = bytearray()
         try:
-            try:
+            # refused before it read the request: the refusal is there to read
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                 sock.sendall(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # refused before it read the request: the refusal is there to read
             while b"\n" not in received:
                 left = deadline - time.monotonic()
                 if left <= 0:

@@ -45,12 +45,12 @@ from __future__ import annotations
 import errno
 import json
 import os
-import signal
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
 from pidone.core.requests import NAMED, TIMED, Command, Outcome
 from pidone.core.states import HAS_PID
+from pidone.signames import signal_number
 
 if TYPE_CHECKING:
     from pidone.core.snapshot import Snapshot
@@ -122,9 +122,10 @@ def parse_request(request: dict[str, Any], known: Collection[str]) -> Request | 
         raw_sig = args.get("signal")
         if not isinstance(raw_sig, int) or isinstance(raw_sig, bool):
             return 'signal: "signal" must be a signal number'
-        if not 1 <= raw_sig < signal.NSIG:
-            return f"signal: {raw_sig} is not a signal number (1 to {signal.NSIG - 1})"
-        signum = raw_sig
+        try:
+            signum = signal_number(raw_sig)
+        except ValueError as exc:
+            return f"signal: {raw_sig} is {exc}"
     timeout: float | None = None
     if command in TIMED and args.get("timeout") is not None:
         from pidone.config.values import (  # the config's one duration rule
@@ -197,32 +198,6 @@ def status_reply(snapshot: Snapshot, now: float) -> dict[str, Any]:
         "shutting_down": snapshot.shutting_down,
         "processes": status_rows(snapshot, now),
     }
-
-
-# --- signals -------------------------------------------------------------------------
-
-
-def parse_signal(text: str) -> int:
-    """A signal number from 'TERM', 'sigterm', '15' or 'RTMIN+3'; ValueError if none."""
-    word = text.strip().upper()
-    if not word.isascii():  # str.isdigit takes superscripts, which int() refuses
-        raise ValueError(f"{text!r} is not a signal name or number")
-    if word.isdigit():
-        signum = int(word)
-        if not 1 <= signum < signal.NSIG:
-            raise ValueError(f"{text!r} is not a signal number (1 to {signal.NSIG - 1})")
-        return signum
-    name = word if word.startswith("SIG") else "SIG" + word
-    for base, sign in (("SIGRTMIN+", 1), ("SIGRTMAX-", -1)):
-        if name.startswith(base) and name[len(base) :].isdigit():
-            start = signal.SIGRTMIN if sign > 0 else signal.SIGRTMAX
-            signum = start + sign * int(name[len(base) :])
-            if signal.SIGRTMIN <= signum <= signal.SIGRTMAX:
-                return signum
-            raise ValueError(f"{text!r} is outside SIGRTMIN..SIGRTMAX")
-    if name in signal.Signals.__members__:
-        return int(signal.Signals[name])
-    raise ValueError(f"{text!r} is not a signal name or number (like TERM, HUP, 15)")
 
 
 def connect_error(path: str, exc: OSError) -> str:

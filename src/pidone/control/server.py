@@ -28,6 +28,7 @@ that hangs up meanwhile is noticed, and the late reply is dropped.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import selectors
@@ -152,10 +153,8 @@ class ControlServer:
     def close(self) -> None:
         for conn in list(self._conns.values()):
             self._drop(conn)
-        try:
+        with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(self._sock)
-        except (KeyError, ValueError):
-            pass
         self._sock.close()
         try:
             st = os.lstat(self.path)
@@ -205,10 +204,8 @@ class ControlServer:
                 refusal = None
             too_many = self._over_limit(uid)
             if too_many is not None:
-                try:  # one try to say why; the fd must not be kept
+                with contextlib.suppress(OSError):  # one try to say why; the fd must not be kept
                     sock.send(encode(error(too_many)), socket.MSG_NOSIGNAL | socket.MSG_DONTWAIT)
-                except OSError:
-                    pass
                 sock.close()
                 continue
             sock.setblocking(False)
@@ -344,10 +341,8 @@ class ControlServer:
         if self._conns.get(conn.fd) is conn:
             del self._conns[conn.fd]
         if conn.events:
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass
             conn.events = 0
         conn.phase = "closed"
         conn.deadline = None
@@ -380,10 +375,8 @@ class ControlServer:
         return f"permission denied: uid {uid} is not {who} or in group {self._group_label}"
 
     def _log(self, message: str) -> None:
-        try:
+        with contextlib.suppress(Exception):
             self._log_message(message)
-        except Exception:
-            pass
 
 
 def _peer_groups(sock: socket.socket, pid: int) -> list[int]:

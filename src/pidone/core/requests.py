@@ -112,8 +112,7 @@ def judge(wait: Wait, snap: Snapshot, now: float) -> Outcome | None:
             done = p.state in AT_REST
         else:
             new = wait.command is not Command.RESTART or p.restarts > wait.restarts.get(name, 0)
-            completed = p.state is ProcessState.EXITED and p.last_exit and p.last_exit.status == 0
-            done = new and (p.ready or bool(completed))
+            done = new and (p.ready or p.completed)  # completed: the supervisor's rule
             if new:
                 failure = _failure(p.state, p.last_exit.status if p.last_exit else None)
         if done:

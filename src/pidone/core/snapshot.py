@@ -30,6 +30,9 @@ class ProcessStatus:
     exits_by_status: dict[int, int]
     last_exit: ExitInfo | None
     has_ready_check: bool
+    # A one-shot job that ran to completion (the supervisor's one rule,
+    # Supervisor.completed): its dependents, wait-ready and /readyz count it done.
+    completed: bool = False
 
 
 @dataclass(frozen=True)
@@ -50,8 +53,7 @@ def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
             continue
         if p.ready:
             continue
-        completed = p.last_exit is not None and p.last_exit.status == 0
-        if p.state is ProcessState.EXITED and completed:
+        if p.completed:
             continue
         waiting.append(f"{p.name} ({p.state.value})")
     return waiting

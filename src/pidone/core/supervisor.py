@@ -504,6 +504,7 @@ class Supervisor:
                     exits_by_status=dict(p.exits_by_status),
                     last_exit=p.last_exit,
                     has_ready_check=p.spec.ready.kind != "settle",
+                    completed=self._completed(p),
                 )
                 for p in self.procs.values()
             ),

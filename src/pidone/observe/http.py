@@ -31,6 +31,7 @@ MAX_HEAD bytes, MAX_SCRAPES replies.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import selectors
@@ -42,6 +43,7 @@ from collections.abc import Callable
 from queue import SimpleQueue
 from urllib.parse import urlsplit
 
+from pidone.hostport import host_port
 from pidone.system import process, sockets
 
 REQUEST_DEADLINE = 5.0  # seconds from accept to the end of the request head
@@ -154,15 +156,6 @@ def format_head(response: Response, server: str) -> bytes:
     ).encode("latin-1")
 
 
-def parse_address(text: str) -> tuple[str, int]:
-    """'HOST:PORT' (host may be '[::1]', or empty for every IPv4 address)."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()) or int(port) > 65535:
-        raise ValueError(f'metrics address must be "HOST:PORT", like "127.0.0.1:9100": {text!r}')
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    return host or "0.0.0.0", int(port)
-
-
 # Where a connection is: its head arriving, its answer being computed (or
 # waited for), its reply going out, or its close awaited after the reply.
 HEAD, WAITING, POOLED, SENDING, LINGERING = "head", "waiting", "pooled", "sending", "lingering"
@@ -226,7 +219,7 @@ class HttpServer:
         self.server_name = server_name
         self.max_connections = max_connections
         self.max_scrapes = max(max_scrapes, workers)
-        host, port = parse_address(address)
+        host, port = host_port(address, port_zero=True)
         self._listener = sockets.tcp_listener(host, port, backlog=MAX_CONNECTIONS)
         self.port: int = self._listener.getsockname()[1]
         self._connections: list[_Connection] = []  # in accept order
@@ -383,10 +376,8 @@ class HttpServer:
                 self._reply(conn, answer)
 
     def _take_done(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.read(self._done_read, 4096)
-        except OSError:
-            pass
         while self._done:
             conn, response = self._done.popleft()
             if conn.closed:  # its deadline passed while a worker had it
@@ -448,10 +439,8 @@ class HttpServer:
         if conn.state != POOLED:  # else the worker's place is given back when it is done
             self._release(conn)
         if conn.state in (HEAD, SENDING, LINGERING):
-            try:
+            with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass
         conn.sock.close()
         conn.out = memoryview(b"")
         conn.data = bytearray()
@@ -473,18 +462,15 @@ class HttpServer:
                 self.log(f"http: {request.path} failed: {_last_error()}")
                 response = Response.text(500, f"internal error: {exc}")
             self._done.append((conn, response))
-            try:
+            # full: the server thread has a wake-up pending anyway
+            with contextlib.suppress(OSError):
                 os.write(self._done_write, b"x")
-            except OSError:
-                pass  # full: the server thread has a wake-up pending anyway
 
     def close(self) -> None:
         for _ in self.workers:
             self._jobs.put(None)
-        try:
+        with contextlib.suppress(OSError):
             os.write(self._stop_write, b"x")
-        except OSError:
-            pass
         self.thread.join(timeout=5.0)
         for worker in self.workers:
             worker.join(timeout=5.0)

@@ -65,6 +65,7 @@ process (PSS would need smaps: far too slow at scrape time).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
@@ -266,10 +267,8 @@ class PidoneCollector:
         self.errors += 1
         self._failed = True
         text = traceback.format_exc().rstrip().replace("\n", "\n  ")
-        try:
+        with contextlib.suppress(Exception):
             self._log(f"metrics: collecting {what} failed (still serving):\n  {text}")
-        except Exception:
-            pass
 
     def _pidone_metrics(self, c: PidoneCounters) -> list[Metric]:
         reaped = counter("pidone_zombies_reaped", "Children reaped by pidone.")

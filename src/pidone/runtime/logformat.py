@@ -11,8 +11,9 @@ import zlib
 from collections.abc import Callable, Iterable
 from typing import Literal
 
+from pidone.config.specs import LOG_FORMATS, LogFormat
+
 Stream = Literal["stdout", "stderr"]
-LogFormat = Literal["text", "json", "raw"]
 
 PIDONE_NAME = "pidone"
 MAX_PARTIAL = 64 * 1024
@@ -128,8 +129,9 @@ class Formatter:
         color: Callable[[Stream], bool],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if fmt not in ("text", "json", "raw"):
-            raise ValueError(f"unknown log format {fmt!r}: use 'text', 'json' or 'raw'")
+        if fmt not in LOG_FORMATS:
+            *first, last = map(repr, LOG_FORMATS)
+            raise ValueError(f"unknown log format {fmt!r}: use {', '.join(first)} or {last}")
         self.fmt = fmt
         ordered = [PIDONE_NAME, *(n for n in names if n != PIDONE_NAME)]
         self._order = {name: i - 1 for i, name in enumerate(ordered)}

@@ -4,6 +4,7 @@ handled), with a queue per destination and its backpressure marks."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import select
@@ -131,10 +132,8 @@ class Output:
             self.wait_writable(left)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             os.close(self.fd)
-        except OSError:
-            pass
 
 
 class SocketOutput(Output):
@@ -234,10 +233,9 @@ class ThreadOutput(Output):
                 wake = (self.paused and self.queued < LOW_WATER) or error is not None
                 self.cond.notify_all()
             if wake:
-                try:
+                # the pipe is full: a wakeup is already on its way
+                with contextlib.suppress(OSError):
                     os.write(self._wake_write, b"\0")
-                except OSError:
-                    pass  # the pipe is full: a wakeup is already on its way
 
     def _write_all(self, batch: list[bytes | memoryview]) -> OSError | None:
         # Chunk by chunk, each whole lines: a datagram socket gets whole
@@ -270,10 +268,8 @@ class ThreadOutput(Output):
         # it is a daemon thread, so waiting briefly is all we owe it.
         self.thread.join(0.1)
         for fd in (self.wake_fd, self._wake_write):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         if not self.thread.is_alive():
             super().close()
 

@@ -50,6 +50,7 @@ Guarantees:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import os
@@ -59,7 +60,8 @@ import time
 from collections.abc import Callable, Iterable
 
 # Re-exported: the relay's public vocabulary lives in logformat and logoutput.
-from pidone.runtime.logformat import PIDONE_NAME, Formatter, Framer, LogFormat, Stream
+from pidone.config.specs import LogFormat
+from pidone.runtime.logformat import PIDONE_NAME, Formatter, Framer, Stream
 from pidone.runtime.logoutput import (
     HIGH_WATER,
     LOW_WATER,
@@ -308,10 +310,8 @@ class LogRelay:
         for source in self._sources.values():
             self._unregister(source.read_fd)
             for fd in (source.read_fd, source.write_fd):
-                try:
+                with contextlib.suppress(OSError):
                     os.close(fd)
-                except OSError:
-                    pass
         for output in self._outputs():
             if output.watching:
                 self._unregister(output.fd)
@@ -433,10 +433,8 @@ class LogRelay:
 
     def _waker(self, output: ThreadOutput) -> Callable[[int], None]:
         def on_wake(mask: int) -> None:
-            try:
+            with contextlib.suppress(OSError):
                 os.read(output.wake_fd, 4096)
-            except OSError:
-                pass
             self._after_flush(output)
 
         return on_wake
@@ -475,7 +473,5 @@ class LogRelay:
         source.registered = True
 
     def _unregister(self, fd: int) -> None:
-        try:
+        with contextlib.suppress(KeyError, ValueError, OSError):
             self._selector.unregister(fd)
-        except (KeyError, ValueError, OSError):
-            pass

@@ -105,7 +105,9 @@ class Loop:
         # it is spawned without fork: see privileges.identity_preparer and spawn.
         pdeathsig = not process.is_pid1()
         self.preparers = {
-            n: privileges.identity_preparer(i, pdeathsig=pdeathsig)
+            n: privileges.identity_preparer(
+                i, pdeathsig=pdeathsig, changes=config.processes[n].runs_in_child()
+            )
             for n, i in self.identities.items()
         }
         self.socket_dirs: dict[str, int] = {}  # socket name -> fd of its directory

@@ -26,6 +26,7 @@ start: write an address or an /etc/hosts name in `ready`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import selectors
@@ -37,7 +38,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pidone.config.specs import ReadyCheck
+from pidone.config.specs import READY_KINDS, ReadyCheck
 from pidone.errors import PidoneError
 from pidone.system import proc, reap, signals, sockets
 
@@ -137,7 +138,7 @@ class Prober:
         supervisor times itself): it also decides whose notifications count.
         """
         kind = check.kind
-        if kind not in ("unix", "tcp", "http", "file", "exec", "notify", "settle"):
+        if kind not in READY_KINDS:
             raise ValueError(f"{name}: unknown readiness check {kind!r}")
         if kind == "notify" and name not in self._notify:
             raise ValueError(f"{name}: call notify_socket() before spawning a notify process")
@@ -208,10 +209,8 @@ class Prober:
         for sock, path in self._notify.values():
             self._selector.unregister(sock)
             sock.close()
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(path)
-            except OSError:
-                pass
         self._notify.clear()
 
     # --- sd_notify --------------------------------------------------------------------

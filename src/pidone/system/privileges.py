@@ -47,12 +47,16 @@ def _ambient_raiser() -> Callable[[int], None]:
     return raise_ambient
 
 
-def identity_preparer(ident: Identity, *, pdeathsig: bool = True) -> Callable[[], None] | None:
+def identity_preparer(
+    ident: Identity, *, pdeathsig: bool = True, changes: bool = True
+) -> Callable[[], None] | None:
     """The function a child runs just before exec to become `ident`, and
     take SIGKILL as its parent-death signal; None when it has nothing to do:
-    `ident` changes nothing and `pdeathsig` is off. As PID 1 the parent-death
-    signal is not needed (when PID 1 dies the kernel kills everything in its
-    namespace), and without a preparer a child can be spawned without fork.
+    `changes` is False (no setting of its acts in the child: the caller asks
+    ProcessSpec.runs_in_child, where that is declared) and `pdeathsig` is
+    off. As PID 1 the parent-death signal is not needed (when PID 1 dies the
+    kernel kills everything in its namespace), and without a preparer a
+    child can be spawned without fork.
 
     Everything that needs importing is imported here, in the parent, so the
     child only makes syscalls. Order matters: rlimits and the bounding set
@@ -65,7 +69,7 @@ def identity_preparer(ident: Identity, *, pdeathsig: bool = True) -> Callable[[]
     bounding set and the inheritable set cut to the list, root's exec grants
     exactly the list (permitted = inheritable | bounding for uid 0).
     """
-    if not pdeathsig and not changes_identity(ident):
+    if not pdeathsig and not changes:
         return None
     import resource
 
@@ -126,20 +130,6 @@ def identity_preparer(ident: Identity, *, pdeathsig: bool = True) -> Callable[[]
             os._exit(1)
 
     return prepare
-
-
-def changes_identity(ident: Identity) -> bool:
-    """Does a child have to change anything of its own to become `ident`?
-    (Then it takes the fork path: posix_spawn cannot run the preparer.)"""
-    return (
-        ident.uid is not None
-        or ident.gid is not None
-        or ident.groups is not None
-        or ident.umask is not None
-        or bool(ident.rlimits)
-        or bool(ident.keep_caps)
-        or ident.harden
-    )
 
 
 CAP_SYS_RESOURCE = 24

@@ -44,7 +44,7 @@ def start_thread(target: Callable[[], None], name: str) -> threading.Thread:
 
 def write_stderr(text: str) -> None:
     """Unbuffered write to fd 2 that never raises (the init must go on)."""
-    try:
+    try:  # noqa: SIM105 - contextlib would load into single mode (tests/unit/test_lean_imports.py)
         os.write(2, text.encode("utf-8", "replace"))
     except OSError:
         pass

@@ -137,7 +137,7 @@ def wake_loop() -> None:
     pending already makes it merge: it reaps either way). Never raises."""
     if not _main_thread:
         return  # catch_signals() not called: nobody waits (and 0 is no thread)
-    try:
+    try:  # noqa: SIM105 - contextlib would load into single mode
         _signal.pthread_kill(_main_thread, SIGCHLD)
     except (OSError, ValueError):
         pass
@@ -147,7 +147,7 @@ def signal_everyone_else(signum: int) -> None:
     """Signal every process left in the container but us: as PID 1 that is
     kill(-1); as a subreaper only our own descendants, never the host's."""
     if is_pid1():
-        try:
+        try:  # noqa: SIM105 - contextlib would load into single mode
             os.kill(-1, signum)
         except ProcessLookupError:
             pass

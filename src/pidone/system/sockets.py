@@ -4,6 +4,7 @@ without following symlinks, claimed, settled; stale sockets removed.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import struct
@@ -11,6 +12,7 @@ import struct
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import socket
+    from collections.abc import Callable
 
 # --- the socket directory shared with nginx ----------------------------------------
 
@@ -36,10 +38,9 @@ def secure_directory(path: str) -> int:
             try:
                 child = os.open(part, flags, dir_fd=fd)
             except FileNotFoundError:
-                try:
+                # made by someone else meanwhile: opened below, safely
+                with contextlib.suppress(FileExistsError):
                     os.mkdir(part, 0o755, dir_fd=fd)
-                except FileExistsError:
-                    pass  # made by someone else meanwhile: opened below, safely
                 child = os.open(part, flags, dir_fd=fd)
             except OSError as exc:
                 if exc.errno in (errno.ELOOP, errno.ENOTDIR):
@@ -132,6 +133,18 @@ def bind_private(sock: socket.socket, path: str) -> None:
         os.umask(saved)
 
 
+def _set_up(sock: socket.socket, setup: Callable[[], None]) -> socket.socket:
+    """`sock` made non-blocking after `setup` (bind, listen...), or closed
+    if that raises: the one "no half-made socket is left open" rule."""
+    try:
+        setup()
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def listen_private(path: str, *, group: int | None, backlog: int) -> socket.socket:
     """A non-blocking unix stream socket listening at `path`: 0600 at bind,
     then `group` and 0660 (root and that group may connect). Raises OSError,
@@ -139,17 +152,15 @@ def listen_private(path: str, *, group: int | None, backlog: int) -> socket.sock
     import socket
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
+
+    def setup() -> None:
         bind_private(sock, path)
         if group is not None:
             os.chown(path, -1, group)
             os.chmod(path, 0o660)
         sock.listen(backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+
+    return _set_up(sock, setup)
 
 
 def notify_socket(path: str) -> socket.socket:
@@ -158,14 +169,12 @@ def notify_socket(path: str) -> socket.socket:
     import socket
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    try:
-        sock.setblocking(False)
+
+    def setup() -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         bind_private(sock, path)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+
+    return _set_up(sock, setup)
 
 
 def grant_socket(path: str, uid: int | None, gid: int | None) -> None:
@@ -205,15 +214,13 @@ def tcp_listener(host: str, port: int, *, backlog: int) -> socket.socket:
 
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
-    try:
+
+    def setup() -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
         sock.listen(backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
+
+    return _set_up(sock, setup)
 
 
 def bind_unix_socket(path: str, dir_fd: int, *, uid: int, gid: int, mode: int) -> int:
