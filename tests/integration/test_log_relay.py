@@ -20,7 +20,7 @@ import pytest
 from pidone.config.specs import LogFormat
 from pidone.runtime import logs
 from pidone.runtime.logformat import MAX_PARTIAL
-from pidone.runtime.logoutput import HIGH_WATER, ThreadOutput
+from pidone.runtime.logoutput import HIGH_WATER, ThreadOutput, open_output
 from pidone.runtime.logs import LogRelay
 
 PY = sys.executable
@@ -602,6 +602,28 @@ def test_writer_thread_paused_by_a_stuck_reader_wakes_the_loop_once_to_resume_re
     run_loop(selector, exited(proc), each=relay.check_threads)
     (data,) = finish(relay, out)
     check_flood(data, {"a": 3}, 100000)
+
+
+def test_a_chunk_too_big_for_one_datagram_goes_out_in_whole_lines_none_lost() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    limit = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    lines = [f"a | line {i:06d} ".encode() + b"x" * (i % 97) + b"\n" for i in range(8000)]
+    chunk = b"".join(lines)
+    assert len(chunk) > limit  # EMSGSIZE in one message: every line was dropped
+    output = open_output("stdout", ours.fileno(), lambda: None)
+    assert isinstance(output, ThreadOutput)
+    output.push(chunk)
+    messages: list[bytes] = []
+    theirs.settimeout(10)
+    while sum(map(len, messages)) < len(chunk):
+        messages.append(theirs.recv(1 << 20))
+    output.finish(time.monotonic() + 10)
+    assert output.take_failure() is None and output.pending() == 0
+    assert b"".join(messages) == chunk and len(messages) > 1
+    assert all(m.endswith(b"\n") and len(m) <= limit for m in messages)  # whole lines each
+    output.close()
+    ours.close()
+    theirs.close()
 
 
 def test_side_threads_logging_in_a_flood_cost_bounded_memory_and_are_counted() -> None:

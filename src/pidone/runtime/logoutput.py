@@ -5,6 +5,7 @@ handled), with a queue per destination and its backpressure marks."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import select
@@ -251,14 +252,28 @@ class ThreadOutput(Output):
         # Chunk by chunk, each whole lines: a datagram socket gets whole
         # lines in every message.
         for chunk in batch:
-            view = memoryview(chunk)
-            while view:
-                try:
-                    view = view[os.write(self.fd, view) :]
-                except InterruptedError:
-                    continue
-                except OSError as exc:
+            error = self._write_lines(memoryview(chunk))
+            if error is not None:
+                return error
+        return None
+
+    def _write_lines(self, view: memoryview) -> OSError | None:
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                # A datagram bigger than the socket's send buffer (212 KiB by
+                # default; one read of a pipe yields up to 256 KiB): in two,
+                # at a line's end, down to one line, which always fits.
+                cut = _line_cut(view) if exc.errno == errno.EMSGSIZE else 0
+                if not cut:
                     return exc
+                error = self._write_lines(view[:cut])
+                if error is not None:
+                    return error
+                view = view[cut:]
         return None
 
     def finish(self, deadline: float) -> None:
@@ -279,6 +294,13 @@ class ThreadOutput(Output):
         self.thread.join(0.1)
         if not self.thread.is_alive():
             super().close()
+
+
+def _line_cut(view: memoryview) -> int:
+    """Where to cut whole lines into two near the middle; 0 for one line."""
+    data = bytes(view)
+    cut = data.rfind(b"\n", 0, len(data) // 2) + 1 or data.find(b"\n", len(data) // 2) + 1
+    return cut if 0 < cut < len(data) else 0
 
 
 def open_output(label: str, fd: int, wake: Callable[[], None]) -> Output:
