@@ -20,7 +20,7 @@ import pytest
 from pidone.config.specs import LogFormat
 from pidone.runtime import logs
 from pidone.runtime.logformat import MAX_PARTIAL
-from pidone.runtime.logoutput import HIGH_WATER
+from pidone.runtime.logoutput import HIGH_WATER, ThreadOutput, open_output
 from pidone.runtime.logs import LogRelay
 
 PY = sys.executable
@@ -541,15 +541,17 @@ def test_a_stream_socket_is_written_without_blocking_it(selector: selectors.Base
     check_flood(bytes(received), {"a": 5}, 30000)
 
 
+def no_proc(path: str, flags: int, mode: int = 0o777) -> int:
+    """os.open without /proc (or of a file that refuses a reopen): a ThreadOutput then."""
+    raise OSError(errno.ENXIO, "No such device or address", path)
+
+
 def test_writer_thread_when_the_fd_cannot_be_reopened(
     selector: selectors.BaseSelector, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def no_proc(path: str, flags: int, mode: int = 0o777) -> int:
-        raise OSError(errno.ENXIO, "No such device or address", path)
-
     out = Sink(chunk=8192, delay=0.0005)
     with monkeypatch.context() as patch:
-        patch.setattr(os, "open", no_proc)  # no /proc, or a file that refuses a reopen
+        patch.setattr(os, "open", no_proc)
         relay = LogRelay(selector, names=["a", "b"], stdout_fd=out.fd, stderr_fd=out.fd)
     tags = {"a": 3, "b": 17}
     procs = [spawn(relay, tag, FLOOD, tag, "30000", str(step)) for tag, step in tags.items()]
@@ -560,11 +562,68 @@ def test_writer_thread_when_the_fd_cannot_be_reopened(
         nonlocal paused
         assert relay.pending() <= QUEUE_BOUND
         paused += not any(source_keys(selector, fd) for fd in write_ends)
+        relay.check_threads()  # as pidone's loop does at every turn
 
     run_loop(selector, exited(*procs), each=watch)
     (data,) = finish(relay, out)
     assert paused > 0  # backpressure worked through the thread's wakeups too
     check_flood(data, tags, 30000)
+
+
+def test_writer_thread_paused_by_a_stuck_reader_wakes_the_loop_once_to_resume_reading(
+    selector: selectors.BaseSelector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = Sink(start=False)  # a real blocking pipe that nobody reads for now
+    wakes: list[int] = []
+    woken = threading.Event()
+
+    def wake() -> None:  # stands for signals.wake_loop: who woke the loop, and when
+        wakes.append(threading.get_ident())
+        woken.set()
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "open", no_proc)
+        relay = LogRelay(selector, names=["a"], stdout_fd=out.fd, stderr_fd=out.fd, wake=wake)
+    (output,) = relay._outputs()
+    assert isinstance(output, ThreadOutput)
+    write_end = relay.pipe_for("a", "stdout")
+    proc = spawn(relay, "a", FLOOD, "a", "100000", "3")
+    run_loop(selector, lambda: not source_keys(selector, write_end))  # HIGH_WATER: paused
+    assert proc.poll() is None, "the flooding child should be blocked in write()"
+    assert output.paused and wakes == []  # the thread is stuck in write(): nothing to say
+    relay.check_threads()  # a turn that no wake caused changes nothing
+    assert not source_keys(selector, write_end)
+    out.thread.start()
+    assert woken.wait(30), "the writer thread drained the queue but never woke the loop"
+    assert wakes == [output.thread.ident]  # once, from the writer thread
+    assert output.paused  # only the loop's thread resumes, in its turn:
+    relay.check_threads()
+    assert len(source_keys(selector, write_end)) == 1 and not output.paused
+    run_loop(selector, exited(proc), each=relay.check_threads)
+    (data,) = finish(relay, out)
+    check_flood(data, {"a": 3}, 100000)
+
+
+def test_a_chunk_too_big_for_one_datagram_goes_out_in_whole_lines_none_lost() -> None:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    limit = ours.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    lines = [f"a | line {i:06d} ".encode() + b"x" * (i % 97) + b"\n" for i in range(8000)]
+    chunk = b"".join(lines)
+    assert len(chunk) > limit  # EMSGSIZE in one message: every line was dropped
+    output = open_output("stdout", ours.fileno(), lambda: None)
+    assert isinstance(output, ThreadOutput)
+    output.push(chunk)
+    messages: list[bytes] = []
+    theirs.settimeout(10)
+    while sum(map(len, messages)) < len(chunk):
+        messages.append(theirs.recv(1 << 20))
+    output.finish(time.monotonic() + 10)
+    assert output.take_failure() is None and output.pending() == 0
+    assert b"".join(messages) == chunk and len(messages) > 1
+    assert all(m.endswith(b"\n") and len(m) <= limit for m in messages)  # whole lines each
+    output.close()
+    ours.close()
+    theirs.close()
 
 
 def test_side_threads_logging_in_a_flood_cost_bounded_memory_and_are_counted() -> None:

@@ -1,12 +1,14 @@
 """Floods at pidone's side parts, as PID 1 (and as a subreaper): HTTP
 clients that make the metrics server log while the relay is busy, a stdout
-nobody reads, control-group members hoarding connections."""
+nobody reads (a pipe, a datagram socket), control-group members hoarding
+connections."""
 
 from __future__ import annotations
 
 import json
 import os
 import pwd
+import re
 import socket
 import subprocess
 import threading
@@ -16,7 +18,7 @@ import urllib.request
 from pathlib import Path
 
 from pidone.control.server import MAX_PER_UID
-from tests.helpers.running import PIDONE, PYTHON, Init, wait_for
+from tests.helpers.running import PIDONE, PYTHON, Init, helper, wait_for
 from tests.helpers.stack import free_port
 from tests.helpers.users import APP, EXTRA, ensure_users
 
@@ -167,6 +169,50 @@ command = "sh -c 'echo x >> {journal}; yes crashing | head -c 200000; exit 1'"
     assert max(samples) < RSS_BOUND_KIB, samples
     # still restarting, and so reaping, while its output waits
     assert starts_now > starts_then > 0
+
+
+DGRAM_LINES = 60_000  # about 4 MB: more than the socket, the relay's queue and the pipe hold
+DGRAM_FLOOD = f"""
+import sys
+for i in range({DGRAM_LINES}):
+    sys.stdout.write(f"line {{i:06d}} " + "x" * 50 + "\\n")
+sys.stdout.flush()
+open(sys.argv[1], "w").close()
+"""
+
+
+def test_a_datagram_stdout_read_late_holds_the_flood_back_then_loses_nothing(
+    mode: str, tmp_path: Path
+) -> None:
+    # Its writer thread blocks, the relay pauses at HIGH_WATER; once the
+    # reader comes, the thread wakes the loop (signals.wake_loop), which
+    # resumes reading the pipes: without that wake the flood stalls forever.
+    done, flood = tmp_path / "done", tmp_path / "flood.py"
+    flood.write_text(DGRAM_FLOOD)
+    toml = f'[process.flood]\ncommand = "{PYTHON} {flood} {done}"\nrestart = "never"\n'
+    (tmp_path / "pidone.toml").write_text(toml)
+    out_path = str(tmp_path / "out.sock")
+    received = bytearray()
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as reader:
+        reader.bind(out_path)
+        prefix = [*helper("dgram_stdout.py"), out_path]
+        with Init(mode, ["run", "-c", str(tmp_path / "pidone.toml")], prefix=prefix) as init:
+            time.sleep(1.5)  # nobody reads
+            assert not done.exists(), "the flood was not held back"
+            reader.settimeout(0.5)
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    received += reader.recv(1 << 20)
+                except TimeoutError:
+                    if init.proc.poll() is not None:
+                        break
+                assert time.monotonic() < deadline, "the flood stalled: the loop never resumed"
+            status = init.wait()
+    line = re.compile(rb"flood +\| line (\d{6}) x{50}")
+    numbers = [int(m.group(1)) for m in map(line.fullmatch, received.split(b"\n")) if m]
+    assert numbers == list(range(DGRAM_LINES))  # every line once, whole, in order
+    assert done.exists() and status == 0
 
 
 # Run as the control-group member: opens N connections to the control

@@ -14,7 +14,17 @@ from pidone.config import load as config
 from pidone.core.requests import Command as C
 from pidone.core.requests import Outcome, Result
 from pidone.core.snapshot import not_ready
-from pidone.core.states import PHASES, Goal, Phase, PhaseEvent, next_phase
+from pidone.core.states import (
+    LAUNCHES,
+    PHASES,
+    Goal,
+    Launch,
+    LaunchEvent,
+    Phase,
+    PhaseEvent,
+    next_launch,
+    next_phase,
+)
 from pidone.core.states import ProcessState as S
 from pidone.core.supervisor import (
     PIDFILE_POLL,
@@ -1110,3 +1120,134 @@ def test_a_socket_not_fixed_keeps_its_process_unready_and_warns_once_per_problem
 def test_every_state_has_its_one_decision_or_moves_only_by_events() -> None:
     # A state added to ProcessState without a step here would sit still forever.
     assert set(Supervisor._STEPS) == set(S) - {S.EXITED, S.FATAL}
+
+
+# --- an instance's way up (states.LAUNCHES) and its stop timeout ---------------------
+# The loop answers a Spawn after the batch it came in: events may come between.
+
+
+def test_a_spawn_on_its_way_is_never_sent_twice(tmp_path: Path) -> None:
+    core = sim_for(tmp_path, '[process.a]\ncommand = "a"\n').core
+    assert spawns(core.handle(Boot(), 0.0)) == ["a"]
+    assert core.procs["a"].launch is Launch.SPAWNING
+    assert spawns(core.handle(Tick(), 0.5)) == []
+    assert spawns(core.handle(SignalReceived(int(signal.SIGUSR1)), 0.6)) == []
+    core.handle(Spawned("a", 100), 0.7)
+    assert (core.procs["a"].state, core.procs["a"].launch) == (S.RUNNING, Launch.IDLE)
+
+
+def test_a_process_stopped_while_its_spawn_is_on_its_way_is_sigkilled_when_it_comes(
+    tmp_path: Path,
+) -> None:
+    core = sim_for(tmp_path, '[process.a]\ncommand = "a"\n').core
+    core.handle(Boot(), 0.0)
+    core.handle(Request(C.STOP, ("a",)), 0.0)
+    assert (core.procs["a"].state, core.procs["a"].launch) == (S.STOPPED, Launch.SPAWNING)
+    assert core.handle(Spawned("a", 100), 0.1) == [Kill("a", 100, KILL, group=True)]
+    assert (core.procs["a"].state, core.procs["a"].pid, core.procs["a"].launch) == (
+        S.STOPPED,
+        None,
+        Launch.IDLE,
+    )
+    assert spawns(core.handle(Request(C.START, ("a",)), 0.2)) == ["a"]  # a new one
+
+
+def test_a_process_started_again_while_its_spawn_is_on_its_way_takes_that_spawn(
+    tmp_path: Path,
+) -> None:
+    core = sim_for(tmp_path, '[process.a]\ncommand = "a"\n').core
+    core.handle(Boot(), 0.0)
+    core.handle(Request(C.STOP, ("a",)), 0.0)
+    out = core.handle(Request(C.START, ("a",)), 0.1)
+    assert spawns(out) == [] and core.procs["a"].state is S.STARTING  # still on its way
+    out = core.handle(Spawned("a", 100), 0.2)
+    assert kills(out) == [] and (core.procs["a"].state, core.procs["a"].pid) == (S.RUNNING, 100)
+    assert core.snapshot().processes[0].restarts == 0
+
+
+def test_a_stop_waits_for_a_dependent_whose_spawn_is_on_its_way(tmp_path: Path) -> None:
+    toml = '[process.a]\ncommand = "a"\nready = "tcp:127.0.0.1:1"\n'
+    toml += '[process.b]\ncommand = "b"\nafter = ["a"]\n'
+    core = sim_for(tmp_path, toml).core
+    core.handle(Boot(), 0.0)
+    core.handle(Spawned("a", 100), 0.0)
+    assert spawns(core.handle(Ready("a", 100), 0.0)) == ["b"]
+    # a would be stopped under b, which comes up a moment later
+    assert kills(core.handle(Request(C.STOP, ("a",)), 0.1)) == []
+    assert kills(core.handle(Spawned("b", 101), 0.2)) == [("b", TERM, False)]  # b first
+    assert kills(core.handle(Reaped(101, *killed(TERM)), 0.3)) == [("a", TERM, False)]
+
+
+def test_a_check_passed_by_a_stopped_instance_does_not_make_the_next_one_ready(
+    tmp_path: Path,
+) -> None:
+    sim = sim_for(tmp_path, SOCKET_TOML)
+    sim.do(Boot())
+    sim.at(100.0)  # settled, its socket still awaited
+    assert (sim.state("web"), sim.core.procs["web"].launch) == (S.RUNNING, Launch.CHECKED)
+    sim.do(Request(C.STOP, ("web",)))
+    assert sim.core.procs["web"].launch is Launch.IDLE  # spent with its instance
+    sim.exit("web", killed(TERM))
+    sim.do(Request(C.START, ("web",)))
+    sim.do(SocketFixed("web", "app"))
+    assert sim.state("web") is S.RUNNING  # this instance has not settled yet
+    assert logs(sim.at(100.0 + 1.0)) == ["web: ready"]  # settle_time 1 s
+
+
+def test_a_passed_check_waits_for_both_its_socket_and_its_pidfile(tmp_path: Path) -> None:
+    toml = '[process.d]\ncommand = "d"\npidfile = "/run/d.pid"\nsockets = ["app"]\n'
+    toml += '[socket.app]\npath = "/run/app/app.sock"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    launcher = sim.core.procs["d"].launcher_pid
+    assert launcher is not None
+    sim.do(Reaped(launcher, *exited(0)))
+    sim.at(100.0)
+    assert logs(sim.do(SocketFixed("d", "app"))) == ["d: socket app: owner, group and mode fixed"]
+    assert (sim.state("d"), sim.core.procs["d"].launch) == (S.RUNNING, Launch.CHECKED)
+    out = sim.do(PidfileRead("d", 77))
+    assert logs(out) == ["d: following pid 77 from /run/d.pid", "d: ready"]
+    assert (sim.state("d"), sim.core.procs["d"].launch) == (S.READY, Launch.IDLE)
+
+
+def test_a_launch_event_outside_the_table_is_illegal() -> None:
+    with pytest.raises(IllegalTransition):
+        next_launch(Launch.IDLE, LaunchEvent.ANSWER)
+    with pytest.raises(IllegalTransition):
+        next_launch(Launch.SPAWNING, LaunchEvent.CHECK_PASSED)
+    assert set(LAUNCHES.values()) == set(Launch)
+
+
+def test_a_process_that_outlives_its_sigkill_leaves_no_deadline_past_due(
+    tmp_path: Path,
+) -> None:
+    # Stuck in D state, it is not reaped for a while: the spent stop
+    # deadline made the loop wake at once, again and again, meanwhile.
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\nstop_timeout = 3\n')
+    sim.do(Boot())
+    sim.do(SignalReceived(TERM))
+    assert kills(sim.at(3.0)) == [("a", KILL, True)]
+    assert sim.core.procs["a"].killed and sim.core.next_deadline() is None
+    assert kills(sim.at(1000.0)) == []
+    out = sim.do(NoChildren())  # not at rest yet: no sweep, no exit
+    assert exits(out) == [] and sim.state("a") is S.STOPPING
+    out = sim.exit("a", killed(KILL))
+    assert out[-1] == Sweep(TERM)
+    assert "pidone: unclean stop: a killed after its stop timeout" in logs(sim.do(NoChildren()))
+
+
+def test_the_first_spawn_after_failed_ones_is_no_restart_the_next_one_is(
+    tmp_path: Path,
+) -> None:
+    toml = '[pidone]\nfatal_after = 100\n[process.a]\ncommand = "a"\n'
+    sim = sim_for(tmp_path, toml)
+    sim.fail_spawn.add("a")
+    sim.do(Boot())
+    assert sim.state("a") is S.BACKOFF and sim.core.procs["a"].started_at is None
+    sim.fail_spawn.clear()
+    sim.at(100.0)
+    (status,) = sim.core.snapshot().processes
+    assert (status.state, status.restarts) == (S.RUNNING, 0)  # its first start at last
+    assert spawns(sim.exit("a", exited(1))) == ["a"]  # at once: the failures at 0 are old
+    (status,) = sim.core.snapshot().processes
+    assert (status.state, status.restarts_by_reason) == (S.RUNNING, {"crash": 1})

@@ -42,8 +42,21 @@ not to restart); they are not states, so the table stays small.
 from __future__ import annotations
 
 import enum
+from typing import TypeVar
 
 from pidone.errors import IllegalTransition
+
+_State = TypeVar("_State", bound=enum.Enum)
+_Event = TypeVar("_Event", bound=enum.Enum)
+
+
+def _look_up(table: dict[tuple[_State, _Event], _State], state: _State, event: _Event) -> _State:
+    """What `event` moves `state` to in `table` (each table below says it
+    once); IllegalTransition if it has no such row."""
+    try:
+        return table[state, event]
+    except KeyError:
+        raise IllegalTransition(state, event) from None
 
 
 class ProcessState(enum.Enum):
@@ -114,10 +127,7 @@ AT_REST = frozenset({S.STOPPED, S.EXITED, S.FATAL})
 
 def transition(state: ProcessState, event: Event) -> ProcessState:
     """The state `event` moves `state` to; IllegalTransition if there is none."""
-    try:
-        return TRANSITIONS[state, event]
-    except KeyError:
-        raise IllegalTransition(state, event) from None
+    return _look_up(TRANSITIONS, state, event)
 
 
 # --- the second table: pidone's own shutdown ------------------------------------
@@ -170,10 +180,7 @@ SWEEPING = frozenset({P.SWEEP_TERM, P.SWEEP_KILL})  # waiting for the last child
 
 def next_phase(phase: Phase, event: PhaseEvent) -> Phase:
     """The phase `event` moves `phase` to; IllegalTransition if there is none."""
-    try:
-        return PHASES[phase, event]
-    except KeyError:
-        raise IllegalTransition(phase, event) from None
+    return _look_up(PHASES, phase, event)
 
 
 class Goal(enum.Enum):
@@ -185,3 +192,58 @@ class Goal(enum.Enum):
 
     def __str__(self) -> str:
         return self.name
+
+
+# --- the third table: one instance's way up, beside its state -----------------------
+#
+# What STARTING and RUNNING cannot say alone: a spawn on its way (it outlives
+# STARTING when the process is stopped meanwhile) and a check that passed
+# while the instance could not be READY yet. A stop timeout's SIGKILL needs no
+# stage: it is due while STOPPING has a stop_deadline, and sent once it has none.
+#
+#     stage     event         new stage  what the supervisor does
+#     --------  ------------  ---------  -----------------------------------------------
+#     IDLE      SPAWN         SPAWNING   Spawn sent, once; the processes it is `after`
+#                                        wait for it to be down as for a pid
+#     SPAWNING  ANSWER        IDLE       Spawned (SIGKILLed if no longer STARTING) or
+#                                        SpawnFailed
+#     IDLE      CHECK_PASSED  CHECKED    RUNNING, its ready check passed (or it settled):
+#     CHECKED   CHECK_PASSED  CHECKED      READY once its created sockets are fixed and
+#                                          its pidfile's pid is known
+#     CHECKED   RELEASE       IDLE       it became READY, or stopped, or exited
+
+
+class Launch(enum.Enum):
+    IDLE = "idle"  # nothing under way
+    SPAWNING = "spawning"  # a Spawn is out, its answer not in yet
+    CHECKED = "checked"  # RUNNING, its check passed: waiting for its sockets or its pid
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class LaunchEvent(enum.Enum):
+    SPAWN = "spawn"
+    ANSWER = "answer"
+    CHECK_PASSED = "check_passed"
+    RELEASE = "release"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+L = Launch
+LE = LaunchEvent
+
+LAUNCHES: dict[tuple[Launch, LaunchEvent], Launch] = {
+    (L.IDLE, LE.SPAWN): L.SPAWNING,
+    (L.SPAWNING, LE.ANSWER): L.IDLE,
+    (L.IDLE, LE.CHECK_PASSED): L.CHECKED,
+    (L.CHECKED, LE.CHECK_PASSED): L.CHECKED,
+    (L.CHECKED, LE.RELEASE): L.IDLE,
+}
+
+
+def next_launch(stage: Launch, event: LaunchEvent) -> Launch:
+    """The stage `event` moves `stage` to; IllegalTransition if there is none."""
+    return _look_up(LAUNCHES, stage, event)

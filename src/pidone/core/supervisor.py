@@ -38,6 +38,10 @@ each one toward what it should be doing. The rules:
 * A stop Collects the main pid's tree first (and again at its timeout);
   once the main pid is reaped, KillLeftovers ends what is left of it.
 * A failure to spawn is an exit (status 127), counted like any other.
+* Beside its state, each instance's way up has its own small table
+  (states.LAUNCHES): a Spawn on its way (sent once; SIGKILLed on arrival if
+  the process was stopped meanwhile), a check passed while its sockets or
+  its pid are still awaited.
 * In the actions one event produces, Spawn and Kill come first: the lines
   that log them follow, so that a restart or a signal never waits for them.
 * A ctl Request with a ticket is answered by one Reply: status, reload,
@@ -77,9 +81,12 @@ from pidone.core.states import (
     SWEEPING,
     Event,
     Goal,
+    Launch,
+    LaunchEvent,
     Phase,
     PhaseEvent,
     ProcessState,
+    next_launch,
     next_phase,
     transition,
 )
@@ -323,24 +330,21 @@ class _Proc:
     spec: ProcessSpec
     state: ProcessState = S.STOPPED
     goal: Goal = Goal.UP
+    launch: Launch = Launch.IDLE  # a spawn on its way, a check passed: states.LAUNCHES
     restart_reason: str = ""  # why the next spawn is a restart
     pid: int | None = None
     launcher_pid: int | None = None  # pidfile mode: the pid we spawned
-    spawn_requested: bool = False
-    spawned_once: bool = False
-    started_at: float | None = None
+    started_at: float | None = None  # of the last instance spawned; None: never spawned
     ready_at: float | None = None  # when this instance became READY
     settle_at: float | None = None
     backoff_until: float = 0.0
-    stop_deadline: float | None = None
-    killed: bool = False  # needed SIGKILL at its last stop
+    stop_deadline: float | None = None  # STOPPING: when SIGKILL is due; None once sent
     spawned_pid: int | None = None  # this instance's: what its readiness check was given
     pidfile_due: float | None = None  # the next ReadPidfile, while its main pid is unknown
     pidfile_refused: bool = False  # a refusal is logged once per instance
     # socket -> the next FixSocket: not fixed yet, so not ready yet
     awaiting_sockets: dict[str, float] = field(default_factory=dict)
     socket_problems: dict[str, str] = field(default_factory=dict)  # logged once, until it changes
-    ready_deferred: bool = False  # its check passed while sockets were awaited
     failures: list[float] = field(default_factory=list)
     restarts_by_reason: dict[str, int] = field(default_factory=dict)
     exits_by_status: dict[int, int] = field(default_factory=dict)
@@ -352,6 +356,24 @@ class _Proc:
 
     def move(self, event: Event) -> None:
         self.state = transition(self.state, event)
+
+    def advance(self, event: LaunchEvent) -> None:
+        self.launch = next_launch(self.launch, event)
+
+    def release(self) -> None:
+        """Its instance is READY, stopping or gone: a check it passed is spent."""
+        if self.launch is Launch.CHECKED:
+            self.advance(LaunchEvent.RELEASE)
+
+    @property
+    def spawned_once(self) -> bool:
+        """Has it ever been spawned? (Its next spawn is then a restart.)"""
+        return self.started_at is not None
+
+    @property
+    def killed(self) -> bool:
+        """STOPPING, and its stop timeout's SIGKILL was sent."""
+        return self.state is S.STOPPING and self.stop_deadline is None
 
     def copy(self) -> _Proc:
         """A copy that shares no list, set or dict with this one (for
@@ -520,7 +542,7 @@ class Supervisor:
     # -- events --
 
     def _on_spawned(self, p: _Proc, pid: int, out: list[Action]) -> None:
-        p.spawn_requested = False
+        self._answered(p)
         if p.state is not S.STARTING:  # stopped while the spawn was on its way
             out.append(Kill(p.name, pid, signal.SIGKILL, group=True))
             return
@@ -529,18 +551,15 @@ class Supervisor:
         if p.spawned_once:
             reason = p.restart_reason or "crash"
             p.restarts_by_reason[reason] = p.restarts_by_reason.get(reason, 0) + 1
-        p.spawned_once = True
         p.restart_reason = ""
         p.started_at = self.now
         p.ready_at = None
-        p.killed = False
         if p.spec.pidfile:
             p.launcher_pid, p.pid = pid, None
             p.pidfile_due, p.pidfile_refused = self.now, False
         else:
             p.pid = pid
         out.append(Log(p.name, f"started: pid {pid}"))
-        p.ready_deferred = False
         created = sorted(s for s in p.spec.sockets if not self.config.sockets[s].listen)
         p.awaiting_sockets = dict.fromkeys(created, self.now)
         p.socket_problems = {}
@@ -552,8 +571,15 @@ class Supervisor:
             p.settle_at = None
             out.append(StartProbe(p.name, pid))
 
+    def _answered(self, p: _Proc) -> None:
+        # The loop answers every Spawn, and only a Spawn. One that came
+        # otherwise is still taken for what it says (a process exists, or
+        # not): refusing it would leave a process nobody supervises.
+        if p.launch is Launch.SPAWNING:
+            p.advance(LaunchEvent.ANSWER)
+
     def _on_spawn_failed(self, p: _Proc, reason: str, out: list[Action]) -> None:
-        p.spawn_requested = False
+        self._answered(p)
         p.move(Event.SPAWN_FAILED)
         out.append(Log(p.name, f"cannot start: {reason}", error=True))
         p.last_exit = ExitInfo(127, 0, self.now, planned=False)
@@ -575,6 +601,7 @@ class Supervisor:
 
     def _on_main_exit(self, p: _Proc, status: int, signum: int, out: list[Action]) -> None:
         planned = p.state is S.STOPPING
+        killed = p.killed  # read before the move: the fact for its exit line
         main = p.pid
         p.move(Event.EXITED)
         if p.ready_at is not None and self.now - p.ready_at >= self.settings.backoff_reset:
@@ -584,7 +611,7 @@ class Supervisor:
         p.stop_deadline = None
         p.settle_at = None
         p.awaiting_sockets.clear()
-        p.ready_deferred = False
+        p.release()
         p.exits_by_status[status] = p.exits_by_status.get(status, 0) + 1
         p.last_exit = ExitInfo(status, signum, self.now, planned)
         out.append(CancelProbe(p.name))
@@ -595,8 +622,8 @@ class Supervisor:
             clean = (
                 status == 0 or signum == p.spec.stop_signal or status == 128 + p.spec.stop_signal
             )
-            if self.shutting_down and (p.killed or not clean):
-                why = "killed after its stop timeout" if p.killed else f"exited with {how}"
+            if self.shutting_down and (killed or not clean):
+                why = "killed after its stop timeout" if killed else f"exited with {how}"
                 self.unclean.append(f"{p.name} {why}")
             if p.goal is Goal.CYCLE:
                 p.goal = Goal.UP
@@ -646,13 +673,15 @@ class Supervisor:
         self._become_ready(p, out)
 
     def _become_ready(self, p: _Proc, out: list[Action]) -> None:
+        """Its check passed (or it settled): READY, unless its created sockets
+        are not fixed yet (nginx must be able to use them before we say
+        ready) or its pidfile's pid is unknown (not ready before we know, and
+        trust, its pid): then CHECKED, and _ready_if_checked when they are."""
         p.settle_at = None
-        if p.awaiting_sockets:  # nginx must be able to use it before we say ready
-            p.ready_deferred = True
+        if p.awaiting_sockets or (p.spec.pidfile and p.pid is None):
+            p.advance(LaunchEvent.CHECK_PASSED)
             return
-        if p.spec.pidfile and p.pid is None:  # not ready before we know (and trust) its pid
-            p.ready_deferred = True
-            return
+        p.release()
         p.move(Event.READY_OK)
         p.ready_at = self.now
         out.append(Log(p.name, "ready"))
@@ -663,8 +692,11 @@ class Supervisor:
         del p.awaiting_sockets[sock]
         p.socket_problems.pop(sock, None)
         out.append(Log(p.name, f"socket {sock}: owner, group and mode fixed"))
-        if not p.awaiting_sockets and p.ready_deferred and p.state is S.RUNNING:
-            p.ready_deferred = False
+        self._ready_if_checked(p, out)
+
+    def _ready_if_checked(self, p: _Proc, out: list[Action]) -> None:
+        """A socket fixed or a pid known: a check that passed before counts now."""
+        if p.launch is Launch.CHECKED and p.state is S.RUNNING:
             self._become_ready(p, out)
 
     def _on_socket_not_fixed(self, p: _Proc, sock: str, problem: str, out: list[Action]) -> None:
@@ -717,9 +749,7 @@ class Supervisor:
         p.pid = pid
         p.pidfile_due = None
         out.append(Log(p.name, f"following pid {pid} from {p.spec.pidfile}"))
-        if p.ready_deferred and p.state is S.RUNNING and not p.awaiting_sockets:
-            p.ready_deferred = False
-            self._become_ready(p, out)
+        self._ready_if_checked(p, out)
         if p.state is S.STOPPING:  # asked to stop before we knew whom to signal
             self._send_stop_signal(p, pid, out)
 
@@ -890,12 +920,15 @@ class Supervisor:
     def _has_pid_dependents(self, p: _Proc) -> bool:
         """Must p wait for processes after it to stop before it stops?"""
         pool = self.all_dependents[p.name] if self.shutting_down else self._bound_dependents(p.name)
-        return any(self.procs[d].state in HAS_PID or self.procs[d].spawn_requested for d in pool)
+        return any(
+            self.procs[d].state in HAS_PID or self.procs[d].launch is Launch.SPAWNING for d in pool
+        )
 
     def _stop(self, p: _Proc, out: list[Action]) -> None:
         p.move(Event.STOP)
         if p.state is not S.STOPPING:
             return
+        p.release()
         p.stop_deadline = self.now + p.spec.stop_timeout
         out.append(CancelProbe(p.name))
         pid = self._signal_pid_or_none(p)
@@ -937,10 +970,10 @@ class Supervisor:
 
     def _step_stopping(self, p: _Proc, out: list[Action]) -> bool:
         """Past its stop timeout: SIGKILL to its group, once."""
-        if p.stop_deadline is None or self.now < p.stop_deadline or p.killed:
-            return False
+        if p.stop_deadline is None or self.now < p.stop_deadline:
+            return False  # sent already (p.killed), or not due
         p.move(Event.STOP_TIMEOUT)
-        p.killed = True
+        p.stop_deadline = None  # spent: no second SIGKILL, and no deadline past due
         pid = self._signal_pid_or_none(p)
         if pid is None:  # its pidfile never came: nothing left to wait for
             out.append(Log(p.name, "stop timeout: no pid from its pidfile", error=True))
@@ -966,8 +999,8 @@ class Supervisor:
         if p.goal is Goal.DOWN or self.shutting_down:
             p.move(Event.STOP)
             return True
-        if not p.spawn_requested and all(self._satisfied(d) for d in self.deps[p.name]):
-            p.spawn_requested = True
+        if p.launch is Launch.IDLE and all(self._satisfied(d) for d in self.deps[p.name]):
+            p.advance(LaunchEvent.SPAWN)
             out.append(Spawn(p.name))
         return False
 

@@ -5,6 +5,7 @@ handled), with a queue per destination and its backpressure marks."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import os
 import select
@@ -13,6 +14,7 @@ import stat
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from itertools import islice
 from typing import TYPE_CHECKING
 
@@ -171,16 +173,19 @@ class ThreadOutput(Output):
 
     The queue is bounded by the same backpressure as everywhere else; when
     the thread has written it down below LOW_WATER while the relay paused
-    reading, it wakes the loop through a pipe (`wake_fd`, in the selector)
-    so that only the loop thread touches the selector.
+    reading (or failed), it marks itself `woken` and makes the loop turn
+    with `wake` (signals.wake_loop, the one way a side thread does), once
+    until the loop takes the mark (`take_wake`): only the loop thread
+    touches the selector.
     """
 
-    def __init__(self, label: str, fd: int) -> None:
+    def __init__(self, label: str, fd: int, wake: Callable[[], None]) -> None:
         super().__init__(label, fd)
         self.cond = threading.Condition()
         self.busy = 0  # bytes the thread has taken but not yet written
         self.closing = False
-        self.wake_fd, self._wake_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.woken = False  # the thread asked the loop to look at it (take_wake)
+        self._wake = wake
         self.thread = process.start_thread(self._run, f"pidone-{label}")
 
     def pending(self) -> int:
@@ -200,6 +205,12 @@ class ThreadOutput(Output):
     def take_failure(self) -> OSError | None:
         with self.cond:
             return super().take_failure()
+
+    def take_wake(self) -> bool:
+        """In the loop: did the thread ask for a look since the last call?"""
+        with self.cond:
+            woken, self.woken = self.woken, False
+            return woken
 
     def push(self, data: bytes) -> None:
         if data:
@@ -230,25 +241,39 @@ class ThreadOutput(Output):
                     self.dropped += self.queued
                     self.queued = 0
                     self.queue.clear()
-                wake = (self.paused and self.queued < LOW_WATER) or error is not None
+                wanted = (self.paused and self.queued < LOW_WATER) or error is not None
+                wake = wanted and not self.woken  # else the loop has yet to take the last one
+                self.woken |= wanted
                 self.cond.notify_all()
             if wake:
-                # the pipe is full: a wakeup is already on its way
-                with contextlib.suppress(OSError):
-                    os.write(self._wake_write, b"\0")
+                self._wake()
 
     def _write_all(self, batch: list[bytes | memoryview]) -> OSError | None:
         # Chunk by chunk, each whole lines: a datagram socket gets whole
         # lines in every message.
         for chunk in batch:
-            view = memoryview(chunk)
-            while view:
-                try:
-                    view = view[os.write(self.fd, view) :]
-                except InterruptedError:
-                    continue
-                except OSError as exc:
+            error = self._write_lines(memoryview(chunk))
+            if error is not None:
+                return error
+        return None
+
+    def _write_lines(self, view: memoryview) -> OSError | None:
+        while view:
+            try:
+                view = view[os.write(self.fd, view) :]
+            except InterruptedError:
+                continue
+            except OSError as exc:
+                # A datagram bigger than the socket's send buffer (212 KiB by
+                # default; one read of a pipe yields up to 256 KiB): in two,
+                # at a line's end, down to one line, which always fits.
+                cut = _line_cut(view) if exc.errno == errno.EMSGSIZE else 0
+                if not cut:
                     return exc
+                error = self._write_lines(view[:cut])
+                if error is not None:
+                    return error
+                view = view[cut:]
         return None
 
     def finish(self, deadline: float) -> None:
@@ -267,15 +292,20 @@ class ThreadOutput(Output):
         # It may be stuck in a blocking write to a reader that never reads;
         # it is a daemon thread, so waiting briefly is all we owe it.
         self.thread.join(0.1)
-        for fd in (self.wake_fd, self._wake_write):
-            with contextlib.suppress(OSError):
-                os.close(fd)
         if not self.thread.is_alive():
             super().close()
 
 
-def open_output(label: str, fd: int) -> Output:
-    """A destination for fd 1 or 2 whose writes cannot block the loop."""
+def _line_cut(view: memoryview) -> int:
+    """Where to cut whole lines into two near the middle; 0 for one line."""
+    data = bytes(view)
+    cut = data.rfind(b"\n", 0, len(data) // 2) + 1 or data.find(b"\n", len(data) // 2) + 1
+    return cut if 0 < cut < len(data) else 0
+
+
+def open_output(label: str, fd: int, wake: Callable[[], None]) -> Output:
+    """A destination for fd 1 or 2 whose writes cannot block the loop
+    (`wake`: how a ThreadOutput's thread makes the loop turn)."""
     try:
         st = os.fstat(fd)
     except OSError:
@@ -292,11 +322,11 @@ def open_output(label: str, fd: int) -> Output:
         try:
             sock = socket.socket(fileno=dup)  # leaves the description's flags alone
         except OSError:
-            return ThreadOutput(label, dup)
+            return ThreadOutput(label, dup, wake)
         if sock.type == socket.SOCK_STREAM:
             return SocketOutput(label, sock)
         sock.detach()
-        return ThreadOutput(label, dup)
+        return ThreadOutput(label, dup, wake)
     try:
         # A new open file description of the same pipe, FIFO or terminal:
         # O_NONBLOCK here stays ours. O_NOCTTY: PID 1 is a session leader
@@ -305,7 +335,7 @@ def open_output(label: str, fd: int) -> Output:
             f"/proc/self/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY
         )
     except OSError:
-        return ThreadOutput(label, fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3))
+        return ThreadOutput(label, fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3), wake)
     return Output(label, new)
 
 

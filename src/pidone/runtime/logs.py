@@ -35,7 +35,9 @@ Guarantees:
   (ENXIO) but takes MSG_DONTWAIT per send; a regular file never waits for a
   reader, so a plain dup does. On EAGAIN we wait for EVENT_WRITE. Only if
   none of these works (no /proc, a datagram socket) does a writer thread do
-  blocking writes, so that only it can wait.
+  blocking writes, so that only it can wait; it wakes the loop the one way
+  side threads do (signals.wake_loop), and the loop looks at it each turn
+  (`check_threads`).
 - Nothing is dropped for speed: past HIGH_WATER queued bytes we stop reading
   the pipes that feed the destination until it falls under LOW_WATER, so a
   flooding process blocks in its own write() instead. That holds at exits
@@ -71,6 +73,7 @@ from pidone.runtime.logoutput import (
     open_output,
     same_file,
 )
+from pidone.system import signals
 
 READ_SIZE = 256 * 1024
 # Bigger pipes mean fewer wakeups per megabyte from a chatty process (the
@@ -181,15 +184,16 @@ class LogRelay:
         stdout_fd: int = 1,
         stderr_fd: int = 2,
         clock: Callable[[], float] = time.time,
+        wake: Callable[[], None] = signals.wake_loop,
     ) -> None:
         self._selector = selector
-        self._stdout = open_output("stdout", stdout_fd)
+        self._stdout = open_output("stdout", stdout_fd, wake)
         if same_file(stdout_fd, stderr_fd):
             # One queue for both: two would cut into each other's lines on a
             # shared pipe, and one keeps stdout and stderr lines in order.
             self._stderr = self._stdout
         else:
-            self._stderr = open_output("stderr", stderr_fd)
+            self._stderr = open_output("stderr", stderr_fd, wake)
         if color is None:
             no_color = bool(os.environ.get("NO_COLOR"))  # https://no-color.org
             colors = {
@@ -203,9 +207,6 @@ class LogRelay:
         self._closed = False
         self._pipe_budget = PIPE_BUDGET
         self._spawning: set[str] = set()  # pipe_for() called, no event since
-        for output in self._outputs():
-            if isinstance(output, ThreadOutput):
-                selector.register(output.wake_fd, selectors.EVENT_READ, self._waker(output))
 
     # -- public interface --
 
@@ -276,6 +277,14 @@ class LogRelay:
         output.push(self._format.event(name, stream, message))
         self._after_push(output)
 
+    def check_threads(self) -> None:
+        """In the loop, at every turn: a writer thread (ThreadOutput) that
+        wrote its queue down while reading was paused, or failed, woke the
+        loop for this; its sources are read again, its error reported."""
+        for output in self._outputs():
+            if isinstance(output, ThreadOutput) and output.take_wake():
+                self._after_flush(output)
+
     def pending(self) -> int:
         """Bytes queued for output, not yet written."""
         return sum(output.pending() for output in self._outputs())
@@ -315,8 +324,6 @@ class LogRelay:
         for output in self._outputs():
             if output.watching:
                 self._unregister(output.fd)
-            if isinstance(output, ThreadOutput):
-                self._unregister(output.wake_fd)
             output.close()
 
     # -- reading --
@@ -430,14 +437,6 @@ class LogRelay:
             self._after_flush(output)
 
         return on_writable
-
-    def _waker(self, output: ThreadOutput) -> Callable[[int], None]:
-        def on_wake(mask: int) -> None:
-            with contextlib.suppress(OSError):
-                os.read(output.wake_fd, 4096)
-            self._after_flush(output)
-
-        return on_wake
 
     def _report(self, output: Output) -> None:
         """Report a destination's write error once per errno, as a pidone event."""

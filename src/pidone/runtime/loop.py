@@ -8,6 +8,8 @@
             sleep in select() until an fd is ready or the earliest deadline
             signals: SIGCHLD -> reap every zombie, first; others -> the core
             child output -> the log relay; readiness answers -> the core
+            side threads' wake-ups (a SIGCHLD to the loop's thread alone):
+                their log lines, a drained log writer thread -> the relay
             ctl requests -> the core, as a Request with a ticket
             feed Tick; carry out the actions
         until the core says Exit(code)
@@ -90,7 +92,10 @@ class Loop:
         self.selector = selectors.DefaultSelector()
         self.core = Supervisor(config, clock())
         self.relay = LogRelay(
-            self.selector, names=list(config.processes), fmt=config.settings.log_format
+            self.selector,
+            names=list(config.processes),
+            fmt=config.settings.log_format,
+            wake=signals.wake_loop,  # a writer thread's, when it drained (ThreadOutput)
         )
         self.prober = Prober(self.selector, self._probe_ready, spawn=self._spawn_check)
         self.events: deque[EventType] = deque()
@@ -247,6 +252,7 @@ class Loop:
             callback: Callback = key.data
             self._guard(callback, mask)
         self._guard(lambda _: self._relay_side_log(), 0)
+        self._guard(lambda _: self.relay.check_threads(), 0)
         self._guard(lambda _: self.prober.run_due(self.clock()), 0)
         if self.control is not None:
             control_server = self.control
