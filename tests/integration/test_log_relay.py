@@ -646,3 +646,36 @@ def test_side_threads_logging_in_a_flood_cost_bounded_memory_and_are_counted() -
     assert side.take() == ([], 0)
     side.put("again")
     assert side.take() == (["again"], 0) and len(wakes) == 2
+
+
+SHORT_LINES = r"""
+import os, sys
+block = b"\n" * 65536  # empty lines: JSON makes each of them some 80 bytes
+for _ in range(int(sys.argv[1])):
+    os.write(1, block)
+"""
+
+
+def test_one_byte_lines_in_json_keep_the_queue_within_its_bound(
+    selector: selectors.BaseSelector,
+) -> None:
+    # A program that writes empty lines makes JSON formatting grow what one
+    # read takes from its pipe some 80 times: reads are sized by what the
+    # lines grew to, so the queue passes HIGH_WATER by one read's worth, not
+    # by 80 pipe-fulls of it.
+    blocks = 64  # 4 MiB of newlines: about 300 MiB of JSON
+    out = Sink(chunk=65536, delay=0.001)
+    relay = LogRelay(selector, names=["a"], fmt="json", stdout_fd=out.fd, stderr_fd=out.fd)
+    proc = spawn(relay, "a", SHORT_LINES, str(blocks))
+    peak = 0
+
+    def watch() -> None:
+        nonlocal peak
+        peak = max(peak, relay.pending())
+        if peak > QUEUE_BOUND:
+            proc.kill()  # the bound is broken: no need to format the rest
+
+    run_loop(selector, exited(proc), each=watch, timeout=120)
+    (data,) = finish(relay, out)
+    assert HIGH_WATER < peak <= QUEUE_BOUND, peak
+    assert data.count(b"\n") == blocks * 65536  # every empty line, once

@@ -76,6 +76,7 @@ from pidone.runtime.logoutput import (
 from pidone.system import signals
 
 READ_SIZE = 256 * 1024
+MIN_READ = 4096  # the smallest read, however much formatting grows a line
 # Bigger pipes mean fewer wakeups per megabyte from a chatty process (the
 # relay's throughput goes up by about half over the default 64 KiB). Pipe
 # capacity counts against a per-user quota (fs.pipe-user-pages-soft, 64 MiB,
@@ -149,6 +150,7 @@ class _Source:
         "name",
         "output",
         "read_fd",
+        "read_size",
         "registered",
         "stream",
         "write_fd",
@@ -161,6 +163,7 @@ class _Source:
         self.write_fd = write_fd
         self.output = output
         self.framer = Framer()
+        self.read_size = MIN_READ  # until its lines' growth is known: see _emit
         self.registered = False
         self.eof = False
         self.callback: Callable[[int], None] = lambda mask: None
@@ -329,8 +332,10 @@ class LogRelay:
     # -- reading --
 
     def _on_readable(self, source: _Source) -> None:
+        if source.output.paused:
+            return  # paused earlier in this same turn: it stays in the pipe
         try:
-            data = os.read(source.read_fd, READ_SIZE)
+            data = os.read(source.read_fd, source.read_size)
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:  # pragma: no cover - a pipe read end does not fail
@@ -364,7 +369,7 @@ class LogRelay:
         total = 0
         while not source.eof and total < limit:
             try:
-                data = os.read(source.read_fd, READ_SIZE)
+                data = os.read(source.read_fd, source.read_size)
             except (BlockingIOError, InterruptedError):
                 break
             except OSError:  # pragma: no cover
@@ -391,7 +396,14 @@ class LogRelay:
     def _emit(self, source: _Source, lines: bytes) -> None:
         if lines:
             output = source.output
-            output.push(self._format.lines(source.name, source.stream, lines))
+            formatted = self._format.lines(source.name, source.stream, lines)
+            # Formatting can make lines several times longer (JSON around
+            # short lines): the next read of this source is sized to add about
+            # READ_SIZE to the queue, so that HIGH_WATER is passed by one
+            # read's worth, in any format.
+            grown = max(len(formatted), 1)
+            source.read_size = max(MIN_READ, min(READ_SIZE, READ_SIZE * len(lines) // grown))
+            output.push(formatted)
             self._after_push(output)
 
     def _after_push(self, output: Output) -> None:
