@@ -132,23 +132,29 @@ def supervise(child: int, opts: Options, log: Log, watch: SingleMetrics | None =
             left = signals.kill_group(child, signals.SIGTERM)
             log.debug(f"child {child} exited: SIGTERM to the rest of its group: {left}")
         # A wake-up from the metrics thread reaps too: it may have merged with a child's SIGCHLD.
+        # The whole batch is counted (and warned about): zombies reaped after
+        # the child in the same batch are reaped as much as those before it.
+        child_status: int | None = None
         for pid, status in reap.reap_zombies():
             reaped_total += 1
             if watch is not None:
                 watch.reaped()
-            if pid != child:
+            if pid == child:
+                child_status = status
+            else:
                 warn_reaped(pid, status, opts, log)
-                continue
-            code = reap.exit_status(status)
-            # Collect anything that died together with the child, then go.
-            for other, other_status in reap.reap_zombies():
-                reaped_total += 1
-                warn_reaped(other, other_status, opts, log)
-            log.info(f"child {child} exited with status {code}; reaped {reaped_total}")
-            if code in opts.expect:
-                log.info(f"-e {code}: pidone exits 0")
-                return 0
-            return code
+        if child_status is None:
+            continue
+        code = reap.exit_status(child_status)
+        # Collect anything that died together with the child, then go.
+        for other, other_status in reap.reap_zombies():
+            reaped_total += 1
+            warn_reaped(other, other_status, opts, log)
+        log.info(f"child {child} exited with status {code}; reaped {reaped_total}")
+        if code in opts.expect:
+            log.info(f"-e {code}: pidone exits 0")
+            return 0
+        return code
 
 
 def forward(
