@@ -59,7 +59,15 @@ def _look_up(table: dict[tuple[_State, _Event], _State], state: _State, event: _
         raise IllegalTransition(state, event) from None
 
 
-class ProcessState(enum.Enum):
+class Named(enum.Enum):
+    """An enum that prints as its member's name (STOPPED, not ProcessState.STOPPED):
+    the states, events and stages in log lines and IllegalTransition messages."""
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ProcessState(Named):
     STOPPED = "stopped"  # not started yet, or stopped on purpose
     STARTING = "starting"  # wanted up: waiting for its dependencies, then spawned
     RUNNING = "running"  # up, readiness pending
@@ -69,11 +77,8 @@ class ProcessState(enum.Enum):
     EXITED = "exited"  # exited on its own (or could not be spawned)
     FATAL = "fatal"  # failed too often in a short window: given up
 
-    def __str__(self) -> str:
-        return self.name
 
-
-class Event(enum.Enum):
+class Event(Named):
     START = "start"
     SPAWNED = "spawned"
     SPAWN_FAILED = "spawn_failed"
@@ -84,9 +89,6 @@ class Event(enum.Enum):
     BACKOFF_ELAPSED = "backoff_elapsed"
     STOP = "stop"
     STOP_TIMEOUT = "stop_timeout"
-
-    def __str__(self) -> str:
-        return self.name
 
 
 S = ProcessState
@@ -142,7 +144,7 @@ def transition(state: ProcessState, event: Event) -> ProcessState:
 #     SWEPT        AT_REST        EXITED       the unclean reasons logged, then Exit(code)
 
 
-class Phase(enum.Enum):
+class Phase(Named):
     UP = "up"  # supervising
     STOPPING = "stopping"  # shutting down: the processes are being stopped
     SWEEP_TERM = "sweep_term"  # SIGTERM sent to whatever is left in the container
@@ -150,18 +152,12 @@ class Phase(enum.Enum):
     SWEPT = "swept"  # no child left
     EXITED = "exited"  # Exit(code) given
 
-    def __str__(self) -> str:
-        return self.name
 
-
-class PhaseEvent(enum.Enum):
+class PhaseEvent(Named):
     SHUTDOWN = "shutdown"
     AT_REST = "at_rest"
     SWEEP_TIMEOUT = "sweep_timeout"
     NO_CHILDREN = "no_children"
-
-    def __str__(self) -> str:
-        return self.name
 
 
 P = Phase
@@ -183,15 +179,12 @@ def next_phase(phase: Phase, event: PhaseEvent) -> Phase:
     return _look_up(PHASES, phase, event)
 
 
-class Goal(enum.Enum):
+class Goal(Named):
     """What a process is wanted to do, beside the state it is in."""
 
     UP = "up"  # wanted running
     DOWN = "down"  # stopped by the operator, or pidone is shutting down
     CYCLE = "cycle"  # ctl restart under way: down (dependents first), then up again
-
-    def __str__(self) -> str:
-        return self.name
 
 
 # --- the third table: one instance's way up, beside its state -----------------------
@@ -213,23 +206,17 @@ class Goal(enum.Enum):
 #     CHECKED   RELEASE       IDLE       it became READY, or stopped, or exited
 
 
-class Launch(enum.Enum):
+class Launch(Named):
     IDLE = "idle"  # nothing under way
     SPAWNING = "spawning"  # a Spawn is out, its answer not in yet
     CHECKED = "checked"  # RUNNING, its check passed: waiting for its sockets or its pid
 
-    def __str__(self) -> str:
-        return self.name
 
-
-class LaunchEvent(enum.Enum):
+class LaunchEvent(Named):
     SPAWN = "spawn"
     ANSWER = "answer"
     CHECK_PASSED = "check_passed"
     RELEASE = "release"
-
-    def __str__(self) -> str:
-        return self.name
 
 
 L = Launch
