@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pidone.config.load import load
+from pidone.config.load import load, select
 from pidone.config.specs import Config
 from pidone.config.values import BadValue, address
 from pidone.errors import UsageError
@@ -41,6 +41,7 @@ class Args:
     config: Path | None = None
     env: Path | None = None
     metrics: str | None = None
+    names: tuple[str, ...] = ()  # only these, and what they are after
 
 
 def _file(text: str) -> Path:
@@ -115,6 +116,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
         metavar="ADDR",
         help="serve /metrics, /healthz, /readyz on HOST:PORT (overrides [pidone] metrics)",
     )
+    add(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="only these processes, and what they are after (default: every one with autostart)",
+    )
     add("-h", "--help", action="store_true", help="show this help and exit")
     return parser  # fmt: skip
 
@@ -143,10 +150,10 @@ def parse_args(argv: list[str]) -> Args | str:
     new = [name for name in PARSING_ONLY if name not in sys.modules]
     try:
         parser = _parser(command)
-        ns = parser.parse_args(rest)
+        ns = parser.parse_intermixed_args(rest)  # NAMEs before or after options
         if ns.help:
             return parser.format_help()
-        return Args(command, ns.procfile, ns.config, ns.env, ns.metrics)
+        return Args(command, ns.procfile, ns.config, ns.env, ns.metrics, tuple(ns.names))
     finally:
         for name in new:
             sys.modules.pop(name, None)
@@ -168,6 +175,8 @@ def load_config(args: Args) -> Config:
 
     checks = [identity.check, shell_check]
     config = load(args.procfile, args.config, args.env, environ=env, checks=checks)
+    if args.names:
+        config = select(config, args.names)
     if args.metrics is not None:
         config = replace(config, settings=replace(config.settings, metrics=args.metrics))
     return config
@@ -203,7 +212,8 @@ def describe(config: Config) -> str:
     lines.append("processes:")
     for name, spec in config.processes.items():
         after = f" after {', '.join(spec.after)}" if spec.after else ""
-        lines.append(f"  {name}: {spec.command_line}{after}")
+        manual = "" if spec.autostart else " (autostart = false: started by ctl start)"
+        lines.append(f"  {name}: {spec.command_line}{after}{manual}")
     return "\n".join(lines) + "\n"
 
 

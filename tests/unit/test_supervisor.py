@@ -1251,3 +1251,85 @@ def test_the_first_spawn_after_failed_ones_is_no_restart_the_next_one_is(
     assert spawns(sim.exit("a", exited(1))) == ["a"]  # at once: the failures at 0 are old
     (status,) = sim.core.snapshot().processes
     assert (status.state, status.restarts_by_reason) == (S.RUNNING, {"crash": 1})
+
+
+# --- autostart = false -------------------------------------------------------------
+
+
+MANUAL = """
+[process.a]
+command = "a"
+[process.b]
+command = "b"
+autostart = false
+ready = "tcp:127.0.0.1:2"
+[process.c]
+command = "c"
+after = ["b"]
+autostart = false
+ready = "tcp:127.0.0.1:3"
+"""
+
+
+def test_an_autostart_false_process_is_stopped_and_not_counted_until_ctl_start(
+    tmp_path: Path,
+) -> None:
+    sim = sim_for(tmp_path, MANUAL)
+    out = sim.do(Boot())
+    assert spawns(out) == ["a"]
+    assert "pidone: starting 1 processes (b, c: autostart = false, not started)" in logs(out)
+    sim.at(10)  # a settles
+    assert (sim.state("b"), sim.state("c")) == (S.STOPPED, S.STOPPED)
+    snap = sim.core.snapshot()
+    assert [p.started for p in snap.processes] == [True, False, False]
+    assert not_ready(snap) == []  # wait-ready, /readyz and READY=1: everything started is ready
+    assert check_ready(snap) == (True, "ready")
+    assert sim.core.next_deadline() is None
+    assert spawns(sim.do(Request(C.START, ("b",)))) == ["b"]
+    assert not_ready(sim.core.snapshot()) == ["b (running)"]  # counted once started
+    assert sim.core.procs["b"].restarts_by_reason == {}  # its first start is no restart
+
+
+def test_ctl_start_of_a_manual_process_starts_what_it_is_after_first(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, MANUAL)
+    sim.do(Boot())
+    out = sim.do(Request(C.START, ("c",), ticket=7))
+    assert spawns(out) == ["b"]
+    assert sim.state("c") is S.STARTING
+    out = sim.ready("b")
+    assert spawns(out) == ["c"]
+    out = sim.ready("c")
+    assert [r.outcome.ok for r in out if isinstance(r, Reply)] == [True]
+
+
+def test_ctl_start_also_starts_a_dependency_the_operator_stopped(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    for n in "abc":
+        sim.ready(n)
+    sim.do(Request(C.STOP, ("a",)))  # c and b stop first, then a
+    sim.exit("c", killed(TERM))
+    sim.exit("b", killed(TERM))
+    sim.exit("a", killed(TERM))
+    assert [sim.state(n) for n in "abc"] == [S.STOPPED, S.STARTING, S.STARTING]  # wait for a
+    assert spawns(sim.do(Request(C.START, ("b",)))) == ["a"]  # else b would wait forever
+    assert spawns(sim.ready("a")) == ["b"]
+
+
+def test_a_restart_of_a_never_started_process_starts_it(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, MANUAL)
+    sim.do(Boot())
+    assert spawns(sim.do(Request(C.RESTART, ("c",)))) == ["b"]
+    assert spawns(sim.ready("b")) == ["c"]
+    assert sim.core.procs["b"].restarts_by_reason == {}
+
+
+def test_pidone_stays_up_for_a_manual_process_when_the_others_are_done(tmp_path: Path) -> None:
+    toml = '[process.job]\ncommand = "j"\nrestart = "never"\n' + MANUAL.replace("[process.a]", "")
+    toml = toml.replace('command = "a"\n', "", 1)
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    out = sim.exit("job", exited(0))
+    assert exits(out) == []  # `pidone ctl start b` may still come
+    assert sim.state("b") is S.STOPPED
+    assert exits(sim.do(SignalReceived(TERM)) + sim.do(NoChildren())) == [0]

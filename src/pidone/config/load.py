@@ -35,6 +35,7 @@ import re
 import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -156,6 +157,36 @@ def load(
         problems.extend(check(result))
     _raise_if(problems)
     return result
+
+
+def select(config: Config, names: Iterable[str]) -> Config:
+    """The Config of `pidone run NAME...` (and `check NAME...`): only those
+    processes and what they are after (transitively), as foreman's and
+    honcho's `start NAME`; each of them started (a named one, or one it
+    needs, with autostart = false included), the others not there at all."""
+    names = list(names)
+    known = list(config.processes)
+    problems = []
+    for name in names:
+        if name not in config.processes:
+            files = "/".join(str(f) for f in (config.sources.procfile, config.sources.config) if f)
+            hint = values.did_you_mean(name, known) or ""
+            problems.append(f"no process {name} in {files}; known: {', '.join(known)}{hint}")
+    if problems:
+        raise ConfigError(problems)  # in the order they were named
+    keep = graph.needed(config.deps, names)
+    processes = {
+        n: replace(spec, autostart=True) for n, spec in config.processes.items() if n in keep
+    }
+    used = {s for spec in processes.values() for s in spec.sockets}
+    deps = {name: spec.after for name, spec in processes.items()}
+    return replace(
+        config,
+        processes=processes,
+        sockets={n: sock for n, sock in config.sockets.items() if n in used},
+        start_waves=graph.start_waves(deps),
+        stop_waves=graph.stop_waves(deps),
+    )
 
 
 # --- files --------------------------------------------------------------------
@@ -419,7 +450,7 @@ SETTINGS_KEYS = tuple(Settings.__dataclass_fields__)
 _PROCESS_KEYS = """
     command directory environment after ready restart stop_signal stop_timeout stop_target
     reload_signal control pidfile user group groups umask clear_env capabilities rlimits
-    sockets restart_dependents port
+    sockets restart_dependents port autostart
 """
 PROCESS_KEYS = tuple(_PROCESS_KEYS.split())
 SOCKET_KEYS = ("path", "owner", "group", "mode", "listen", "directory_mode")
@@ -686,6 +717,7 @@ def _process(
         rlimits=table.get("rlimits", values.rlimits, ()),
         sockets=table.get("sockets", values.names('["app"]'), ()),
         restart_dependents=table.get("restart_dependents", values.flag, True),
+        autostart=table.get("autostart", values.flag, True),
     )
     _warn_undefined(ctx, spec)
     return spec
@@ -815,6 +847,7 @@ def _check_references(
                     list(spec.sockets),
                     f'no socket named "{socket}"{hint}',
                 )
+    _check_autostart(ctx, processes)
     deps = {name: [d for d in spec.after if d in processes] for name, spec in processes.items()}
     cycle = graph.find_cycle(deps)
     if cycle:
@@ -824,3 +857,22 @@ def _check_references(
             _UNSET,
             f"dependency cycle {' -> '.join(cycle)}; remove one of these `after` entries",
         )
+
+
+def _check_autostart(ctx: _Context, processes: Mapping[str, ProcessSpec]) -> None:
+    """A process started by `pidone run` may not be `after` one that is not:
+    it would wait for it forever. (`ctl start NAME` starts what NAME is
+    after, so such a chain is all autostart = false, started from its end.)"""
+    for name, spec in processes.items():
+        if not spec.autostart:
+            continue
+        for dep in spec.after:
+            if dep in processes and not processes[dep].autostart:
+                ctx.problem(
+                    f"process.{name}",
+                    "after",
+                    list(spec.after),
+                    f'"{dep}" has autostart = false, so {name} would wait for it forever; '
+                    f"set autostart = false in [process.{name}] too (`pidone ctl start "
+                    f"{name}` then starts {dep} first), or remove {dep} from after",
+                )

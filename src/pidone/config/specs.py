@@ -145,6 +145,8 @@ class ProcessSpec:
     sockets: tuple[str, ...] = field(default=(), metadata=SPAWN)
     # False: not cycled when something it is after restarts
     restart_dependents: bool = field(default=True, metadata=SUPERVISOR)
+    # False: not started by `pidone run`, only by `pidone ctl start` (supervisord's)
+    autostart: bool = field(default=True, metadata=SUPERVISOR)
 
     def runs_in_child(self) -> bool:
         """Has it a CHILD setting? Then its child has work of its own before

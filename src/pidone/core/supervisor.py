@@ -330,6 +330,10 @@ class _Proc:
     spec: ProcessSpec
     state: ProcessState = S.STOPPED
     goal: Goal = Goal.UP
+    # Asked to run since boot (autostart, or a ctl start or restart): a
+    # process with autostart = false does not count for "everything ready"
+    # before that.
+    started: bool = True
     launch: Launch = Launch.IDLE  # a spawn on its way, a check passed: states.LAUNCHES
     restart_reason: str = ""  # why the next spawn is a restart
     pid: int | None = None
@@ -408,6 +412,9 @@ class Supervisor:
         self.settings = config.settings
         self.order = [name for wave in config.start_waves for name in wave]
         self.procs = {name: _Proc(config.processes[name]) for name in self.order}
+        for p in self.procs.values():
+            if not p.spec.autostart:  # STOPPED until a ctl start
+                p.goal, p.started = Goal.DOWN, False
         self.deps = config.deps
         self.dependents = {
             name: {d for d in self.order if name in self.deps[d]} for name in self.order
@@ -463,7 +470,11 @@ class Supervisor:
         match event:
             case Boot():
                 self.booted = True
-                out.append(Log("pidone", f"starting {len(self.order)} processes"))
+                manual = [p.name for p in self.procs.values() if not p.started]
+                held = f" ({', '.join(manual)}: autostart = false, not started)" if manual else ""
+                out.append(
+                    Log("pidone", f"starting {len(self.order) - len(manual)} processes{held}")
+                )
             case Tick():
                 pass
             case Spawned(name, pid):
@@ -527,6 +538,7 @@ class Supervisor:
                     last_exit=p.last_exit,
                     has_ready_check=p.spec.ready.kind != "settle",
                     completed=self._completed(p),
+                    started=p.started,
                 )
                 for p in self.procs.values()
             ),
@@ -779,21 +791,18 @@ class Supervisor:
                     out.append(Log("pidone", "shutdown requested"))
                     self._begin_shutdown(out)
             case Command.START:
-                for n in names:
-                    p = self.procs[n]
-                    if p.goal is Goal.DOWN:  # a restart under way stays one
-                        p.goal = Goal.UP
-                    p.failures.clear()
-                    if p.spawned_once and p.state not in HAS_PID:
-                        p.restart_reason = "manual"
-                    if p.state in (S.EXITED, S.FATAL, S.BACKOFF):
-                        p.move(Event.START)
+                for n in self._with_stopped_needs(names):
+                    self._start(self.procs[n])
             case Command.STOP:
                 for n in names:
                     self.procs[n].goal = Goal.DOWN
             case Command.RESTART:
-                for n in names:
+                for n in self._with_stopped_needs(names):
+                    if n not in names:  # something it is after, stopped: started, not cycled
+                        self._start(self.procs[n])
+                        continue
                     p = self.procs[n]
+                    p.started = True
                     if p.goal is Goal.DOWN:
                         p.goal = Goal.UP
                     p.failures.clear()
@@ -810,6 +819,30 @@ class Supervisor:
                         out.append(Kill(p.name, p.pid, req.signum))
         if req.ticket is not None and req.command not in WAITED:
             out.append(Reply(req.ticket, self._answer(req.command, names)))
+
+    def _start(self, p: _Proc) -> None:
+        """A ctl start of p (or of a process after it)."""
+        if p.goal is Goal.DOWN:  # a restart under way stays one
+            p.goal = Goal.UP
+        p.started = True
+        p.failures.clear()
+        if p.spawned_once and p.state not in HAS_PID:
+            p.restart_reason = "manual"
+        if p.state in (S.EXITED, S.FATAL, S.BACKOFF):
+            p.move(Event.START)
+
+    def _with_stopped_needs(self, names: list[str]) -> list[str]:
+        """`names` and every process they are after (transitively) that is
+        down on purpose (autostart = false, or ctl stop), in start order: a
+        ctl start or restart would otherwise wait for them forever."""
+        wanted = set(names)
+        todo = list(names)
+        while todo:
+            for dep in self.deps[todo.pop()]:
+                if dep not in wanted and self.procs[dep].goal is Goal.DOWN:
+                    wanted.add(dep)
+                    todo.append(dep)
+        return [n for n in self.order if n in wanted]
 
     def _answer(self, command: Command, names: list[str]) -> Outcome:
         """The immediate answer to status, shutdown, reload and signal."""
