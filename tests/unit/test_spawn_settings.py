@@ -47,6 +47,7 @@ SAMPLES: dict[str, Any] = {
     "sockets": ("web",),
     "restart_dependents": False,
     "autostart": False,
+    "stdin": True,
 }
 
 

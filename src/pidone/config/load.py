@@ -450,7 +450,7 @@ SETTINGS_KEYS = tuple(Settings.__dataclass_fields__)
 _PROCESS_KEYS = """
     command directory environment after ready restart stop_signal stop_timeout stop_target
     reload_signal control pidfile user group groups umask clear_env capabilities rlimits
-    sockets restart_dependents port autostart
+    sockets restart_dependents port autostart stdin
 """
 PROCESS_KEYS = tuple(_PROCESS_KEYS.split())
 SOCKET_KEYS = ("path", "owner", "group", "mode", "listen", "directory_mode")
@@ -718,6 +718,7 @@ def _process(
         sockets=table.get("sockets", values.names('["app"]'), ()),
         restart_dependents=table.get("restart_dependents", values.flag, True),
         autostart=table.get("autostart", values.flag, True),
+        stdin=table.get("stdin", values.flag, False),
     )
     _warn_undefined(ctx, spec)
     return spec

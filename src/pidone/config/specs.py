@@ -147,6 +147,8 @@ class ProcessSpec:
     restart_dependents: bool = field(default=True, metadata=SUPERVISOR)
     # False: not started by `pidone run`, only by `pidone ctl start` (supervisord's)
     autostart: bool = field(default=True, metadata=SUPERVISOR)
+    # True: fd 0 is pidone's own stdin, not /dev/null (attach-daemon2's stdin)
+    stdin: bool = field(default=False, metadata=SPAWN)
 
     def runs_in_child(self) -> bool:
         """Has it a CHILD setting? Then its child has work of its own before

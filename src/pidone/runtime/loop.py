@@ -104,6 +104,10 @@ class Loop:
         self.probed: dict[str, int] = {}  # name -> the pid its readiness check was started for
         self.trees: dict[str, dict[int, int | None]] = {}  # stopping: descendant -> start time
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self.stdin = self.devnull  # fd 0 of the processes with `stdin = true`
+        self.stdin_problem = ""  # logged at the start
+        if any(spec.stdin for spec in config.processes.values()):
+            self.stdin, self.stdin_problem = process.own_stdin(self.devnull)
         self.signal_fd = -1
         self.identities = {n: identity.resolve(spec) for n, spec in config.processes.items()}
         # As PID 1 a child that keeps pidone's identity needs no preparer, so
@@ -162,6 +166,8 @@ class Loop:
         if not process.is_pid1():
             reap.become_subreaper()
         self._start_side_parts()
+        if self.stdin_problem:
+            self._log_side(self.stdin_problem)
         self.feed(Boot())
         self._publish()
         while self.exit_code is None:
@@ -394,7 +400,7 @@ class Loop:
         if spec.ready.kind == "notify":
             env["NOTIFY_SOCKET"] = self.prober.notify_socket(spec.name, ident.uid, ident.gid)
         fds = {
-            0: self.devnull,
+            0: self.stdin if spec.stdin else self.devnull,
             1: self.relay.pipe_for(spec.name, "stdout"),
             2: self.relay.pipe_for(spec.name, "stderr"),
         }
