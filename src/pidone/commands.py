@@ -173,7 +173,7 @@ def load_config(args: Args) -> Config:
     )
     from pidone.config import identity
 
-    checks = [identity.check, shell_check]
+    checks = [identity.check, shell_check, touch_check]
     config = load(args.procfile, args.config, args.env, environ=env, checks=checks)
     if args.names:
         config = select(config, args.names)
@@ -202,6 +202,23 @@ def shell_check(config: Config) -> Iterable[str]:
             if error is not None:
                 yield config.sources.problem(
                     f"process.{name}", key, f"/bin/sh cannot parse it: {error}; fix the command"
+                )
+
+
+def touch_check(config: Config) -> Iterable[str]:
+    """config.load's check that each `touch` file's directory can be watched
+    (the file itself may come later)."""
+    from pidone.system import inotify
+
+    for name, spec in config.processes.items():
+        for path in spec.touch:
+            problem = inotify.directory_problem(os.path.dirname(path))
+            if problem is not None:
+                yield config.sources.problem(
+                    f"process.{name}",
+                    "touch",
+                    f"{path}: {problem}; create the directory or fix the path "
+                    "(a relative path is relative to the directory of pidone.toml)",
                 )
 
 

@@ -1452,3 +1452,56 @@ def test_run_with_an_unknown_name_says_which_are_known(cwd: Path) -> None:
         "no process nope in Procfile; known: redis, web",
     ]
     assert caught.value.exit_code == 2
+
+
+# --- touch ------------------------------------------------------------------------------
+
+
+def test_touch_paths_are_absolute_relative_to_the_configurations_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "pidone.toml").write_text(
+        '[process.web]\ncommand = "w"\n'
+        'touch = ["reload", "../deploy/./done", "/srv/x", "reload"]\ntouch_signal = "hup"\n'
+    )
+    monkeypatch.chdir("/")  # not pidone's working directory
+    spec = config.load(None, conf / "pidone.toml", None, environ={}).processes["web"]
+    assert spec.touch == (str(conf / "reload"), str(tmp_path / "deploy" / "done"), "/srv/x")
+    assert spec.touch_signal == signal.SIGHUP
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            'touch = "reload"',
+            '[process.web] touch = "reload": must be a list of file paths, '
+            'like ["/srv/app/reload"]',
+        ),
+        ('touch = ["/"]', "[process.web] touch = [\"/\"]: '/' is no file path; name a file"),
+        (
+            'touch_signal = "HUP"',
+            '[process.web] touch_signal = "HUP": does nothing without touch; '
+            'add touch = ["PATH"], or remove it',
+        ),
+    ],
+)
+def test_bad_touch_keys(cwd: Path, body: str, message: str) -> None:
+    assert message in one_problem(cwd, body)
+
+
+def test_more_than_64_touch_paths_in_all_is_refused(cwd: Path) -> None:
+    many = ", ".join(f'"/srv/t{i}"' for i in range(40))
+    write(
+        cwd,
+        toml=f'[process.a]\ncommand = "a"\ntouch = [{many}]\n'
+        f'[process.b]\ncommand = "b"\ntouch = [{many}]\n',
+    )
+    found = problems()
+    assert len(found) == 1
+    assert found[0].startswith("pidone.toml:6: [process.b] touch = [")
+    assert found[0].endswith(
+        "more than 64 touch paths in all processes together; have the deploy touch fewer files"
+    )

@@ -48,6 +48,8 @@ SAMPLES: dict[str, Any] = {
     "restart_dependents": False,
     "autostart": False,
     "stdin": True,
+    "touch": ("/srv/app/reload",),
+    "touch_signal": 1,
 }
 
 

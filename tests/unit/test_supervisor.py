@@ -32,6 +32,7 @@ from pidone.core.supervisor import (
     SOCKET_POLL,
     SOCKET_RETRY,
     SWEEP_TIMEOUT,
+    TOUCH_WINDOW,
     Action,
     Boot,
     CancelProbe,
@@ -60,6 +61,7 @@ from pidone.core.supervisor import (
     Supervisor,
     Sweep,
     Tick,
+    Touched,
     backoff_delay,
     spawns_and_signals_first,
 )
@@ -1333,3 +1335,95 @@ def test_pidone_stays_up_for_a_manual_process_when_the_others_are_done(tmp_path:
     assert exits(out) == []  # `pidone ctl start b` may still come
     assert sim.state("b") is S.STOPPED
     assert exits(sim.do(SignalReceived(TERM)) + sim.do(NoChildren())) == [0]
+
+
+# --- touch -------------------------------------------------------------------------
+
+HUP = int(signal.SIGHUP)
+
+
+def touch_sim(tmp_path: Path, extra: str = "") -> Sim:
+    toml = f"""
+[process.web]
+command = "w"
+touch = ["/srv/reload", "/srv/other-reload"]
+{extra}
+[process.worker]
+command = "k"
+after = ["web"]
+[process.clock]
+command = "c"
+"""
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    sim.at(10)
+    sim.at(20)
+    assert {sim.state(n) for n in ("web", "worker", "clock")} == {S.READY}
+    return sim
+
+
+def test_a_touch_restarts_the_process_and_its_dependents_as_ctl_restart(tmp_path: Path) -> None:
+    sim = touch_sim(tmp_path)
+    old = sim.pid("web")
+    out = sim.do(Touched(frozenset({"/srv/reload"})))
+    assert "web: touched: restarting" in logs(out)
+    assert kills(out) == [("worker", TERM, False)]  # dependents first, as ctl restart
+    assert kills(sim.exit("worker", killed(TERM))) == [("web", TERM, False)]
+    assert spawns(sim.exit("web", killed(TERM))) == ["web"]
+    assert sim.pid("web") != old
+    assert sim.core.procs["web"].restarts_by_reason == {"touch": 1}
+
+
+def test_a_burst_of_1000_touches_is_one_restart_then_one_at_the_windows_end(
+    tmp_path: Path,
+) -> None:
+    sim = touch_sim(tmp_path)
+    stops = []
+    for i in range(1000):
+        sim.now = 30 + i * 0.0005  # half a second of touches
+        out = sim.do(Touched(frozenset({"/srv/reload"})))
+        for name in ("worker", "web"):  # each stops at once
+            if sim.state(name) is S.STOPPING:
+                out += sim.exit(name, killed(TERM))
+        stops += [k for k in kills(out) if k[0] == "web"]
+    assert stops == [("web", TERM, False)]
+    assert sim.core.next_deadline() == 30 + TOUCH_WINDOW  # the burst's last touch waits
+    sim.at(30 + TOUCH_WINDOW)
+    stops += kills(sim.exit("worker", killed(TERM)))
+    sim.exit("web", killed(TERM))
+    assert stops == [("web", TERM, False), ("web", TERM, False)]
+    assert sim.core.procs["web"].restarts_by_reason == {"touch": 2}
+    sim.at(40)  # web settles, worker starts
+    sim.at(41)  # and settles
+    assert sim.core.next_deadline() is None  # nothing pending: an idle pidone sleeps
+
+
+def test_touch_signal_signals_the_same_pid_instead(tmp_path: Path) -> None:
+    sim = touch_sim(tmp_path, 'touch_signal = "HUP"')
+    pid = sim.pid("web")
+    out = sim.do(Touched(frozenset({"/srv/other-reload"})))
+    assert [a for a in out if isinstance(a, Kill)] == [Kill("web", pid, HUP)]
+    assert "web: touched: SIGHUP" in logs(out)
+    assert spawns(out) == [] and sim.pid("web") == pid
+
+
+def test_a_touch_of_an_unrelated_file_does_nothing(tmp_path: Path) -> None:
+    sim = touch_sim(tmp_path)
+    assert sim.do(Touched(frozenset({"/srv/reload.tmp", "/srv/unrelated"}))) == []
+    assert sim.core.next_deadline() is None
+
+
+def test_an_inotify_overflow_counts_as_every_touch_file_touched(tmp_path: Path) -> None:
+    sim = touch_sim(tmp_path)
+    out = sim.do(Touched(overflow=True))
+    assert "web: touched: restarting" in logs(out)
+    assert kills(out) == [("worker", TERM, False)]
+
+
+def test_a_touch_leaves_a_stopped_process_stopped(tmp_path: Path) -> None:
+    sim = touch_sim(tmp_path)
+    sim.do(Request(C.STOP, ("web",)))
+    sim.exit("worker", killed(TERM))
+    sim.exit("web", killed(TERM))
+    assert sim.do(Touched(frozenset({"/srv/reload"}))) == []
+    assert sim.state("web") is S.STOPPED

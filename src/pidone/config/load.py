@@ -31,6 +31,7 @@ same ConfigError.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sys
@@ -336,6 +337,7 @@ class _Context:
         self.budget = budget
         self.warnings = warnings
         self.env_entries_left = MAX_ENV_ENTRIES
+        self.touch_paths_left = MAX_TOUCH_PATHS
 
     def problem(self, table: str, key: str | None, value: object, message: str) -> None:
         where = self.sources.where(table, key)
@@ -450,7 +452,7 @@ SETTINGS_KEYS = tuple(Settings.__dataclass_fields__)
 _PROCESS_KEYS = """
     command directory environment after ready restart stop_signal stop_timeout stop_target
     reload_signal control pidfile user group groups umask clear_env capabilities rlimits
-    sockets restart_dependents port autostart stdin
+    sockets restart_dependents port autostart stdin touch touch_signal
 """
 PROCESS_KEYS = tuple(_PROCESS_KEYS.split())
 SOCKET_KEYS = ("path", "owner", "group", "mode", "listen", "directory_mode")
@@ -719,9 +721,41 @@ def _process(
         restart_dependents=table.get("restart_dependents", values.flag, True),
         autostart=table.get("autostart", values.flag, True),
         stdin=table.get("stdin", values.flag, False),
+        touch=_touch(ctx, where, table),
+        touch_signal=table.get("touch_signal", values.signal_number, None),
     )
+    if spec.touch_signal is not None and not spec.touch:
+        ctx.problem(
+            where,
+            "touch_signal",
+            raw["touch_signal"],
+            'does nothing without touch; add touch = ["PATH"], or remove it',
+        )
     _warn_undefined(ctx, spec)
     return spec
+
+
+MAX_TOUCH_PATHS = 64  # in all `touch` lists together: each may be a directory watch
+
+
+def _touch(ctx: _Context, where: str, table: _Table) -> tuple[str, ...]:
+    """`touch`: absolute paths, a relative one relative to the directory of
+    the configuration (pidone.toml's), not pidone's working directory."""
+    config = ctx.sources.config
+    base = os.path.abspath(os.path.dirname(config) if config is not None else ".")
+    none: tuple[str, ...] = ()
+    found = table.get("touch", values.paths(base, '["/srv/app/reload"]'), none)
+    ctx.touch_paths_left -= len(found)
+    if ctx.touch_paths_left < 0:
+        ctx.problem(
+            where,
+            "touch",
+            table.data["touch"],
+            f"more than {MAX_TOUCH_PATHS} touch paths in all processes together; "
+            "have the deploy touch fewer files",
+        )
+        return ()
+    return found
 
 
 def _port(

@@ -100,6 +100,11 @@ PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
 PIDFILE_RETRY = 1.0  # seconds between looks at a refused pidfile (its program may fix it)
 SOCKET_POLL = 0.05  # seconds between looks for a socket its process has yet to create
 SOCKET_RETRY = 1.0  # seconds between looks at a socket path that is wrong (warned once)
+# After a touch acts (restart, or touch_signal), touches for this long are
+# one more action at its end: a burst (a deploy touching 1000 times) is
+# one or two restarts, as uWSGI's once-a-second look at the file; the last
+# touch is never lost.
+TOUCH_WINDOW = 1.0
 
 # --- events (what happened) ----------------------------------------------------
 
@@ -203,8 +208,17 @@ class Request:
     ticket: int | None = None
 
 
+@dataclass(frozen=True)
+class Touched:
+    """Files of `touch` lists were touched (the loop's inotify): `paths`, or
+    with `overflow` (the kernel's queue overflowed) maybe any of them."""
+
+    paths: frozenset[str] = frozenset()
+    overflow: bool = False
+
+
 EventType = (Boot | Tick | Spawned | SpawnFailed | Reaped | NoChildren | Ready | PidfileRead) | (
-    PidfileNotRead | SignalReceived | Request | SocketFixed | SocketNotFixed
+    PidfileNotRead | SignalReceived | Request | SocketFixed | SocketNotFixed | Touched
 )
 
 # --- actions (what the loop must do) ---------------------------------------------
@@ -353,6 +367,8 @@ class _Proc:
     restarts_by_reason: dict[str, int] = field(default_factory=dict)
     exits_by_status: dict[int, int] = field(default_factory=dict)
     last_exit: ExitInfo | None = None
+    touch_quiet_until: float = 0.0  # a touch before then waits for it (TOUCH_WINDOW)
+    touch_pending: bool = False  # touched during the window: act at its end
 
     @property
     def name(self) -> str:
@@ -428,6 +444,10 @@ class Supervisor:
         self.waits: list[Wait] = []  # ctl requests waiting for their goal
         self.now = now
         self._memo: dict[str, bool] = {}
+        self.touchers: dict[str, list[str]] = {}  # a `touch` path -> the processes it acts on
+        for name in self.order:
+            for path in config.processes[name].touch:
+                self.touchers.setdefault(path, []).append(name)
 
     # -- public API --
 
@@ -500,6 +520,9 @@ class Supervisor:
                 self._on_socket_not_fixed(self.procs[name], sock, problem, out)
             case Request():
                 self._on_request(event, out)
+            case Touched(paths, overflow):
+                self._on_touched(paths, overflow, out)
+        self._touches_due(out)
         self._reconcile(out)
         self._looks_due(out)
         self._judge_waits(out)
@@ -518,6 +541,8 @@ class Supervisor:
             if p.pidfile_due is not None and self._awaits_pidfile(p):
                 times.append(p.pidfile_due)
             times += p.awaiting_sockets.values()
+            if p.touch_pending:
+                times.append(p.touch_quiet_until)
         if self.sweep_deadline is not None and self.phase is Phase.SWEEP_TERM:
             times.append(self.sweep_deadline)
         times += [w.deadline for w in self.waits]
@@ -797,20 +822,7 @@ class Supervisor:
                 for n in names:
                     self.procs[n].goal = Goal.DOWN
             case Command.RESTART:
-                for n in self._with_stopped_needs(names):
-                    if n not in names:  # something it is after, stopped: started, not cycled
-                        self._start(self.procs[n])
-                        continue
-                    p = self.procs[n]
-                    p.started = True
-                    if p.goal is Goal.DOWN:
-                        p.goal = Goal.UP
-                    p.failures.clear()
-                    p.restart_reason = "manual"
-                    if p.state in HAS_PID:
-                        p.goal = Goal.CYCLE
-                    elif p.state in (S.EXITED, S.FATAL, S.BACKOFF):
-                        p.move(Event.START)
+                self._restart(names, "manual")
             case Command.RELOAD:
                 self._reload(names, out)
             case Command.SIGNAL:  # the main pid only: not a launcher still writing its pidfile
@@ -819,6 +831,61 @@ class Supervisor:
                         out.append(Kill(p.name, p.pid, req.signum))
         if req.ticket is not None and req.command not in WAITED:
             out.append(Reply(req.ticket, self._answer(req.command, names)))
+
+    def _restart(self, names: list[str], reason: str) -> None:
+        """A ctl restart of `names` (or a touch): each cycled, or started."""
+        for n in self._with_stopped_needs(names):
+            if n not in names:  # something it is after, stopped: started, not cycled
+                self._start(self.procs[n])
+                continue
+            p = self.procs[n]
+            p.started = True
+            if p.goal is Goal.DOWN:
+                p.goal = Goal.UP
+            p.failures.clear()
+            p.restart_reason = reason
+            if p.state in HAS_PID:
+                p.goal = Goal.CYCLE
+            elif p.state in (S.EXITED, S.FATAL, S.BACKOFF):
+                p.move(Event.START)
+
+    def _on_touched(self, paths: frozenset[str], overflow: bool, out: list[Action]) -> None:
+        if overflow:
+            out.append(
+                Log("pidone", "inotify queue overflowed: every touch file counts as touched")
+            )
+            names = {n for n in self.order if self.procs[n].spec.touch}
+        else:
+            names = {n for path in paths for n in self.touchers.get(path, ())}
+        for n in self.order:
+            if n in names:
+                self._touch(self.procs[n], out)
+
+    def _touch(self, p: _Proc, out: list[Action]) -> None:
+        """Restart p (with its dependents, as ctl restart) or send it its
+        touch_signal: at once, or at the end of the window of the last one.
+        A process down on purpose (ctl stop, autostart = false) or shutting
+        down is left alone."""
+        if p.goal is Goal.DOWN or self.shutting_down:
+            p.touch_pending = False
+            return
+        if self.now < p.touch_quiet_until:
+            p.touch_pending = True
+            return
+        p.touch_pending = False
+        p.touch_quiet_until = self.now + TOUCH_WINDOW
+        signum = p.spec.touch_signal
+        if signum is None:
+            out.append(Log(p.name, "touched: restarting"))
+            self._restart([p.name], "touch")
+        elif p.state in HAS_PID and p.pid is not None:
+            out.append(Log(p.name, f"touched: {signal_name(signum)}"))
+            out.append(Kill(p.name, p.pid, signum))
+
+    def _touches_due(self, out: list[Action]) -> None:
+        for p in self.procs.values():
+            if p.touch_pending and self.now >= p.touch_quiet_until:
+                self._touch(p, out)
 
     def _start(self, p: _Proc) -> None:
         """A ctl start of p (or of a process after it)."""

@@ -48,8 +48,9 @@ from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.runtime.probes import Prober
 from pidone.system import privileges, proc, process, reap, signals, sockets, spawn
 
-if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
+if TYPE_CHECKING:  # the metrics server and its threads, inotify: only when enabled
     from pidone.observe.metrics import MetricsServer
+    from pidone.system import inotify
 from pidone.core.supervisor import (
     Action,
     Boot,
@@ -79,6 +80,7 @@ from pidone.core.supervisor import (
     Supervisor,
     Sweep,
     Tick,
+    Touched,
 )
 
 Callback = Callable[[int], None]
@@ -124,6 +126,7 @@ class Loop:
         self.answers: dict[int, Answer] = {}  # ctl requests' tickets -> their client
         self.tickets = 0
         self.control: control.ControlServer | None = None
+        self.watcher: inotify.Watcher | None = None  # the `touch` files' directories
         self.metrics: MetricsServer | None = None
         self.side_log = SideLog(signals.wake_loop)  # for the metrics server's threads
         self.heartbeat = clock()
@@ -203,6 +206,17 @@ class Loop:
             )
         except Exception as exc:
             self._log_side(f"control socket {path} disabled: {exc}")
+        touch = [path for spec in self.config.processes.values() for path in spec.touch]
+        if touch:
+            try:
+                from pidone.system import inotify
+
+                self.watcher = inotify.Watcher(touch)
+                self.selector.register(self.watcher.fd, selectors.EVENT_READ, self._on_touched)
+                for problem in self.watcher.problems:
+                    self._log_side(f"touch: cannot watch {problem}")
+            except Exception as exc:
+                self._log_side(f"touch disabled: {exc}")
         if settings.metrics:
             try:
                 from pidone.observe.metrics import MetricsServer
@@ -475,6 +489,19 @@ class Loop:
         self.tickets += 1
         self.answers[self.tickets] = answer
         self.feed(replace(parsed, ticket=self.tickets))
+
+    def _on_touched(self, mask: int) -> None:
+        """One bounded read of the inotify fd (inotify.READ_SIZE; more waits
+        for the next turn): what it says goes to the core, which decides."""
+        assert self.watcher is not None
+        try:
+            paths, overflow, gone = self.watcher.read()
+        except BlockingIOError:
+            return
+        for directory in gone:
+            self._log_side(f"touch: {directory} was removed or renamed: no longer watched")
+        if paths or overflow:
+            self.feed(Touched(frozenset(paths), overflow))
 
     def _probe_ready(self, name: str) -> None:
         self.feed(Ready(name, self.probed[name]))
