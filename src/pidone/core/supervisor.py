@@ -44,6 +44,12 @@ each one toward what it should be doing. The rules:
   its pid are still awaited.
 * In the actions one event produces, Spawn and Kill come first: the lines
   that log them follow, so that a restart or a signal never waits for them.
+* A process with `autostart = false` begins with its goal DOWN (STOPPED,
+  not `started`: left out of "everything ready") until a ctl start or
+  restart, which also starts what it is `after` that is down on purpose.
+* Touched (a `touch` file, from the loop's inotify): the process is
+  restarted as by ctl restart, or gets its touch_signal; at most once per
+  TOUCH_WINDOW, the touches within it making one more at its end.
 * A ctl Request with a ticket is answered by one Reply: status, reload,
   signal and shutdown at once; start, stop, restart and wait-ready once
   requests.judge() says done, failed or late (at its deadline, a Tick), or
