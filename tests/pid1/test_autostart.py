@@ -9,9 +9,10 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.helpers.running import PIDONE
+from tests.helpers.running import PIDONE, PYTHON, children_of, proc_state, require_root, wait_for
 from tests.helpers.stack import Stack
 from tests.pid1.test_control import ctl
+from tests.pid1.test_single_command import run_on_a_terminal
 
 
 def states(stack: Stack) -> list[tuple[str, str, int | None]]:
@@ -122,3 +123,30 @@ restart = "never"
         os.close(fd)
     assert (tmp_path / "reader.out").read_bytes() == data.read_bytes()
     assert (tmp_path / "other.out").read_bytes() == b""
+
+
+def test_stdin_true_on_pidones_terminal_is_said_and_the_reader_stops_on_sigttin(
+    mode: str, tmp_path: Path
+) -> None:
+    reader = "import sys; print('FG', flush=True); sys.stdin.read()"
+    (tmp_path / "pidone.toml").write_text(
+        f'[pidone]\ncontrol_socket = "{tmp_path / "c.sock"}"\n'
+        f'[process.reader]\ncommand = "{PYTHON} -c \\"{reader}\\""\nstdin = true\n'
+    )
+    argv = [PIDONE, "run", "-c", str(tmp_path / "pidone.toml")]
+    if mode == "pid1":
+        require_root()
+        argv = ["/usr/bin/unshare", "--pid", "--fork", "--mount-proc", *argv]
+    stopped: list[str] = []
+
+    def stop_pidone(leader: int) -> None:
+        pidone = leader if mode != "pid1" else children_of(leader)[0]
+        (child,) = children_of(pidone)
+        wait_for(lambda: proc_state(child) == "T", what="the reader to stop (SIGTTIN)")
+        stopped.append(proc_state(child))
+        os.kill(pidone, signal.SIGTERM)  # its stop signal, then SIGCONT: it ends
+
+    status, output = run_on_a_terminal(argv, stop_pidone)
+    assert stopped == ["T"]
+    assert "stdin = true: pidone's stdin is a terminal" in output
+    assert status == 0
