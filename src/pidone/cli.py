@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 USAGE = """\
 usage: pidone [OPTIONS] [--] CMD [ARGS...]
-       pidone run [-f PROCFILE] [-c CONFIG] [-e ENVFILE] [--metrics ADDR]
-       pidone check [-f PROCFILE] [-c CONFIG] [-e ENVFILE]
+       pidone run [-f PROCFILE] [-c CONFIG] [-e ENVFILE] [--metrics ADDR] [NAME...]
+       pidone check [-f PROCFILE] [-c CONFIG] [-e ENVFILE] [NAME...]
        pidone ctl [--socket PATH] COMMAND ...   (pidone ctl -h for the commands)
 
 Single-command mode runs CMD as the only child of pidone, forwards every

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from pidone.config.load import load
+from pidone.config.load import load, select
 from pidone.config.specs import Config
 from pidone.config.values import BadValue, address
 from pidone.errors import UsageError
@@ -41,6 +41,7 @@ class Args:
     config: Path | None = None
     env: Path | None = None
     metrics: str | None = None
+    names: tuple[str, ...] = ()  # only these, and what they are after
 
 
 def _file(text: str) -> Path:
@@ -115,6 +116,12 @@ def _parser(command: str) -> argparse.ArgumentParser:
         metavar="ADDR",
         help="serve /metrics, /healthz, /readyz on HOST:PORT (overrides [pidone] metrics)",
     )
+    add(
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help="only these processes, and what they are after (default: every one with autostart)",
+    )
     add("-h", "--help", action="store_true", help="show this help and exit")
     return parser  # fmt: skip
 
@@ -143,10 +150,10 @@ def parse_args(argv: list[str]) -> Args | str:
     new = [name for name in PARSING_ONLY if name not in sys.modules]
     try:
         parser = _parser(command)
-        ns = parser.parse_args(rest)
+        ns = parser.parse_intermixed_args(rest)  # NAMEs before or after options
         if ns.help:
             return parser.format_help()
-        return Args(command, ns.procfile, ns.config, ns.env, ns.metrics)
+        return Args(command, ns.procfile, ns.config, ns.env, ns.metrics, tuple(ns.names))
     finally:
         for name in new:
             sys.modules.pop(name, None)
@@ -168,8 +175,10 @@ def load_config(args: Args) -> Config:
         env.pop(name, None)
     from pidone.config import identity
 
-    checks = [identity.check, shell_check]
+    checks = [identity.check, shell_check, touch_check]
     config = load(args.procfile, args.config, args.env, environ=env, checks=checks)
+    if args.names:
+        config = select(config, args.names)
     if args.metrics is not None:
         config = replace(config, settings=replace(config.settings, metrics=args.metrics))
     return config
@@ -198,6 +207,23 @@ def shell_check(config: Config) -> Iterable[str]:
                 )
 
 
+def touch_check(config: Config) -> Iterable[str]:
+    """config.load's check that each `touch` file's directory can be watched
+    (the file itself may come later)."""
+    from pidone.system import inotify
+
+    for name, spec in config.processes.items():
+        for path in spec.touch:
+            problem = inotify.directory_problem(os.path.dirname(path))
+            if problem is not None:
+                yield config.sources.problem(
+                    f"process.{name}",
+                    "touch",
+                    f"{path}: {problem}; create the directory or fix the path "
+                    "(a relative path is relative to the directory of pidone.toml)",
+                )
+
+
 def describe(config: Config) -> str:
     lines = ["start order (each line starts together, once the line above is ready):"]
     for i, wave in enumerate(config.start_waves, 1):
@@ -205,7 +231,8 @@ def describe(config: Config) -> str:
     lines.append("processes:")
     for name, spec in config.processes.items():
         after = f" after {', '.join(spec.after)}" if spec.after else ""
-        lines.append(f"  {name}: {spec.command_line}{after}")
+        manual = "" if spec.autostart else " (autostart = false: started by ctl start)"
+        lines.append(f"  {name}: {spec.command_line}{after}{manual}")
     return "\n".join(lines) + "\n"
 
 

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import socket
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -54,9 +55,11 @@ class Stack:
 
     def start(self, toml: str, *, procfile: str | None = None,
               extra: tuple[str, ...] = (), run_args: tuple[str, ...] = (),
-              prefix: list[str] | None = None) -> Stack:  # fmt: skip
+              prefix: list[str] | None = None,
+              stdin: int = subprocess.DEVNULL) -> Stack:  # fmt: skip
         """`extra`: pidone's options before `run`; `run_args`: after it;
-        `prefix`: a launcher that execs pidone's command line."""
+        `prefix`: a launcher that execs pidone's command line; `stdin`:
+        pidone's fd 0 (an fd)."""
         (self.dir / "pidone.toml").write_text(toml)
         args = ["run", "-c", str(self.dir / "pidone.toml"), *run_args]
         if procfile is not None:
@@ -64,7 +67,9 @@ class Stack:
             args += ["-f", str(self.dir / "Procfile")]
         self.control_socket = self.dir / "control.sock"  # not the host's /run/pidone
         env = {**os.environ, "PIDONE_CONTROL_SOCKET": str(self.control_socket)}
-        self._init = Init(self.mode, [*extra, *args], cwd=str(self.dir), env=env, prefix=prefix)
+        self._init = Init(
+            self.mode, [*extra, *args], cwd=str(self.dir), env=env, prefix=prefix, stdin=stdin
+        )
         # Read pidone's output all along, as a container runtime does: a
         # full pipe would throttle the stack (the relay's backpressure).
         self._out: list[bytes] = []

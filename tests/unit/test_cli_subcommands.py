@@ -27,6 +27,11 @@ from pidone.errors import UsageError
         (["run", "-c", "a", "-c", "b"], Args("run", config=Path("b"))),  # the last one wins
         (["run", "--metrics", "0.0.0.0:9100"], Args("run", metrics="0.0.0.0:9100")),
         (["run", "--metrics=[::1]:9100"], Args("run", metrics="[::1]:9100")),
+        (
+            ["run", "web", "-c", "C", "worker"],
+            Args("run", config=Path("C"), names=("web", "worker")),
+        ),
+        (["check", "web"], Args("check", names=("web",))),
     ],
 )
 def test_options(argv: list[str], expected: Args) -> None:
@@ -45,8 +50,7 @@ def test_help_is_returned_for_printing(argv: list[str]) -> None:
     [
         (["run", "--bogus"], "run: unrecognized arguments: --bogus"),
         (["run", "-x"], "run: unrecognized arguments: -x"),
-        (["run", "--conf", "C"], "run: unrecognized arguments: --conf C"),  # no abbreviations
-        (["check", "web"], "check: unrecognized arguments: web"),
+        (["run", "--conf", "C"], "run: unrecognized arguments: --conf"),  # no abbreviations
         (["run", "-c"], "run: argument -c/--config: expected one argument"),
         (["run", "--config="], "run: argument -c/--config: needs a file name"),
         (["run", "--metrics"], "run: argument --metrics: expected one argument"),

@@ -1410,3 +1410,98 @@ def test_a_byte_order_mark_is_skipped_and_named_in_a_warning(cwd: Path, name: st
         f"{name}:1: warning: starts with a UTF-8 byte-order mark (U+FEFF), which pidone skips; "
         'save the file as UTF-8 without one (not "UTF-8 with BOM")'
     ]
+
+
+# --- autostart, `pidone run NAME...` ----------------------------------------------------
+
+
+def test_a_started_process_after_an_autostart_false_one_is_refused(cwd: Path) -> None:
+    write(
+        cwd,
+        toml='[process.migrate]\ncommand = "m"\nautostart = false\n'
+        '[process.web]\ncommand = "w"\nafter = ["migrate"]\n',
+    )
+    assert problems() == [
+        'pidone.toml:6: [process.web] after = ["migrate"]: "migrate" has autostart = false, '
+        "so web would wait for it forever; set autostart = false in [process.web] too "
+        "(`pidone ctl start web` then starts migrate first), or remove migrate from after"
+    ]
+
+
+def test_run_names_keeps_them_and_what_they_are_after_each_started(cwd: Path) -> None:
+    write(
+        cwd,
+        procfile="redis: r\nweb: w\nworker: k\nclock: c\n",
+        toml='[process.web]\nafter = ["redis"]\nautostart = false\n'
+        '[process.clock]\nafter = ["worker"]\nautostart = false\n'
+        '[process.worker]\nafter = ["redis"]\nautostart = false\n',
+    )
+    selected = config.select(load_here(), ["clock"])
+    assert list(selected.processes) == ["redis", "worker", "clock"]
+    assert all(spec.autostart for spec in selected.processes.values())
+    assert selected.start_waves == [["redis"], ["worker"], ["clock"]]
+    assert selected.stop_waves == [["clock"], ["worker"], ["redis"]]
+
+
+def test_run_with_an_unknown_name_says_which_are_known(cwd: Path) -> None:
+    write(cwd, procfile="redis: r\nweb: w\n")
+    with pytest.raises(ConfigError) as caught:
+        config.select(load_here(), ["web", "wbe", "nope"])
+    assert caught.value.problems == [
+        'no process wbe in Procfile; known: redis, web; did you mean "web"?',
+        "no process nope in Procfile; known: redis, web",
+    ]
+    assert caught.value.exit_code == 2
+
+
+# --- touch ------------------------------------------------------------------------------
+
+
+def test_touch_paths_are_absolute_relative_to_the_configurations_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "pidone.toml").write_text(
+        '[process.web]\ncommand = "w"\n'
+        'touch = ["reload", "../deploy/./done", "/srv/x", "reload"]\ntouch_signal = "hup"\n'
+    )
+    monkeypatch.chdir("/")  # not pidone's working directory
+    spec = config.load(None, conf / "pidone.toml", None, environ={}).processes["web"]
+    assert spec.touch == (str(conf / "reload"), str(tmp_path / "deploy" / "done"), "/srv/x")
+    assert spec.touch_signal == signal.SIGHUP
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            'touch = "reload"',
+            '[process.web] touch = "reload": must be a list of file paths, '
+            'like ["/srv/app/reload"]',
+        ),
+        ('touch = ["/"]', "[process.web] touch = [\"/\"]: '/' is no file path; name a file"),
+        (
+            'touch_signal = "HUP"',
+            '[process.web] touch_signal = "HUP": does nothing without touch; '
+            'add touch = ["PATH"], or remove it',
+        ),
+    ],
+)
+def test_bad_touch_keys(cwd: Path, body: str, message: str) -> None:
+    assert message in one_problem(cwd, body)
+
+
+def test_more_than_64_touch_paths_in_all_is_refused(cwd: Path) -> None:
+    many = ", ".join(f'"/srv/t{i}"' for i in range(40))
+    write(
+        cwd,
+        toml=f'[process.a]\ncommand = "a"\ntouch = [{many}]\n'
+        f'[process.b]\ncommand = "b"\ntouch = [{many}]\n',
+    )
+    found = problems()
+    assert len(found) == 1
+    assert found[0].startswith("pidone.toml:6: [process.b] touch = [")
+    assert found[0].endswith(
+        "more than 64 touch paths in all processes together; have the deploy touch fewer files"
+    )

@@ -46,6 +46,10 @@ SAMPLES: dict[str, Any] = {
     "rlimits": (Rlimit("nofile", resource.RLIMIT_NOFILE, 1024, 1024),),
     "sockets": ("web",),
     "restart_dependents": False,
+    "autostart": False,
+    "stdin": True,
+    "touch": ("/srv/app/reload",),
+    "touch_signal": 1,
 }
 
 

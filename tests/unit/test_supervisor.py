@@ -32,6 +32,7 @@ from pidone.core.supervisor import (
     SOCKET_POLL,
     SOCKET_RETRY,
     SWEEP_TIMEOUT,
+    TOUCH_WINDOW,
     Action,
     Boot,
     CancelProbe,
@@ -61,6 +62,7 @@ from pidone.core.supervisor import (
     Supervisor,
     Sweep,
     Tick,
+    Touched,
     backoff_delay,
     spawns_and_signals_first,
 )
@@ -952,7 +954,7 @@ def test_a_fault_in_the_middle_of_handle_leaves_the_core_unchanged(tmp_path: Pat
     assert (sim.core.snapshot(), sim.core.phase, sim.core.next_deadline()) == before
     b = sim.core.procs["b"]
     assert (b.state, b.goal, b.stop_deadline, b.failures) == (S.RUNNING, Goal.UP, None, [0.0])
-    assert (b.restart_reason, sim.core.waits) == ("", [])
+    assert (b.restart_reason, sim.core.waits) == (None, [])
     b.spec = good  # the core goes on from where it was
     assert kills(sim.do(Request(C.STOP, ("b",), ticket=2))) == [("b", TERM, False)]
     assert replies(sim.exit("b", killed(TERM))) == {
@@ -1292,3 +1294,186 @@ def test_a_long_list_of_waiting_processes_is_cut_short(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, toml)
     (told,) = notifies(sim.do(Boot()))
     assert told.status == "0 of 40 ready, waiting for p0, p1, p10, p11, p12 and 35 more"
+
+
+# --- autostart = false -------------------------------------------------------------
+
+
+MANUAL = """
+[process.a]
+command = "a"
+[process.b]
+command = "b"
+autostart = false
+ready = "tcp:127.0.0.1:2"
+[process.c]
+command = "c"
+after = ["b"]
+autostart = false
+ready = "tcp:127.0.0.1:3"
+"""
+
+
+def test_an_autostart_false_process_is_stopped_and_not_counted_until_ctl_start(
+    tmp_path: Path,
+) -> None:
+    sim = sim_for(tmp_path, MANUAL)
+    out = sim.do(Boot())
+    assert spawns(out) == ["a"]
+    assert "pidone: starting 1 processes (b, c: autostart = false, not started)" in logs(out)
+    sim.at(10)  # a settles
+    assert (sim.state("b"), sim.state("c")) == (S.STOPPED, S.STOPPED)
+    snap = sim.core.snapshot()
+    assert [p.started for p in snap.processes] == [True, False, False]
+    assert not_ready(snap) == []  # wait-ready, /readyz and READY=1: everything started is ready
+    assert check_ready(snap) == (True, "ready")
+    assert sim.core.next_deadline() is None
+    assert spawns(sim.do(Request(C.START, ("b",)))) == ["b"]
+    assert not_ready(sim.core.snapshot()) == ["b (running)"]  # counted once started
+    assert sim.core.procs["b"].restarts_by_reason == {}  # its first start is no restart
+
+
+def test_ctl_start_of_a_manual_process_starts_what_it_is_after_first(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, MANUAL)
+    sim.do(Boot())
+    out = sim.do(Request(C.START, ("c",), ticket=7))
+    assert spawns(out) == ["b"]
+    assert sim.state("c") is S.STARTING
+    out = sim.ready("b")
+    assert spawns(out) == ["c"]
+    out = sim.ready("c")
+    assert [r.outcome.ok for r in out if isinstance(r, Reply)] == [True]
+
+
+def test_ctl_start_also_starts_a_dependency_the_operator_stopped(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    sim.do(Boot())
+    for n in "abc":
+        sim.ready(n)
+    sim.do(Request(C.STOP, ("a",)))  # c and b stop first, then a
+    sim.exit("c", killed(TERM))
+    sim.exit("b", killed(TERM))
+    sim.exit("a", killed(TERM))
+    assert [sim.state(n) for n in "abc"] == [S.STOPPED, S.STARTING, S.STARTING]  # wait for a
+    assert spawns(sim.do(Request(C.START, ("b",)))) == ["a"]  # else b would wait forever
+    assert spawns(sim.ready("a")) == ["b"]
+
+
+def test_a_restart_of_a_never_started_process_starts_it(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, MANUAL)
+    sim.do(Boot())
+    assert spawns(sim.do(Request(C.RESTART, ("c",)))) == ["b"]
+    assert spawns(sim.ready("b")) == ["c"]
+    assert sim.core.procs["b"].restarts_by_reason == {}
+
+
+def test_pidone_stays_up_for_a_manual_process_when_the_others_are_done(tmp_path: Path) -> None:
+    toml = '[process.job]\ncommand = "j"\nrestart = "never"\n' + MANUAL.replace("[process.a]", "")
+    toml = toml.replace('command = "a"\n', "", 1)
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    out = sim.exit("job", exited(0))
+    assert exits(out) == []  # `pidone ctl start b` may still come
+    assert sim.state("b") is S.STOPPED
+    assert exits(sim.do(SignalReceived(TERM)) + sim.do(NoChildren())) == [0]
+
+
+# --- touch -------------------------------------------------------------------------
+
+HUP = int(signal.SIGHUP)
+
+
+def touch_sim(tmp_path: Path, extra: str = "") -> Sim:
+    toml = f"""
+[process.web]
+command = "w"
+touch = ["/srv/reload", "/srv/other-reload"]
+{extra}
+[process.worker]
+command = "k"
+after = ["web"]
+[process.clock]
+command = "c"
+"""
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    sim.at(10)
+    sim.at(20)
+    assert {sim.state(n) for n in ("web", "worker", "clock")} == {S.READY}
+    return sim
+
+
+def test_a_touch_restarts_the_process_and_its_dependents_as_ctl_restart(tmp_path: Path) -> None:
+    sim = touch_sim(tmp_path)
+    old = sim.pid("web")
+    out = sim.do(Touched(frozenset({"/srv/reload"})))
+    assert "web: touched: restarting" in logs(out)
+    assert kills(out) == [("worker", TERM, False)]  # dependents first, as ctl restart
+    assert kills(sim.exit("worker", killed(TERM))) == [("web", TERM, False)]
+    assert spawns(sim.exit("web", killed(TERM))) == ["web"]
+    assert sim.pid("web") != old
+    assert sim.core.procs["web"].restarts_by_reason == {"touch": 1}
+
+
+def test_a_burst_of_1000_touches_is_one_restart_then_one_at_the_windows_end(
+    tmp_path: Path,
+) -> None:
+    sim = touch_sim(tmp_path)
+    stops = []
+    for i in range(1000):
+        sim.now = 30 + i * 0.0005  # half a second of touches
+        out = sim.do(Touched(frozenset({"/srv/reload"})))
+        for name in ("worker", "web"):  # each stops at once
+            if sim.state(name) is S.STOPPING:
+                out += sim.exit(name, killed(TERM))
+        stops += [k for k in kills(out) if k[0] == "web"]
+    assert stops == [("web", TERM, False)]
+    assert sim.core.next_deadline() == 30 + TOUCH_WINDOW  # the burst's last touch waits
+    sim.at(30 + TOUCH_WINDOW)
+    stops += kills(sim.exit("worker", killed(TERM)))
+    sim.exit("web", killed(TERM))
+    assert stops == [("web", TERM, False), ("web", TERM, False)]
+    assert sim.core.procs["web"].restarts_by_reason == {"touch": 2}
+    sim.at(40)  # web settles, worker starts
+    sim.at(41)  # and settles
+    assert sim.core.next_deadline() is None  # nothing pending: an idle pidone sleeps
+
+
+def test_touch_signal_signals_the_same_pid_instead(tmp_path: Path) -> None:
+    sim = touch_sim(tmp_path, 'touch_signal = "HUP"')
+    pid = sim.pid("web")
+    out = sim.do(Touched(frozenset({"/srv/other-reload"})))
+    assert [a for a in out if isinstance(a, Kill)] == [Kill("web", pid, HUP)]
+    assert "web: touched: SIGHUP" in logs(out)
+    assert spawns(out) == [] and sim.pid("web") == pid
+
+
+def test_a_touch_of_an_unrelated_file_does_nothing(tmp_path: Path) -> None:
+    sim = touch_sim(tmp_path)
+    assert sim.do(Touched(frozenset({"/srv/reload.tmp", "/srv/unrelated"}))) == []
+    assert sim.core.next_deadline() is None
+
+
+def test_an_inotify_overflow_counts_as_every_touch_file_touched(tmp_path: Path) -> None:
+    sim = touch_sim(tmp_path)
+    out = sim.do(Touched(overflow=True))
+    assert "web: touched: restarting" in logs(out)
+    assert kills(out) == [("worker", TERM, False)]
+
+
+def test_a_touch_leaves_a_stopped_process_stopped(tmp_path: Path) -> None:
+    sim = touch_sim(tmp_path)
+    sim.do(Request(C.STOP, ("web",)))
+    sim.exit("worker", killed(TERM))
+    sim.exit("web", killed(TERM))
+    assert sim.do(Touched(frozenset({"/srv/reload"}))) == []
+    assert sim.state("web") is S.STOPPED
+
+
+def test_ready_is_told_without_waiting_for_an_autostart_false_process(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, MANUAL)
+    assert notifies(sim.do(Boot())) == [Notify("0 of 1 ready, waiting for a")]
+    assert notifies(sim.at(10)) == [Notify("1 of 1 ready", ready=True)]  # b, c not started
+    told = notifies(sim.do(Request(C.START, ("b",))))
+    assert told == [Notify("1 of 2 ready, waiting for b")]  # counted once started
+    assert [n.ready for n in notifies(sim.ready("b"))] == [False]  # READY=1 is said once

@@ -55,6 +55,19 @@ def dependents(deps: Mapping[str, Iterable[str]], name: str) -> set[str]:
     return found
 
 
+def needed(deps: Mapping[str, Iterable[str]], names: Iterable[str]) -> set[str]:
+    """`names` and everything they are `after`, directly or through others:
+    what `pidone run NAME...` starts."""
+    found = set(names)
+    todo = list(found)
+    while todo:
+        for dep in deps.get(todo.pop(), ()):
+            if dep not in found:
+                found.add(dep)
+                todo.append(dep)
+    return found
+
+
 def _sorter(graph: Mapping[str, Iterable[str]]) -> graphlib.TopologicalSorter[str]:
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     for name in sorted(graph):

@@ -31,10 +31,12 @@ same ConfigError.
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import sys
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -174,6 +176,36 @@ def settings_only(config: Path) -> Settings:
     settings = _settings(ctx, raw)
     _raise_if(problems)
     return settings
+
+
+def select(config: Config, names: Iterable[str]) -> Config:
+    """The Config of `pidone run NAME...` (and `check NAME...`): only those
+    processes and what they are after (transitively), as foreman's and
+    honcho's `start NAME`; each of them started (a named one, or one it
+    needs, with autostart = false included), the others not there at all."""
+    names = list(names)
+    known = list(config.processes)
+    problems = []
+    for name in names:
+        if name not in config.processes:
+            files = "/".join(str(f) for f in (config.sources.procfile, config.sources.config) if f)
+            hint = values.did_you_mean(name, known) or ""
+            problems.append(f"no process {name} in {files}; known: {', '.join(known)}{hint}")
+    if problems:
+        raise ConfigError(problems)  # in the order they were named
+    keep = graph.needed(config.deps, names)
+    processes = {
+        n: replace(spec, autostart=True) for n, spec in config.processes.items() if n in keep
+    }
+    used = {s for spec in processes.values() for s in spec.sockets}
+    deps = {name: spec.after for name, spec in processes.items()}
+    return replace(
+        config,
+        processes=processes,
+        sockets={n: sock for n, sock in config.sockets.items() if n in used},
+        start_waves=graph.start_waves(deps),
+        stop_waves=graph.stop_waves(deps),
+    )
 
 
 # --- files --------------------------------------------------------------------
@@ -323,6 +355,7 @@ class _Context:
         self.budget = budget
         self.warnings = warnings
         self.env_entries_left = MAX_ENV_ENTRIES
+        self.touch_paths_left = MAX_TOUCH_PATHS
 
     def problem(self, table: str, key: str | None, value: object, message: str) -> None:
         where = self.sources.where(table, key)
@@ -437,7 +470,7 @@ SETTINGS_KEYS = tuple(Settings.__dataclass_fields__)
 _PROCESS_KEYS = """
     command directory environment after ready restart stop_signal stop_timeout stop_target
     reload_signal control pidfile user group groups umask clear_env capabilities rlimits
-    sockets restart_dependents port
+    sockets restart_dependents port autostart stdin touch touch_signal
 """
 PROCESS_KEYS = tuple(_PROCESS_KEYS.split())
 SOCKET_KEYS = ("path", "owner", "group", "mode", "listen", "directory_mode")
@@ -704,9 +737,43 @@ def _process(
         rlimits=table.get("rlimits", values.rlimits, ()),
         sockets=table.get("sockets", values.names('["app"]'), ()),
         restart_dependents=table.get("restart_dependents", values.flag, True),
+        autostart=table.get("autostart", values.flag, True),
+        stdin=table.get("stdin", values.flag, False),
+        touch=_touch(ctx, where, table),
+        touch_signal=table.get("touch_signal", values.signal_number, None),
     )
+    if spec.touch_signal is not None and not spec.touch:
+        ctx.problem(
+            where,
+            "touch_signal",
+            raw["touch_signal"],
+            'does nothing without touch; add touch = ["PATH"], or remove it',
+        )
     _warn_undefined(ctx, spec)
     return spec
+
+
+MAX_TOUCH_PATHS = 64  # in all `touch` lists together: each may be a directory watch
+
+
+def _touch(ctx: _Context, where: str, table: _Table) -> tuple[str, ...]:
+    """`touch`: absolute paths, a relative one relative to the directory of
+    the configuration (pidone.toml's), not pidone's working directory."""
+    config = ctx.sources.config
+    base = os.path.abspath(os.path.dirname(config) if config is not None else ".")
+    none: tuple[str, ...] = ()
+    found = table.get("touch", values.paths(base, '["/srv/app/reload"]'), none)
+    ctx.touch_paths_left -= len(found)
+    if ctx.touch_paths_left < 0:
+        ctx.problem(
+            where,
+            "touch",
+            table.data["touch"],
+            f"more than {MAX_TOUCH_PATHS} touch paths in all processes together; "
+            "have the deploy touch fewer files",
+        )
+        return ()
+    return found
 
 
 def _port(
@@ -833,6 +900,7 @@ def _check_references(
                     list(spec.sockets),
                     f'no socket named "{socket}"{hint}',
                 )
+    _check_autostart(ctx, processes)
     deps = {name: [d for d in spec.after if d in processes] for name, spec in processes.items()}
     cycle = graph.find_cycle(deps)
     if cycle:
@@ -842,3 +910,22 @@ def _check_references(
             _UNSET,
             f"dependency cycle {' -> '.join(cycle)}; remove one of these `after` entries",
         )
+
+
+def _check_autostart(ctx: _Context, processes: Mapping[str, ProcessSpec]) -> None:
+    """A process started by `pidone run` may not be `after` one that is not:
+    it would wait for it forever. (`ctl start NAME` starts what NAME is
+    after, so such a chain is all autostart = false, started from its end.)"""
+    for name, spec in processes.items():
+        if not spec.autostart:
+            continue
+        for dep in spec.after:
+            if dep in processes and not processes[dep].autostart:
+                ctx.problem(
+                    f"process.{name}",
+                    "after",
+                    list(spec.after),
+                    f'"{dep}" has autostart = false, so {name} would wait for it forever; '
+                    f"set autostart = false in [process.{name}] too (`pidone ctl start "
+                    f"{name}` then starts {dep} first), or remove {dep} from after",
+                )

@@ -145,6 +145,13 @@ class ProcessSpec:
     sockets: tuple[str, ...] = field(default=(), metadata=SPAWN)
     # False: not cycled when something it is after restarts
     restart_dependents: bool = field(default=True, metadata=SUPERVISOR)
+    # False: not started by `pidone run`, only by `pidone ctl start` (supervisord's)
+    autostart: bool = field(default=True, metadata=SUPERVISOR)
+    # True: fd 0 is pidone's own stdin, not /dev/null (attach-daemon2's stdin)
+    stdin: bool = field(default=False, metadata=SPAWN)
+    # Absolute, normalized: restarted (or sent touch_signal) when one is touched
+    touch: tuple[str, ...] = field(default=(), metadata=SUPERVISOR)
+    touch_signal: int | None = field(default=None, metadata=SUPERVISOR)
 
     def runs_in_child(self) -> bool:
         """Has it a CHILD setting? Then its child has work of its own before

@@ -4,6 +4,7 @@ a spec holds, or raises BadValue("what is wrong; how to fix it")."""
 from __future__ import annotations
 
 import math
+import os
 import re
 import resource
 from collections.abc import Callable, Iterable, Mapping
@@ -156,6 +157,25 @@ def names(example: str) -> Callable[[Any], tuple[str, ...]]:
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
             raise BadValue(f"must be a list of names, like {example}")
         return tuple(dict.fromkeys(value))  # drop repeats, keep order
+
+    return parse
+
+
+PATH_MAX = 4096  # bytes in a path the kernel takes, its final NUL included
+
+
+def paths(base: str, example: str) -> Callable[[Any], tuple[str, ...]]:
+    """A list of file paths, each absolute and normalized (a relative one is
+    relative to `base`); repeats dropped."""
+
+    def parse(value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise BadValue(f"must be a list of file paths, like {example}")
+        found = [os.path.normpath(os.path.join(base, v)) for v in value]
+        for path in found:
+            if len(os.fsencode(path)) >= PATH_MAX or path == "/":
+                raise BadValue(f"{path[:200]!r} is no file path; name a file, like {example}")
+        return tuple(dict.fromkeys(found))
 
     return parse
 

@@ -33,6 +33,9 @@ class ProcessStatus:
     # A one-shot job that ran to completion (the supervisor's one rule,
     # Supervisor.completed): its dependents, wait-ready and /readyz count it done.
     completed: bool = False
+    # False: autostart = false and not started by ctl since boot: it does
+    # not count for wait-ready, /readyz or READY=1 (it is STOPPED).
+    started: bool = True
 
 
 @dataclass(frozen=True)
@@ -44,8 +47,9 @@ class Snapshot:
 def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
     """'name (state)' for each process that is not ready, for wait-ready and
     /readyz. A job that ran to completion (exited 0 and is not restarted)
-    counts as done. `checked_only`: only processes with a `ready` check, and
-    every FATAL one (given up: traffic must not flow to it, checked or not)."""
+    counts as done; one never started (autostart = false) is left out.
+    `checked_only`: only processes with a `ready` check, and every FATAL one
+    (given up: traffic must not flow to it, checked or not)."""
     waiting = []
     for p in snapshot.processes:
         fatal = p.state is ProcessState.FATAL
@@ -53,7 +57,7 @@ def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
             continue
         if p.ready:
             continue
-        if p.completed:
+        if p.completed or not p.started:
             continue
         waiting.append(f"{p.name} ({p.state.value})")
     return waiting

@@ -42,9 +42,14 @@ not to restart); they are not states, so the table stays small.
 from __future__ import annotations
 
 import enum
-from typing import TypeVar
+from typing import Literal, TypeVar, get_args
 
 from pidone.errors import IllegalTransition
+
+# Why a process was started again: the restarts counter's `reason` label
+# (every one shown from 0, so a rate() sees the first restart).
+RestartReason = Literal["crash", "manual", "dependency", "touch"]
+RESTART_REASONS: tuple[RestartReason, ...] = get_args(RestartReason)
 
 _State = TypeVar("_State", bound=enum.Enum)
 _Event = TypeVar("_Event", bound=enum.Enum)

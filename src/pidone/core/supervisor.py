@@ -44,6 +44,12 @@ each one toward what it should be doing. The rules:
   its pid are still awaited.
 * In the actions one event produces, Spawn and Kill come first: the lines
   that log them follow, so that a restart or a signal never waits for them.
+* A process with `autostart = false` begins with its goal DOWN (STOPPED,
+  not `started`: left out of "everything ready") until a ctl start or
+  restart, which also starts what it is `after` that is down on purpose.
+* Touched (a `touch` file, from the loop's inotify): the process is
+  restarted as by ctl restart, or gets its touch_signal; at most once per
+  TOUCH_WINDOW, the touches within it making one more at its end.
 * A ctl Request with a ticket is answered by one Reply: status, reload,
   signal and shutdown at once; start, stop, restart and wait-ready once
   requests.judge() says done, failed or late (at its deadline, a Tick), or
@@ -86,6 +92,7 @@ from pidone.core.states import (
     Phase,
     PhaseEvent,
     ProcessState,
+    RestartReason,
     next_launch,
     next_phase,
     transition,
@@ -102,6 +109,13 @@ PIDFILE_RETRY = 1.0  # seconds between looks at a refused pidfile (its program m
 SOCKET_POLL = 0.05  # seconds between looks for a socket its process has yet to create
 SOCKET_RETRY = 1.0  # seconds between looks at a socket path that is wrong (warned once)
 NOTIFY_NAMES = 5  # processes a Notify status names as not ready, at most
+
+
+# After a touch acts (restart, or touch_signal), touches for this long are
+# one more action at its end: a burst (a deploy touching 1000 times) is
+# one or two restarts, as uWSGI's once-a-second look at the file; the last
+# touch is never lost.
+TOUCH_WINDOW = 1.0
 
 # --- events (what happened) ----------------------------------------------------
 
@@ -205,8 +219,17 @@ class Request:
     ticket: int | None = None
 
 
+@dataclass(frozen=True)
+class Touched:
+    """Files of `touch` lists were touched (the loop's inotify): `paths`, or
+    with `overflow` (the kernel's queue overflowed) maybe any of them."""
+
+    paths: frozenset[str] = frozenset()
+    overflow: bool = False
+
+
 EventType = (Boot | Tick | Spawned | SpawnFailed | Reaped | NoChildren | Ready | PidfileRead) | (
-    PidfileNotRead | SignalReceived | Request | SocketFixed | SocketNotFixed
+    PidfileNotRead | SignalReceived | Request | SocketFixed | SocketNotFixed | Touched
 )
 
 # --- actions (what the loop must do) ---------------------------------------------
@@ -344,8 +367,12 @@ class _Proc:
     spec: ProcessSpec
     state: ProcessState = S.STOPPED
     goal: Goal = Goal.UP
+    # Asked to run since boot (autostart, or a ctl start or restart): a
+    # process with autostart = false does not count for "everything ready"
+    # before that.
+    started: bool = True
     launch: Launch = Launch.IDLE  # a spawn on its way, a check passed: states.LAUNCHES
-    restart_reason: str = ""  # why the next spawn is a restart
+    restart_reason: RestartReason | None = None  # why the next spawn is a restart
     pid: int | None = None
     launcher_pid: int | None = None  # pidfile mode: the pid we spawned
     started_at: float | None = None  # of the last instance spawned; None: never spawned
@@ -363,6 +390,8 @@ class _Proc:
     restarts_by_reason: dict[str, int] = field(default_factory=dict)
     exits_by_status: dict[int, int] = field(default_factory=dict)
     last_exit: ExitInfo | None = None
+    touch_quiet_until: float = 0.0  # a touch before then waits for it (TOUCH_WINDOW)
+    touch_pending: bool = False  # touched during the window: act at its end
 
     @property
     def name(self) -> str:
@@ -422,6 +451,9 @@ class Supervisor:
         self.settings = config.settings
         self.order = [name for wave in config.start_waves for name in wave]
         self.procs = {name: _Proc(config.processes[name]) for name in self.order}
+        for p in self.procs.values():
+            if not p.spec.autostart:  # STOPPED until a ctl start
+                p.goal, p.started = Goal.DOWN, False
         self.deps = config.deps
         self.dependents = {
             name: {d for d in self.order if name in self.deps[d]} for name in self.order
@@ -437,6 +469,10 @@ class Supervisor:
         self.told = ""  # the status Notify said last
         self.told_ready = False
         self._memo: dict[str, bool] = {}
+        self.touchers: dict[str, list[str]] = {}  # a `touch` path -> the processes it acts on
+        for name in self.order:
+            for path in config.processes[name].touch:
+                self.touchers.setdefault(path, []).append(name)
 
     # -- public API --
 
@@ -479,7 +515,11 @@ class Supervisor:
         match event:
             case Boot():
                 self.booted = True
-                out.append(Log("pidone", f"starting {len(self.order)} processes"))
+                manual = [p.name for p in self.procs.values() if not p.started]
+                held = f" ({', '.join(manual)}: autostart = false, not started)" if manual else ""
+                out.append(
+                    Log("pidone", f"starting {len(self.order) - len(manual)} processes{held}")
+                )
             case Tick():
                 pass
             case Spawned(name, pid):
@@ -505,6 +545,9 @@ class Supervisor:
                 self._on_socket_not_fixed(self.procs[name], sock, problem, out)
             case Request():
                 self._on_request(event, out)
+            case Touched(paths, overflow):
+                self._on_touched(paths, overflow, out)
+        self._touches_due(out)
         self._reconcile(out)
         self._looks_due(out)
         self._judge_waits(out)
@@ -524,6 +567,8 @@ class Supervisor:
             if p.pidfile_due is not None and self._awaits_pidfile(p):
                 times.append(p.pidfile_due)
             times += p.awaiting_sockets.values()
+            if p.touch_pending:
+                times.append(p.touch_quiet_until)
         if self.sweep_deadline is not None and self.phase is Phase.SWEEP_TERM:
             times.append(self.sweep_deadline)
         times += [w.deadline for w in self.waits]
@@ -544,6 +589,7 @@ class Supervisor:
                     last_exit=p.last_exit,
                     has_ready_check=p.spec.ready.kind != "settle",
                     completed=self._completed(p),
+                    started=p.started,
                 )
                 for p in self.procs.values()
             ),
@@ -568,7 +614,7 @@ class Supervisor:
         if p.spawned_once:
             reason = p.restart_reason or "crash"
             p.restarts_by_reason[reason] = p.restarts_by_reason.get(reason, 0) + 1
-        p.restart_reason = ""
+        p.restart_reason = None
         p.started_at = self.now
         p.ready_at = None
         if p.spec.pidfile:
@@ -796,29 +842,13 @@ class Supervisor:
                     out.append(Log("pidone", "shutdown requested"))
                     self._begin_shutdown(out)
             case Command.START:
-                for n in names:
-                    p = self.procs[n]
-                    if p.goal is Goal.DOWN:  # a restart under way stays one
-                        p.goal = Goal.UP
-                    p.failures.clear()
-                    if p.spawned_once and p.state not in HAS_PID:
-                        p.restart_reason = "manual"
-                    if p.state in (S.EXITED, S.FATAL, S.BACKOFF):
-                        p.move(Event.START)
+                for n in self._with_stopped_needs(names):
+                    self._start(self.procs[n])
             case Command.STOP:
                 for n in names:
                     self.procs[n].goal = Goal.DOWN
             case Command.RESTART:
-                for n in names:
-                    p = self.procs[n]
-                    if p.goal is Goal.DOWN:
-                        p.goal = Goal.UP
-                    p.failures.clear()
-                    p.restart_reason = "manual"
-                    if p.state in HAS_PID:
-                        p.goal = Goal.CYCLE
-                    elif p.state in (S.EXITED, S.FATAL, S.BACKOFF):
-                        p.move(Event.START)
+                self._restart(names, "manual")
             case Command.RELOAD:
                 self._reload(names, out)
             case Command.SIGNAL:  # the main pid only: not a launcher still writing its pidfile
@@ -827,6 +857,85 @@ class Supervisor:
                         out.append(Kill(p.name, p.pid, req.signum))
         if req.ticket is not None and req.command not in WAITED:
             out.append(Reply(req.ticket, self._answer(req.command, names)))
+
+    def _restart(self, names: list[str], reason: RestartReason) -> None:
+        """A ctl restart of `names` (or a touch): each cycled, or started."""
+        for n in self._with_stopped_needs(names):
+            if n not in names:  # something it is after, stopped: started, not cycled
+                self._start(self.procs[n])
+                continue
+            p = self.procs[n]
+            p.started = True
+            if p.goal is Goal.DOWN:
+                p.goal = Goal.UP
+            p.failures.clear()
+            p.restart_reason = reason
+            if p.state in HAS_PID:
+                p.goal = Goal.CYCLE
+            elif p.state in (S.EXITED, S.FATAL, S.BACKOFF):
+                p.move(Event.START)
+
+    def _on_touched(self, paths: frozenset[str], overflow: bool, out: list[Action]) -> None:
+        if overflow:
+            out.append(
+                Log("pidone", "inotify queue overflowed: every touch file counts as touched")
+            )
+            names = {n for n in self.order if self.procs[n].spec.touch}
+        else:
+            names = {n for path in paths for n in self.touchers.get(path, ())}
+        for n in self.order:
+            if n in names:
+                self._touch(self.procs[n], out)
+
+    def _touch(self, p: _Proc, out: list[Action]) -> None:
+        """Restart p (with its dependents, as ctl restart) or send it its
+        touch_signal: at once, or at the end of the window of the last one.
+        A process down on purpose (ctl stop, autostart = false) or shutting
+        down is left alone."""
+        if p.goal is Goal.DOWN or self.shutting_down:
+            p.touch_pending = False
+            return
+        if self.now < p.touch_quiet_until:
+            p.touch_pending = True
+            return
+        p.touch_pending = False
+        p.touch_quiet_until = self.now + TOUCH_WINDOW
+        signum = p.spec.touch_signal
+        if signum is None:
+            out.append(Log(p.name, "touched: restarting"))
+            self._restart([p.name], "touch")
+        elif p.state in HAS_PID and p.pid is not None:
+            out.append(Log(p.name, f"touched: {signal_name(signum)}"))
+            out.append(Kill(p.name, p.pid, signum))
+
+    def _touches_due(self, out: list[Action]) -> None:
+        for p in self.procs.values():
+            if p.touch_pending and self.now >= p.touch_quiet_until:
+                self._touch(p, out)
+
+    def _start(self, p: _Proc) -> None:
+        """A ctl start of p (or of a process after it)."""
+        if p.goal is Goal.DOWN:  # a restart under way stays one
+            p.goal = Goal.UP
+        p.started = True
+        p.failures.clear()
+        if p.spawned_once and p.state not in HAS_PID:
+            p.restart_reason = "manual"
+        if p.state in (S.EXITED, S.FATAL, S.BACKOFF):
+            p.move(Event.START)
+
+    def _with_stopped_needs(self, names: list[str]) -> list[str]:
+        """`names` and every process they are after (transitively) that is
+        down on purpose (autostart = false, or ctl stop), in start order: a
+        ctl start or restart would otherwise wait for them forever."""
+        wanted = set(names)
+        todo = list(names)
+        while todo:
+            for dep in self.deps[todo.pop()]:
+                if dep not in wanted and self.procs[dep].goal is Goal.DOWN:
+                    wanted.add(dep)
+                    todo.append(dep)
+        return [n for n in self.order if n in wanted]
 
     def _answer(self, command: Command, names: list[str]) -> Outcome:
         """The immediate answer to status, shutdown, reload and signal."""

@@ -87,13 +87,11 @@ from prometheus_client.registry import CollectorRegistry
 from pidone import __version__
 from pidone.core.counters import PidoneCounters
 from pidone.core.snapshot import Snapshot
-from pidone.core.states import HAS_PID, ProcessState
+from pidone.core.states import HAS_PID, RESTART_REASONS, ProcessState
 from pidone.observe.health import HEALTH_WAIT, HealthAnswer, HealthCheck, check_ready
 from pidone.observe.http import HttpServer, Later, Request, Response
 from pidone.signames import signal_name
 from pidone.system import proc, process
-
-RESTART_REASONS = ("crash", "manual", "dependency")  # supervisor's; shown from 0
 
 
 def counter(name: str, help: str, labels: tuple[str, ...] = ()) -> CounterMetricFamily:

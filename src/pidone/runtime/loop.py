@@ -48,8 +48,9 @@ from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.runtime.probes import Prober
 from pidone.system import privileges, proc, process, reap, sdnotify, signals, sockets, spawn
 
-if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
+if TYPE_CHECKING:  # the metrics server and its threads, inotify: only when enabled
     from pidone.observe.metrics import MetricsServer
+    from pidone.system import inotify
 from pidone.core.supervisor import (
     Action,
     Boot,
@@ -80,6 +81,7 @@ from pidone.core.supervisor import (
     Supervisor,
     Sweep,
     Tick,
+    Touched,
 )
 
 Callback = Callable[[int], None]
@@ -112,6 +114,10 @@ class Loop:
         self.probed: dict[str, int] = {}  # name -> the pid its readiness check was started for
         self.trees: dict[str, dict[int, int | None]] = {}  # stopping: descendant -> start time
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        self.stdin = self.devnull  # fd 0 of the processes with `stdin = true`
+        self.stdin_problem = ""  # logged at the start
+        if any(spec.stdin for spec in config.processes.values()):
+            self.stdin, self.stdin_problem = process.own_stdin(self.devnull)
         self.signal_fd = -1
         self.identities = {n: identity.resolve(spec) for n, spec in config.processes.items()}
         # As PID 1 a child that keeps pidone's identity needs no preparer, so
@@ -128,6 +134,7 @@ class Loop:
         self.answers: dict[int, Answer] = {}  # ctl requests' tickets -> their client
         self.tickets = 0
         self.control: control.ControlServer | None = None
+        self.watcher: inotify.Watcher | None = None  # the `touch` files' directories
         self.metrics: MetricsServer | None = None
         self.notifier: sdnotify.Notifier | None = None  # pidone's own NOTIFY_SOCKET
         self.side_log = SideLog(signals.wake_loop)  # for the metrics server's threads
@@ -216,6 +223,8 @@ class Loop:
         if not process.is_pid1():
             reap.become_subreaper()
         self._start_side_parts()
+        if self.stdin_problem:
+            self._log_side(self.stdin_problem)
         self.feed(Boot())
         self._publish()
         while self.exit_code is None:
@@ -254,6 +263,17 @@ class Loop:
             )
         except Exception as exc:
             self._log_side(f"control socket {path} disabled: {exc}")
+        touch = [path for spec in self.config.processes.values() for path in spec.touch]
+        if touch:
+            try:
+                from pidone.system import inotify
+
+                self.watcher = inotify.Watcher(touch)
+                self.selector.register(self.watcher.fd, selectors.EVENT_READ, self._on_touched)
+                for problem in self.watcher.problems:
+                    self._log_side(f"touch: cannot watch {problem}")
+            except Exception as exc:
+                self._log_side(f"touch disabled: {exc}")
         if settings.metrics:
             try:
                 from pidone.observe.metrics import MetricsServer
@@ -460,7 +480,7 @@ class Loop:
         if spec.ready.kind == "notify":
             env["NOTIFY_SOCKET"] = self.prober.notify_socket(spec.name, ident.uid, ident.gid)
         fds = {
-            0: self.devnull,
+            0: self.stdin if spec.stdin else self.devnull,
             1: self.relay.pipe_for(spec.name, "stdout"),
             2: self.relay.pipe_for(spec.name, "stderr"),
         }
@@ -535,6 +555,19 @@ class Loop:
         self.tickets += 1
         self.answers[self.tickets] = answer
         self.feed(replace(parsed, ticket=self.tickets))
+
+    def _on_touched(self, mask: int) -> None:
+        """One bounded read of the inotify fd (inotify.READ_SIZE; more waits
+        for the next turn): what it says goes to the core, which decides."""
+        assert self.watcher is not None
+        try:
+            paths, overflow, gone = self.watcher.read()
+        except BlockingIOError:
+            return
+        for directory in gone:
+            self._log_side(f"touch: {directory} was removed or renamed: no longer watched")
+        if paths or overflow:
+            self.feed(Touched(frozenset(paths), overflow))
 
     def _probe_ready(self, name: str) -> None:
         self.feed(Ready(name, self.probed[name]))

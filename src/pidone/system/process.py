@@ -63,3 +63,27 @@ def exit_now(code: int) -> NoReturn:
     """Flush and exit without waiting for anything else."""
     sys.stdout.flush()
     os._exit(code)
+
+
+def own_stdin(devnull: int) -> tuple[int, str]:
+    """A close-on-exec copy of pidone's fd 0 for the processes with `stdin =
+    true` (each gets it as its fd 0; they share one open file, so several
+    readers split what comes), and a line to log: why they get `devnull`
+    instead (no fd 0), or that it is pidone's controlling terminal, which a
+    supervised process cannot read (it runs in a process group of its own,
+    in the background of that terminal: a read stops it with SIGTTIN, or
+    fails with EIO)."""
+    try:
+        fd = os.dup(0)
+    except OSError as exc:
+        return devnull, f"stdin = true: pidone has no stdin ({exc.strerror}): /dev/null instead"
+    try:
+        os.tcgetpgrp(fd)  # only the controlling terminal has one for us
+    except OSError:
+        return fd, ""  # not a terminal, or another one: any group may read it
+    else:
+        return fd, (
+            "stdin = true: pidone's stdin is a terminal, and a supervised process reads it"
+            " from the background (its own process group): a read stops it (SIGTTIN);"
+            " give pidone a pipe or a file (docker run -i, without -t)"
+        )
