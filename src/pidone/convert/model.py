@@ -1,0 +1,69 @@
+"""What a conversion produces, whatever it read: processes with their
+pidone.toml keys, [pidone] settings, and the list of what was left out."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from pidone.config import procfile
+
+MAX_PROCESSES = 1000  # numprocs is the source's word: bounded before it is multiplied
+SHOWN_CHARS = 120  # of a source value quoted in a note
+
+
+def shown(text: str) -> str:
+    """A value in a note: one line, cut short."""
+    text = " ".join(text.split())
+    return repr(text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS] + "...")
+
+
+@dataclass(frozen=True)
+class Note:
+    """Something not translated (or translated with a difference), and why."""
+
+    where: str  # "file:line"
+    what: str  # "[program:web] stdout_logfile"
+    why: str
+
+    def __str__(self) -> str:
+        return " ".join(f"{self.where}: {self.what}: {self.why}".split())
+
+
+@dataclass
+class Process:
+    name: str  # the Procfile name
+    source: str  # the name in the source ("web:00", or the daemon's command)
+    where: str  # file:line of its section or option
+    command: str
+    keys: dict[str, object] = field(default_factory=dict)  # pidone.toml, in order
+
+
+@dataclass
+class Conversion:
+    kind: str  # "supervisord" or "uWSGI"
+    path: str
+    processes: list[Process] = field(default_factory=list)
+    settings: dict[str, object] = field(default_factory=dict)  # [pidone]
+    notes: list[Note] = field(default_factory=list)
+    renamed: list[tuple[str, str, str]] = field(default_factory=list)  # where, source, name
+
+    def note(self, where: str, what: str, why: str) -> None:
+        self.notes.append(Note(where, what, why))
+
+
+_NOT_NAME = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def procfile_name(wanted: str, taken: set[str]) -> str:
+    """A Procfile name for `wanted`, by one deterministic rule: each run of
+    characters a name cannot hold becomes "-" (ends trimmed), an empty result
+    is "process", and a taken or reserved name gets "-2", "-3", ..."""
+    base = _NOT_NAME.sub("-", wanted).strip("-") or "process"
+    name, n = base, 1
+    while name in taken or name in procfile.RESERVED:
+        n += 1
+        name = f"{base}-{n}"
+    assert procfile.NAME.fullmatch(name)
+    taken.add(name)
+    return name

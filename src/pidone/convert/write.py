@@ -1,0 +1,78 @@
+"""A Conversion -> the text of a Procfile and a pidone.toml.
+
+The Procfile holds the commands (`name: command`, one line each), pidone.toml
+every other key. What was not translated heads pidone.toml as comments, each
+with its source file:line, and so does the mapping of renamed processes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from pidone.convert.model import Conversion, Note
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def notes(conv: Conversion) -> list[str]:
+    """What was not translated, and how names were mapped: one line each."""
+    lines = [str(note) for note in conv.notes]
+    lines += [
+        str(Note(where, f"{source!r}", f"named {name}: a Procfile name holds only letters, "
+             'digits, "_" and "-"'))
+        for where, source, name in conv.renamed
+    ]  # fmt: skip
+    return lines
+
+
+def procfile(conv: Conversion) -> str:
+    out = [f"# Procfile: by `pidone import` from {_one_line(conv.path)} ({conv.kind})"]
+    width = max(len(p.name) for p in conv.processes)
+    for process in conv.processes:
+        command = " ".join(process.command.split("\n"))
+        out.append(f"{process.name + ':':<{width + 1}} {command}")
+    return "\n".join(out) + "\n"
+
+
+def pidone_toml(conv: Conversion) -> str:
+    out = [f"# pidone.toml: by `pidone import` from {_one_line(conv.path)} ({conv.kind})."]
+    untranslated = notes(conv)
+    if untranslated:
+        out.append(f"# Not translated, or translated with a difference ({len(untranslated)}):")
+        out += [f"#   {_one_line(line)}" for line in untranslated]
+    else:
+        out.append("# Everything was translated.")
+    if conv.settings:
+        out += ["", "[pidone]"]
+        out += [f"{key} = {_toml(conv.settings[key])}" for key in sorted(conv.settings)]
+    for process in conv.processes:
+        if not process.keys:
+            continue
+        out += ["", f"[process.{process.name}]"]
+        out += [f"{key} = {_toml(value)}" for key, value in process.keys.items()]
+    return "\n".join(out) + "\n"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _key(key: str) -> str:
+    return key if _BARE_KEY.fullmatch(key) else _toml(key)
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str):
+        # JSON's string escapes are TOML's, but for DEL, which TOML wants escaped.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(item) for item in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{_key(str(key))} = {_toml(item)}" for key, item in value.items())
+        return "{ " + items + " }" if items else "{}"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
