@@ -49,7 +49,9 @@ class Conversion:
     renamed: list[tuple[str, str, str]] = field(default_factory=list)  # where, source, name
 
     def note(self, where: str, what: str, why: str) -> None:
-        self.notes.append(Note(where, what, why))
+        note = Note(where, what, why)
+        if note not in self.notes:  # numprocs instances would say it each
+            self.notes.append(note)
 
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_-]+")

@@ -192,21 +192,33 @@ class _Reader:
     # --- one program --------------------------------------------------------------
 
     def _program(self, section: Section, program: str, group: str) -> None:
-        keys = section.last()
+        raw = section.last()
         title = f"[{section.name}]"
-        if "command" not in keys:
+        if "command" not in raw:
             raise BadInput(
                 f"{self.where(section.line)}: {title} has no command "
                 "(supervisord refuses it too); add command = ..."
             )
-        for key, entry in keys.items():
+        for key, entry in raw.items():
             if key not in PROGRAM_KEYS:
                 self.conv.note(
                     self.where(entry.line), f"{title} {key}", "not a supervisord key; ignored"
                 )
+
+        def expansions(num: int, numprocs: int) -> dict[str, object]:
+            return {
+                "here": self.here,
+                "program_name": program,
+                "group_name": group,
+                "host_node_name": self.hostname,
+                "process_num": num,
+                "numprocs": numprocs,
+            }
+
+        keys = self._resolve(raw, expansions(0, 1), title)
         numprocs = self._integer(keys.get("numprocs"), 1, 1, MAX_NUMPROCS)
         start = self._integer(keys.get("numprocs_start"), 0, 0, 1_000_000)
-        name_entry = keys.get("process_name")
+        name_entry = raw.get("process_name")
         name_format = name_entry.value if name_entry else "%(program_name)s"
         if numprocs > 1 and "process_num" not in name_format:
             line = (name_entry or section).line
@@ -221,38 +233,31 @@ class _Reader:
                 "in all; pidone import stops there"
             )
         autostart = self._boolean(keys.get("autostart"), True)
-        logs = [k for k in keys if k in LOG_KEYS]
+        logs = [k for k in raw if k in LOG_KEYS]
         if logs:
             self.conv.note(
-                self.where(keys[logs[0]].line),
+                self.where(raw[logs[0]].line),
                 f"{title} {', '.join(logs)}",
                 "not translated: pidone relays each line to its own stdout and stderr with "
                 "the process's name in front (send them to a file with your container "
                 "runtime or systemd's journal)",
             )
-        if "serverurl" in keys:
+        if "serverurl" in raw:
             self.conv.note(
-                self.where(keys["serverurl"].line),
+                self.where(raw["serverurl"].line),
                 f"{title} serverurl",
                 "pidone sets no SUPERVISOR_SERVER_URL; a program that calls supervisord "
                 "back must use `pidone ctl`",
             )
         names: list[str] = []
         for num in range(start, start + numprocs):
-            base = {
-                "here": self.here,
-                "program_name": program,
-                "group_name": group,
-                "host_node_name": self.hostname,
-                "process_num": num,
-                "numprocs": numprocs,
-            }
+            base = expansions(num, numprocs)
             wanted = self._expand(name_entry, base, self._now) if name_entry else program
             name = procfile_name(wanted, self.taken)
             if name != wanted:
                 self.conv.renamed.append((self.where((name_entry or section).line), wanted, name))
             process = Process(name, wanted, self.where(section.line), "")
-            self._fill(process, keys, base, title, autostart)
+            self._fill(process, raw, self._resolve(raw, base, title), base, title, autostart)
             self.conv.processes.append(process)
             names.append(name)
         if autostart:
@@ -261,27 +266,54 @@ class _Reader:
         retries = self._integer(keys.get("startretries"), DEFAULT_STARTRETRIES, 0, 10**6)
         self.retries.append((retries, title, keys.get("startretries")))
 
+    def _resolve(
+        self, raw: dict[str, Entry], base: Mapping[str, object], title: str
+    ) -> dict[str, Entry]:
+        """Every value but command and environment (which keep %(ENV_X)s for
+        later) expanded as supervisord 4 does; an %(ENV_X)s of a variable not
+        set here leaves the key out, listed."""
+        keys: dict[str, Entry] = {}
+        for key, entry in raw.items():
+            if key in ("command", "environment", "process_name"):
+                keys[key] = entry
+                continue
+            try:
+                text = self._expand(entry, base, self._now)
+            except _Unresolved as exc:
+                self.conv.note(
+                    self.where(entry.line),
+                    f"{title} {key} = {shown(entry.value)}",
+                    f"not translated: ${exc} is not set here, and pidone reads {key} as "
+                    "written: write its value in pidone.toml",
+                )
+                continue
+            if "%(ENV_" in entry.value:
+                self.conv.note(
+                    self.where(entry.line),
+                    f"{title} {key} = {shown(entry.value)}",
+                    f"expanded at import time to {shown(text)} (pidone reads {key} as written)",
+                )
+            keys[key] = Entry(key, text, entry.line)
+        return keys
+
     def _fill(
         self,
         process: Process,
+        raw: dict[str, Entry],
         keys: dict[str, Entry],
         base: dict[str, object],
         title: str,
         autostart: bool,
     ) -> None:
         put = process.keys
-        process.command = self._command(keys["command"], base, title)
+        process.command = self._command(raw["command"], base, title)
         if "directory" in keys:
-            directory = self._value(keys["directory"], base, title)
-            if directory is not None:
-                put["directory"] = directory
+            put["directory"] = keys["directory"].value
         if "user" in keys:
-            user = self._value(keys["user"], base, title)
-            if user is not None:
-                self._checked(put, "user", user, values.identity, keys["user"], title)
+            self._checked(put, "user", keys["user"].value, values.identity, keys["user"], title)
         env = dict(self.global_env)
-        if "environment" in keys:
-            entry = keys["environment"]
+        if "environment" in raw:
+            entry = raw["environment"]
             env.update(self._environment(entry, self._expand(entry, base, self._marked)))
         if env:
             put["environment"] = env
@@ -443,27 +475,6 @@ class _Reader:
                 raise BadInput(f"{self.where(entry.line)}: {entry.key}: expands past 128 KiB")
         out.append(text[at:])
         return "".join(out)
-
-    def _value(self, entry: Entry, base: Mapping[str, object], title: str) -> str | None:
-        """A value pidone reads as written (directory, user): %(ENV_X)s is
-        expanded now, or the key is left out and listed."""
-        try:
-            text = self._expand(entry, base, self._now)
-        except _Unresolved as exc:
-            self.conv.note(
-                self.where(entry.line),
-                f"{title} {entry.key} = {shown(entry.value)}",
-                f"not translated: ${exc} is not set here, and pidone does not expand "
-                f"{entry.key}; write the value in pidone.toml",
-            )
-            return None
-        if "%(ENV_" in entry.value:
-            self.conv.note(
-                self.where(entry.line),
-                f"{title} {entry.key} = {shown(entry.value)}",
-                f"expanded at import time to {shown(text)} (pidone does not expand {entry.key})",
-            )
-        return text
 
     def _command(self, entry: Entry, base: Mapping[str, object], title: str) -> str:
         text = self._expand(entry, base, self._marked)

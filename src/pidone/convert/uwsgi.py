@@ -19,6 +19,7 @@ import re
 from collections.abc import Mapping
 
 from pidone import signames
+from pidone.config import command as commands
 from pidone.config import values
 from pidone.config.values import BadValue
 from pidone.convert.ini import MAX_LINE_CHARS, BadInput, Entry, read_uwsgi
@@ -194,6 +195,20 @@ class _Reader:
         wanted = _program_word(command)
         name = procfile_name(wanted, self.taken)
         process = Process(name, wanted, self.where(entry), command)
+        try:
+            shell_stays = commands.parse(command).shell_stays
+        except ValueError as exc:
+            raise BadInput(f"{self.where(entry)}: {kind}: {exc}") from None
+        if shell_stays:
+            # /bin/sh stays its main pid and passes no signal on; uWSGI, too,
+            # signalled only that pid, but killed the group in the end.
+            keys["stop_target"] = "group"
+            self.conv.note(
+                self.where(entry),
+                f"{kind} = {shown(text)}",
+                'a list or pipeline: the shell stays its main pid, so stop_target = "group" '
+                "(the stop signal to all of it); write exec before the program to avoid it",
+            )
         if name != wanted:
             self.conv.renamed.append((self.where(entry), wanted, name))
         directory = options.get("chdir")
@@ -410,10 +425,15 @@ def _file_magic(path: str) -> dict[str, str]:
     }
 
 
+_WRAPPERS = frozenset({"exec", "env", "nohup", "nice", "setsid"})
+
+
 def _program_word(command: str) -> str:
-    """The daemon's name: the basename of its program word."""
-    for word in command.split():
-        if not re.match(r"[A-Za-z_][A-Za-z0-9_]*=", word):
+    """The daemon's name: the basename of its program word (of the last
+    command of a `cd DIR && prog` list, past exec, env and VAR=value)."""
+    last = re.split(r"&&|;", command)[-1]
+    for word in last.split():
+        if word not in _WRAPPERS and not re.match(r"[A-Za-z_][A-Za-z0-9_]*=", word):
             return os.path.basename(word.strip("'\"")) or "daemon"
     return "daemon"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 
+from pidone.config.procfile import NAME
 from pidone.convert.model import Conversion, Note
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -18,11 +19,13 @@ _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 def notes(conv: Conversion) -> list[str]:
     """What was not translated, and how names were mapped: one line each."""
     lines = [str(note) for note in conv.notes]
-    lines += [
-        str(Note(where, f"{source!r}", f"named {name}: a Procfile name holds only letters, "
-             'digits, "_" and "-"'))
-        for where, source, name in conv.renamed
-    ]  # fmt: skip
+    for where, source, name in conv.renamed:
+        why = (
+            "the name is taken"
+            if NAME.fullmatch(source)
+            else 'a Procfile name holds only letters, digits, "_" and "-"'
+        )
+        lines.append(str(Note(where, repr(source), f"named {name} ({why})")))
     return lines
 
 
