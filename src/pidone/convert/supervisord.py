@@ -91,7 +91,7 @@ class _Reader:
         self.global_env: dict[str, str] = {}
         self.global_umask: str | None = None
         self.levels: list[tuple[int, list[str], Entry | None]] = []  # priority, names, line
-        self.retries: list[tuple[int, str, Entry | None]] = []
+        self.retries: list[tuple[int, str, str, Entry | None]] = []
 
     def where(self, line: int) -> str:
         return f"{self.path}:{line}"
@@ -264,7 +264,9 @@ class _Reader:
             priority = self._integer(keys.get("priority"), DEFAULT_PRIORITY, -(10**9), 10**9)
             self.levels.append((priority, names, keys.get("priority")))
         retries = self._integer(keys.get("startretries"), DEFAULT_STARTRETRIES, 0, 10**6)
-        self.retries.append((retries, title, keys.get("startretries")))
+        retries_entry = keys.get("startretries")
+        where = self.where((retries_entry or section).line)
+        self.retries.append((retries, title, where, retries_entry))
 
     def _resolve(
         self, raw: dict[str, Entry], base: Mapping[str, object], title: str
@@ -408,14 +410,14 @@ class _Reader:
         """startretries is per program; pidone's fatal_after is one setting: the
         largest, when any program sets one (supervisord gives up after
         startretries + 1 failed starts in a row)."""
-        if not any(entry is not None for _, _, entry in self.retries):
+        if not any(entry is not None for _, _, _, entry in self.retries):
             return
-        most = max(retries for retries, _, _ in self.retries)
+        most = max(retries for retries, _, _, _ in self.retries)
         self.conv.settings["fatal_after"] = most + 1
-        for retries, title, entry in self.retries:
+        for retries, title, where, _ in self.retries:
             if retries != most:
                 self.conv.note(
-                    self.where(entry.line) if entry else self.conv.path,
+                    where,
                     f"{title} startretries = {retries}",
                     f"pidone's fatal_after is one setting for all processes: set to {most + 1} "
                     "(the largest startretries + 1)",
