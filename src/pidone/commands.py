@@ -95,7 +95,13 @@ def _parser(command: str) -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     if command == "import":
-        add("file", type=typed(_file), metavar="FILE", help="supervisord.conf or uwsgi.ini")
+        add(
+            "file",
+            nargs="?",
+            type=typed(_file),
+            metavar="FILE",
+            help="supervisord.conf or uwsgi.ini",
+        )
         add(
             "-o",
             "--output",
@@ -171,6 +177,8 @@ def parse_args(argv: list[str]) -> Args | str:
         if ns.help:
             return parser.format_help()
         if command == "import":
+            if ns.file is None:
+                raise UsageError("import: name the file to import: pidone import FILE [-o DIR]")
             return Args(command, source=ns.file, output=ns.output, force=ns.force, kind=ns.kind)
         return Args(command, ns.procfile, ns.config, ns.env, ns.metrics)
     finally:
