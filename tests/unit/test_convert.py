@@ -4,11 +4,11 @@ the command line's refusals (exit 2) through cli.main."""
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 
 from pidone import cli
 from pidone.config import procfile
@@ -348,7 +348,7 @@ def test_o_refuses_to_overwrite_without_force(
     assert f"{tmp_path}/pidone.toml: exists; pidone import does not overwrite it" in err
     assert (tmp_path / "pidone.toml").read_text() == "# mine\n"
     assert not (tmp_path / "Procfile").exists()  # nothing written
-    code, out, err = run_cli([source, "-o", str(tmp_path), "--force"], capsys)
+    code, _, err = run_cli([source, "-o", str(tmp_path), "--force"], capsys)
     assert code == 0
     assert (tmp_path / "Procfile").read_text() == write.procfile(convert("seed003-testproj.conf"))
     assert "[process.gunicorn]" in (tmp_path / "pidone.toml").read_text()
