@@ -344,7 +344,7 @@ def test_o_refuses_to_overwrite_without_force(
     source = str(FIXTURES / "seed003-testproj.conf")
     (tmp_path / "pidone.toml").write_text("# mine\n")
     code, out, err = run_cli([source, "-o", str(tmp_path)], capsys)
-    assert code == 2
+    assert (code, out) == (2, "")
     assert f"{tmp_path}/pidone.toml: exists; pidone import does not overwrite it" in err
     assert (tmp_path / "pidone.toml").read_text() == "# mine\n"
     assert not (tmp_path / "Procfile").exists()  # nothing written
