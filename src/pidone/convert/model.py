@@ -4,9 +4,13 @@ pidone.toml keys, [pidone] settings, and the list of what was left out."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
-from pidone.config import procfile
+from pidone.config import command as commands
+from pidone.config import procfile, values
+from pidone.config.values import BadValue
 
 MAX_PROCESSES = 1000  # numprocs is the source's word: bounded before it is multiplied
 SHOWN_CHARS = 120  # of a source value quoted in a note
@@ -69,3 +73,47 @@ def procfile_name(wanted: str, taken: set[str]) -> str:
     assert procfile.NAME.fullmatch(name)
     taken.add(name)
     return name
+
+
+# Each value written, held to the rule pidone's loader reads it by: what the
+# source allowed and pidone does not (an empty directory, a relative pidfile)
+# is refused here, with the source's line, not later by `pidone check`.
+_RULES: dict[str, Callable[[Any], object]] = {
+    "directory": values.text('"/srv/app"'),
+    "user": values.identity,
+    "group": values.identity,
+    "environment": values.environment,
+    "pidfile": values.absolute_path('"/run/app.pid"'),
+    "stop_timeout": values.seconds,
+    "stop_signal": values.signal_number,
+    "reload_signal": values.signal_number,
+    "umask": values.octal(0o777, '"0027"'),
+    "ready": lambda value: values.ready(value, {}),
+}
+
+
+def _paths(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(p, str) and p for p in value)
+
+
+def validate(conv: Conversion) -> None:
+    """Raise BadInput for the first value pidone would refuse."""
+    from pidone.convert.ini import BadInput
+
+    for process in conv.processes:
+        try:
+            commands.parse(process.command)
+        except ValueError as exc:
+            raise BadInput(f"{process.where}: {process.source}: the command: {exc}") from None
+        for key, value in process.keys.items():
+            rule = _RULES.get(key)
+            try:
+                if rule is not None:
+                    rule(value)
+                if key == "touch" and not _paths(value):
+                    raise BadValue("must be a list of file paths")
+            except BadValue as exc:
+                raise BadInput(
+                    f"{process.where}: {process.source}: {key} = {shown(str(value))}: {exc} "
+                    "(pidone's rule for it)"
+                ) from None

@@ -21,7 +21,14 @@ from pidone.config import command as commands
 from pidone.config import values
 from pidone.config.values import BadValue
 from pidone.convert.ini import MAX_LINE_CHARS, BadInput, Entry, Section, read_supervisord
-from pidone.convert.model import MAX_PROCESSES, Conversion, Process, procfile_name, shown
+from pidone.convert.model import (
+    MAX_PROCESSES,
+    Conversion,
+    Process,
+    procfile_name,
+    shown,
+    validate,
+)
 
 _PROGRAM_KEYS = """
     command process_name numprocs numprocs_start priority autostart startsecs startretries
@@ -75,6 +82,7 @@ def convert(text: str, path: str, environ: Mapping[str, str], hostname: str = ""
             f"{path}: no [program:NAME] section: nothing to import "
             "(is it a supervisord config? a uWSGI ini has a [uwsgi] section)"
         )
+    validate(conv)
     return conv
 
 
@@ -279,6 +287,8 @@ class _Reader:
             if key in ("command", "environment", "process_name"):
                 keys[key] = entry
                 continue
+            if key not in PROGRAM_KEYS:
+                continue  # listed; supervisord does not read it either
             try:
                 text = self._expand(entry, base, self._now)
             except _Unresolved as exc:

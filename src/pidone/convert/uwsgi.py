@@ -23,7 +23,14 @@ from pidone.config import command as commands
 from pidone.config import values
 from pidone.config.values import BadValue
 from pidone.convert.ini import MAX_LINE_CHARS, BadInput, Entry, read_uwsgi
-from pidone.convert.model import MAX_PROCESSES, Conversion, Process, procfile_name, shown
+from pidone.convert.model import (
+    MAX_PROCESSES,
+    Conversion,
+    Process,
+    procfile_name,
+    shown,
+    validate,
+)
 
 DAEMONS = (
     "attach-daemon",
@@ -79,6 +86,7 @@ def convert(text: str, path: str, environ: Mapping[str, str]) -> Conversion:
             "smart-attach-daemon2 or attach-daemon2 line, and nothing else to run: "
             "nothing to import"
         )
+    validate(conv)
     return conv
 
 
@@ -371,6 +379,9 @@ class _Reader:
             elif env is not None:
                 if deferred and _NAME.fullmatch(env):
                     out.append("${" + env + "}")
+                elif deferred:
+                    self._unexpanded(entry, match[0], "names no environment variable")
+                    out.append(literal(match[0]))
                 elif env in self.environ:
                     out.append(literal(self.environ[env]))
                     self.conv.note(

@@ -11,7 +11,9 @@ import json
 import re
 
 from pidone.config.procfile import NAME
-from pidone.convert.model import Conversion, Note
+from pidone.config.procfile import parse as parse_procfile
+from pidone.convert.model import Conversion, Note, Process
+from pidone.errors import ConfigError
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
 
@@ -29,12 +31,23 @@ def notes(conv: Conversion) -> list[str]:
     return lines
 
 
+def in_procfile(process: Process) -> bool:
+    """Can the command be a Procfile line, read back as it is? (One line, no
+    trailing backslash: else it is `command` in pidone.toml.)"""
+    try:
+        entries = parse_procfile(f"{process.name}: {process.command}", "Procfile")
+    except ConfigError:
+        return False
+    return [e.command for e in entries] == [process.command]
+
+
 def procfile(conv: Conversion) -> str:
     out = [f"# Procfile: by `pidone import` from {_one_line(conv.path)} ({conv.kind})"]
-    width = max(len(p.name) for p in conv.processes)
-    for process in conv.processes:
-        command = " ".join(process.command.split("\n"))
-        out.append(f"{process.name + ':':<{width + 1}} {command}")
+    lines = [p for p in conv.processes if in_procfile(p)]
+    width = max((len(p.name) for p in lines), default=0)
+    out += [f"{p.name + ':':<{width + 1}} {p.command}" for p in lines]
+    if len(lines) < len(conv.processes):
+        out.append("# (the other commands are in pidone.toml: a Procfile line could not hold them)")
     return "\n".join(out) + "\n"
 
 
@@ -50,10 +63,13 @@ def pidone_toml(conv: Conversion) -> str:
         out += ["", "[pidone]"]
         out += [f"{key} = {_toml(conv.settings[key])}" for key in sorted(conv.settings)]
     for process in conv.processes:
-        if not process.keys:
+        keys = (
+            process.keys if in_procfile(process) else {"command": process.command, **process.keys}
+        )
+        if not keys:
             continue
         out += ["", f"[process.{process.name}]"]
-        out += [f"{key} = {_toml(value)}" for key, value in process.keys.items()]
+        out += [f"{key} = {_toml(value)}" for key, value in keys.items()]
     return "\n".join(out) + "\n"
 
 
