@@ -381,3 +381,17 @@ def test_import_help_names_its_options(capsys: pytest.CaptureFixture[str]) -> No
     code, out, _ = run_cli(["-h"], capsys)
     assert code == 0
     assert "-o DIR" in out and "--force" in out and "--from" in out
+
+
+def test_uwsgi_daemon_inside_an_if_block_is_imported_and_listed() -> None:
+    text = "[uwsgi]\nif-not-env = CI\nattach-daemon = watchmedo x\nendif =\n"
+    conv = uwsgi.convert(text, "/s/u.ini", {})
+    assert [p.name for p in conv.processes] == ["watchmedo"]  # no app: no uwsgi process
+    (note,) = note_at(conv, 3)
+    assert "inside if-not-env = 'CI' (line 2)" in note
+
+
+def test_a_command_no_procfile_line_can_hold_goes_to_pidone_toml() -> None:
+    conv = uwsgi.convert("[uwsgi]\nattach-daemon = run \\\\\nattach-daemon = ok\n", "/s/u.ini", {})
+    assert commands(conv) == {"ok": "ok"}
+    assert toml(conv)["process"]["run"] == {"command": "run \\\\"}

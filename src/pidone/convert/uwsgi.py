@@ -54,6 +54,9 @@ DAEMON2_KEYS = {
     "notifypid": "notifypid", "legion": "legion",
 }  # fmt: skip
 _FALSY = ("0", "false", "no", "off")
+# Keys that make no app of their own: legion daemons, if/for blocks.
+_NOT_APP = ("legion-", "if-")
+_BLOCKS = ("endif", "for", "endfor")
 _FILE_MAGIC = "dpsnecx"  # expanded here: they name the ini file itself
 _PLACEHOLDER = re.compile(r"%\(([^)]{0,100})\)|%(.)|\$\(([^)]{0,100})\)|@\(([^)]{0,200})\)")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -119,15 +122,28 @@ class _Reader:
                     self.conv.note(self.where(entry), "env", f"{shown(entry.value)} is not K=V")
             elif entry.key in SHARED:
                 shared[entry.key] = entry
-            elif entry.key not in DAEMONS and not entry.key.startswith("legion-"):
+            elif entry.key not in (*DAEMONS, *_BLOCKS) and not entry.key.startswith(_NOT_APP):
                 app = True
         if app:
             self._uwsgi()
+        block: Entry | None = None  # the if-*/for line a daemon is inside of
         for entry in self.entries:
+            if entry.key.startswith("if-") or entry.key == "for":
+                block = entry
+            elif entry.key in ("endif", "endfor"):
+                block = None
             if entry.key in DAEMONS:
                 if len(self.conv.processes) >= MAX_PROCESSES:
                     raise BadInput(f"{self.where(entry)}: more than {MAX_PROCESSES} daemons")
                 self._daemon(entry, shared, env)
+                if block is not None:
+                    self.conv.note(
+                        self.where(entry),
+                        f"{entry.key} inside {block.key} = {shown(block.value)} "
+                        f"(line {block.line})",
+                        "imported once, as if the condition held (pidone import evaluates no "
+                        "uWSGI if/for blocks): keep it or delete it",
+                    )
             elif entry.key in LEGION_DAEMONS:
                 self.conv.note(
                     self.where(entry),
