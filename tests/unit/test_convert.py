@@ -246,6 +246,7 @@ def test_names_map_deterministically_and_avoid_reserved_and_taken_names() -> Non
         ("[program:a]\ncommand=x\nstopsignal=NOPE\n", "a.conf:3: [program:a] stopsignal"),
         ("[program:a]\ncommand=x\nenvironment=A=1,=2\n", "a.conf:3: environment"),
         ("[supervisord]\nlogfile=x\n", "no [program:NAME] section"),
+        ("[include]\nfiles = conf.d/*.conf\n", "its [include] names the files that have them"),
         ("command=x\n", "a.conf:1: 'command=x' comes before any [section]"),
         ("[program:a]\ncommand=x\njunk line\n", "a.conf:3: 'junk line' is not a key = value"),
     ],

@@ -52,9 +52,12 @@ class Conversion:
     notes: list[Note] = field(default_factory=list)
     renamed: list[tuple[str, str, str]] = field(default_factory=list)  # where, source, name
 
+    _seen: set[Note] = field(default_factory=set, repr=False)
+
     def note(self, where: str, what: str, why: str) -> None:
         note = Note(where, what, why)
-        if note not in self.notes:  # numprocs instances would say it each
+        if note not in self._seen:  # numprocs instances would say it each
+            self._seen.add(note)
             self.notes.append(note)
 
 

@@ -78,10 +78,15 @@ def convert(text: str, path: str, environ: Mapping[str, str], hostname: str = ""
     reader = _Reader(conv, path, environ, hostname)
     reader.run(sections)
     if not conv.processes:
-        raise BadInput(
-            f"{path}: no [program:NAME] section: nothing to import "
-            "(is it a supervisord config? a uWSGI ini has a [uwsgi] section)"
+        include = next((s for s in sections if s.name == "include"), None)
+        files = include.last().get("files") if include else None
+        hint = (
+            f"its [include] names the files that have them ({shown(files.value)}): "
+            "import each of those"
+            if files
+            else "is it a supervisord config? a uWSGI ini has a [uwsgi] section"
         )
+        raise BadInput(f"{path}: no [program:NAME] section: nothing to import ({hint})")
     validate(conv)
     return conv
 
