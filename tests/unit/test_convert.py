@@ -277,7 +277,7 @@ def test_uwsgi_attach_daemon2_keys_map_to_pidone_keys() -> None:
         "user": "nobody",
         "stop_signal": "SIGTERM",
         "reload_signal": "SIGHUP",
-        "touch": [f"{base}/reload.txt", f"{base}/deploy.txt"],
+        "touch": [f"{FIXTURES}/reload.txt", f"{FIXTURES}/deploy.txt"],
         "stdin": True,
         "pid_namespace": True,
     }
@@ -396,3 +396,14 @@ def test_a_command_no_procfile_line_can_hold_goes_to_pidone_toml() -> None:
     conv = uwsgi.convert("[uwsgi]\nattach-daemon = run \\\\\nattach-daemon = ok\n", "/s/u.ini", {})
     assert commands(conv) == {"ok": "ok"}
     assert toml(conv)["process"]["run"] == {"command": "run \\\\"}
+
+
+def test_uwsgi_ns_pid_with_a_pidfile_keeps_the_pidfile_and_lists_ns_pid() -> None:
+    text = "[uwsgi]\nattach-daemon2 = cmd=memcached -d -P /tmp/m.pid,pidfile=/tmp/m.pid,ns_pid=1\n"
+    conv = uwsgi.convert(text, "/s/u.ini", {})
+    assert conv.processes[0].keys == {"pidfile": "/tmp/m.pid"}
+    (note,) = note_at(conv, 2)
+    assert "ns_pid: not translated: a daemon that forks away" in note
+    text = "[uwsgi]\nattach-daemon2 = cmd=memcached,pidfile=/tmp/m.pid,daemonize=1,ns_pid=1\n"
+    conv = uwsgi.convert(text, "/s/u.ini", {})
+    assert conv.processes[0].keys == {"pid_namespace": True}  # uWSGI daemonized it: foreground

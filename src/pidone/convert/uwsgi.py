@@ -291,11 +291,30 @@ class _Reader:
                     raise BadInput(f"{self.where(entry)}: {key}={options[key]}: {exc}") from None
                 keys[pidone_key] = signames.signal_name(number)
         if "touch" in options:
-            keys["touch"] = [p for p in options["touch"].split(";") if p]
+            base = directory if directory and directory.startswith("/") else None
+            base = base or os.path.dirname(self.path)
+            paths = [p for p in options["touch"].split(";") if p]
+            if any(not p.startswith("/") for p in paths):
+                self.conv.note(
+                    self.where(entry),
+                    f"{what} touch",
+                    f"relative paths (to uWSGI's directory) written relative to {base}",
+                )
+            keys["touch"] = [os.path.normpath(os.path.join(base, p)) for p in paths]
         stdin = "stdin" in options or "daemons-honour-stdin" in shared
         if stdin:
             keys["stdin"] = True
-        if "ns_pid" in options:
+        if "ns_pid" in options and "pidfile" in keys:
+            # Its launcher is the namespace's init: the daemon forking away from
+            # it dies when it exits (in uWSGI too). pidone refuses the pair.
+            self.conv.note(
+                self.where(entry),
+                f"{what} ns_pid",
+                "not translated: a daemon that forks away (pidfile) dies with its PID "
+                "namespace's init, its launcher, in uWSGI too; run it in the foreground, "
+                "without pidfile, to have pid_namespace = true",
+            )
+        elif "ns_pid" in options:
             keys["pid_namespace"] = True
             self._falsy(entry, what, "ns_pid", options["ns_pid"])
         if "stdin" in options:
