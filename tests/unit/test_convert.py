@@ -407,3 +407,9 @@ def test_uwsgi_ns_pid_with_a_pidfile_keeps_the_pidfile_and_lists_ns_pid() -> Non
     text = "[uwsgi]\nattach-daemon2 = cmd=memcached,pidfile=/tmp/m.pid,daemonize=1,ns_pid=1\n"
     conv = uwsgi.convert(text, "/s/u.ini", {})
     assert conv.processes[0].keys == {"pid_namespace": True}  # uWSGI daemonized it: foreground
+
+
+def test_a_repeated_supervisord_section_adds_to_the_first() -> None:
+    text = "[program:a]\ncommand = one\n[program:b]\ncommand = b\n[program:a]\ncommand = two\n"
+    conv = supervisord.convert(text, "/s/a.conf", {})
+    assert [(p.name, p.command) for p in conv.processes] == [("a", "two"), ("b", "b")]

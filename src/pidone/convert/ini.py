@@ -86,8 +86,12 @@ def read_supervisord(text: str, filename: str) -> list[Section]:
         if not line:
             continue
         if line.startswith("["):
-            current = Section(_section_name(line, filename, number), number)
-            sections.append(current)
+            name = _section_name(line, filename, number)
+            # A repeated section adds to the first, as supervisord's parser has it.
+            current = next((s for s in sections if s.name == name), None)
+            if current is None:
+                current = Section(name, number)
+                sections.append(current)
             key_indent = -1
             continue
         cut = min((i for i in (line.find("="), line.find(":")) if i > 0), default=-1)
