@@ -14,6 +14,7 @@ or listed; the rest (%h %k %u ..., @(file)) are listed.
 
 from __future__ import annotations
 
+import bisect
 import os
 import re
 from collections.abc import Mapping
@@ -103,6 +104,10 @@ class _Reader:
         self.environ = environ
         self.taken: set[str] = {"uwsgi"}
         self.magic = _file_magic(path)
+        self.by_key: dict[str, list[Entry]] = {}  # in line order
+        for entry in entries:
+            self.by_key.setdefault(entry.key, []).append(entry)
+        self.lines_by_key = {k: [e.line for e in found] for k, found in self.by_key.items()}
 
     def where(self, entry: Entry) -> str:
         return f"{self.path}:{entry.line}"
@@ -372,10 +377,11 @@ class _Reader:
     def _option(self, name: str, line: int) -> str | None:
         """%(name): the option's value as uWSGI has it at that line (the last
         one before it), else its first value after."""
-        before = [e for e in self.entries if e.key == name and e.line < line]
-        after = [e for e in self.entries if e.key == name and e.line >= line]
-        chosen = before[-1] if before else (after[0] if after else None)
-        return None if chosen is None else chosen.value
+        found = self.by_key.get(name)
+        if not found:
+            return None
+        at = bisect.bisect_left(self.lines_by_key[name], line)
+        return (found[at - 1] if at else found[0]).value
 
     def _expand(
         self, entry: Entry, text: str, *, deferred: bool, dollars: bool = False, depth: int = 0
