@@ -308,6 +308,14 @@ def import_config(args: Args) -> int:
     except BadInput as exc:
         raise ConfigError([str(exc)]) from None
     files = {"Procfile": write.procfile(conv), "pidone.toml": write.pidone_toml(conv)}
+    for name, content in files.items():
+        if len(content.encode()) > MAX_FILE_BYTES:  # pidone's bound on a file it reads
+            raise ConfigError(
+                [
+                    f"{args.source}: its {name} would be larger than {MAX_FILE_BYTES // 1024} "
+                    "KiB, more than pidone reads; import it in parts"
+                ]
+            )
     for line in write.notes(conv):
         sys.stderr.write(f"pidone import: {line}\n")
     if args.output is None:

@@ -422,3 +422,21 @@ def test_placeholders_over_a_thousand_daemons_and_a_repeated_option_are_looked_u
     conv = uwsgi.convert(text, "/s/u.ini", {})
     assert len(conv.processes) == 1 + 999  # o makes uWSGI itself a process
     assert conv.processes[-1].command == "x " + "v" * 100
+
+
+def test_an_import_past_pidone_s_file_bound_is_refused_not_written(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # two priority levels of 100 x 5 processes: each of the upper 500 is after
+    # all 500 below it, some 3 MB of `after` lists
+    programs = "".join(
+        f"[program:p{i}]\ncommand = x\nnumprocs = 100\npriority = {1 + i // 5}\n"
+        "process_name = %(program_name)s_%(process_num)d\n"
+        for i in range(10)
+    )
+    source = tmp_path / "big.conf"
+    source.write_text(programs)
+    code, out, err = run_cli([str(source), "-o", str(tmp_path / "out")], capsys)
+    assert (code, out) == (2, "")
+    assert "its pidone.toml would be larger than 1024 KiB, more than pidone reads" in err
+    assert not (tmp_path / "out").exists()
