@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from pidone.config.load import PROCESS_KEYS, load
 from pidone.convert import supervisord, uwsgi, write
 from pidone.convert.ini import BadInput
+from pidone.convert.model import Conversion
 from pidone.errors import ConfigError
 
 FUZZ = settings(
@@ -60,7 +61,7 @@ values = st.sampled_from(VALID) | words
 
 
 def loads_cleanly(conv: object) -> None:
-    assert isinstance(conv, supervisord.Conversion)
+    assert isinstance(conv, Conversion)
     with tempfile.TemporaryDirectory() as tmp:
         procfile, config = Path(tmp, "Procfile"), Path(tmp, "pidone.toml")
         procfile.write_text(write.procfile(conv))
