@@ -440,3 +440,25 @@ def test_an_import_past_pidone_s_file_bound_is_refused_not_written(
     assert (code, out) == (2, "")
     assert "its pidone.toml would be larger than 1024 KiB, more than pidone reads" in err
     assert not (tmp_path / "out").exists()
+
+
+def test_uwsgi_daemon2_numbers_given_as_names_are_translated_and_listed() -> None:
+    text = "[uwsgi]\nattach-daemon2 = cmd=x,uid=www-data,stopsignal=QUIT\n"
+    conv = uwsgi.convert(text, "/s/u.ini", {})
+    assert conv.processes[0].keys == {"user": "www-data", "stop_signal": "SIGQUIT"}
+    assert [n.split(": ")[1] for n in note_at(conv, 2)] == [
+        "attach-daemon2 uid=www-data",
+        "attach-daemon2 stopsignal=QUIT",
+    ]
+
+
+def test_from_names_the_kind_whatever_the_sections_say(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "odd.ini"
+    source.write_text("[program:a]\ncommand = x\n")
+    code, out, err = run_cli([str(source), "--from", "uwsgi"], capsys)
+    assert (code, out) == (2, "")
+    assert "no [uwsgi] section" in err
+    code, out, _ = run_cli([str(source), "--from", "supervisord"], capsys)
+    assert code == 0 and "\na: x\n" in out

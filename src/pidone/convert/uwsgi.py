@@ -55,6 +55,13 @@ DAEMON2_KEYS = {
     "notifypid": "notifypid", "legion": "legion",
 }  # fmt: skip
 _FALSY = ("0", "false", "no", "off")
+# attach-daemon2 keys uWSGI reads with atoi, and what their 0 meant.
+_NUMBERS = {
+    "uid": "user switch",
+    "gid": "group switch",
+    "stopsignal": "signal (kill with 0 sends none)",
+    "reloadsignal": "reload signal",
+}
 # Keys that make no app of their own: legion daemons, if/for blocks.
 _NOT_APP = ("legion-", "if-")
 _BLOCKS = ("endif", "for", "endfor")
@@ -363,6 +370,13 @@ class _Reader:
                 if name == "command"
                 else self._now(Entry(key, value, entry.line), f"attach-daemon2 {key}")
             )
+            if name in _NUMBERS and not options[name].strip().isdigit():
+                self.conv.note(
+                    self.where(entry),
+                    f"attach-daemon2 {key}={value}",
+                    "uWSGI reads it as a number (atoi), so a name there meant 0: no "
+                    f"{_NUMBERS[name]}; written as the name says",
+                )
         return options
 
     def _identity(self, keys: dict[str, object], key: str, value: str, entry: Entry) -> None:
