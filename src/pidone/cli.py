@@ -2,7 +2,7 @@
 
     pidone [OPTIONS] [--] CMD [ARGS...]      run one command as PID 1 (tini's and
                                              dumb-init's flags)
-    pidone run|check|ctl ...                 the supervisor (loaded only for them)
+    pidone run|check|import|ctl ...          the supervisor (loaded only for them)
 
 Single-command mode parses its few options by hand: argparse would cost
 about 1.4 MiB of resident memory in a process that lives as long as the
@@ -31,6 +31,7 @@ USAGE = """\
 usage: pidone [OPTIONS] [--] CMD [ARGS...]
        pidone run [-f PROCFILE] [-c CONFIG] [-e ENVFILE] [--metrics ADDR] [NAME...]
        pidone check [-f PROCFILE] [-c CONFIG] [-e ENVFILE] [NAME...]
+       pidone import FILE [-o DIR] [--force]   (supervisord.conf or uwsgi.ini)
        pidone ctl [--socket PATH] COMMAND ...   (pidone ctl -h for the commands)
 
 Single-command mode runs CMD as the only child of pidone, forwards every
@@ -62,7 +63,7 @@ License: MIT. Copyright (c) the pidone authors.
 The full text ships with the package (its METADATA, License-Expression: MIT).
 """
 
-SUBCOMMANDS = ("run", "check", "ctl")
+SUBCOMMANDS = ("run", "check", "import", "ctl")
 _TAKES_VALUE = "epr"  # short options followed by a value, in the same word or the next
 
 
@@ -239,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
         process.exit_now(single.main(parsed))
     except UsageError as exc:
         text = USAGE
-        if args and args[0] in ("run", "check"):
+        if args and args[0] in ("run", "check", "import"):
             from pidone.commands import usage
 
             text = usage(args[0])

@@ -1,4 +1,4 @@
-"""The supervisor's subcommands: `pidone run`, `pidone check`.
+"""The supervisor's subcommands: `pidone run`, `pidone check`, `pidone import`.
 
 Loaded only for them (the config stack would bloat the single-command
 mode). Their options are parsed with argparse, as `pidone ctl`'s are,
@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 WHAT = {
     "run": "Supervise the processes of a Procfile / pidone.toml.",
     "check": "Validate the configuration and print the start order; start nothing.",
+    "import": "Turn a supervisord config or a uWSGI ini into a Procfile and pidone.toml.",
 }
+IMPORT_KINDS = ("supervisord", "uwsgi")
 
 
 @dataclass
@@ -42,6 +44,10 @@ class Args:
     env: Path | None = None
     metrics: str | None = None
     names: tuple[str, ...] = ()  # only these, and what they are after
+    source: Path | None = None  # import: FILE, -o DIR, --force, --from
+    output: Path | None = None
+    force: bool = False
+    kind: str | None = None
 
 
 def _file(text: str) -> Path:
@@ -89,6 +95,30 @@ def _parser(command: str) -> argparse.ArgumentParser:
         formatter_class=Formatter,
     )
     add = parser.add_argument
+    if command == "import":
+        add(
+            "file",
+            nargs="?",
+            type=typed(_file),
+            metavar="FILE",
+            help="supervisord.conf or uwsgi.ini",
+        )
+        add(
+            "-o",
+            "--output",
+            type=typed(_file),
+            metavar="DIR",
+            help="write DIR/Procfile and DIR/pidone.toml (default: print both to stdout)",
+        )
+        add("--force", action="store_true", help="overwrite them in DIR")
+        add(
+            "--from",
+            dest="kind",
+            choices=IMPORT_KINDS,
+            help="the file's kind (default: told by its sections)",
+        )
+        add("-h", "--help", action="store_true", help="show this help and exit")
+        return parser
     add(
         "-f",
         "--procfile",
@@ -146,13 +176,17 @@ def parse_args(argv: list[str]) -> Args | str:
     forgotten)."""
     command, rest = argv[0], argv[1:]
     if command not in WHAT:
-        raise UsageError(f"unknown subcommand {command!r}: use run, check or ctl")
+        raise UsageError(f"unknown subcommand {command!r}: use run, check, import or ctl")
     new = [name for name in PARSING_ONLY if name not in sys.modules]
     try:
         parser = _parser(command)
         ns = parser.parse_intermixed_args(rest)  # NAMEs before or after options
         if ns.help:
             return parser.format_help()
+        if command == "import":
+            if ns.file is None:
+                raise UsageError("import: name the file to import: pidone import FILE [-o DIR]")
+            return Args(command, source=ns.file, output=ns.output, force=ns.force, kind=ns.kind)
         return Args(command, ns.procfile, ns.config, ns.env, ns.metrics, tuple(ns.names))
     finally:
         for name in new:
@@ -241,6 +275,8 @@ def run_subcommand(argv: list[str]) -> int:
     if isinstance(args, str):
         sys.stdout.write(args)
         return 0
+    if args.command == "import":
+        return import_config(args)
     config = load_config(args)
     if args.command == "check":
         for warning in config.warnings:
@@ -255,3 +291,105 @@ def run_subcommand(argv: list[str]) -> int:
     except sockets.UnsafePath as exc:
         sys.stderr.write(f"pidone: refusing to start: {exc}\n")
         return 2
+
+
+def import_config(args: Args) -> int:
+    """`pidone import FILE [-o DIR] [--force]`: convert, list what was not
+    translated on stderr (and atop pidone.toml), write or print. Bad input
+    exits 2 (ConfigError), having written nothing."""
+    import socket
+
+    from pidone.config.load import MAX_FILE_BYTES
+    from pidone.convert import supervisord, uwsgi, write
+    from pidone.convert.ini import BadInput
+    from pidone.errors import ConfigError
+
+    assert args.source is not None
+    path = args.source.absolute()
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError([f"{args.source}: cannot read it: {exc.strerror}"]) from None
+    if len(data) > MAX_FILE_BYTES:
+        raise ConfigError(
+            [f"{args.source}: larger than {MAX_FILE_BYTES // 1024} KiB; not a config"]
+        )
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [f"{args.source}: not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"]
+        ) from None
+    kind = args.kind or _kind(text)
+    if kind is None:
+        raise ConfigError(
+            [
+                f"{args.source}: neither a supervisord config ([program:NAME] sections) nor a "
+                "uWSGI ini (a [uwsgi] section); name its kind with --from supervisord|uwsgi"
+            ]
+        )
+    try:
+        if kind == "uwsgi":
+            conv = uwsgi.convert(text, str(path), os.environ)
+        else:
+            conv = supervisord.convert(text, str(path), os.environ, socket.gethostname())
+    except BadInput as exc:
+        raise ConfigError([str(exc)]) from None
+    files = {"Procfile": write.procfile(conv), "pidone.toml": write.pidone_toml(conv)}
+    for name, content in files.items():
+        if len(content.encode()) > MAX_FILE_BYTES:  # pidone's bound on a file it reads
+            raise ConfigError(
+                [
+                    f"{args.source}: its {name} would be larger than {MAX_FILE_BYTES // 1024} "
+                    "KiB, more than pidone reads; import it in parts"
+                ]
+            )
+    for line in write.notes(conv):
+        sys.stderr.write(f"pidone import: {line}\n")
+    if args.output is None:
+        # Both on stdout, each under a header that is a comment in both
+        # formats: readable as one text, and each part still valid if cut out.
+        for name, text in files.items():
+            sys.stdout.write(f"# ==> {name} <==\n{text}")
+        return 0
+    _write(args.output, files, args.force)
+    names = ", ".join(str(args.output / name) for name in files)
+    sys.stderr.write(f"pidone import: wrote {names}; check them with `pidone check`\n")
+    return 0
+
+
+def _kind(text: str) -> str | None:
+    """supervisord or uwsgi, by the section headers the file has."""
+    import re
+
+    headers = re.findall(r"^[ \t]*\[([^\]\n]*)\]", text, re.M)
+    if "uwsgi" in (h.strip() for h in headers):
+        return "uwsgi"
+    if any(h.strip().partition(":")[0] in ("program", "supervisord") for h in headers):
+        return "supervisord"
+    return None
+
+
+def _write(directory: Path, files: dict[str, str], force: bool) -> None:
+    """Each file written whole (a temporary file renamed over), none written
+    if one exists and --force was not given."""
+    from pidone.errors import ConfigError
+
+    existing = [name for name in files if (directory / name).exists()]
+    if existing and not force:
+        raise ConfigError(
+            [
+                f"{directory / name}: exists; pidone import does not overwrite it: "
+                "give --force, or another -o DIR"
+                for name in existing
+            ]
+        )
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            temporary = directory / f".{name}.pidone-import"
+            temporary.write_text(text)
+            temporary.replace(directory / name)
+    except OSError as exc:
+        raise ConfigError([f"{directory}: cannot write there: {exc.strerror}"]) from None

@@ -8,6 +8,9 @@
 - observe/ reads snapshots: no supervisor, runtime, control or config;
 - single/ imports nothing of the supervisor: no core.supervisor, runtime,
   control or config.
+- convert/ (`pidone import`) is pure: text in, text out; of pidone it imports
+  only itself, config's specs, values, procfile (the name rule) and command
+  (does a command need the shell?), signames and errors.
 
 Imports under `if TYPE_CHECKING:` never run and are left out. What must stay
 outside its room for now is in ALLOWED, each with the reason and where it
@@ -139,6 +142,11 @@ IMPORT_RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         (),
         ("pidone.core.supervisor", "pidone.runtime", "pidone.control", "pidone.config"),
     ),
+    "pidone.convert": (
+        ("pidone.convert", "pidone.config.specs", "pidone.config.values",
+         "pidone.config.procfile", "pidone.config.command", "pidone.signames", "pidone.errors"),
+        (),
+    ),
 }  # fmt: skip
 
 
@@ -207,8 +215,11 @@ def test_the_import_rules_catch_a_core_that_imports_the_loop() -> None:
             "TYPE_CHECKING = False\nif TYPE_CHECKING:\n    from pidone.control import server"
         ),
         "pidone.runtime.loop": ast.parse(""),
+        "pidone.config.load": ast.parse(""),
+        "pidone.convert.write": ast.parse("from pidone.config.load import load"),
     }
     assert import_breaches(trees) == {
         ("pidone.core.supervisor", "pidone.runtime.loop"),
         ("pidone.single.init", "pidone.core.supervisor"),
+        ("pidone.convert.write", "pidone.config.load"),
     }

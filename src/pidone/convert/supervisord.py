@@ -1,0 +1,629 @@
+"""A supervisord config -> a Conversion (see README, "From supervisord and uWSGI").
+
+Each `[program:x]` becomes one process (or `numprocs` of them, named by
+`process_name`); its keys map as the table in the README says, and every
+key or section with no pidone meaning becomes a Note with its file:line.
+supervisord runs a command without a shell (shlex words, exec'd), so the
+command written to the Procfile is those words, quoted where pidone would
+otherwise hand them to /bin/sh.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shlex
+from collections.abc import Callable, Mapping
+
+from pidone import signames
+from pidone.config import command as commands
+from pidone.config import values
+from pidone.config.values import BadValue
+from pidone.convert.ini import MAX_LINE_CHARS, BadInput, Entry, Section, read_supervisord
+from pidone.convert.model import (
+    MAX_PROCESSES,
+    Conversion,
+    Process,
+    procfile_name,
+    shown,
+    validate,
+)
+
+_PROGRAM_KEYS = """
+    command process_name numprocs numprocs_start priority autostart startsecs startretries
+    autorestart exitcodes stopsignal stopwaitsecs stopasgroup killasgroup user redirect_stderr
+    stdout_logfile stdout_logfile_maxbytes stdout_logfile_backups stdout_capture_maxbytes
+    stdout_events_enabled stdout_syslog stderr_logfile stderr_logfile_maxbytes
+    stderr_logfile_backups stderr_capture_maxbytes stderr_events_enabled stderr_syslog
+    logfile logfile_maxbytes logfile_backups capture_maxbytes
+    environment directory umask serverurl
+"""
+PROGRAM_KEYS = frozenset(_PROGRAM_KEYS.split())
+LOG_KEYS = frozenset(k for k in PROGRAM_KEYS if k.startswith(("std", "log", "capture", "redir")))
+SERVER_SECTIONS = {
+    "unix_http_server": "pidone's control socket (`pidone ctl`) replaces supervisord's server",
+    "inet_http_server": "pidone's control socket (`pidone ctl`) replaces supervisord's server",
+    "supervisorctl": "`pidone ctl` finds pidone's control socket itself",
+}
+MAX_NUMPROCS = 100  # per program (supervisord sets no bound; pidone's files are small)
+DEFAULT_PRIORITY = 999
+DEFAULT_STARTRETRIES = 3
+DEFAULT_STARTSECS = 1  # pidone's settle_time default is the same second
+
+_TRUE = ("true", "yes", "on", "1")
+_FALSE = ("false", "no", "off", "0")
+# supervisord's %(name)s expansions: Python's %-format, width bounded here.
+_FORMAT = re.compile(
+    r"%(?:\((?P<key>[^)]{0,100})\)(?P<spec>[#0 +-]{0,5}\d{0,3}(?:\.\d{0,3})?[diouxXeEfFgGcrsa])|%)"
+)
+# Where %(ENV_X)s goes in a command or environment value: the shell (or
+# pidone's own expansion) reads X at start, as supervisord read it at load.
+_MARK, _END = "\ue000", "\ue001"
+_MARKED = re.compile(f"{_MARK}([^{_END}]*){_END}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+class _Unresolved(Exception):
+    """An %(ENV_X)s where only a value known now can go (directory, user...)."""
+
+
+def convert(text: str, path: str, environ: Mapping[str, str], hostname: str = "") -> Conversion:
+    """`path`: absolute (its directory is %(here)s); `environ`: what
+    %(ENV_X)s means where pidone cannot expand it later."""
+    if _MARK in text or _END in text:
+        raise BadInput(f"{path}: holds U+E000 or U+E001, which pidone import uses itself")
+    sections = read_supervisord(text, path)
+    conv = Conversion("supervisord", path)
+    reader = _Reader(conv, path, environ, hostname)
+    reader.run(sections)
+    if not conv.processes:
+        include = next((s for s in sections if s.name == "include"), None)
+        files = include.last().get("files") if include else None
+        hint = (
+            f"its [include] names the files that have them ({shown(files.value)}): "
+            "import each of those"
+            if files
+            else "is it a supervisord config? a uWSGI ini has a [uwsgi] section"
+        )
+        raise BadInput(f"{path}: no [program:NAME] section: nothing to import ({hint})")
+    validate(conv)
+    return conv
+
+
+class _Reader:
+    def __init__(
+        self, conv: Conversion, path: str, environ: Mapping[str, str], hostname: str
+    ) -> None:
+        self.conv = conv
+        self.path = path
+        self.environ = environ
+        self.hostname = hostname
+        self.here = os.path.dirname(path)
+        self.taken: set[str] = set()
+        self.global_env: dict[str, str] = {}
+        self.global_umask: str | None = None
+        self.levels: list[tuple[int, list[str], Entry | None]] = []  # priority, names, line
+        self.retries: list[tuple[int, str, str, Entry | None]] = []
+
+    def where(self, line: int) -> str:
+        return f"{self.path}:{line}"
+
+    # --- sections -----------------------------------------------------------------
+
+    def run(self, sections: list[Section]) -> None:
+        groups = self._groups(sections)
+        for section in sections:
+            if section.name == "supervisord":
+                self._supervisord(section)
+        for section in sections:
+            kind, _, name = section.name.partition(":")
+            if kind == "program" and name:
+                self._program(section, name, groups.get(name, name))
+            elif kind in ("fcgi-program", "eventlistener"):
+                why = (
+                    "pidone has no FastCGI socket sharing of this kind; run the program as a "
+                    "[program:] with its own socket, or use a [socket.NAME] table"
+                    if kind == "fcgi-program"
+                    else "pidone has no supervisord events to listen to"
+                )
+                self.conv.note(
+                    self.where(section.line), f"[{section.name}]", f"not translated: {why}"
+                )
+            elif kind == "group":
+                programs = section.last().get("programs")
+                listed = programs.value if programs else ""
+                self.conv.note(
+                    self.where(section.line),
+                    f"[{section.name}]",
+                    f"pidone has no groups: its programs ({listed}) are plain processes; "
+                    "name them together, like `pidone ctl restart a b`",
+                )
+            elif kind == "include":
+                files = section.last().get("files")
+                listed = shown(files.value) if files else "''"
+                self.conv.note(
+                    self.where(section.line),
+                    "[include]",
+                    f"files = {listed} not followed: run "
+                    "`pidone import` on each included file and merge the results",
+                )
+            elif section.name in SERVER_SECTIONS:
+                self.conv.note(
+                    self.where(section.line), f"[{section.name}]", SERVER_SECTIONS[section.name]
+                )
+            elif kind == "rpcinterface":
+                self.conv.note(
+                    self.where(section.line), f"[{section.name}]", "pidone has no XML-RPC interface"
+                )
+            elif section.name != "supervisord" and kind != "program":
+                self.conv.note(
+                    self.where(section.line),
+                    f"[{section.name}]",
+                    "not a supervisord section pidone import knows; ignored",
+                )
+        self._order()
+        self._fatal_after()
+
+    def _groups(self, sections: list[Section]) -> dict[str, str]:
+        """program name -> its [group:x] name (for %(group_name)s)."""
+        found: dict[str, str] = {}
+        for section in sections:
+            kind, _, name = section.name.partition(":")
+            entry = section.last().get("programs") if kind == "group" else None
+            if entry is not None:
+                for program in entry.value.split(","):
+                    found.setdefault(program.strip(), name)
+        return found
+
+    def _supervisord(self, section: Section) -> None:
+        left: list[str] = []
+        base = {"here": self.here, "host_node_name": self.hostname}
+        for entry in section.entries:
+            if entry.key == "environment":
+                text = self._expand(entry, base, self._marked)
+                self.global_env.update(self._environment(entry, text))
+            elif entry.key == "umask":
+                self.global_umask = self._umask(entry, entry.value)
+            elif entry.key == "user":
+                self.conv.note(
+                    self.where(entry.line),
+                    f"[supervisord] user = {entry.value}",
+                    "run pidone itself as that user (systemd's User=, or `su` in the unit); "
+                    "pidone runs as whoever starts it",
+                )
+            else:
+                left.append(entry.key)
+        if left:
+            self.conv.note(
+                self.where(section.line),
+                f"[supervisord] {', '.join(dict.fromkeys(left))}",
+                "supervisord's own settings: pidone logs to its stderr, writes no pidfile "
+                "and never daemonizes; its settings are the [pidone] table",
+            )
+
+    # --- one program --------------------------------------------------------------
+
+    def _program(self, section: Section, program: str, group: str) -> None:
+        raw = section.last()
+        title = f"[{section.name}]"
+        if "command" not in raw:
+            raise BadInput(
+                f"{self.where(section.line)}: {title} has no command "
+                "(supervisord refuses it too); add command = ..."
+            )
+        for key, entry in raw.items():
+            if key not in PROGRAM_KEYS:
+                self.conv.note(
+                    self.where(entry.line), f"{title} {key}", "not a supervisord key; ignored"
+                )
+
+        def expansions(num: int, numprocs: int) -> dict[str, object]:
+            return {
+                "here": self.here,
+                "program_name": program,
+                "group_name": group,
+                "host_node_name": self.hostname,
+                "process_num": num,
+                "numprocs": numprocs,
+            }
+
+        keys = self._resolve(raw, expansions(0, 1), title)
+        numprocs = self._integer(keys.get("numprocs"), 1, 1, MAX_NUMPROCS)
+        start = self._integer(keys.get("numprocs_start"), 0, 0, 1_000_000)
+        name_entry = raw.get("process_name")
+        name_format = name_entry.value if name_entry else "%(program_name)s"
+        if numprocs > 1 and "process_num" not in name_format:
+            line = (name_entry or section).line
+            raise BadInput(
+                f"{self.where(line)}: {title} numprocs = {numprocs} needs a process_name with "
+                "%(process_num)s in it, like %(program_name)s_%(process_num)02d "
+                "(supervisord refuses it too)"
+            )
+        if len(self.conv.processes) + numprocs > MAX_PROCESSES:
+            raise BadInput(
+                f"{self.where(section.line)}: {title}: more than {MAX_PROCESSES} processes "
+                "in all; pidone import stops there"
+            )
+        autostart = self._boolean(keys.get("autostart"), True)
+        logs = [k for k in raw if k in LOG_KEYS]
+        if logs:
+            self.conv.note(
+                self.where(raw[logs[0]].line),
+                f"{title} {', '.join(logs)}",
+                "not translated: pidone relays each line to its own stdout and stderr with "
+                "the process's name in front (send them to a file with your container "
+                "runtime or systemd's journal)",
+            )
+        if "serverurl" in raw:
+            self.conv.note(
+                self.where(raw["serverurl"].line),
+                f"{title} serverurl",
+                "pidone sets no SUPERVISOR_SERVER_URL; a program that calls supervisord "
+                "back must use `pidone ctl`",
+            )
+        names: list[str] = []
+        for num in range(start, start + numprocs):
+            base = expansions(num, numprocs)
+            wanted = self._expand(name_entry, base, self._now) if name_entry else program
+            name = procfile_name(wanted, self.taken)
+            if name != wanted:
+                self.conv.renamed.append((self.where((name_entry or section).line), wanted, name))
+            process = Process(name, wanted, self.where(section.line), "")
+            self._fill(process, raw, self._resolve(raw, base, title), base, title, autostart)
+            self.conv.processes.append(process)
+            names.append(name)
+        if autostart:
+            priority = self._integer(keys.get("priority"), DEFAULT_PRIORITY, -(10**9), 10**9)
+            self.levels.append((priority, names, keys.get("priority")))
+        retries = self._integer(keys.get("startretries"), DEFAULT_STARTRETRIES, 0, 10**6)
+        retries_entry = keys.get("startretries")
+        where = self.where((retries_entry or section).line)
+        self.retries.append((retries, title, where, retries_entry))
+
+    def _resolve(
+        self, raw: dict[str, Entry], base: Mapping[str, object], title: str
+    ) -> dict[str, Entry]:
+        """Every value but command and environment (which keep %(ENV_X)s for
+        later) expanded as supervisord 4 does; an %(ENV_X)s of a variable not
+        set here leaves the key out, listed."""
+        keys: dict[str, Entry] = {}
+        for key, entry in raw.items():
+            if key in ("command", "environment", "process_name"):
+                keys[key] = entry
+                continue
+            if key not in PROGRAM_KEYS:
+                continue  # listed; supervisord does not read it either
+            try:
+                text = self._expand(entry, base, self._now)
+            except _Unresolved as exc:
+                self.conv.note(
+                    self.where(entry.line),
+                    f"{title} {key} = {shown(entry.value)}",
+                    f"not translated: ${exc} is not set here, and pidone reads {key} as "
+                    "written: write its value in pidone.toml",
+                )
+                continue
+            if "%(ENV_" in entry.value:
+                self.conv.note(
+                    self.where(entry.line),
+                    f"{title} {key} = {shown(entry.value)}",
+                    f"expanded at import time to {shown(text)} (pidone reads {key} as written)",
+                )
+            keys[key] = Entry(key, text, entry.line)
+        return keys
+
+    def _fill(
+        self,
+        process: Process,
+        raw: dict[str, Entry],
+        keys: dict[str, Entry],
+        base: dict[str, object],
+        title: str,
+        autostart: bool,
+    ) -> None:
+        put = process.keys
+        process.command = self._command(raw["command"], base, title)
+        if "directory" in keys:
+            put["directory"] = keys["directory"].value
+        if "user" in keys:
+            self._checked(put, "user", keys["user"].value, values.identity, keys["user"], title)
+        env = dict(self.global_env)
+        if "environment" in raw:
+            entry = raw["environment"]
+            env.update(self._environment(entry, self._expand(entry, base, self._marked)))
+        if env:
+            put["environment"] = env
+        umask = self._umask(keys["umask"], keys["umask"].value) if "umask" in keys else None
+        umask = umask or self.global_umask
+        if umask is not None:
+            put["umask"] = umask
+        if not autostart:
+            put["autostart"] = False
+        put["restart"] = self._restart(keys, title)
+        if "startsecs" in keys:
+            secs = self._integer(keys["startsecs"], DEFAULT_STARTSECS, 0, int(values.MAX_SECONDS))
+            if secs != DEFAULT_STARTSECS:
+                put["ready"] = f"settle:{secs}"
+        if "stopsignal" in keys:
+            entry = keys["stopsignal"]
+            try:
+                put["stop_signal"] = signames.signal_name(values.signal_number(entry.value))
+            except BadValue as exc:
+                raise BadInput(f"{self.where(entry.line)}: {title} stopsignal: {exc}") from None
+        if "stopwaitsecs" in keys:
+            put["stop_timeout"] = self._integer(
+                keys["stopwaitsecs"], 10, 0, int(values.MAX_SECONDS)
+            )
+        as_group = self._boolean(keys.get("stopasgroup"), False)
+        if as_group:
+            put["stop_target"] = "group"
+        if "killasgroup" in keys and not self._boolean(keys["killasgroup"], False):
+            self.conv.note(
+                self.where(keys["killasgroup"].line),
+                f"{title} killasgroup = false",
+                "pidone's SIGKILL at the stop timeout always goes to the whole process group",
+            )
+
+    def _restart(self, keys: dict[str, Entry], title: str) -> str:
+        entry = keys.get("autorestart")
+        word = entry.value.lower() if entry else "unexpected"
+        if word in _TRUE:
+            return "always"
+        if word in _FALSE:
+            return "never"
+        if word != "unexpected":
+            assert entry is not None
+            raise BadInput(
+                f"{self.where(entry.line)}: {title} autorestart = {shown(entry.value)}: "
+                "supervisord takes true, false or unexpected"
+            )
+        codes_entry = keys.get("exitcodes")
+        if codes_entry is not None:
+            codes = []
+            for part in codes_entry.value.split(","):
+                code = self._integer(Entry("exitcodes", part.strip(), codes_entry.line), 0, 0, 255)
+                codes.append(code)
+            if set(codes) != {0}:
+                self.conv.note(
+                    self.where(codes_entry.line),
+                    f"{title} exitcodes = {codes_entry.value}",
+                    'translated as restart = "on-failure": pidone counts only status 0 as '
+                    "expected, so any other status is restarted"
+                    + ("" if 0 in codes else ", and a status 0 is not restarted"),
+                )
+        return "on-failure"
+
+    # --- start order and FATAL ------------------------------------------------------
+
+    def _order(self) -> None:
+        """priority: each level starts after the level below it is ready (pidone's
+        only start order, stricter than supervisord's spawn order) and stops before
+        it; restart_dependents = false keeps supervisord's independent restarts."""
+        by_level: dict[int, list[str]] = {}
+        lines: dict[int, Entry | None] = {}
+        for priority, names, entry in self.levels:
+            by_level.setdefault(priority, []).extend(names)
+            lines.setdefault(priority, entry)
+        levels = sorted(by_level)
+        by_name = {p.name: p for p in self.conv.processes}
+        for below, level in itertools.pairwise(levels):
+            for name in by_level[level]:
+                by_name[name].keys["after"] = list(by_level[below])
+                by_name[name].keys["restart_dependents"] = False
+            entry = lines[level]
+            self.conv.note(
+                self.where(entry.line) if entry else self.conv.processes[0].where,
+                f"priority {level} ({', '.join(by_level[level])})",
+                f"translated as after = {by_level[below]}: started once those are ready (up "
+                "their startsecs), where supervisord only spawns them first; stopped before "
+                "them, as supervisord does; restart_dependents = false (supervisord restarts "
+                "each program alone)",
+            )
+
+    def _fatal_after(self) -> None:
+        """startretries is per program; pidone's fatal_after is one setting: the
+        largest, when any program sets one (supervisord gives up after
+        startretries + 1 failed starts in a row)."""
+        if not any(entry is not None for _, _, _, entry in self.retries):
+            return
+        most = max(retries for retries, _, _, _ in self.retries)
+        self.conv.settings["fatal_after"] = most + 1
+        for retries, title, where, _ in self.retries:
+            if retries != most:
+                self.conv.note(
+                    where,
+                    f"{title} startretries = {retries}",
+                    f"pidone's fatal_after is one setting for all processes: set to {most + 1} "
+                    "(the largest startretries + 1)",
+                )
+
+    # --- values -------------------------------------------------------------------
+
+    def _now(self, name: str) -> str:
+        """%(ENV_X)s where pidone expands nothing later: the value at import."""
+        if name not in self.environ:
+            raise _Unresolved(name)
+        return self.environ[name]
+
+    @staticmethod
+    def _marked(name: str) -> str:
+        return f"{_MARK}{name}{_END}"
+
+    def _expand(self, entry: Entry, base: Mapping[str, object], env: Callable[[str], str]) -> str:
+        """supervisord's %(name)s expansion of one value; a bad one is bad input,
+        as supervisord refuses it."""
+        out: list[str] = []
+        text = entry.value
+        at = 0
+        while (i := text.find("%", at)) >= 0:
+            out.append(text[at:i])
+            match = _FORMAT.match(text, i)
+            if match is None:
+                raise BadInput(
+                    f"{self.where(entry.line)}: {entry.key} = {shown(text)}: a % that is no "
+                    "%(name)s expansion; write %% for a percent sign"
+                )
+            at = match.end()
+            key = match["key"]
+            if key is None:
+                out.append("%")
+                continue
+            value: object
+            if key.startswith("ENV_"):
+                if not _NAME.fullmatch(key[4:]):
+                    raise BadInput(
+                        f"{self.where(entry.line)}: {entry.key}: %({key})s names no variable"
+                    )
+                value = env(key[4:])
+            elif key in base:
+                value = base[key]
+            else:
+                known = ", ".join(sorted([*base, "ENV_X"]))
+                raise BadInput(
+                    f"{self.where(entry.line)}: {entry.key} = {shown(text)}: %({key})s is no "
+                    f"supervisord expansion here (known: {known})"
+                )
+            try:
+                out.append(("%" + match["spec"]) % (value,))
+            except (TypeError, ValueError) as exc:
+                raise BadInput(f"{self.where(entry.line)}: {entry.key}: {exc}") from None
+            if sum(map(len, out)) > MAX_LINE_CHARS:
+                raise BadInput(f"{self.where(entry.line)}: {entry.key}: expands past 128 KiB")
+        out.append(text[at:])
+        return "".join(out)
+
+    def _command(self, entry: Entry, base: Mapping[str, object], title: str) -> str:
+        text = self._expand(entry, base, self._marked)
+        try:
+            words = shlex.split(text)
+        except ValueError as exc:
+            raise BadInput(
+                f"{self.where(entry.line)}: {title} command = {shown(entry.value)}: {exc} "
+                "(supervisord refuses it too)"
+            ) from None
+        if not words:
+            raise BadInput(f"{self.where(entry.line)}: {title} command is empty")
+        if any(_MARK in word for word in words):
+            return " ".join(_shell_word(word) for word in words)
+        flat = " ".join(text.split())
+        try:
+            parsed = commands.parse(flat)
+        except ValueError:
+            parsed = None
+        if parsed is not None and not parsed.uses_shell and parsed.argv == tuple(words):
+            return flat
+        if parsed is not None and parsed.uses_shell:
+            self.conv.note(
+                self.where(entry.line),
+                f"{title} command",
+                "supervisord runs a command without a shell, so what looks like shell syntax "
+                "in it is plain arguments: written quoted, to mean the same",
+            )
+        return shlex.join(words)
+
+    def _environment(self, entry: Entry, text: str) -> dict[str, str]:
+        """supervisord's KEY="val",KEY2=val: commas split pairs outside quotes,
+        quotes around a value go. %(ENV_X)s becomes ${X} (pidone expands
+        environment values from its own environment); a literal $ is $$."""
+        pairs: dict[str, str] = {}
+        for item in _split_unquoted(text.replace("\n", " "), ","):
+            if not item.strip():
+                continue
+            key, eq, value = item.partition("=")
+            key = key.strip()
+            if not eq or not _NAME.fullmatch(key):
+                raise BadInput(
+                    f"{self.where(entry.line)}: environment: {shown(item)} is not KEY=value "
+                    '(supervisord\'s form: KEY="value",KEY2=value2)'
+                )
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+                value = value[1:-1]
+            value = value.replace("$", "$$")
+            pairs[key] = _MARKED.sub(lambda m: "${" + m[1] + "}", value)
+        return pairs
+
+    def _umask(self, entry: Entry, text: str) -> str | None:
+        try:
+            mask = values.octal(0o777, "022")(text.strip())
+        except BadValue as exc:
+            raise BadInput(f"{self.where(entry.line)}: umask = {shown(text)}: {exc}") from None
+        return f"{mask:04o}"
+
+    def _checked(
+        self,
+        put: dict[str, object],
+        key: str,
+        text: str,
+        parse: Callable[[str], object],
+        entry: Entry,
+        title: str,
+    ) -> None:
+        try:
+            parse(text)
+        except BadValue as exc:
+            raise BadInput(
+                f"{self.where(entry.line)}: {title} {key} = {shown(text)}: {exc}"
+            ) from None
+        put[key] = text
+
+    def _integer(self, entry: Entry | None, default: int, low: int, high: int) -> int:
+        if entry is None:
+            return default
+        text = entry.value.strip()
+        if not re.fullmatch(r"-?[0-9]{1,12}", text) or not low <= int(text) <= high:
+            raise BadInput(
+                f"{self.where(entry.line)}: {entry.key} = {shown(entry.value)}: "
+                f"not a whole number from {low} to {high}"
+            )
+        return int(text)
+
+    def _boolean(self, entry: Entry | None, default: bool) -> bool:
+        if entry is None:
+            return default
+        word = entry.value.strip().lower()
+        if word in _TRUE:
+            return True
+        if word in _FALSE:
+            return False
+        raise BadInput(
+            f"{self.where(entry.line)}: {entry.key} = {shown(entry.value)}: "
+            "supervisord takes true or false (yes/no, on/off, 1/0)"
+        )
+
+
+def _split_unquoted(text: str, sep: str) -> list[str]:
+    parts: list[str] = []
+    current: list[str] = []
+    quote = ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == sep:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts
+
+
+def _shell_word(word: str) -> str:
+    """A word with %(ENV_X)s marks as one double-quoted shell word: "${X}" is
+    expanded, not split; everything else stays literal."""
+    if _MARK not in word:
+        return shlex.quote(word)
+    out, at = ['"'], 0
+    for match in _MARKED.finditer(word):
+        out.append(_in_double_quotes(word[at : match.start()]))
+        out.append("${" + match[1] + "}")
+        at = match.end()
+    out.append(_in_double_quotes(word[at:]))
+    return "".join(out) + '"'
+
+
+def _in_double_quotes(text: str) -> str:
+    return re.sub(r'([\\$`"])', r"\\\1", text)
