@@ -1410,3 +1410,13 @@ def test_a_byte_order_mark_is_skipped_and_named_in_a_warning(cwd: Path, name: st
         f"{name}:1: warning: starts with a UTF-8 byte-order mark (U+FEFF), which pidone skips; "
         'save the file as UTF-8 without one (not "UTF-8 with BOM")'
     ]
+
+
+def test_pid_namespace_with_a_pidfile_is_refused_as_the_launchers_exit_would_end_it(
+    cwd: Path,
+) -> None:
+    assert one_problem(cwd, 'pidfile = "/run/app.pid"\npid_namespace = true') == (
+        "pidone.toml:4: [process.web] pid_namespace = true: a pidfile process daemonizes, and"
+        " its launcher's exit would end its PID namespace with the daemon in it; drop pidfile"
+        " (run it in the foreground) or pid_namespace"
+    )

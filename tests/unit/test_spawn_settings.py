@@ -46,6 +46,7 @@ SAMPLES: dict[str, Any] = {
     "rlimits": (Rlimit("nofile", resource.RLIMIT_NOFILE, 1024, 1024),),
     "sockets": ("web",),
     "restart_dependents": False,
+    "pid_namespace": True,
 }
 
 

@@ -419,7 +419,7 @@ SETTINGS_KEYS = tuple(Settings.__dataclass_fields__)
 _PROCESS_KEYS = """
     command directory environment after ready restart stop_signal stop_timeout stop_target
     reload_signal control pidfile user group groups umask clear_env capabilities rlimits
-    sockets restart_dependents port
+    sockets restart_dependents port pid_namespace
 """
 PROCESS_KEYS = tuple(_PROCESS_KEYS.split())
 SOCKET_KEYS = ("path", "owner", "group", "mode", "listen", "directory_mode")
@@ -686,7 +686,19 @@ def _process(
         rlimits=table.get("rlimits", values.rlimits, ()),
         sockets=table.get("sockets", values.names('["app"]'), ()),
         restart_dependents=table.get("restart_dependents", values.flag, True),
+        pid_namespace=table.get("pid_namespace", values.flag, False),
     )
+    if spec.pid_namespace and spec.pidfile:
+        # The launcher is its namespace's init: daemonized, it exits, and the
+        # kernel kills every process of the namespace, the daemon with it.
+        ctx.problem(
+            where,
+            "pid_namespace",
+            True,
+            "a pidfile process daemonizes, and its launcher's exit would end its PID "
+            "namespace with the daemon in it; drop pidfile (run it in the foreground) "
+            "or pid_namespace",
+        )
     _warn_undefined(ctx, spec)
     return spec
 

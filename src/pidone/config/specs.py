@@ -145,6 +145,9 @@ class ProcessSpec:
     sockets: tuple[str, ...] = field(default=(), metadata=SPAWN)
     # False: not cycled when something it is after restarts
     restart_dependents: bool = field(default=True, metadata=SUPERVISOR)
+    # PID 1 of a PID namespace of its own, with its own /proc: spawn() forks
+    # for it (posix_spawn cannot mount), see system/namespaces.py
+    pid_namespace: bool = field(default=False, metadata=SPAWN)
 
     def runs_in_child(self) -> bool:
         """Has it a CHILD setting? Then its child has work of its own before

@@ -46,6 +46,7 @@ from pidone.core.snapshot import Snapshot
 from pidone.errors import PidoneError, SpawnError
 from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.runtime.probes import Prober
+from pidone.signames import signal_name
 from pidone.system import privileges, proc, process, reap, signals, sockets, spawn
 
 if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
@@ -317,6 +318,7 @@ class Loop:
                 self._spawn(self.config.processes[name])
             case Kill(name, pid, signum, group):
                 acted_on.add(name)
+                self._warn_uncaught_stop(name, pid, signum)
                 if signals.send_signal(pid, signum, group=group) and signum == self._forwarding:
                     self.counters.count(self.counters.signals_forwarded, signum)
             case StartProbe(name, pid):
@@ -362,6 +364,21 @@ class Loop:
                 answer = self.answers.pop(ticket, None)
                 if answer is not None:
                     answer(protocol.reply_for(outcome, self.clock()))
+
+    def _warn_uncaught_stop(self, name: str, pid: int, signum: int) -> None:
+        """A namespace's init gets no signal it has no handler for (the
+        kernel's rule; SIGKILL excepted): say why its stop will take
+        stop_timeout, rather than leave a silent wait."""
+        spec = self.config.processes.get(name)
+        if spec is None or not spec.pid_namespace or signum != spec.stop_signal:
+            return
+        if proc.catches(pid, signum) is False:
+            self.relay.event(
+                name,
+                f"it is PID 1 of its namespace and has no handler for {signal_name(signum)}, "
+                f"so the kernel drops it: SIGKILL after stop_timeout ({spec.stop_timeout:g} s)",
+                stream="stderr",
+            )
 
     def _spawn(self, spec: ProcessSpec) -> None:
         """Every failure to start (an exec error, EMFILE making its pipes,
@@ -414,6 +431,7 @@ class Loop:
             prepare=self.preparers[spec.name],
             listen_fds=listen_fds,
             fast=True,
+            pid_namespace=spec.pid_namespace,
         )
         return pid, env.get("PATH")
 

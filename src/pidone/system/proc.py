@@ -163,6 +163,18 @@ def _uids(pid: int) -> tuple[int, int] | None:
     return None
 
 
+def catches(pid: int, signum: int) -> bool | None:
+    """Has pid a handler for signum (/proc/PID/status SigCgt)? None if unknown."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def program_file(name: str, search_path: str | None, cwd: str | None) -> tuple[int, int] | None:
     """(device, inode) of the program `name` names, searched in `search_path`
     as exec does: the launcher's executable when /proc can no longer tell
