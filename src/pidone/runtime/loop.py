@@ -47,12 +47,15 @@ from pidone.errors import PidoneError, SpawnError
 from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.runtime.probes import Prober
 from pidone.signames import signal_name
-from pidone.system import privileges, proc, process, reap, signals, sockets, spawn
+from pidone.system import pidfd, privileges, proc, process, reap, signals, sockets, spawn
 
 if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
     from pidone.observe.metrics import MetricsServer
 from pidone.core.supervisor import (
     Action,
+    Adopt,
+    Adopted,
+    AdoptedExited,
     Boot,
     CancelProbe,
     Collect,
@@ -63,6 +66,7 @@ from pidone.core.supervisor import (
     KillLeftovers,
     Log,
     NoChildren,
+    NotAdopted,
     PidfileNotRead,
     PidfileRead,
     ReadPidfile,
@@ -102,6 +106,7 @@ class Loop:
         self.events: deque[EventType] = deque()
         self.exit_code: int | None = None
         self.launchers: dict[str, proc.Launcher] = {}  # pidfile processes' launchers
+        self.adopted: dict[str, tuple[int, int]] = {}  # name -> (pid, pidfd): no child of ours
         self.probed: dict[str, int] = {}  # name -> the pid its readiness check was started for
         self.trees: dict[str, dict[int, int | None]] = {}  # stopping: descendant -> start time
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -163,7 +168,7 @@ class Loop:
         if not process.is_pid1():
             reap.become_subreaper()
         self._start_side_parts()
-        self.feed(Boot())
+        self.feed(Boot(adopt=not process.is_pid1()))  # as PID 1 nothing outlived us
         self._publish()
         while self.exit_code is None:
             self._turn()
@@ -319,7 +324,7 @@ class Loop:
             case Kill(name, pid, signum, group):
                 acted_on.add(name)
                 self._warn_uncaught_stop(name, pid, signum)
-                if signals.send_signal(pid, signum, group=group) and signum == self._forwarding:
+                if self._send(name, pid, signum, group) and signum == self._forwarding:
                     self.counters.count(self.counters.signals_forwarded, signum)
             case StartProbe(name, pid):
                 self.probed[name] = pid
@@ -328,6 +333,8 @@ class Loop:
                 self.prober.cancel(name)
             case ReadPidfile(name, path, taken):
                 self.events.append(self._read_pidfile(name, path, taken))
+            case Adopt(name, path, taken):
+                self.events.append(self._adopt(name, path, taken))
             case Collect(name, pid):
                 tree = self.trees.setdefault(name, {})
                 for child in proc.descendants(pid):
@@ -509,6 +516,42 @@ class Loop:
             refused = bool(problem) and not problem.endswith(proc.NOT_RUNNING)
             return PidfileNotRead(name, problem, refused)
         return PidfileRead(name, pid)
+
+    def _adopt(self, name: str, path: str, taken: frozenset[int]) -> EventType:
+        """Adopt the daemon NAME's pidfile names if it is NAME's: its real
+        uid the configured user's (pidone's own if none), its executable the
+        program its command names (system/pidfd.adopt). Its pidfd joins the
+        selector: readable once it is gone."""
+        spec = self.config.processes[name]
+        ident = self.identities[name]
+        if not spec.command.program:
+            return NotAdopted(name, "its command names no program to check the pid against")
+        search_path = _environment(spec, ident).get("PATH")
+        named = proc.program_file(spec.command.program, search_path, spec.directory)
+        if named is None:
+            return NotAdopted(name)  # its spawn will say why
+        uid = os.geteuid() if ident.uid is None else ident.uid
+        found = pidfd.adopt(path, uid, frozenset({named}), taken)
+        if isinstance(found, str):
+            return NotAdopted(name, found)
+        pid, fd = found
+        self.adopted[name] = found
+        self.selector.register(fd, selectors.EVENT_READ, lambda _: self._on_adopted_exit(name))
+        return Adopted(name, pid)
+
+    def _on_adopted_exit(self, name: str) -> None:
+        pid, fd = self.adopted.pop(name)
+        self.selector.unregister(fd)
+        os.close(fd)
+        self.feed(AdoptedExited(name, pid))
+
+    def _send(self, name: str, pid: int, signum: int, group: bool) -> bool:
+        """An adopted daemon through its pidfd (its pid may be reused once it
+        is gone: it is no child of ours to keep it), anything else by pid."""
+        adopted = self.adopted.get(name)
+        if adopted is not None and adopted[0] == pid:
+            return pidfd.send_signal(pid, adopted[1], signum, group=group)
+        return signals.send_signal(pid, signum, group=group)
 
     def _fix_socket(self, name: str, sock: str) -> EventType:
         spec = self.config.sockets[sock]
