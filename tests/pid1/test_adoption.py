@@ -122,6 +122,7 @@ def started_redis(shared: Path) -> tuple[Stack, int]:
     stack.start(redis_toml(shared))
     pid = int(line(stack, r"^redis\s+\| following pid (\d+) from ").group(1))
     line(stack, r"^redis\s+\| ready$")
+    assert "adopted" not in stack.stdout_so_far() + stack.stderr_so_far()  # no pidfile: quiet
     return stack, pid
 
 
@@ -319,3 +320,26 @@ def test_pidfile_naming_pid_1_or_an_impossible_pid_is_not_adopted(
         time.sleep(0.2)
         stack.init.signal(signal.SIGTERM)
         assert stack.init.wait(timeout=15) == 0
+
+
+def test_a_daemon_whose_command_only_the_shell_knows_is_not_adopted(shared: Path) -> None:
+    # A list: /bin/sh runs it, and which program ends up running is the
+    # shell's to say: there is no program to hold the pidfile's process to.
+    with cleanup(shared):
+        first, pid = started_redis(shared)
+        with first:
+            first.init.signal(signal.SIGKILL)
+            first.init.wait(timeout=10)
+        toml = redis_toml(shared).replace(
+            f'command = "{REDIS} ', 'command = "true; exec redis-server '
+        )
+        with Stack("subreaper", shared) as second:
+            second.start(toml)
+            warning = line(second, r"^redis\s+\| pidfile .* not adopted: (.*); starting", "stderr")
+            assert (
+                warning.group(1) == "its command names no program pidone can check the pid against"
+            )
+            assert "adopted: pid" not in second.stdout_so_far()
+            second.init.signal(signal.SIGTERM)
+            second.init.wait(timeout=15)
+        assert pid in redises(shared)  # left alone, never signalled

@@ -524,14 +524,11 @@ class Loop:
         selector: readable once it is gone."""
         spec = self.config.processes[name]
         ident = self.identities[name]
-        if not spec.command.program:
-            return NotAdopted(name, "its command names no program to check the pid against")
         search_path = _environment(spec, ident).get("PATH")
-        named = proc.program_file(spec.command.program, search_path, spec.directory)
-        if named is None:
-            return NotAdopted(name)  # its spawn will say why
+        program = spec.command.program  # "": only the shell knows; none found: its spawn fails
+        named = proc.program_file(program, search_path, spec.directory) if program else None
         uid = os.geteuid() if ident.uid is None else ident.uid
-        found = pidfd.adopt(path, uid, frozenset({named}), taken)
+        found = pidfd.adopt(path, uid, frozenset({named} if named else ()), taken)
         if isinstance(found, str):
             return NotAdopted(name, found)
         pid, fd = found

@@ -277,6 +277,8 @@ def stranger(
         return f"pid {pid} {NOT_RUNNING}"
     if uids[0] != uid:
         return f"pid {pid} belongs to uid {uids[0]}, not to uid {uid}"
+    if not exes:
+        return "its command names no program pidone can check the pid against"
     exe = executable(pid)
     if exe is None:
         return f"pid {pid} runs no program pidone can see ({NOT_RUNNING}, or a zombie)"
