@@ -75,6 +75,9 @@ restart = "never"
 command = '''sh -c '{script}' '''
 pid_namespace = true
 after = ["mounts"]
+[process.plain]
+command = "sleep 1000"
+after = ["ns"]
 """)
         wait_for(lambda: stack.stdout_so_far().count("NS 1 /proc/1\n") == 2, what="two runs")
         out = stack.stdout_so_far()
@@ -90,6 +93,11 @@ after = ["mounts"]
         # (proc mounts only: other tests' containers mount and unmount overlays meanwhile)
         now = proc_mounts(Path(f"/proc/{stack.init.pid}/mountinfo").read_text())
         assert now == proc_mounts(before.read_text()) and now, now
+        # pidone's next forks are in its own namespace again (setns back after the fork)
+        wait_for(lambda: re.search(r"^plain\s+\| ready$", stack.stdout_so_far(), re.M) is not None)
+        plain = host_pid(stack, status_pid(stack, "plain"))
+        assert os.readlink(f"/proc/{plain}/ns/pid") == os.readlink(f"/proc/{stack.init.pid}/ns/pid")
+        assert os.readlink(f"/proc/{outer}/ns/pid") != os.readlink(f"/proc/{stack.init.pid}/ns/pid")
         stack.init.signal(signal.SIGTERM)
         assert stack.init.wait(timeout=15) == 0
         _, err = stack.output()
