@@ -1505,3 +1505,13 @@ def test_more_than_64_touch_paths_in_all_is_refused(cwd: Path) -> None:
     assert found[0].endswith(
         "more than 64 touch paths in all processes together; have the deploy touch fewer files"
     )
+
+
+def test_pid_namespace_with_a_pidfile_is_refused_as_the_launchers_exit_would_end_it(
+    cwd: Path,
+) -> None:
+    assert one_problem(cwd, 'pidfile = "/run/app.pid"\npid_namespace = true') == (
+        "pidone.toml:4: [process.web] pid_namespace = true: a pidfile process daemonizes, and"
+        " its launcher's exit would end its PID namespace with the daemon in it; drop pidfile"
+        " (run it in the foreground) or pid_namespace"
+    )

@@ -50,6 +50,7 @@ SAMPLES: dict[str, Any] = {
     "stdin": True,
     "touch": ("/srv/app/reload",),
     "touch_signal": 1,
+    "pid_namespace": True,
 }
 
 

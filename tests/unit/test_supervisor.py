@@ -33,7 +33,11 @@ from pidone.core.supervisor import (
     SOCKET_RETRY,
     SWEEP_TIMEOUT,
     TOUCH_WINDOW,
+    UNKNOWN_STATUS,
     Action,
+    Adopt,
+    Adopted,
+    AdoptedExited,
     Boot,
     CancelProbe,
     Collect,
@@ -44,6 +48,7 @@ from pidone.core.supervisor import (
     KillLeftovers,
     Log,
     NoChildren,
+    NotAdopted,
     Notify,
     PidfileNotRead,
     PidfileRead,
@@ -1477,3 +1482,63 @@ def test_ready_is_told_without_waiting_for_an_autostart_false_process(tmp_path: 
     told = notifies(sim.do(Request(C.START, ("b",))))
     assert told == [Notify("1 of 2 ready, waiting for b")]  # counted once started
     assert [n.ready for n in notifies(sim.ready("b"))] == [False]  # READY=1 is said once
+
+
+# --- adopting a daemon an earlier pidone left running ------------------------------------------
+
+DAEMON = '[process.d]\ncommand = "d"\npidfile = "/run/d.pid"\nstop_timeout = 2\n'
+
+
+def test_as_pid_1_a_pidfile_process_is_spawned_never_adopted(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, DAEMON)
+    out = sim.do(Boot())  # the loop's Boot as PID 1: adopt=False
+    assert spawns(out) == ["d"]
+    assert not [a for a in out if isinstance(a, Adopt)]
+
+
+def test_a_daemon_not_adopted_is_spawned_and_why_is_logged(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, DAEMON)
+    out = sim.do(Boot(adopt=True))
+    assert [a for a in out if isinstance(a, Adopt)] == [Adopt("d", "/run/d.pid")]
+    assert spawns(out) == []
+    assert sim.state("d") is S.STARTING
+    out = sim.do(NotAdopted("d", "pid 7 runs another program than its command's"))
+    assert spawns(out) == ["d"]
+    assert (
+        "d: pidfile /run/d.pid not adopted: pid 7 runs another program than its command's; "
+        "starting a new one" in logs(out)
+    )
+    assert sim.core.procs["d"].launcher_pid is not None  # spawned: followed as ever
+
+
+def test_an_adopted_daemon_runs_is_signalled_and_its_exit_of_unknown_status_restarts_it(
+    tmp_path: Path,
+) -> None:
+    sim = sim_for(tmp_path, DAEMON.replace("stop_timeout = 2", 'restart = "on-failure"'))
+    sim.do(Boot(adopt=True))
+    out = sim.do(Adopted("d", 4242))
+    assert sim.state("d") is S.RUNNING and sim.pid("d") == 4242
+    assert spawns(out) == []
+    assert "d: adopted: pid 4242 from /run/d.pid, left running by an earlier pidone" in logs(out)
+    assert kills(sim.do(Request(C.SIGNAL, ("d",), signum=int(signal.SIGUSR1)))) == [
+        ("d", int(signal.SIGUSR1), False)
+    ]
+    out = sim.do(AdoptedExited("d", 4242))
+    assert "d: exited with status unknown: adopted, pidone is not its parent" in logs(out)
+    assert spawns(out) == ["d"]  # on-failure: an unknown status is no success
+    last = sim.core.procs["d"].last_exit
+    assert last is not None and last.status == UNKNOWN_STATUS
+    assert sim.core.procs["d"].adopted is False
+
+
+def test_an_adopted_daemon_stopped_cleanly_makes_pidone_exit_0(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, DAEMON)
+    sim.do(Boot(adopt=True))
+    sim.do(Adopted("d", 4242))
+    out = sim.do(SignalReceived(TERM))
+    assert kills(out) == [("d", TERM, False)]
+    assert sim.do(AdoptedExited("d", 999)) == []  # not its pid: nothing
+    out = sim.do(AdoptedExited("d", 4242))
+    assert "d: stopped (status unknown: adopted, pidone is not its parent)" in logs(out)
+    assert out[-1] == Sweep(TERM)
+    assert exits(sim.do(NoChildren())) == [0]

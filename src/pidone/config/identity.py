@@ -249,6 +249,12 @@ def _exec_problem(spec: ProcessSpec) -> str | None:
     return None
 
 
+def _may_unshare() -> bool:
+    from pidone.system import privileges
+
+    return privileges.has_effective_capability(privileges.CAP_SYS_ADMIN)
+
+
 def _limit_text(limit: int) -> str:
     return "unlimited" if limit == resource.RLIM_INFINITY else str(limit)
 
@@ -273,6 +279,13 @@ def check(config: Config) -> Iterable[str]:
             yield where(table, "rlimits", problem)
         if (problem := _exec_problem(spec)) is not None:
             yield where(table, None, problem)
+        if spec.pid_namespace and not _may_unshare():
+            yield where(
+                table,
+                "pid_namespace",
+                "a PID namespace needs root (CAP_SYS_ADMIN), which pidone has not; "
+                "run pidone as root or drop pid_namespace",
+            )
         if spec.directory is not None and not os.path.isdir(spec.directory):
             yield where(
                 table, "directory", f"{spec.directory!r} is not a directory; create it first"

@@ -470,7 +470,7 @@ SETTINGS_KEYS = tuple(Settings.__dataclass_fields__)
 _PROCESS_KEYS = """
     command directory environment after ready restart stop_signal stop_timeout stop_target
     reload_signal control pidfile user group groups umask clear_env capabilities rlimits
-    sockets restart_dependents port autostart stdin touch touch_signal
+    sockets restart_dependents port autostart stdin touch touch_signal pid_namespace
 """
 PROCESS_KEYS = tuple(_PROCESS_KEYS.split())
 SOCKET_KEYS = ("path", "owner", "group", "mode", "listen", "directory_mode")
@@ -741,6 +741,7 @@ def _process(
         stdin=table.get("stdin", values.flag, False),
         touch=_touch(ctx, where, table),
         touch_signal=table.get("touch_signal", values.signal_number, None),
+        pid_namespace=table.get("pid_namespace", values.flag, False),
     )
     if spec.touch_signal is not None and not spec.touch:
         ctx.problem(
@@ -748,6 +749,17 @@ def _process(
             "touch_signal",
             raw["touch_signal"],
             'does nothing without touch; add touch = ["PATH"], or remove it',
+        )
+    if spec.pid_namespace and spec.pidfile:
+        # The launcher is its namespace's init: daemonized, it exits, and the
+        # kernel kills every process of the namespace, the daemon with it.
+        ctx.problem(
+            where,
+            "pid_namespace",
+            True,
+            "a pidfile process daemonizes, and its launcher's exit would end its PID "
+            "namespace with the daemon in it; drop pidfile (run it in the foreground) "
+            "or pid_namespace",
         )
     _warn_undefined(ctx, spec)
     return spec

@@ -152,6 +152,9 @@ class ProcessSpec:
     # Absolute, normalized: restarted (or sent touch_signal) when one is touched
     touch: tuple[str, ...] = field(default=(), metadata=SUPERVISOR)
     touch_signal: int | None = field(default=None, metadata=SUPERVISOR)
+    # PID 1 of a PID namespace of its own, with its own /proc: spawn() forks
+    # for it (posix_spawn cannot mount), see system/namespaces.py
+    pid_namespace: bool = field(default=False, metadata=SPAWN)
 
     def runs_in_child(self) -> bool:
         """Has it a CHILD setting? Then its child has work of its own before

@@ -101,7 +101,8 @@ from pidone.signames import signal_name
 
 S = ProcessState
 # The Supervisor's attributes that change (besides procs), saved by handle().
-_CORE_STATE = ("booted", "phase", "exit_code", "unclean", "sweep_deadline", "waits", "now")
+_CORE_STATE: tuple[str, ...] = ("booted", "phase", "exit_code", "unclean", "sweep_deadline")
+_CORE_STATE += ("waits", "now", "adopting")
 _NOTIFY_STATE = ("told", "told_ready")  # what Notify said last, and whether READY went
 SWEEP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL to leftover processes
 PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
@@ -117,12 +118,21 @@ NOTIFY_NAMES = 5  # processes a Notify status names as not ready, at most
 # touch is never lost.
 TOUCH_WINDOW = 1.0
 
+
+# The exit status of an adopted daemon, which only its parent can learn:
+# not a success for `restart = "on-failure"`; after a stop pidone asked
+# for (and no SIGKILL), a clean stop.
+UNKNOWN_STATUS = -1
+
 # --- events (what happened) ----------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Boot:
-    """pidone is up: start everything."""
+    """pidone is up: start everything. `adopt`: pidone is not PID 1, so a
+    pidfile daemon an earlier pidone left running may be there to adopt."""
+
+    adopt: bool = False
 
 
 @dataclass(frozen=True)
@@ -184,6 +194,32 @@ class PidfileNotRead:
 
 
 @dataclass(frozen=True)
+class Adopted:
+    """The Adopt for NAME found its daemon alive (system/pidfd.adopt): PID,
+    watched through a pidfd, not a child of ours."""
+
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class NotAdopted:
+    """The Adopt for NAME found nothing to adopt: `problem` says why a
+    pidfile's live pid is not the daemon's (empty: no file, or a pid gone)."""
+
+    name: str
+    problem: str = ""
+
+
+@dataclass(frozen=True)
+class AdoptedExited:
+    """NAME's adopted daemon PID is gone (its pidfd said so); status unknown."""
+
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
 class SocketFixed:
     """The socket NAME's process created has the configured owner and mode now."""
 
@@ -228,8 +264,10 @@ class Touched:
     overflow: bool = False
 
 
-EventType = (Boot | Tick | Spawned | SpawnFailed | Reaped | NoChildren | Ready | PidfileRead) | (
-    PidfileNotRead | SignalReceived | Request | SocketFixed | SocketNotFixed | Touched
+EventType = (
+    (Boot | Tick | Spawned | SpawnFailed | Reaped | NoChildren | Ready | PidfileRead)
+    | (PidfileNotRead | SignalReceived | Request | SocketFixed | SocketNotFixed | Touched)
+    | (Adopted | NotAdopted | AdoptedExited)
 )
 
 # --- actions (what the loop must do) ---------------------------------------------
@@ -263,6 +301,17 @@ class CancelProbe:
 class ReadPidfile:
     """Look at NAME's pidfile once: PidfileRead, or PidfileNotRead. `taken`:
     the pids of the other processes, which it may not name."""
+
+    name: str
+    path: str
+    taken: frozenset[int] = frozenset()
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """Before NAME's first spawn (not PID 1): adopt the live daemon its
+    pidfile names, if it is NAME's (Adopted), else NotAdopted, and NAME is
+    spawned. `taken`: as ReadPidfile's."""
 
     name: str
     path: str
@@ -339,7 +388,7 @@ class Notify:
 
 Action = (
     Spawn | Kill | StartProbe | CancelProbe | ReadPidfile | FixSocket | Collect | KillLeftovers
-) | (Log | Sweep | Exit | Reply | Notify)
+) | (Log | Sweep | Exit | Reply | Notify | Adopt)
 
 
 def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
@@ -383,6 +432,7 @@ class _Proc:
     spawned_pid: int | None = None  # this instance's: what its readiness check was given
     pidfile_due: float | None = None  # the next ReadPidfile, while its main pid is unknown
     pidfile_refused: bool = False  # a refusal is logged once per instance
+    adopted: bool = False  # this instance's pid was adopted: no child of ours
     # socket -> the next FixSocket: not fixed yet, so not ready yet
     awaiting_sockets: dict[str, float] = field(default_factory=dict)
     socket_problems: dict[str, str] = field(default_factory=dict)  # logged once, until it changes
@@ -460,6 +510,7 @@ class Supervisor:
         }
         self.all_dependents = {name: graph.dependents(self.deps, name) for name in self.order}
         self.booted = False
+        self.adopting = False  # Boot(adopt): pidfile daemons may be adopted
         self.phase = Phase.UP  # pidone's own shutdown: see states.PHASES
         self.exit_code: int | None = None  # forced by a control process
         self.unclean: list[str] = []  # why the shutdown was not clean
@@ -513,8 +564,9 @@ class Supervisor:
         self.now = now
         out: list[Action] = []
         match event:
-            case Boot():
+            case Boot(adopt):
                 self.booted = True
+                self.adopting = adopt
                 manual = [p.name for p in self.procs.values() if not p.started]
                 held = f" ({', '.join(manual)}: autostart = false, not started)" if manual else ""
                 out.append(
@@ -547,6 +599,14 @@ class Supervisor:
                 self._on_request(event, out)
             case Touched(paths, overflow):
                 self._on_touched(paths, overflow, out)
+            case Adopted(name, pid):
+                self._on_adopted(self.procs[name], pid, out)
+            case NotAdopted(name, problem):
+                self._on_not_adopted(self.procs[name], problem, out)
+            case AdoptedExited(name, pid):
+                p = self.procs[name]
+                if p.adopted and p.pid == pid and p.state in HAS_PID:
+                    self._on_main_exit(p, UNKNOWN_STATUS, 0, out)
         self._touches_due(out)
         self._reconcile(out)
         self._looks_due(out)
@@ -623,6 +683,10 @@ class Supervisor:
         else:
             p.pid = pid
         out.append(Log(p.name, f"started: pid {pid}"))
+        self._await_ready(p, pid, out)
+
+    def _await_ready(self, p: _Proc, pid: int, out: list[Action]) -> None:
+        """A new instance: its sockets to fix, its settle time or check."""
         created = sorted(s for s in p.spec.sockets if not self.config.sockets[s].listen)
         p.awaiting_sockets = dict.fromkeys(created, self.now)
         p.socket_problems = {}
@@ -633,6 +697,34 @@ class Supervisor:
         else:
             p.settle_at = None
             out.append(StartProbe(p.name, pid))
+
+    def _on_adopted(self, p: _Proc, pid: int, out: list[Action]) -> None:
+        """Its daemon, left running by an earlier pidone: RUNNING, as if
+        spawned, its pid known at once; ready by its check as usual."""
+        self._answered(p)
+        if p.state is not S.STARTING:  # stopped while the Adopt was on its way
+            out.append(Kill(p.name, pid, signal.SIGKILL, group=True))
+            return
+        p.move(Event.SPAWNED)
+        p.spawned_pid = pid
+        p.restart_reason = None
+        p.started_at = self.now
+        p.ready_at = None
+        p.launcher_pid, p.pid, p.adopted = None, pid, True
+        p.pidfile_due = None
+        line = f"adopted: pid {pid} from {p.spec.pidfile}, left running by an earlier pidone"
+        out.append(Log(p.name, line))
+        self._await_ready(p, pid, out)
+
+    def _on_not_adopted(self, p: _Proc, problem: str, out: list[Action]) -> None:
+        """Nothing to adopt: the Spawn the Adopt stood for (a Spawn on its way still)."""
+        if problem:
+            line = f"pidfile {p.spec.pidfile} not adopted: {problem}; starting a new one"
+            out.append(Log(p.name, line, error=True))
+        if p.state is S.STARTING and p.launch is Launch.SPAWNING:
+            out.append(Spawn(p.name))
+        else:
+            self._answered(p)
 
     def _answered(self, p: _Proc) -> None:
         # The loop answers every Spawn, and only a Spawn. One that came
@@ -666,6 +758,7 @@ class Supervisor:
         planned = p.state is S.STOPPING
         killed = p.killed  # read before the move: the fact for its exit line
         main = p.pid
+        p.adopted = False
         p.move(Event.EXITED)
         if p.ready_at is not None and self.now - p.ready_at >= self.settings.backoff_reset:
             p.failures.clear()  # it stayed up and ready: what came before was no crash loop
@@ -679,11 +772,13 @@ class Supervisor:
         p.last_exit = ExitInfo(status, signum, self.now, planned)
         out.append(CancelProbe(p.name))
         how = f"signal {signal_name(signum)}" if signum else f"status {status}"
+        if status == UNKNOWN_STATUS:
+            how = "status unknown: adopted, pidone is not its parent"
         if planned:
             out.append(KillLeftovers(p.name))
             out.append(Log(p.name, f"stopped ({how})"))
-            clean = (
-                status == 0 or signum == p.spec.stop_signal or status == 128 + p.spec.stop_signal
+            clean = status in (0, UNKNOWN_STATUS, 128 + p.spec.stop_signal) or (
+                signum == p.spec.stop_signal
             )
             if self.shutting_down and (killed or not clean):
                 why = "killed after its stop timeout" if killed else f"exited with {how}"
@@ -793,18 +888,21 @@ class Supervisor:
             elif p.pidfile_due is not None and now >= p.pidfile_due:
                 assert p.spec.pidfile is not None
                 p.pidfile_due = now + PIDFILE_POLL
-                taken = {
-                    q
-                    for other in self.procs.values()
-                    if other is not p
-                    for q in (other.pid, other.launcher_pid)
-                    if q is not None
-                }
-                out.append(ReadPidfile(p.name, p.spec.pidfile, frozenset(taken)))
+                out.append(ReadPidfile(p.name, p.spec.pidfile, self._taken(p)))
             for sock, due in p.awaiting_sockets.items():
                 if now >= due:
                     p.awaiting_sockets[sock] = now + SOCKET_POLL
                     out.append(FixSocket(p.name, sock))
+
+    def _taken(self, p: _Proc) -> frozenset[int]:
+        """The pids of the other processes, which p's pidfile may not name."""
+        return frozenset(
+            q
+            for other in self.procs.values()
+            if other is not p
+            for q in (other.pid, other.launcher_pid)
+            if q is not None
+        )
 
     def _on_pidfile(self, p: _Proc, pid: int, out: list[Action]) -> None:
         if p.state not in HAS_PID or p.pid is not None:
@@ -1150,7 +1248,10 @@ class Supervisor:
             return True
         if p.launch is Launch.IDLE and all(self._satisfied(d) for d in self.deps[p.name]):
             p.advance(LaunchEvent.SPAWN)
-            out.append(Spawn(p.name))
+            if self.adopting and p.spec.pidfile and not p.spawned_once:
+                out.append(Adopt(p.name, p.spec.pidfile, self._taken(p)))  # then Spawn, or not
+            else:
+                out.append(Spawn(p.name))
         return False
 
     def _step_backoff(self, p: _Proc, out: list[Action]) -> bool:

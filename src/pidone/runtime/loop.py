@@ -46,13 +46,17 @@ from pidone.core.snapshot import Snapshot
 from pidone.errors import PidoneError, SpawnError
 from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.runtime.probes import Prober
-from pidone.system import privileges, proc, process, reap, sdnotify, signals, sockets, spawn
+from pidone.signames import signal_name
+from pidone.system import pidfd, privileges, proc, process, reap, sdnotify, signals, sockets, spawn
 
 if TYPE_CHECKING:  # the metrics server and its threads, inotify: only when enabled
     from pidone.observe.metrics import MetricsServer
     from pidone.system import inotify
 from pidone.core.supervisor import (
     Action,
+    Adopt,
+    Adopted,
+    AdoptedExited,
     Boot,
     CancelProbe,
     Collect,
@@ -63,6 +67,7 @@ from pidone.core.supervisor import (
     KillLeftovers,
     Log,
     NoChildren,
+    NotAdopted,
     Notify,
     PidfileNotRead,
     PidfileRead,
@@ -111,6 +116,7 @@ class Loop:
         self.events: deque[EventType] = deque()
         self.exit_code: int | None = None
         self.launchers: dict[str, proc.Launcher] = {}  # pidfile processes' launchers
+        self.adopted: dict[str, tuple[int, int]] = {}  # name -> (pid, pidfd): no child of ours
         self.probed: dict[str, int] = {}  # name -> the pid its readiness check was started for
         self.trees: dict[str, dict[int, int | None]] = {}  # stopping: descendant -> start time
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -225,7 +231,7 @@ class Loop:
         self._start_side_parts()
         if self.stdin_problem:
             self._log_side(self.stdin_problem)
-        self.feed(Boot())
+        self.feed(Boot(adopt=not process.is_pid1()))  # as PID 1 nothing outlived us
         self._publish()
         while self.exit_code is None:
             self._turn()
@@ -400,7 +406,8 @@ class Loop:
                 self._spawn(self.config.processes[name])
             case Kill(name, pid, signum, group):
                 acted_on.add(name)
-                if signals.send_signal(pid, signum, group=group) and signum == self._forwarding:
+                self._warn_uncaught_stop(name, pid, signum)
+                if self._send(name, pid, signum, group) and signum == self._forwarding:
                     self.counters.count(self.counters.signals_forwarded, signum)
             case StartProbe(name, pid):
                 self.probed[name] = pid
@@ -409,6 +416,8 @@ class Loop:
                 self.prober.cancel(name)
             case ReadPidfile(name, path, taken):
                 self.events.append(self._read_pidfile(name, path, taken))
+            case Adopt(name, path, taken):
+                self.events.append(self._adopt(name, path, taken))
             case Collect(name, pid):
                 tree = self.trees.setdefault(name, {})
                 for child in proc.descendants(pid):
@@ -448,6 +457,21 @@ class Loop:
             case Notify(status, ready, stopping):
                 if self.notifier is not None:
                     self.notifier.status(status, ready=ready, stopping=stopping)
+
+    def _warn_uncaught_stop(self, name: str, pid: int, signum: int) -> None:
+        """A namespace's init gets no signal it has no handler for (the
+        kernel's rule; SIGKILL excepted): say why its stop will take
+        stop_timeout, rather than leave a silent wait."""
+        spec = self.config.processes.get(name)
+        if spec is None or not spec.pid_namespace or signum != spec.stop_signal:
+            return
+        if proc.catches(pid, signum) is False:
+            self.relay.event(
+                name,
+                f"it is PID 1 of its namespace and has no handler for {signal_name(signum)}, "
+                f"so the kernel drops it: SIGKILL after stop_timeout ({spec.stop_timeout:g} s)",
+                stream="stderr",
+            )
 
     def _spawn(self, spec: ProcessSpec) -> None:
         """Every failure to start (an exec error, EMFILE making its pipes,
@@ -500,6 +524,7 @@ class Loop:
             prepare=self.preparers[spec.name],
             listen_fds=listen_fds,
             fast=True,
+            pid_namespace=spec.pid_namespace,
         )
         return pid, env.get("PATH")
 
@@ -590,6 +615,39 @@ class Loop:
             refused = bool(problem) and not problem.endswith(proc.NOT_RUNNING)
             return PidfileNotRead(name, problem, refused)
         return PidfileRead(name, pid)
+
+    def _adopt(self, name: str, path: str, taken: frozenset[int]) -> EventType:
+        """Adopt the daemon NAME's pidfile names if it is NAME's: its real
+        uid the configured user's (pidone's own if none), its executable the
+        program its command names (system/pidfd.adopt). Its pidfd joins the
+        selector: readable once it is gone."""
+        spec = self.config.processes[name]
+        ident = self.identities[name]
+        search_path = _environment(spec, ident).get("PATH")
+        program = spec.command.program  # "": only the shell knows; none found: its spawn fails
+        named = proc.program_file(program, search_path, spec.directory) if program else None
+        uid = os.geteuid() if ident.uid is None else ident.uid
+        found = pidfd.adopt(path, uid, frozenset({named} if named else ()), taken)
+        if isinstance(found, str):
+            return NotAdopted(name, found)
+        pid, fd = found
+        self.adopted[name] = found
+        self.selector.register(fd, selectors.EVENT_READ, lambda _: self._on_adopted_exit(name))
+        return Adopted(name, pid)
+
+    def _on_adopted_exit(self, name: str) -> None:
+        pid, fd = self.adopted.pop(name)
+        self.selector.unregister(fd)
+        os.close(fd)
+        self.feed(AdoptedExited(name, pid))
+
+    def _send(self, name: str, pid: int, signum: int, group: bool) -> bool:
+        """An adopted daemon through its pidfd (its pid may be reused once it
+        is gone: it is no child of ours to keep it), anything else by pid."""
+        adopted = self.adopted.get(name)
+        if adopted is not None and adopted[0] == pid:
+            return pidfd.send_signal(pid, adopted[1], signum, group=group)
+        return signals.send_signal(pid, signum, group=group)
 
     def _fix_socket(self, name: str, sock: str) -> EventType:
         spec = self.config.sockets[sock]

@@ -126,12 +126,15 @@ def identity_preparer(
             for flag in (prctl.cap_effective, prctl.cap_permitted, prctl.cap_inheritable):
                 flag.limit(*keep)
         _prctl.prctl(_prctl.PR_SET_PDEATHSIG, SIGKILL)
-        if os.getppid() != parent:  # pidone died before the signal was armed
+        # pidone died before the signal was armed. (0: PID 1 of a namespace of
+        # its own, pid_namespace, whose parent is outside it: no telling there.)
+        if os.getppid() not in (parent, 0):
             os._exit(1)
 
     return prepare
 
 
+CAP_SYS_ADMIN = 21  # unshare(CLONE_NEWPID), mount: pid_namespace
 CAP_SYS_RESOURCE = 24
 
 

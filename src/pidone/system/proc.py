@@ -163,6 +163,18 @@ def _uids(pid: int) -> tuple[int, int] | None:
     return None
 
 
+def catches(pid: int, signum: int) -> bool | None:
+    """Has pid a handler for signum (/proc/PID/status SigCgt)? None if unknown."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def program_file(name: str, search_path: str | None, cwd: str | None) -> tuple[int, int] | None:
     """(device, inode) of the program `name` names, searched in `search_path`
     as exec does: the launcher's executable when /proc can no longer tell
@@ -208,15 +220,9 @@ def unfollowable(pid: int, launcher: Launcher, taken: Iterable[int] = ()) -> str
     child that started no earlier than the launcher, runs the launcher's
     executable or is still in its process group, and that the process's
     user could signal itself (the uid kill(2) checks; any for root)."""
-    if pid == 1:
-        return "pid 1 is the init of the PID namespace"
-    if pid == os.getpid():
-        return f"pid {pid} is pidone itself"
-    highest = pid_max()
-    if not 2 <= pid <= highest:
-        return f"pid {pid} is out of range (2..{highest})"
-    if pid in taken:
-        return f"pid {pid} belongs to another supervised process"
+    problem = _impossible(pid, taken)
+    if problem is not None:
+        return problem
     alive = launcher.started is not None and start_ticks(launcher.pid) == launcher.started
     if alive and pid == launcher.pid:
         return None  # the program wrote its own pid and stayed in the foreground
@@ -237,6 +243,52 @@ def unfollowable(pid: int, launcher: Launcher, taken: Iterable[int] = ()) -> str
     if not in_group and executable(pid) not in launcher.exes:
         return f"pid {pid} runs another program than pid {launcher.pid}, its launcher"
     return _owned_by(pid, launcher.uid)
+
+
+def _impossible(pid: int, taken: Iterable[int]) -> str | None:
+    """Why pid can never be a supervised process's, or None."""
+    if pid == 1:
+        return "pid 1 is the init of the PID namespace"
+    if pid == os.getpid():
+        return f"pid {pid} is pidone itself"
+    highest = pid_max()
+    if not 2 <= pid <= highest:
+        return f"pid {pid} is out of range (2..{highest})"
+    if pid in taken:
+        return f"pid {pid} belongs to another supervised process"
+    return None
+
+
+def stranger(
+    pid: int, uid: int, exes: frozenset[tuple[int, int]], taken: Iterable[int] = ()
+) -> str | None:
+    """THE rule for adopting a pid from a pidfile that an earlier pidone's
+    daemon wrote (system/pidfd.adopt): None if pid is that daemon, else why
+    not. Not one unfollowable() refuses outright (1, pidone, out of range,
+    another process's), its real uid exactly `uid` (the configured user's:
+    root's daemon too, not any process root could signal), and the file it
+    runs one of `exes` (device and inode of the command's program), and it
+    is no descendant of this pidone."""
+    problem = _impossible(pid, taken)
+    if problem is not None:
+        return problem
+    uids = _uids(pid)
+    if uids is None:
+        return f"pid {pid} {NOT_RUNNING}"
+    if uids[0] != uid:
+        return f"pid {pid} belongs to uid {uids[0]}, not to uid {uid}"
+    if not exes:
+        return "its command names no program pidone can check the pid against"
+    exe = executable(pid)
+    if exe is None:
+        return f"pid {pid} runs no program pidone can see ({NOT_RUNNING}, or a zombie)"
+    if exe not in exes:
+        return f"pid {pid} runs another program than its command's"
+    # What an earlier pidone left was reparented away from us before we
+    # started; a descendant of ours is another process's (as PID 1: all are).
+    if pid in descendants(os.getpid()):
+        return f"pid {pid} is a descendant of this pidone, not a daemon left by an earlier one"
+    return None
 
 
 def _owned_by(pid: int, uid: int) -> str | None:

@@ -88,6 +88,7 @@ def spawn(
     listen_fds: Sequence[tuple[int, str]] = (),
     fast: bool = False,
     new_group: bool = True,
+    pid_namespace: bool = False,
 ) -> int:
     """Start `argv` as the leader of a new process group (or, `new_group`
     False, in ours: dumb-init's --single-child); return its pid.
@@ -108,8 +109,11 @@ def spawn(
     machine, and the fork path's cost grows with load. It loads ctypes
     (about 50 KiB more in pidone run), which single-command mode, spawning
     once, does without.
+
+    `pid_namespace`: the child is PID 1 of a new PID namespace with its own
+    /proc (system/namespaces.py); always forked, as posix_spawn cannot mount.
     """
-    if fast and new_group:
+    if fast and new_group and not pid_namespace:
         from pidone.system import posix_spawn  # the fast path: ctypes only for it
 
         spawner = posix_spawn.spawner()
@@ -123,7 +127,9 @@ def spawn(
             pid = spawner.spawn(argv, env, cwd, fds or {})
             if pid is not None:
                 return pid
-    return _fork_exec(argv, env, cwd, foreground_tty, fds, prepare, listen_fds, new_group)
+    return _fork_exec(
+        argv, env, cwd, foreground_tty, fds, prepare, listen_fds, new_group, pid_namespace
+    )
 
 
 def spawn_error(err: int, reason: str) -> SpawnError:
@@ -141,11 +147,22 @@ def _fork_exec(
     prepare: Callable[[], None] | None,
     listen_fds: Sequence[tuple[int, str]],
     new_group: bool = True,
+    pid_namespace: bool = False,
 ) -> int:
     """spawn() by fork and exec. Exec failures come back over a close-on-exec
     pipe; the failed child is reaped by the caller's reaper."""
     reserved = _ignored_reserved_signals()
-    err_read, err_write = os.pipe2(os.O_CLOEXEC)
+    own_namespace = -1
+    if pid_namespace:
+        from pidone.system import namespaces
+
+        own_namespace = namespaces.enter_new_pid_namespace()
+    try:
+        err_read, err_write = os.pipe2(os.O_CLOEXEC)
+    except BaseException:
+        if pid_namespace:
+            namespaces.leave_pid_namespace(own_namespace)
+        raise
     # Block everything across fork: a signal meant for us must not run our
     # handlers in the child (the caught ones are blocked already; this is
     # for the rest, and for callers that never called catch_signals).
@@ -156,11 +173,32 @@ def _fork_exec(
         _signal.pthread_sigmask(_signal.SIG_SETMASK, saved_mask)
         os.close(err_read)
         os.close(err_write)
+        if pid_namespace:
+            namespaces.leave_pid_namespace(own_namespace)
         raise
+    if pid != 0 and pid_namespace:  # pidone's next forks: in its own namespace again
+        try:
+            namespaces.leave_pid_namespace(own_namespace)
+        except OSError:
+            os.kill(pid, 9)  # ours, unreaped: the caller's reaper collects it
+            _signal.pthread_sigmask(_signal.SIG_SETMASK, saved_mask)
+            os.close(err_read)
+            os.close(err_write)
+            raise
     if pid == 0:  # pragma: no cover - runs in the child, reported over err_write
         os.close(err_read)
         _exec_child(
-            argv, env, cwd, foreground_tty, fds, prepare, listen_fds, reserved, err_write, new_group
+            argv,
+            env,
+            cwd,
+            foreground_tty,
+            fds,
+            prepare,
+            listen_fds,
+            reserved,
+            err_write,
+            new_group,
+            pid_namespace,
         )
     _signal.pthread_sigmask(_signal.SIG_SETMASK, saved_mask)
     os.close(err_write)
@@ -263,6 +301,7 @@ def _exec_child(
     reserved: list[int],
     err_write: int,
     new_group: bool = True,
+    pid_namespace: bool = False,
 ) -> None:  # pragma: no cover - runs in the forked child
     step = "setup"
     try:
@@ -294,6 +333,11 @@ def _exec_child(
             # our error pipe must not be overwritten by a socket's new fd
             err_write = fcntl.fcntl(err_write, fcntl.F_DUPFD_CLOEXEC, 3 + len(listen_fds))
             env = _pass_sockets(listen_fds, env)
+        if pid_namespace:  # with pidone's privileges still: `prepare` may drop them
+            step = "pid namespace"
+            from pidone.system import namespaces
+
+            namespaces.mount_own_proc()
         if cwd is not None:
             step = f"chdir {cwd}"
             os.chdir(cwd)
