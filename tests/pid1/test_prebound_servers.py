@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from tests.helpers.load import UnixLoad
-from tests.helpers.running import wait_for
+from tests.helpers.running import children_of, wait_for
 from tests.helpers.stack import Stack
 from tests.helpers.users import APP, socket_table
 
@@ -109,3 +109,47 @@ ready = "notify"
         report("gunicorn graceful restart", load)
         assert set(load.results) == {"ok"}, load.results
         assert sock.exists()  # gunicorn left the socket file alone
+
+
+def test_a_deploy_touch_reloads_gunicorn_through_touch_signal_without_a_failed_request(
+    mode: str, shared: Path
+) -> None:
+    """uWSGI's touch-reload for gunicorn: the deploy touches a file, pidone
+    sends touch_signal (HUP: gunicorn's graceful reload) to the master, which
+    stays, while its workers are replaced; no request fails meanwhile."""
+    sock = shared / "run" / "app.sock"
+    deploy = shared / "deploy"
+    deploy.mkdir()
+    with Stack(mode, shared) as stack:
+        stack.start(
+            socket_table(sock)
+            + f"""
+[process.web]
+command = "{BIN / "gunicorn"} --workers 2 --chdir {APP_DIR} wsgi_app:application"
+user = "{APP}"
+sockets = ["app"]
+ready = "notify"
+touch = ["{deploy / "restart.txt"}"]
+touch_signal = "HUP"
+"""
+        )
+        wait_for(lambda: ready_count(stack, "web") == 1, timeout=30, what="gunicorn ready")
+        master = stack.host_pid_of("gunicorn")
+        wait_for(lambda: len(children_of(master)) == 2, timeout=30, what="2 workers")
+        workers = set(children_of(master))
+        with UnixLoad(str(sock)) as load:
+            load.wait_for_ok(200)
+            (deploy / "restart.txt").touch()  # what a deploy script does
+            wait_for(
+                lambda: (
+                    len(set(children_of(master)) - workers) == 2
+                    and not workers & set(children_of(master))
+                ),
+                timeout=30,
+                what="both workers replaced",
+            )
+            load.wait_for_ok(200)
+        report("gunicorn touch reload", load)
+        assert set(load.results) == {"ok"}, load.results
+        assert stack.host_pid_of("gunicorn") == master  # reloaded, not restarted
+        assert ready_count(stack, "web") == 1
