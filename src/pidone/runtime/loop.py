@@ -517,9 +517,10 @@ def _environment(spec: ProcessSpec, ident: identity.Identity) -> dict[str, str]:
 
 
 def socket_owner(sock: SocketSpec) -> tuple[int, int]:
-    """(uid, gid) for a socket: its owner (default root), its group (default
-    the owner's primary group)."""
-    uid, gid = 0, 0
+    """(uid, gid) for a socket: its owner (default pidone's own user: root when
+    pidone is root), its group (default the owner's primary group, or
+    pidone's own group with no owner)."""
+    uid, gid = sockets.own_ids()
     if sock.owner is not None:
         uid, primary, _, _ = identity.user_id(sock.owner)
         gid = primary if primary is not None else uid

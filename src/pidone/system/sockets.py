@@ -57,12 +57,18 @@ def secure_directory(path: str) -> int:
     return fd
 
 
+def own_ids() -> tuple[int, int]:
+    """pidone's own (uid, gid): what a socket without `owner` gets, so that
+    pidone run by a plain user needs no chown it may not do."""
+    return os.geteuid(), os.getegid()
+
+
 def claim_directory(fd: int) -> None:
     """Make the directory ours for a moment, so that we may remove and create
     sockets in it, and set its mode, with CAP_CHOWN alone (no DAC_OVERRIDE,
     FOWNER or FSETID: a container should not need them)."""
     st = os.fstat(fd)
-    me = (os.geteuid(), os.getegid())
+    me = own_ids()
     if (st.st_uid, st.st_gid) != me:
         os.fchown(fd, *me)
 
