@@ -153,7 +153,7 @@ def parse_args(argv: list[str]) -> Args | str:
 
 
 def load_config(args: Args) -> Config:
-    from pidone.system import proc
+    from pidone.system import proc, sdnotify
 
     environ = proc.original_environ()
     env = (
@@ -164,6 +164,8 @@ def load_config(args: Args) -> Config:
         if environ is not None
         else dict(os.environ)
     )
+    for name in sdnotify.VARIABLES:  # pidone's own service manager's, not the children's
+        env.pop(name, None)
     from pidone.config import identity
 
     checks = [identity.check, shell_check]

@@ -43,6 +43,7 @@ from pidone.core.supervisor import (
     KillLeftovers,
     Log,
     NoChildren,
+    Notify,
     PidfileNotRead,
     PidfileRead,
     ReadPidfile,
@@ -313,7 +314,7 @@ def test_fatal_after_too_many_exits_in_the_window(tmp_path: Path) -> None:
     assert sim.state("a") is S.FATAL
     assert any("FATAL: exited 3 times within 60 s" in line for line in logs(out))
     # FATAL was the only process: nothing left to run, so pidone winds down, unclean
-    assert out[-1] == Sweep(TERM)
+    assert [a for a in out if not isinstance(a, Notify)][-1] == Sweep(TERM)
     assert exits(sim.do(NoChildren())) == [1]
 
 
@@ -1251,3 +1252,43 @@ def test_the_first_spawn_after_failed_ones_is_no_restart_the_next_one_is(
     assert spawns(sim.exit("a", exited(1))) == ["a"]  # at once: the failures at 0 are old
     (status,) = sim.core.snapshot().processes
     assert (status.state, status.restarts_by_reason) == (S.RUNNING, {"crash": 1})
+
+
+# --- what pidone tells its own service manager (sd_notify) ------------------------
+
+
+def notifies(actions: list[Action]) -> list[Notify]:
+    return [a for a in actions if isinstance(a, Notify)]
+
+
+def test_ready_is_told_once_after_the_last_process_is_ready_and_stopping_at_shutdown(
+    tmp_path: Path,
+) -> None:
+    sim = sim_for(tmp_path, chain_toml())
+    assert notifies(sim.do(Boot())) == [Notify("0 of 3 ready, waiting for a, b, c")]
+    told = notifies(sim.ready("a")) + notifies(sim.ready("b"))
+    assert [n.ready for n in told] == [False, False]
+    assert told[-1].status == "2 of 3 ready, waiting for c"
+    assert notifies(sim.ready("c")) == [Notify("3 of 3 ready", ready=True)]
+    assert notifies(sim.at(5.0)) == []  # nothing changed: nothing said
+    # A crash after READY: a STATUS, never a second READY.
+    after_crash = notifies(sim.exit("c", exited(1))) + notifies(sim.ready("c"))
+    assert [n.ready for n in after_crash] == [False, False]
+    assert after_crash[-1].status == "3 of 3 ready"
+    assert notifies(sim.do(SignalReceived(TERM))) == [Notify("stopping", stopping=True)]
+    assert notifies(sim.do(SignalReceived(TERM))) == []
+
+
+def test_a_one_shot_that_completed_counts_as_done_for_ready(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, THREE + 'restart = "never"\nready = "tcp:127.0.0.1:1"\n')
+    sim.do(Boot())
+    sim.at(1.0)  # a and b settle
+    told = notifies(sim.exit("c", exited(0)))
+    assert told == [Notify("3 of 3 ready", ready=True)]
+
+
+def test_a_long_list_of_waiting_processes_is_cut_short(tmp_path: Path) -> None:
+    toml = "".join(f'[process.p{i}]\ncommand = "x"\n' for i in range(40))
+    sim = sim_for(tmp_path, toml)
+    (told,) = notifies(sim.do(Boot()))
+    assert told.status == "0 of 40 ready, waiting for p0, p1, p10, p11, p12 and 35 more"

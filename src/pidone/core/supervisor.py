@@ -95,11 +95,13 @@ from pidone.signames import signal_name
 S = ProcessState
 # The Supervisor's attributes that change (besides procs), saved by handle().
 _CORE_STATE = ("booted", "phase", "exit_code", "unclean", "sweep_deadline", "waits", "now")
+_NOTIFY_STATE = ("told", "told_ready")  # what Notify said last, and whether READY went
 SWEEP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL to leftover processes
 PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
 PIDFILE_RETRY = 1.0  # seconds between looks at a refused pidfile (its program may fix it)
 SOCKET_POLL = 0.05  # seconds between looks for a socket its process has yet to create
 SOCKET_RETRY = 1.0  # seconds between looks at a socket path that is wrong (warned once)
+NOTIFY_NAMES = 5  # processes a Notify status names as not ready, at most
 
 # --- events (what happened) ----------------------------------------------------
 
@@ -300,9 +302,21 @@ class Reply:
     outcome: Outcome
 
 
+@dataclass(frozen=True)
+class Notify:
+    """Tell pidone's own service manager (sd_notify, when it has one) the
+    status: "2 of 3 ready, waiting for web (starting)". `ready` (READY=1)
+    once, when every process that was started is ready or done; `stopping`
+    (STOPPING=1) once, when the shutdown begins."""
+
+    status: str
+    ready: bool = False
+    stopping: bool = False
+
+
 Action = (
     Spawn | Kill | StartProbe | CancelProbe | ReadPidfile | FixSocket | Collect | KillLeftovers
-) | (Log | Sweep | Exit | Reply)
+) | (Log | Sweep | Exit | Reply | Notify)
 
 
 def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
@@ -420,6 +434,8 @@ class Supervisor:
         self.sweep_deadline: float | None = None
         self.waits: list[Wait] = []  # ctl requests waiting for their goal
         self.now = now
+        self.told = ""  # the status Notify said last
+        self.told_ready = False
         self._memo: dict[str, bool] = {}
 
     # -- public API --
@@ -446,7 +462,7 @@ class Supervisor:
 
     def _save(self) -> tuple[dict[str, _Proc], dict[str, object]]:
         procs = {name: p.copy() for name, p in self.procs.items()}
-        scalars = {k: getattr(self, k) for k in _CORE_STATE}
+        scalars = {k: getattr(self, k) for k in _CORE_STATE + _NOTIFY_STATE}
         scalars["unclean"] = list(self.unclean)
         scalars["waits"] = list(self.waits)
         return procs, scalars
@@ -492,6 +508,7 @@ class Supervisor:
         self._reconcile(out)
         self._looks_due(out)
         self._judge_waits(out)
+        self._tell(out)
         return spawns_and_signals_first(out)
 
     def next_deadline(self) -> float | None:
@@ -835,6 +852,29 @@ class Supervisor:
         before = {n: sum(self.procs[n].restarts_by_reason.values()) for n in names}
         wanted = () if req.command is Command.WAIT_READY else tuple(names)
         self.waits.append(Wait(req.ticket, req.command, wanted, self.now + timeout, before))
+
+    def _tell(self, out: list[Action]) -> None:
+        """Notify when the status changed: the processes wanted up (goal not
+        DOWN: what was started, and not stopped since) that are ready or done."""
+        if not self.booted or self.phase is Phase.EXITED:
+            return
+        waiting: list[str] = []
+        if self.shutting_down:
+            status = "stopping"
+        else:
+            wanted = [p for p in self.procs.values() if p.goal is not Goal.DOWN]
+            waiting = [p.name for p in wanted if p.state is not S.READY and not self._completed(p)]
+            status = f"{len(wanted) - len(waiting)} of {len(wanted)} ready"
+            if waiting:
+                shown = waiting[:NOTIFY_NAMES]
+                more = f" and {len(waiting) - len(shown)} more" if len(waiting) > len(shown) else ""
+                status += f", waiting for {', '.join(shown)}{more}"
+        if status == self.told:
+            return
+        self.told = status
+        ready = not self.shutting_down and not waiting and not self.told_ready
+        self.told_ready |= ready
+        out.append(Notify(status, ready=ready, stopping=status == "stopping"))
 
     def _judge_waits(self, out: list[Action]) -> None:
         """Answer every waiting request that is done, failed or late; at the

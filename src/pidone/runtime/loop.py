@@ -46,7 +46,7 @@ from pidone.core.snapshot import Snapshot
 from pidone.errors import PidoneError, SpawnError
 from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.runtime.probes import Prober
-from pidone.system import privileges, proc, process, reap, signals, sockets, spawn
+from pidone.system import privileges, proc, process, reap, sdnotify, signals, sockets, spawn
 
 if TYPE_CHECKING:  # the metrics server and its threads: only when enabled
     from pidone.observe.metrics import MetricsServer
@@ -62,6 +62,7 @@ from pidone.core.supervisor import (
     KillLeftovers,
     Log,
     NoChildren,
+    Notify,
     PidfileNotRead,
     PidfileRead,
     ReadPidfile,
@@ -121,6 +122,7 @@ class Loop:
         self.tickets = 0
         self.control: control.ControlServer | None = None
         self.metrics: MetricsServer | None = None
+        self.notifier: sdnotify.Notifier | None = None  # pidone's own NOTIFY_SOCKET
         self.side_log = SideLog(signals.wake_loop)  # for the metrics server's threads
         self.heartbeat = clock()
         self.published: Snapshot | None = None  # what the metrics thread reads
@@ -189,6 +191,9 @@ class Loop:
 
     def _start_side_parts(self) -> None:
         settings = self.config.settings
+        self.notifier = sdnotify.Notifier.from_environ(
+            os.environ, log=self._log_side, clock=self.clock
+        )
         path = os.environ.get("PIDONE_CONTROL_SOCKET") or settings.control_socket
         try:
             gid = identity.group_id(settings.control_group) if settings.control_group else None
@@ -220,6 +225,7 @@ class Loop:
         for close in (
             self.metrics.close if self.metrics else None,
             self.control.close if self.control else None,
+            self.notifier.close if self.notifier else None,
         ):
             if close is not None:
                 self._guard(lambda _, c=close: c(), 0)  # type: ignore[misc]
@@ -257,6 +263,9 @@ class Loop:
         if self.control is not None:
             control_server = self.control
             self._guard(lambda _: control_server.run_due(self.clock()), 0)
+        if self.notifier is not None:
+            notifier = self.notifier
+            self._guard(lambda _: notifier.run_due(self.clock()), 0)
         self.feed(Tick())
         self._publish()
 
@@ -264,6 +273,8 @@ class Loop:
         deadlines = [self.core.next_deadline(), self.prober.next_deadline()]
         if self.control is not None:
             deadlines.append(self.control.next_deadline())
+        if self.notifier is not None:
+            deadlines.append(self.notifier.next_deadline())
         due = [d for d in deadlines if d is not None]
         if not due:
             return None  # nothing scheduled: sleep until a signal or an fd
@@ -362,6 +373,9 @@ class Loop:
                 answer = self.answers.pop(ticket, None)
                 if answer is not None:
                     answer(protocol.reply_for(outcome, self.clock()))
+            case Notify(status, ready, stopping):
+                if self.notifier is not None:
+                    self.notifier.status(status, ready=ready, stopping=stopping)
 
     def _spawn(self, spec: ProcessSpec) -> None:
         """Every failure to start (an exec error, EMFILE making its pipes,

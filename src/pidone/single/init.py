@@ -20,6 +20,7 @@ from pidone.system import proc, process, reap, signals, spawn, terminal
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from pidone.single.metrics import SingleMetrics
+    from pidone.system.sdnotify import Notifier
 
 
 class Options:
@@ -90,10 +91,21 @@ def main(opts: Options) -> int:
     if opts.subreaper:
         log.info("-s: nothing to do, pidone reaps as PID 1 or as a subreaper on its own")
     new_group = not opts.single_child
+    env = proc.original_environ()
+    notifier = None
+    if any(name in os.environ for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")):
+        # Under a service manager (systemd's Type=notify): pidone speaks for
+        # itself, and the manager's variables are not the child's. Loaded only then.
+        import time
+
+        from pidone.system import sdnotify
+
+        notifier = sdnotify.Notifier.from_environ(os.environ, log=log.error, clock=time.monotonic)
+        env = sdnotify.without_manager_variables(env if env is not None else dict(os.environb))
     try:
         child = spawn.spawn(
             opts.command,
-            env=proc.original_environ(),
+            env=env,
             foreground_tty=new_group and terminal.in_foreground(),
             new_group=new_group,
         )
@@ -102,25 +114,47 @@ def main(opts: Options) -> int:
         reap.reap_zombies()
         return exc.exit_code
     log.info(f"started {opts.command[0]!r} as pid {child}")
+    if notifier is not None:
+        notifier.status(f"running {opts.command[0][:200]} (pid {child})", ready=True)
     watch = None
     if opts.metrics:
         # Only now: the HTTP server costs memory that plain tini users never pay.
         from pidone.single.metrics import SingleMetrics
 
         watch = SingleMetrics.start(opts.metrics, opts.command, child, log.error)
-    return supervise(child, opts, log, watch)
+    return supervise(child, opts, log, watch, notifier)
 
 
-def supervise(child: int, opts: Options, log: Log, watch: SingleMetrics | None = None) -> int:
-    """The loop: block until a signal is pending, take it, reap or forward it."""
+def supervise(
+    child: int,
+    opts: Options,
+    log: Log,
+    watch: SingleMetrics | None = None,
+    notifier: Notifier | None = None,
+) -> int:
+    """The loop: block until a signal is pending, take it, reap or forward it.
+    With a watchdog (WATCHDOG_USEC) the wait ends at each ping's time."""
     reaped_total = 0
+    told = False  # STOPPING=1 sent
     while True:
-        signum, code, sender = signals.wait_signal()
+        due = None if notifier is None else notifier.next_deadline()
+        if due is not None:
+            assert notifier is not None
+            taken = signals.wait_signal_until(due)
+            notifier.run_due(signals.monotonic())
+            if taken is None:
+                continue
+            signum, code, sender = taken
+        else:
+            signum, code, sender = signals.wait_signal()
         wake = signum == signals.SIGCHLD and signals.is_wake(code, sender)
         if watch is not None:
             watch.turned(0 if wake else signum)
         if signum != signals.SIGCHLD:
             forward(child, signum, code, opts, log, watch)
+            if notifier is not None and signum in (signals.SIGTERM, signals.SIGINT) and not told:
+                told = True  # STOPPING=1 once; the pings go on while the child stops
+                notifier.status("stopping", stopping=True)
             continue
         if not opts.single_child and terminal.stopped_by_terminal(child) and terminal.stop_self():
             # Ctrl-Z reached the child's group only: pidone stops too, so that

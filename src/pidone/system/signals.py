@@ -22,6 +22,7 @@ SIGCHLD: int = _signal.SIGCHLD
 SIGKILL: int = _signal.SIGKILL
 SIGSTOP: int = _signal.SIGSTOP
 SIGTERM: int = _signal.SIGTERM
+SIGINT: int = _signal.SIGINT
 SIGCONT: int = _signal.SIGCONT
 SIGTSTP: int = _signal.SIGTSTP
 SIGTTIN: int = _signal.SIGTTIN
@@ -97,6 +98,19 @@ def wait_signal() -> tuple[int, int, int]:
     """Block until a caught signal is pending and take it: (signo, si_code, si_pid)."""
     info = _signal.sigwaitinfo(_caught)
     return info.si_signo, info.si_code, info.si_pid
+
+
+def monotonic() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def wait_signal_until(deadline: float) -> tuple[int, int, int] | None:
+    """wait_signal(), but None once time.monotonic() reaches `deadline`."""
+    left = max(0.0, deadline - monotonic())
+    info = _signal.sigtimedwait(_caught, left)  # type: ignore[attr-defined]
+    return None if info is None else (info.si_signo, info.si_code, info.si_pid)
 
 
 def signal_fd() -> int:

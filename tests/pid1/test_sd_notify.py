@@ -1,0 +1,294 @@
+"""pidone as a systemd service (Type=notify): what it sends to the NOTIFY_SOCKET
+of its own environment, against a real AF_UNIX datagram socket the test binds
+(a path, or an abstract name), as PID 1 and as a subreaper, in both modes.
+And the attacks: a NOTIFY_SOCKET that does not exist, that is garbage, or
+that nobody reads (its buffer full) neither stalls nor kills pidone."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.running import PIDONE, PYTHON, Init, wait_for
+from tests.helpers.stack import Stack
+
+
+class Manager:
+    """The service manager's end: a datagram socket, every datagram kept with
+    the time (monotonic ns) it was read."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
+        self.got: list[tuple[int, str]] = []
+
+    def read(self, seconds: float) -> None:
+        """Read what comes for `seconds`."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                return
+            self.got.append((time.monotonic_ns(), data.decode()))
+
+    def until(self, wanted: str, timeout: float = 20.0) -> tuple[int, str]:
+        """Read until a datagram holds the line `wanted`; that datagram."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for entry in self.got:
+                if wanted in entry[1].splitlines():
+                    return entry
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"no {wanted!r} within {timeout}s; got {self.texts()}")
+            self.sock.settimeout(left)
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            self.got.append((time.monotonic_ns(), data.decode()))
+
+    def texts(self) -> list[str]:
+        return [text for _, text in self.got]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture(params=["path", "abstract"])
+def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Manager]:
+    if request.param == "path":
+        address = str(tmp_path / "notify.sock")
+    else:
+        address = f"@pidone-test-{os.getpid()}-{time.monotonic_ns()}"
+    made = Manager(address)
+    yield made
+    made.close()
+
+
+ENV_DUMP = "import json, os, sys, time; open(sys.argv[1], 'w').write(json.dumps(dict(os.environ)))"
+
+
+def three(stack: Stack, tmp_path: Path, *, delay: float = 0.6) -> str:
+    """sdn_a (settles), sdn_b (notify, after sdn_a), sdn_c (file:, late)."""
+    dump = tmp_path / "env.json"
+    return f"""
+[pidone]
+settle_time = 0.2
+[process.sdn_a]
+command = "{PYTHON} -c \\"{ENV_DUMP}; time.sleep(1000)\\" {dump}"
+[process.sdn_b]
+command = "{stack.svc("sdn_b", "--notify")}"
+ready = "notify"
+after = ["sdn_a"]
+[process.sdn_c]
+command = "{stack.svc("sdn_c", "--touch", str(tmp_path / "c-ready"), "--delay", str(delay))}"
+ready = "file:{tmp_path / "c-ready"}"
+"""
+
+
+def test_status_then_ready_after_the_last_process_then_stopping_at_sigterm(
+    mode: str, manager: Manager, tmp_path: Path
+) -> None:
+    with Stack(mode, tmp_path) as stack:
+        stack.start(three(stack, tmp_path), prefix=["env", f"NOTIFY_SOCKET={manager.address}"])
+        ready_at, ready = manager.until("READY=1")
+        assert ready == "READY=1\nSTATUS=3 of 3 ready\n"
+        # Not before the last one: sdn_c took 0.6 s from its start to be ready.
+        c_up = next(e.ns for e in stack.journal() if e.name == "sdn_c" and e.event.startswith("up"))
+        assert ready_at - c_up >= 0.6e9
+        before = manager.texts()[: manager.texts().index(ready)]
+        assert before and all(t.startswith("STATUS=") and "READY=1" not in t for t in before)
+        assert before[0].startswith("STATUS=0 of 3 ready, waiting for ")
+        assert "STATUS=2 of 3 ready, waiting for sdn_c\n" in before
+        # The children never saw pidone's own NOTIFY_SOCKET: sdn_b spoke on its
+        # own socket (its STATUS=serving never came here), sdn_a had none.
+        assert not any("serving" in t for t in manager.texts())
+        env = json.loads((tmp_path / "env.json").read_text())
+        assert {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} & set(env) == set()
+        stack.init.signal(signal.SIGTERM)
+        manager.until("STOPPING=1")
+        assert stack.init.wait() == 0
+        manager.read(0.3)
+    texts = manager.texts()
+    assert texts.count(ready) == 1  # READY=1 once
+    assert [t for t in texts if "STOPPING=1" in t] == ["STOPPING=1\nSTATUS=stopping\n"]
+    assert texts.index(ready) < texts.index("STOPPING=1\nSTATUS=stopping\n")
+    assert not any("WATCHDOG" in t for t in texts)  # no WATCHDOG_USEC: no pings
+
+
+def test_watchdog_pings_every_half_watchdog_usec_and_the_children_do_not_see_it(
+    mode: str, tmp_path: Path
+) -> None:
+    manager = Manager(str(tmp_path / "notify.sock"))
+    env = ["env", f"NOTIFY_SOCKET={manager.address}", "WATCHDOG_USEC=200000"]
+    with Stack(mode, tmp_path) as stack:
+        stack.start(three(stack, tmp_path, delay=0.0), prefix=env)
+        manager.until("READY=1")
+        manager.got.clear()
+        manager.read(2.0)
+        pings = [ns for ns, text in manager.got if text == "WATCHDOG=1\n"]
+        # every 0.1 s: 20 in 2 s, never faster; generous bounds for a loaded machine
+        assert 12 <= len(pings) <= 22, pings
+        env_seen = json.loads((tmp_path / "env.json").read_text())
+        assert "WATCHDOG_USEC" not in env_seen and "NOTIFY_SOCKET" not in env_seen
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
+    manager.close()
+
+
+def test_watchdog_pid_of_another_process_means_no_pings(tmp_path: Path) -> None:
+    manager = Manager(str(tmp_path / "notify.sock"))
+    env = ["env", f"NOTIFY_SOCKET={manager.address}", "WATCHDOG_USEC=200000", "WATCHDOG_PID=1"]
+    with Stack("subreaper", tmp_path) as stack:
+        stack.start(three(stack, tmp_path, delay=0.0), prefix=env)
+        manager.until("READY=1")
+        manager.read(0.6)
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
+        _, err = stack.output()
+    assert not any("WATCHDOG" in t for t in manager.texts())
+    assert "WATCHDOG_PID='1' is not pidone's pid" in err
+    manager.close()
+
+
+def idle_switches(pid: int, seconds: float) -> int:
+    def switches() -> int:
+        text = Path(f"/proc/{pid}/status").read_text()
+        return int(text.split("voluntary_ctxt_switches:")[1].split()[0])
+
+    before = switches()
+    time.sleep(seconds)
+    return switches() - before
+
+
+def test_a_notify_socket_nobody_reads_does_not_stall_pidone(mode: str, tmp_path: Path) -> None:
+    """The attack: a manager that never reads, its buffer full before pidone
+    starts. Every send fails at once (EAGAIN), logged once; pidone runs,
+    answers ctl, and stops in time."""
+    address = str(tmp_path / "full.sock")
+    full = Manager(address)
+    full.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as filler:
+        filler.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            for _ in range(100_000):
+                filler.sendto(b"x" * 512, address)
+    env = ["env", f"NOTIFY_SOCKET={address}", "WATCHDOG_USEC=40000"]
+    with Stack(mode, tmp_path) as stack:
+        stack.start(three(stack, tmp_path, delay=0.0), prefix=env)
+        stack.wait_for("sdn_b listening", "sdn_c listening")
+        ctl = [
+            PIDONE,
+            "ctl",
+            "--socket",
+            str(stack.control_socket),
+            "wait-ready",
+            "--timeout",
+            "20",
+        ]
+        assert subprocess.run(ctl, capture_output=True, timeout=30).returncode == 0
+        time.sleep(0.5)  # a dozen watchdog pings, each refused
+        began = time.monotonic()
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
+        assert time.monotonic() - began < 5
+        _, err = stack.output()
+    refused = re.findall(r"NOTIFY_SOCKET .*: cannot send .*: Resource temporarily unavailable", err)
+    assert len(refused) == 1, err  # logged once, not once per datagram
+    full.close()
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (
+            "/nonexistent/pidone-notify.sock",
+            ": No such file or directory (the service manager is not",
+        ),
+        ("localhost:9999", "not an absolute path or an @abstract name"),
+        ("@" + "x" * 200, "longer than 107 bytes"),
+    ],
+)
+def test_a_notify_socket_that_is_missing_or_garbage_does_not_kill_pidone(
+    tmp_path: Path, value: str, said: str
+) -> None:
+    env = ["env", f"NOTIFY_SOCKET={value}", "WATCHDOG_USEC=banana"]
+    with Stack("subreaper", tmp_path) as stack:
+        stack.start(three(stack, tmp_path, delay=0.0), prefix=env)
+        stack.wait_for("sdn_b listening", "sdn_c listening")
+        ctl = [
+            PIDONE,
+            "ctl",
+            "--socket",
+            str(stack.control_socket),
+            "wait-ready",
+            "--timeout",
+            "20",
+        ]
+        assert subprocess.run(ctl, capture_output=True, timeout=30).returncode == 0
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
+        _, err = stack.output()
+    assert said in err, err
+    assert err.count("NOTIFY_SOCKET") == 1, err
+
+
+# --- single-command mode ---------------------------------------------------------------
+
+
+def test_single_mode_ready_once_cmd_started_and_stopping_on_the_forwarded_stop(
+    mode: str, manager: Manager, tmp_path: Path
+) -> None:
+    dump = tmp_path / "env.json"
+    child = [PYTHON, "-c", f"{ENV_DUMP}; time.sleep(1000)", str(dump)]
+    env = {**os.environ, "NOTIFY_SOCKET": manager.address, "WATCHDOG_USEC": "200000"}
+    with Init(mode, ["--", *child], env=env) as init:
+        _, ready = manager.until("READY=1")
+        assert ready.startswith("READY=1\nSTATUS=running ")
+        wait_for(dump.exists, what="the child's environment")
+        seen = json.loads(dump.read_text())
+        assert {"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"} & set(seen) == set()
+        manager.read(1.0)
+        pings = [t for t in manager.texts() if t == "WATCHDOG=1\n"]
+        assert 6 <= len(pings) <= 12, manager.texts()
+        init.signal(signal.SIGTERM)
+        assert init.wait() == 128 + signal.SIGTERM
+    manager.read(0.2)
+    texts = manager.texts()
+    assert [t for t in texts if "READY=1" in t] == [ready]
+    assert [t for t in texts if "STOPPING" in t] == ["STOPPING=1\nSTATUS=stopping\n"]
+
+
+def test_single_mode_without_a_notify_socket_still_sleeps_without_waking(mode: str) -> None:
+    with Init(mode, ["--", "sleep", "1000"]) as init:
+        time.sleep(0.5)
+        assert idle_switches(init.pid, 1.5) == 0
+        init.signal(signal.SIGTERM)
+        assert init.wait() == 128 + signal.SIGTERM
+
+
+def test_pidone_run_without_watchdog_usec_still_sleeps_without_waking(
+    mode: str, manager: Manager, tmp_path: Path
+) -> None:
+    with Stack(mode, tmp_path) as stack:
+        stack.start(
+            three(stack, tmp_path, delay=0.0), prefix=["env", f"NOTIFY_SOCKET={manager.address}"]
+        )
+        manager.until("READY=1")
+        time.sleep(0.5)  # the last rate-bounded STATUS, if any, has gone
+        assert idle_switches(stack.init.pid, 1.5) == 0
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
