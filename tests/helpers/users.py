@@ -59,7 +59,13 @@ def open_dir() -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def as_user(user: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
+def as_user(
+    user: str,
+    argv: list[str],
+    *,
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[str]:
     """Run argv as `user` (with that user's groups), capturing output."""
     require_other_users()
     entry = pwd.getpwnam(user)
@@ -71,6 +77,8 @@ def as_user(user: str, argv: list[str]) -> subprocess.CompletedProcess[str]:
         capture_output=True,
         text=True,
         timeout=30,
+        cwd=cwd,
+        env=env,
     )
 
 

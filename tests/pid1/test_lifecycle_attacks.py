@@ -234,10 +234,17 @@ sockets = ["app"]
         assert stack.init.wait() == 0
 
 
-def test_notify_socket_eacces_when_not_root_is_a_failed_start_then_fatal(shared: Path) -> None:
-    # pidone as a plain user (subreaper: no namespace without root) cannot make
-    # the notify socket under /run/pidone: PermissionError, not a SpawnError.
+def test_a_notify_socket_path_taken_by_a_file_is_a_failed_start_then_fatal(shared: Path) -> None:
+    # pidone as a plain user (subreaper: no namespace without root) finds a
+    # file where the notify socket goes (its runtime directory .pidone beside
+    # the configuration): an OSError, not a SpawnError, and never removed.
     who = [f"--reuid={uid(APP)}", f"--regid={gid(APP)}", "--clear-groups"]
+    notify = shared / ".pidone" / "notify"
+    notify.mkdir(parents=True)
+    (notify / "web.sock").write_text("not a socket")
+    for path in (notify.parent, notify, notify / "web.sock"):
+        os.chown(path, uid(APP), gid(APP))
+    notify.parent.chmod(0o700)
     with Stack("subreaper", shared) as stack:
         stack.start(
             f"""
@@ -252,6 +259,8 @@ ready = "notify"
         )
         assert stack.init.wait() == 1  # FATAL, nothing left to run
         _, err = stack.output()
-    assert re.search(r"^web\s+\| cannot start: OSError: Permission denied$", err, re.M), err
+    refused = r"^web\s+\| cannot start: OSError: exists and is not a socket$"
+    assert re.search(refused, err, re.M), err
     assert "unclean stop: web is FATAL" in err
     assert stack.count("web up") == 0
+    assert (notify / "web.sock").read_text() == "not a socket"

@@ -307,7 +307,10 @@ def test_a_symlink_planted_in_the_socket_path_is_refused(shared: Path) -> None:
     (shared / "pidone.toml").write_text(
         socket_table(shared / "volume" / "app.sock") + '[process.web]\ncommand = "true"\n'
     )
-    result = subprocess.run([PIDONE, "run"], cwd=shared, capture_output=True, text=True, timeout=30)
+    env = {**os.environ, "PIDONE_CONTROL_SOCKET": str(shared / "control.sock")}  # not the host's
+    result = subprocess.run(
+        [PIDONE, "run"], cwd=shared, capture_output=True, text=True, timeout=30, env=env
+    )
     assert result.returncode == 2
     assert f"{shared / 'volume'} is a symlink or not a directory" in result.stderr
     assert list(target.iterdir()) == []

@@ -149,7 +149,8 @@ command = "sh -c 'echo x >> {journal}; yes crashing | head -c 200000; exit 1'"
 """
     (tmp_path / "pidone.toml").write_text(toml)
     # stdout is a pipe the test never reads; stderr is read (it is small)
-    with Init(mode, ["run", "-c", str(tmp_path / "pidone.toml")]) as init:
+    env = {**os.environ, "PIDONE_CONTROL_SOCKET": str(tmp_path / "control.sock")}  # not the host's
+    with Init(mode, ["run", "-c", str(tmp_path / "pidone.toml")], env=env) as init:
         assert init.proc.stderr is not None and init.proc.stdout is not None
         err: list[bytes] = []
         stderr_fd, stdout_fd = init.proc.stderr.fileno(), init.proc.stdout.fileno()
@@ -196,7 +197,9 @@ def test_a_datagram_stdout_read_late_holds_the_flood_back_then_loses_nothing(
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as reader:
         reader.bind(out_path)
         prefix = [*helper("dgram_stdout.py"), out_path]
-        with Init(mode, ["run", "-c", str(tmp_path / "pidone.toml")], prefix=prefix) as init:
+        env = {**os.environ, "PIDONE_CONTROL_SOCKET": str(tmp_path / "control.sock")}
+        run = ["run", "-c", str(tmp_path / "pidone.toml")]
+        with Init(mode, run, prefix=prefix, env=env) as init:
             time.sleep(1.5)  # nobody reads
             assert not done.exists(), "the flood was not held back"
             reader.settimeout(0.5)

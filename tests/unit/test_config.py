@@ -115,7 +115,7 @@ def test_default_settings_values() -> None:
     assert Settings() == Settings(
         stop_timeout=10.0,
         log_format="text",
-        control_socket="/run/pidone/control.sock",
+        control_socket=None,  # the runtime directory's (config/rundir.py)
         control_group=None,
         metrics=None,
         settle_time=1.0,

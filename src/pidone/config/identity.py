@@ -93,6 +93,8 @@ def resolve(spec: ProcessSpec) -> Identity:
         # from /etc/group, or none at all for a uid without a name.
         assert gid is not None
         groups = tuple(os.getgrouplist(user_name, gid)) if user_name else ()
+    if os.geteuid() != 0:  # what names pidone's own user and groups changes nothing
+        uid, gid, groups = _as_pidone(uid, gid, groups, explicit=spec.groups is not None)
     harden = uid is not None and uid != 0
     return Identity(
         uid=uid,
@@ -105,6 +107,76 @@ def resolve(spec: ProcessSpec) -> Identity:
         keep_caps=tuple(CAPABILITIES[c] for c in spec.capabilities),
         harden=harden,
     )
+
+
+def _as_pidone(
+    uid: int | None, gid: int | None, groups: tuple[int, ...] | None, *, explicit: bool
+) -> tuple[int | None, int | None, tuple[int, ...] | None]:
+    """Without root, a `user`, `group` or `groups` that is pidone's own is
+    kept as it is (None): the child need not, and could not, call setgroups
+    or setresuid. Anything else check() refuses (_needs_root)."""
+    if uid == os.geteuid():
+        uid = None
+        if not explicit:
+            groups = None  # the same user: its groups as pidone has them
+    if gid is not None and gid in os.getresgid():
+        gid = None
+    if groups is not None and set(groups) == set(os.getgroups()):
+        groups = None
+    return uid, gid, groups
+
+
+NEEDS_ROOT = "run pidone as root, or remove the key"
+
+
+def _needs_root(config: Config) -> Iterable[tuple[str, str, str]]:
+    """(table, key, problem) for each setting only root can honour, when
+    pidone is not root: another user, a group that is not pidone's own,
+    capabilities. Names that do not resolve are _unknown's to report."""
+    euid = os.geteuid()
+    me = f"pidone runs as uid {euid}, not root"
+    own_groups = {*os.getresgid(), *os.getgroups()}
+
+    def other_user(name: str | None) -> bool:
+        try:
+            return name is not None and user_id(name)[0] != euid
+        except KeyError:
+            return False
+
+    def other_group(name: str | None, allowed: Iterable[int]) -> bool:
+        try:
+            return name is not None and group_id(name) not in allowed
+        except KeyError:
+            return False
+
+    group = config.settings.control_group
+    if other_group(group, own_groups):
+        yield "pidone", "control_group", f"{me} and not in group {group!r}; {NEEDS_ROOT}"
+    for name, spec in config.processes.items():
+        table = f"process.{name}"
+        if other_user(spec.user):
+            yield table, "user", f"{me}: it cannot run a process as {spec.user!r}; {NEEDS_ROOT}"
+        if other_group(spec.group, os.getresgid()):
+            yield table, "group", f"{me}: it cannot switch to group {spec.group!r}; {NEEDS_ROOT}"
+        if spec.groups is not None:
+            try:
+                wanted = {group_id(g) for g in spec.groups}
+            except KeyError:
+                wanted = set(os.getgroups())
+            if wanted != set(os.getgroups()):
+                yield (
+                    table,
+                    "groups",
+                    f"{me}: it cannot set groups other than its own; {NEEDS_ROOT}",
+                )
+        if spec.capabilities:
+            yield table, "capabilities", f"{me}: it has no capabilities to give; {NEEDS_ROOT}"
+    for name, sock in config.sockets.items():
+        table = f"socket.{name}"
+        if other_user(sock.owner):
+            yield table, "owner", f"{me}: it cannot give a socket to {sock.owner!r}; {NEEDS_ROOT}"
+        if other_group(sock.group, own_groups):
+            yield table, "group", f"{me} and not in group {sock.group!r}; {NEEDS_ROOT}"
 
 
 def _unknown(kind: str, value: str | None) -> str | None:
@@ -209,3 +281,6 @@ def check(config: Config) -> Iterable[str]:
         for key, kind, value in (("owner", "user", sock.owner), ("group", "group", sock.group)):
             if (problem := _unknown(kind, value)) is not None:
                 yield where(f"socket.{name}", key, problem)
+    if os.geteuid() != 0:
+        for table, key, refused in _needs_root(config):
+            yield where(table, key, refused)

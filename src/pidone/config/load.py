@@ -158,6 +158,24 @@ def load(
     return result
 
 
+def settings_only(config: Path) -> Settings:
+    """The [pidone] table of `config` alone, through the same parse and checks
+    as load() (for `pidone ctl`, which needs control_socket and nothing else:
+    no Procfile, no .env, no process). Raises ConfigError."""
+    problems: list[str] = []
+    text = _read(config, "-c", problems, [])
+    _raise_if(problems)
+    data = _parse_toml(text, config, problems)
+    _raise_if(problems)
+    ctx = _Context(Sources(None, config, None, {}, text or ""), problems, Budget(), [])
+    raw = data.get("pidone", {})
+    if not isinstance(raw, dict):
+        ctx.problem("", "pidone", raw, "must be a table, like [pidone]")
+    settings = _settings(ctx, raw)
+    _raise_if(problems)
+    return settings
+
+
 # --- files --------------------------------------------------------------------
 
 
@@ -477,7 +495,7 @@ def _settings(ctx: _Context, data: Any) -> Settings:
         control_socket=table.get(
             "control_socket",
             values.absolute_path('"/run/pidone/control.sock"'),
-            default.control_socket,
+            None,
         ),
         control_group=table.get("control_group", values.identity, None),
         metrics=table.get("metrics", values.address, None),

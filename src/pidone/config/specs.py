@@ -61,7 +61,7 @@ class Settings:
 
     stop_timeout: float = 10.0  # default for every process, seconds
     log_format: LogFormat = "text"
-    control_socket: str = "/run/pidone/control.sock"
+    control_socket: str | None = None  # None: in the runtime directory (config/rundir.py)
     control_group: str | None = None  # group (name or number) allowed to use it
     metrics: str | None = None  # "HOST:PORT" to serve Prometheus metrics on
     settle_time: float = 1.0  # no `ready`: ready once up this long

@@ -8,8 +8,11 @@
     pidone ctl wait-ready [--timeout S]
 
 One request, one reply (the protocol is in control.py). Exit status: 0 done,
-1 refused or failed (the reason on stderr), 2 usage. The socket is
-$PIDONE_CONTROL_SOCKET, else /run/pidone/control.sock.
+1 refused or failed (the reason on stderr), 2 usage (or a broken ./pidone.toml).
+The socket is --socket, else $PIDONE_CONTROL_SOCKET, else `[pidone]
+control_socket` of ./pidone.toml, else the runtime directory's, by the rule
+`pidone run` follows (config/rundir.py: /run/pidone for root;
+$XDG_RUNTIME_DIR/pidone or ./.pidone for any other user).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import sys
 import time
 from typing import Any, NoReturn
 
-from pidone.control.protocol import DEFAULT_SOCKET, connect_error
+from pidone.control.protocol import connect_error
+from pidone.errors import ConfigError
 from pidone.signames import signal_name, signal_number
 
 SHORT_TIMEOUT = 30.0  # status, reload, signal, shutdown: answered at once
@@ -75,8 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--socket",
         metavar="PATH",
-        default=os.environ.get("PIDONE_CONTROL_SOCKET") or DEFAULT_SOCKET,
-        help="the control socket (default: $PIDONE_CONTROL_SOCKET or %(default)s)",
+        help="the control socket (default: $PIDONE_CONTROL_SOCKET, else control_socket in"
+        " ./pidone.toml, else pidone's runtime directory: /run/pidone/control.sock for"
+        " root, $XDG_RUNTIME_DIR/pidone/control.sock or ./.pidone/control.sock otherwise)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     status = sub.add_parser("status", help="every process: state, pid, uptime, restarts")
@@ -107,9 +112,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def default_socket() -> str:
+    """The control socket `pidone run` in this directory uses, found by its
+    rule: $PIDONE_CONTROL_SOCKET, control_socket of ./pidone.toml (read by
+    the config layer: a broken file is a ConfigError), the runtime directory's."""
+    from pidone.config import rundir
+    from pidone.config.specs import DEFAULT_CONFIG
+
+    path = os.environ.get("PIDONE_CONTROL_SOCKET")
+    if path:
+        return path
+    if DEFAULT_CONFIG.is_file():
+        from pidone.config.load import settings_only
+
+        configured = settings_only(DEFAULT_CONFIG).control_socket
+        if configured is not None:
+            return configured
+    return rundir.runtime_dir(os.getcwd()).control_socket
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.socket is None:
+        args.socket = default_socket()
     names = getattr(args, "names", None)
     if names is not None:
         if "all" in names and len(names) > 1:
@@ -294,6 +320,12 @@ def main(argv: list[str]) -> int:
         return 2
     except SystemExit as exc:  # --help
         return exc.code if isinstance(exc.code, int) else 0
+    except ConfigError as exc:
+        sys.stderr.write(
+            "".join(f"pidone ctl: {line}\n" for line in exc.problems)
+            + "pidone ctl: fix ./pidone.toml, or name the socket with --socket PATH\n"
+        )
+        return exc.exit_code
     try:
         reply = send(args.socket, build_request(args), reply_timeout(args))
     except CtlError as exc:

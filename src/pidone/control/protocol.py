@@ -48,6 +48,7 @@ import os
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
+from pidone.config import rundir
 from pidone.core.requests import NAMED, TIMED, Command, Outcome
 from pidone.core.states import HAS_PID
 from pidone.signames import signal_number
@@ -57,7 +58,7 @@ if TYPE_CHECKING:
     from pidone.core.supervisor import Request
 
 
-DEFAULT_SOCKET = "/run/pidone/control.sock"
+DEFAULT_SOCKET = os.path.join(rundir.ROOT_DIR, rundir.CONTROL_SOCKET)  # root's
 MAX_REQUEST = 64 * 1024
 COMMANDS = tuple(c.value for c in Command)  # the wire names
 

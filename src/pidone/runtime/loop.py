@@ -36,7 +36,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pidone.config import identity
+from pidone.config import identity, rundir
 from pidone.config.specs import Config, ProcessSpec, SocketSpec
 from pidone.config.values import MAX_SECONDS
 from pidone.control import protocol
@@ -98,7 +98,14 @@ class Loop:
             fmt=config.settings.log_format,
             wake=signals.wake_loop,  # a writer thread's, when it drained (ThreadOutput)
         )
-        self.prober = Prober(self.selector, self._probe_ready, spawn=self._spawn_check)
+        sources = config.sources
+        self.rundir = rundir.runtime_dir(rundir.config_dir(sources.config, sources.procfile))
+        self.prober = Prober(
+            self.selector,
+            self._probe_ready,
+            spawn=self._spawn_check,
+            notify_dir=self.rundir.notify_dir,
+        )
         self.events: deque[EventType] = deque()
         self.exit_code: int | None = None
         self.launchers: dict[str, proc.Launcher] = {}  # pidfile processes' launchers
@@ -128,6 +135,51 @@ class Loop:
         self.published: Snapshot | None = None  # what the metrics thread reads
         self._forwarding: int | None = None  # the signal being passed on, for the counters
         self.counters = PidoneCounters()
+
+    def control_path(self) -> str:
+        """The control socket: $PIDONE_CONTROL_SOCKET, `control_socket`, else
+        the runtime directory's (the same order as `pidone ctl`'s)."""
+        configured = os.environ.get("PIDONE_CONTROL_SOCKET") or self.config.settings.control_socket
+        return configured or self.rundir.control_socket
+
+    def prepare_runtime_dir(self) -> None:
+        """Before anything starts: a non-root runtime directory made 0700 (or
+        refused as unsafe), every socket path in it short enough for a
+        sockaddr, and no other pidone already answering on the control
+        socket: two would fight over it (and over every socket). Raises UnsafePath."""
+        path = self.control_path()
+        if sockets.socket_in_use(path):
+            raise sockets.UnsafePath(
+                f"another pidone is already running with the control socket {path}; stop it"
+                " (pidone ctl shutdown), or give this one another control_socket"
+            )
+        if not self.rundir.private:
+            return
+        if self.rundir.note is not None:
+            self._log_side(f"{self.rundir.note}: using {self.rundir.path}")
+        names = [n for n, s in self.config.processes.items() if s.ready.kind == "notify"]
+        paths = [path] + [os.path.join(self.rundir.notify_dir, f"{n}.sock") for n in names]
+        for long in paths:
+            if len(os.fsencode(long)) > sockets.SUN_PATH_MAX:
+                raise sockets.UnsafePath(
+                    f"the socket path {long} is longer than the {sockets.SUN_PATH_MAX} bytes a"
+                    " socket address holds; set XDG_RUNTIME_DIR (or control_socket) to a"
+                    " shorter directory, or move the configuration"
+                )
+        try:
+            sockets.private_directory(self.rundir.path)
+        except sockets.CannotCreate as exc:
+            # Only missing (a read-only configuration, as a container's): the
+            # control socket is a side part, disabled and said so, as root's
+            # is without /run/pidone; a notify process could never be ready.
+            if names:
+                raise sockets.UnsafePath(
+                    f"pidone's runtime directory: {exc}; the notify sockets of {', '.join(names)}"
+                    ' (ready = "notify") go there: set XDG_RUNTIME_DIR to a directory of'
+                    " pidone's user"
+                ) from None
+        except sockets.UnsafePath as exc:
+            raise sockets.UnsafePath(f"pidone's runtime directory: {exc}") from None
 
     def prepare_sockets(self) -> None:
         """Before anything starts: every socket directory made safe, stale
@@ -194,7 +246,7 @@ class Loop:
         self.notifier = sdnotify.Notifier.from_environ(
             os.environ, log=self._log_side, clock=self.clock
         )
-        path = os.environ.get("PIDONE_CONTROL_SOCKET") or settings.control_socket
+        path = self.control_path()
         try:
             gid = identity.group_id(settings.control_group) if settings.control_group else None
             self.control = control.ControlServer(
@@ -531,10 +583,10 @@ def _environment(spec: ProcessSpec, ident: identity.Identity) -> dict[str, str]:
 
 
 def socket_owner(sock: SocketSpec) -> tuple[int, int]:
-    """(uid, gid) for a socket: its owner (default pidone's own user: root when
-    pidone is root), its group (default the owner's primary group, or
-    pidone's own group with no owner)."""
-    uid, gid = sockets.own_ids()
+    """(uid, gid) for a socket: its owner (default pidone's user: root, or
+    the one a non-root pidone runs as), its group (default the owner's
+    primary group, or pidone's)."""
+    uid, gid = os.geteuid(), os.getegid()
     if sock.owner is not None:
         uid, primary, _, _ = identity.user_id(sock.owner)
         gid = primary if primary is not None else uid
@@ -545,5 +597,6 @@ def socket_owner(sock: SocketSpec) -> tuple[int, int]:
 
 def run(config: Config) -> int:
     loop = Loop(config)
-    loop.prepare_sockets()  # before anything starts; UnsafePath stops us here
+    loop.prepare_runtime_dir()  # before anything starts; UnsafePath stops us here
+    loop.prepare_sockets()
     return loop.run()

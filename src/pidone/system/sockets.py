@@ -17,8 +17,16 @@ if TYPE_CHECKING:
 # --- the socket directory shared with nginx ----------------------------------------
 
 
+SUN_PATH_MAX = 107  # bytes of a socket path: sockaddr_un.sun_path, less the final NUL
+
+
 class UnsafePath(Exception):
     """A socket path pidone will not work on (a symlink, not a directory, ...)."""
+
+
+class CannotCreate(UnsafePath):
+    """A directory pidone cannot make (a read-only or foreign parent): nothing
+    unsafe in it, only missing."""
 
 
 def secure_directory(path: str) -> int:
@@ -57,10 +65,43 @@ def secure_directory(path: str) -> int:
     return fd
 
 
-def own_ids() -> tuple[int, int]:
-    """pidone's own (uid, gid): what a socket without `owner` gets, so that
-    pidone run by a plain user needs no chown it may not do."""
-    return os.geteuid(), os.getegid()
+def private_directory(path: str) -> None:
+    """Make `path` (in an existing directory) pidone's own, 0700: created, or
+    an existing one of pidone's user kept (and made 0700). A symlink, a
+    directory of another user or one that others may write to is refused
+    (UnsafePath, saying how to fix it): a socket in it could be swapped."""
+    import stat
+
+    try:
+        os.mkdir(path, 0o700)
+    except FileExistsError:
+        pass
+    except OSError as exc:
+        raise CannotCreate(f"cannot create {path}: {exc.strerror}") from None
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafePath(
+                f"{path} is a symlink or not a directory; remove it (pidone makes it)"
+            ) from None
+        raise UnsafePath(f"cannot open {path}: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.geteuid():
+            raise UnsafePath(
+                f"{path} belongs to uid {st.st_uid}, not to pidone's user {os.geteuid()}; "
+                "remove it (pidone makes it)"
+            )
+        if st.st_mode & 0o022:
+            raise UnsafePath(
+                f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                "remove it or chmod 700 it"
+            )
+        if stat.S_IMODE(st.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def claim_directory(fd: int) -> None:
@@ -68,7 +109,7 @@ def claim_directory(fd: int) -> None:
     sockets in it, and set its mode, with CAP_CHOWN alone (no DAC_OVERRIDE,
     FOWNER or FSETID: a container should not need them)."""
     st = os.fstat(fd)
-    me = own_ids()
+    me = (os.geteuid(), os.getegid())
     if (st.st_uid, st.st_gid) != me:
         os.fchown(fd, *me)
 
