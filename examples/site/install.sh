@@ -55,9 +55,9 @@ if [ "$(cat "$VENV/.requirements" 2>/dev/null)" != "$want" ]; then
 fi
 chmod -R a+rX,go-w "$VENV"
 
-# What pidone run would refuse, refused now: checked as the site's user, in
-# the site's directory, with the unit's PATH.
-setpriv --reuid "$SITE_USER" --regid "$SITE_USER" --init-groups \
+# What pidone run would refuse, refused now: checked as the unit runs it (the
+# site's user, its group and deploy, in the site's directory, the unit's PATH).
+setpriv --reuid "$SITE_USER" --regid "$SITE_USER" --groups "$DEPLOY_GROUP" \
     env -C "$SITE_DIR" PATH="$VENV/bin:/usr/local/bin:/usr/bin:/bin" "$PIDONE_VENV/bin/pidone" check >/dev/null
 
 install -m 0644 "$HERE/$UNIT" "/etc/systemd/system/$UNIT"

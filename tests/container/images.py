@@ -59,10 +59,18 @@ BUILD_PACKAGES = (
     "libpcre2-dev",
 )
 # A server's root filesystem for examples/site: Debian's systemd as its init
-# (/sbin/init from systemd-sysv), python3 with venv for the site's venv, and
-# redis-server, whose own unit the site's image disables (the site runs its
-# own redis under pidone).
-SYSTEMD_PACKAGES = ("python3", "python3-venv", "systemd", "systemd-sysv", "redis-server")
+# (/sbin/init from systemd-sysv), python3 with venv for the site's venv,
+# redis-server (its own unit stays enabled: the server's redis on port 6379;
+# the site runs its own under pidone, on a unix socket), and procps (kill, for
+# the unit's ExecReload, as on any server).
+SYSTEMD_PACKAGES = (
+    "python3",
+    "python3-venv",
+    "systemd",
+    "systemd-sysv",
+    "redis-server",
+    "procps",
+)
 WEBAPP = REPO / "examples" / "webapp"
 SITE = REPO / "examples" / "site"
 SITE_DOCKERFILE = REPO / "tests" / "container" / "site-server.Dockerfile"
