@@ -319,6 +319,27 @@ def unit_seconds(key: str) -> int:
     return int(value)
 
 
+def test_watchdog_keeps_hearing_from_pidone(server: Server) -> None:
+    """WatchdogSec=10: systemd gave pidone WATCHDOG_USEC, and pidone's
+    WATCHDOG=1 kept the unit alive past twice that (no restart, same pid)."""
+    watchdog = unit_seconds("WatchdogSec")
+    shown = server.show("WatchdogUSec", "MainPID", "ActiveEnterTimestampMonotonic", "NRestarts")
+    assert shown["WatchdogUSec"] == f"{watchdog}s"
+    entered = int(shown["ActiveEnterTimestampMonotonic"]) / 1e6
+
+    def uptime() -> float:
+        return float(server.sh("cut -d' ' -f1 /proc/uptime"))  # the host's clock, as systemd's
+
+    wait_until(lambda: uptime() - entered > 2 * watchdog, 3 * watchdog, "two watchdog periods")
+    after = server.show("MainPID", "NRestarts", "ActiveState")
+    assert (after["MainPID"], after["NRestarts"], after["ActiveState"]) == (
+        shown["MainPID"],
+        "0",
+        "active",
+    )
+    assert not [x for x in server.journal() if "atchdog" in x]
+
+
 def test_pidone_killed_is_started_again_by_systemd(server: Server) -> None:
     """Restart=on-failure. With cgroup v1 in a container (this machine's),
     systemd hears of no empty cgroup: once pidone is gone (and, by their
