@@ -8,7 +8,9 @@ container (docker/podman/containers.conf). So:
    the Debian packages the example needs: redis-server, nginx) stands in for
    the official slim Python image, and `bookworm-build` (python3 with gcc,
    libcap-dev, python3-dev, ...) for the same image once the Dockerfiles'
-   builder stages have installed their compilers. Either Dockerfile installs a
+   builder stages have installed their compilers; `bookworm-systemd`
+   (Debian's systemd as /sbin/init) is the server examples/site is installed
+   on. Either Dockerfile installs a
    Debian package only when the base lacks it, so with these bases no build
    step needs a mirror.
 2. The Python packages are downloaded here, on the host (whose Python is the
@@ -18,7 +20,10 @@ container (docker/podman/containers.conf). So:
    says `no-index`, both mounted for the build only (`podman build -v`): the
    Dockerfiles are the ones users build, untouched.
 3. `podman build --network none` of docker/Dockerfile with BASE and BUILDER
-   set to those bases, then of examples/webapp/Dockerfile on top.
+   set to those bases, then of examples/webapp/Dockerfile on top, and of
+   tests/container/site-server.Dockerfile (the systemd base, pidone's venv
+   from pidone's image, the site by its install.sh; the site's wheels in a
+   wheelhouse of their own).
 
 Each image is tagged with a hash of everything it is made from, and rebuilt
 only when that changes (podman's layer cache then reuses what it can: the
