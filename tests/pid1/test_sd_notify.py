@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -292,3 +293,25 @@ def test_pidone_run_without_watchdog_usec_still_sleeps_without_waking(
         assert idle_switches(stack.init.pid, 1.5) == 0
         stack.init.signal(signal.SIGTERM)
         assert stack.init.wait() == 0
+
+
+def test_the_ready_datagram_has_the_lines_systemd_notify_sends(
+    manager: Manager, tmp_path: Path
+) -> None:
+    """systemd's own sender, as a reference for the wire format: the same
+    lines (systemd's parser splits on newlines and drops empty ones)."""
+    if shutil.which("systemd-notify") is None:
+        pytest.skip("no systemd-notify here")
+    env = {"NOTIFY_SOCKET": manager.address, "PATH": os.environ.get("PATH", "")}
+    sent = ["systemd-notify", "--no-block", "--ready", "--status=3 of 3 ready"]
+    subprocess.run(sent, env=env, timeout=30, capture_output=True)
+    _, reference = manager.until("READY=1")
+    manager.got.clear()
+    with Stack("subreaper", tmp_path) as stack:
+        stack.start(
+            three(stack, tmp_path, delay=0.0), prefix=["env", f"NOTIFY_SOCKET={manager.address}"]
+        )
+        _, ours = manager.until("READY=1")
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
+    assert ours.splitlines() == reference.splitlines() == ["READY=1", "STATUS=3 of 3 ready"]

@@ -11,6 +11,7 @@ root, is the last test.
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import signal
 import stat
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from tests.helpers.running import PIDONE, wait_for
 from tests.helpers.stack import Stack
-from tests.helpers.users import APP, as_user, gid, uid
+from tests.helpers.users import APP, EXTRA, as_user, gid, uid
 
 NOBODY = "nobody"
 
@@ -289,3 +290,49 @@ def test_a_read_only_configuration_directory_with_a_notify_process_is_refused(
         'the notify sockets of web (ready = "notify") go there: set XDG_RUNTIME_DIR'
     ) in result.stderr
     assert not marker.exists()
+
+
+def test_a_deploy_group_member_finds_the_socket_through_control_socket(shared: Path) -> None:
+    """The site's pidone (pidone-app, in group pidone-extra) with
+    control_group: a member of that group, another uid with another
+    XDG_RUNTIME_DIR, runs `pidone ctl` in the site's directory with no option;
+    the same uid without the group is refused."""
+    sock = shared / "ctl" / "control.sock"
+    with Stack("subreaper", shared) as stack:
+        stack.start(
+            f'[pidone]\ncontrol_socket = "{sock}"\ncontrol_group = "{EXTRA}"\n' + site(stack),
+            prefix=as_app(),
+        )
+        wait_for(sock.exists, what="the control socket")
+        assert (sock.stat().st_gid, stat.S_IMODE(sock.stat().st_mode)) == (gid(EXTRA), 0o660)
+        nobody = pwd.getpwnam(NOBODY)
+
+        def ctl_as_nobody(*groups: int) -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                [PIDONE, "ctl", "wait-ready", "--timeout", "20"],
+                user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=list(groups),
+                cwd=shared, capture_output=True, text=True, timeout=30,
+                env={"PATH": os.environ.get("PATH", ""), "XDG_RUNTIME_DIR": "/run/user/65534"},
+            )  # fmt: skip
+
+        member = ctl_as_nobody(gid(EXTRA))
+        assert member.returncode == 0, member.stderr
+        outsider = ctl_as_nobody()
+        assert outsider.returncode == 1
+        assert "Permission denied" in outsider.stderr or "permission denied" in outsider.stderr
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
+
+
+def test_a_control_group_pidone_is_not_in_is_a_config_error_without_root(shared: Path) -> None:
+    (shared / "pidone.toml").write_text(
+        '[pidone]\ncontrol_group = "www-data"\n[process.web]\ncommand = "true"\n'
+    )
+    result = subprocess.run(
+        [*as_app(), PIDONE, "check"], cwd=shared, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 2
+    assert (
+        f"pidone.toml:2: [pidone] control_group: pidone runs as uid {uid(APP)}, not root and "
+        "not in group 'www-data'; run pidone as root, or remove the key"
+    ) in result.stderr
