@@ -98,7 +98,7 @@ bench: bench-deps
 WEBAPP := examples/webapp
 
 # Debian's redis-server and nginx (no daemon of theirs left running), users
-# app and celery, and /opt/pidone-webapp-venv (flask, celery[redis], uwsgi,
+# app and celery, and /opt/pidone-webapp-venv (flask, celery[redis], uwsgi, gunicorn,
 # pidone from this checkout) that those users can read. Idempotent: about a
 # second when nothing changed; pidone is reinstalled when its sources change.
 webapp-install:

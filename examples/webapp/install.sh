@@ -10,7 +10,8 @@
 #     for the worker; nginx's workers run as Debian's `www-data`.
 #   - a venv every user can read, made from Debian's /usr/bin/python3 (a venv
 #     under /root is out of reach of the app's users): flask, celery[redis],
-#     uwsgi, and pidone itself installed from this checkout.
+#     uwsgi, gunicorn (examples/site/requirements.txt: the tests run real
+#     gunicorn and celery as other users), and pidone itself from this checkout.
 #
 # Each step keeps a stamp holding a hash of its inputs, and runs again only
 # when they change (requirements.txt, or pidone's sources).
@@ -19,6 +20,8 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
 VENV=${WEBAPP_VENV:-/opt/pidone-webapp-venv}
+# The site example's (gunicorn, celery[redis]) go into the same venv.
+SITE_REQUIREMENTS=$REPO/examples/site/requirements.txt
 PACKAGES="redis-server redis-tools nginx libpcre2-dev libcap-dev python3-dev python3-venv
   gcc util-linux iproute2 procps"
 # The app's users. redis comes with Debian's package; www-data with Debian.
@@ -119,10 +122,10 @@ make_venv() {
         pip_install -U pip
     fi
     local want
-    want=$(hash_of "$HERE/requirements.txt")
+    want=$(hash_of "$HERE/requirements.txt" "$SITE_REQUIREMENTS")
     if [ "$(cat "$VENV/.requirements" 2>/dev/null)" != "$want" ]; then
-        say "installing requirements.txt into $VENV"
-        pip_install -r "$HERE/requirements.txt"
+        say "installing requirements.txt and the site's into $VENV"
+        pip_install -r "$HERE/requirements.txt" -r "$SITE_REQUIREMENTS"
         # uwsgi is built from source; a wheel pip built earlier without
         # libpcre2-dev (in its cache) lacks uwsgi's internal routing.
         if ! "$VENV/bin/uwsgi" --help | grep -q -- '--route '; then
@@ -155,7 +158,7 @@ make_venv() {
 check() {
     local missing=""
     for f in /usr/bin/redis-server /usr/sbin/nginx "$VENV/bin/uwsgi" "$VENV/bin/celery" \
-        "$VENV/bin/pidone" "$VENV/bin/flask"; do
+        "$VENV/bin/pidone" "$VENV/bin/flask" "$VENV/bin/gunicorn"; do
         [ -x "$f" ] || missing="$missing $f"
     done
     [ -z "$missing" ] || { say "still missing after the install:$missing" >&2; exit 1; }

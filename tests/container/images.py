@@ -8,7 +8,9 @@ container (docker/podman/containers.conf). So:
    the Debian packages the example needs: redis-server, nginx) stands in for
    the official slim Python image, and `bookworm-build` (python3 with gcc,
    libcap-dev, python3-dev, ...) for the same image once the Dockerfiles'
-   builder stages have installed their compilers. Either Dockerfile installs a
+   builder stages have installed their compilers; `bookworm-systemd`
+   (Debian's systemd as /sbin/init) is the server examples/site is installed
+   on. Either Dockerfile installs a
    Debian package only when the base lacks it, so with these bases no build
    step needs a mirror.
 2. The Python packages are downloaded here, on the host (whose Python is the
@@ -18,7 +20,10 @@ container (docker/podman/containers.conf). So:
    says `no-index`, both mounted for the build only (`podman build -v`): the
    Dockerfiles are the ones users build, untouched.
 3. `podman build --network none` of docker/Dockerfile with BASE and BUILDER
-   set to those bases, then of examples/webapp/Dockerfile on top.
+   set to those bases, then of examples/webapp/Dockerfile on top, and of
+   tests/container/site-server.Dockerfile (the systemd base, pidone's venv
+   from pidone's image, the site by its install.sh; the site's wheels in a
+   wheelhouse of their own).
 
 Each image is tagged with a hash of everything it is made from, and rebuilt
 only when that changes (podman's layer cache then reuses what it can: the
@@ -58,7 +63,22 @@ BUILD_PACKAGES = (
     "libcap-dev",
     "libpcre2-dev",
 )
+# A server's root filesystem for examples/site: Debian's systemd as its init
+# (/sbin/init from systemd-sysv), python3 with venv for the site's venv,
+# redis-server (its own unit stays enabled: the server's redis on port 6379;
+# the site runs its own under pidone, on a unix socket), and procps (kill, for
+# the unit's ExecReload, as on any server).
+SYSTEMD_PACKAGES = (
+    "python3",
+    "python3-venv",
+    "systemd",
+    "systemd-sysv",
+    "redis-server",
+    "procps",
+)
 WEBAPP = REPO / "examples" / "webapp"
+SITE = REPO / "examples" / "site"
+SITE_DOCKERFILE = REPO / "tests" / "container" / "site-server.Dockerfile"
 CACHE = Path(os.environ.get("PIDONE_CONTAINER_CACHE", "/var/cache/pidone-container-tests"))
 PREFIX = "localhost/pidone-test"
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -70,6 +90,7 @@ class Images:
     builder: str  # bookworm + python3 + compilers: BUILDER
     pidone: str  # docker/Dockerfile
     webapp: str  # examples/webapp/Dockerfile, on top of pidone
+    site: str  # tests/container/site-server.Dockerfile: systemd, pidone, examples/site
     timings: dict[str, float]  # seconds each step took in this run (0: cached)
 
 
@@ -256,11 +277,19 @@ def wheelhouse() -> Path:
     if (house / ".complete").exists():
         return house
     log(f"downloading pidone's and the example's packages into {house}")
+    download(house, [[*wanted], ["-r", str(WEBAPP / "requirements.txt")]])
+    (house / ".complete").write_text("")
+    for old in CACHE.glob("wheels-*"):
+        if old != house:
+            shutil.rmtree(old, ignore_errors=True)
+    return house
+
+
+def download(house: Path, requirement_sets: list[list[str]]) -> None:
+    """pip download each set into `house`: source distributions for the two
+    that compile against Debian libraries, wheels for the rest."""
     house.mkdir(parents=True, exist_ok=True)
-    for args in (
-        [*wanted],
-        ["-r", str(WEBAPP / "requirements.txt")],
-    ):
+    for args in requirement_sets:
         argv = [
             sys.executable,
             "-m",
@@ -277,8 +306,19 @@ def wheelhouse() -> Path:
         done = subprocess.run(argv, capture_output=True, text=True, timeout=900)
         if done.returncode != 0:
             raise PodmanError(f"{' '.join(argv)} failed:\n{done.stdout}{done.stderr}")
+
+
+def site_wheelhouse() -> Path:
+    """examples/site's requirements (gunicorn, celery[redis]: pure Python),
+    in a wheelhouse of their own, so that the other images keep their keys."""
+    requirements = (SITE / "requirements.txt").read_text()
+    house = CACHE / f"site-wheels-{digest(RECIPE, sys.version, requirements)}"
+    if (house / ".complete").exists():
+        return house
+    log(f"downloading the site's packages into {house}")
+    download(house, [["-r", str(SITE / "requirements.txt")]])
     (house / ".complete").write_text("")
-    for old in CACHE.glob("wheels-*"):
+    for old in CACHE.glob("site-wheels-*"):
         if old != house:
             shutil.rmtree(old, ignore_errors=True)
     return house
@@ -372,7 +412,25 @@ def ensure_images() -> Images:
             webapp, webapp_dockerfile, house, {"PIDONE_IMAGE": pidone, "BUILDER": builder}
         )
         drop_old_tags(f"{PREFIX}/webapp", keep=webapp)
-    return Images(base=base, builder=builder, pidone=pidone, webapp=webapp, timings=timings)
+
+    systemd_base, timings["systemd"] = ensure_base("bookworm-systemd", SYSTEMD_PACKAGES, mirror)
+    site_house = site_wheelhouse()
+    key = digest(
+        RECIPE, pidone, systemd_base, site_house.name, files_digest([SITE_DOCKERFILE, SITE])
+    )
+    site = f"{PREFIX}/site:{key}"
+    timings["site"] = 0.0
+    if not image_exists(site):
+        timings["site"] = build(
+            site,
+            SITE_DOCKERFILE,
+            site_house,
+            {"PIDONE_IMAGE": pidone, "SYSTEMD_BASE": systemd_base},
+        )
+        drop_old_tags(f"{PREFIX}/site", keep=site)
+    return Images(
+        base=base, builder=builder, pidone=pidone, webapp=webapp, site=site, timings=timings
+    )
 
 
 if __name__ == "__main__":  # `python -m tests.container.images`: build, print
@@ -381,6 +439,6 @@ if __name__ == "__main__":  # `python -m tests.container.images`: build, print
     started = time.monotonic()
     install_podman()
     built = ensure_images()
-    for name in ("base", "builder", "pidone", "webapp"):
+    for name in ("base", "builder", "pidone", "webapp", "site"):
         print(f"{name:8} {getattr(built, name)}  ({built.timings.get(name, 0.0):.1f} s)")
     print(f"total {time.monotonic() - started:.1f} s")

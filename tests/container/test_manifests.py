@@ -145,3 +145,13 @@ def test_compose_file_agrees() -> None:
     assert path.resolve() == (K8S / "nginx.conf").resolve()
     command = nginx["command"]
     assert command[command.index("-c") + 1] == config["target"]
+
+
+def test_compose_services_restart_unless_stopped() -> None:
+    """Docker's "restart at reboot": every service comes back when the engine
+    starts again, or when it exits, unless someone stopped it."""
+    services = compose()["services"]
+    assert {name: s.get("restart") for name, s in services.items()} == {
+        "app": "unless-stopped",
+        "nginx": "unless-stopped",
+    }

@@ -316,3 +316,33 @@ def test_a_symlink_planted_in_the_socket_path_is_refused(shared: Path) -> None:
     assert list(target.iterdir()) == []
     assert stat.S_IMODE(target.stat().st_mode) != 0o2750
     assert result.stdout == ""
+
+
+def test_socket_without_owner_under_a_non_root_pidone_is_pidones_own(shared: Path) -> None:
+    """pidone run by a plain user (a site's systemd unit with User=) binds a
+    `[socket]` without `owner`: the socket and its directory are that user's
+    (the default owner was root: the chown failed, pidone refused to start)."""
+    sock = shared / "run" / "web.sock"
+    who = [f"--reuid={uid(APP)}", f"--regid={gid(APP)}", "--clear-groups"]
+    with Stack("subreaper", shared) as stack:
+        stack.start(
+            f"""
+[socket.web]
+path = "{sock}"
+listen = true
+[process.web]
+command = "{stack.svc("web")}"
+sockets = ["web"]
+""",
+            prefix=["setpriv", *who],
+        )
+        stack.wait_for("web up")
+        seen = {p: os.stat(p) for p in (sock.parent, sock)}
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
+    mine = (uid(APP), gid(APP))
+    assert (seen[sock.parent].st_uid, seen[sock.parent].st_gid) == mine
+    assert stat.S_IMODE(seen[sock.parent].st_mode) == 0o2750
+    assert (seen[sock].st_uid, seen[sock].st_gid) == mine
+    assert stat.S_IMODE(seen[sock].st_mode) == 0o660
+    assert stat.S_ISSOCK(seen[sock].st_mode)
