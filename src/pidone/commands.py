@@ -96,27 +96,7 @@ def _parser(command: str) -> argparse.ArgumentParser:
     )
     add = parser.add_argument
     if command == "import":
-        add(
-            "file",
-            nargs="?",
-            type=typed(_file),
-            metavar="FILE",
-            help="supervisord.conf or uwsgi.ini",
-        )
-        add(
-            "-o",
-            "--output",
-            type=typed(_file),
-            metavar="DIR",
-            help="write DIR/Procfile and DIR/pidone.toml (default: print both to stdout)",
-        )
-        add("--force", action="store_true", help="overwrite them in DIR")
-        add(
-            "--from",
-            dest="kind",
-            choices=IMPORT_KINDS,
-            help="the file's kind (default: told by its sections)",
-        )
+        _import_arguments(add, typed)
         add("-h", "--help", action="store_true", help="show this help and exit")
         return parser
     add(
@@ -154,6 +134,33 @@ def _parser(command: str) -> argparse.ArgumentParser:
     )
     add("-h", "--help", action="store_true", help="show this help and exit")
     return parser  # fmt: skip
+
+
+def _import_arguments(
+    add: Callable[..., object], typed: Callable[..., Callable[[str], object]]
+) -> None:
+    """`pidone import`'s own arguments (it shares nothing with run and check)."""
+    add(
+        "file",
+        nargs="?",
+        type=typed(_file),
+        metavar="FILE",
+        help="supervisord.conf or uwsgi.ini",
+    )
+    add(
+        "-o",
+        "--output",
+        type=typed(_file),
+        metavar="DIR",
+        help="write DIR/Procfile and DIR/pidone.toml (default: print both to stdout)",
+    )
+    add("--force", action="store_true", help="overwrite them in DIR")
+    add(
+        "--from",
+        dest="kind",
+        choices=IMPORT_KINDS,
+        help="the file's kind (default: told by its sections)",
+    )
 
 
 def usage(command: str) -> str:
