@@ -1419,6 +1419,8 @@ class Supervisor:
                 out.append(Log("pidone", "leftover processes ignored SIGTERM: SIGKILL", True))
                 out.append(Sweep(signal.SIGKILL))
         elif self.phase is Phase.SWEPT:
+            if any(lease.releasing and not lease.done for lease in self.leases.values()):
+                return  # a release on its way: answered, or late (its deadline, a Tick)
             self.phase = next_phase(self.phase, PhaseEvent.AT_REST)
             code = self.exit_code
             if code is None:
