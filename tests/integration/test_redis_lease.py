@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -48,9 +49,9 @@ def ask(c: LeaseClient, kind: str, request_id: int = 1) -> tuple[int, bool, str,
 
 
 @pytest.fixture
-def redis(tmp_path: Path) -> RedisServer:
+def redis(tmp_path: Path) -> Iterator[RedisServer]:
     with RedisServer(tmp_path) as server:
-        yield server  # type: ignore[misc]
+        yield server
 
 
 def test_acquire_renew_release_with_the_documented_scripts(redis: RedisServer) -> None:
