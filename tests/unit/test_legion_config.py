@@ -143,3 +143,13 @@ def test_select_keeps_only_the_legions_of_the_selected_processes(cwd: Path) -> N
     cfg = load(cwd, LEGION + BEAT + '[process.web]\ncommand = "sleep 1"\n')
     assert config.select(cfg, ["web"]).legions == {}
     assert list(config.select(cfg, ["beat"]).legions) == ["beat"]
+
+
+def test_check_describes_the_legion_and_its_processes(cwd: Path) -> None:
+    from pidone.commands import describe
+
+    text = describe(load(cwd, LEGION + BEAT))
+    assert "  beat: sleep 100 (only on the lord of legion beat)\n" in text
+    assert text.endswith(
+        "  beat: redis://10.0.0.7:6390/2 key pidone:legion:beat, ttl 10 s, priority 0: beat\n"
+    )
