@@ -328,7 +328,7 @@ class LeaseClient:
             ):
                 raise RedisError("garbled reply: not the script's answer")
             return value[0] == 1, holder_of(value[1].decode("utf-8", "replace")), ""
-        except (OSError, RedisError, UnicodeError, IndexError) as exc:
+        except Exception as exc:  # whatever it was, an answer: the thread must not die
             if self.connection is not None:
                 self.connection.close()
                 self.connection = None
@@ -340,4 +340,6 @@ def _why(exc: BaseException, address: Address) -> str:
         return f"{address}: no reply in time"
     if isinstance(exc, OSError):
         return f"{address}: {exc.strerror or exc}"
-    return f"{address}: {exc}"
+    if isinstance(exc, RedisError):
+        return f"{address}: {exc}"
+    return f"{address}: {type(exc).__name__}: {shown(str(exc))}"  # a bug of ours
