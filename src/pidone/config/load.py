@@ -685,37 +685,10 @@ def _process(
 ) -> ProcessSpec | None:
     where = f"process.{name}"
     table = _Table(ctx, where, raw, PROCESS_KEYS)
-    # Each process gets its own environment dicts: their sizes add up. Counted
-    # before any is built (20,000 processes x 10,000 variables ran out of memory).
-    configured_raw = raw.get("environment")
-    entries = (
-        len(environ)
-        + len(dotenv)
-        + (len(configured_raw) if isinstance(configured_raw, dict) else 0)
-    )
-    ctx.env_entries_left -= entries
-    if ctx.env_entries_left < 0:
-        if ctx.env_entries_left + entries >= 0:  # report it once
-            ctx.problem(
-                where,
-                None,
-                _UNSET,
-                f"the environments of all processes add up to more than {MAX_ENV_ENTRIES} "
-                "variables; define fewer processes or variables",
-            )
+    built = _environments(ctx, where, table, raw, dotenv, environ, auto_port)
+    if built is None:
         return None
-    configured: dict[str, str] = table.get("environment", values.environment, {})
-    port = _port(ctx, where, table, configured, auto_port)
-    own = {"PORT": port} if port is not None else {}
-    base = {**environ, **dotenv, **own}
-    environment: dict[str, str] = {}
-    for key, value in configured.items():
-        try:
-            environment[key] = envfile.expand(value, base, ctx.budget)
-        except ValueError as exc:
-            ctx.problem(where, "environment", raw["environment"], f"{key}: {exc}")
-    clear_env = table.get("clear_env", values.flag, False)
-    env = {**({} if clear_env else environ), **dotenv, **own, **environment}
+    environment, env, clear_env = built
     spec_command = _process_command(ctx, name, entry, table)
     if spec_command is None:
         return None
@@ -756,6 +729,58 @@ def _process(
         pid_namespace=table.get("pid_namespace", values.flag, False),
         legion=table.get("legion", values.text('"beat"'), None),
     )
+    _check_pairs(ctx, where, raw, spec)
+    _warn_undefined(ctx, spec)
+    return spec
+
+
+def _environments(
+    ctx: _Context,
+    where: str,
+    table: _Table,
+    raw: Mapping[str, Any],
+    dotenv: Mapping[str, str],
+    environ: Mapping[str, str],
+    auto_port: Callable[[], str | None],
+) -> tuple[dict[str, str], dict[str, str], bool] | None:
+    """A process's `environment` as configured (expanded), all its child
+    gets, and clear_env; None once the budget of variables is spent."""
+    # Each process gets its own environment dicts: their sizes add up. Counted
+    # before any is built (20,000 processes x 10,000 variables ran out of memory).
+    configured_raw = raw.get("environment")
+    entries = (
+        len(environ)
+        + len(dotenv)
+        + (len(configured_raw) if isinstance(configured_raw, dict) else 0)
+    )
+    ctx.env_entries_left -= entries
+    if ctx.env_entries_left < 0:
+        if ctx.env_entries_left + entries >= 0:  # report it once
+            ctx.problem(
+                where,
+                None,
+                _UNSET,
+                f"the environments of all processes add up to more than {MAX_ENV_ENTRIES} "
+                "variables; define fewer processes or variables",
+            )
+        return None
+    configured: dict[str, str] = table.get("environment", values.environment, {})
+    port = _port(ctx, where, table, configured, auto_port)
+    own = {"PORT": port} if port is not None else {}
+    base = {**environ, **dotenv, **own}
+    environment: dict[str, str] = {}
+    for key, value in configured.items():
+        try:
+            environment[key] = envfile.expand(value, base, ctx.budget)
+        except ValueError as exc:
+            ctx.problem(where, "environment", raw["environment"], f"{key}: {exc}")
+    clear_env = table.get("clear_env", values.flag, False)
+    env = {**({} if clear_env else environ), **dotenv, **own, **environment}
+    return environment, env, clear_env
+
+
+def _check_pairs(ctx: _Context, where: str, raw: Mapping[str, Any], spec: ProcessSpec) -> None:
+    """Keys that are each fine alone and wrong together."""
     if spec.touch_signal is not None and not spec.touch:
         ctx.problem(
             where,
@@ -774,8 +799,6 @@ def _process(
             "namespace with the daemon in it; drop pidfile (run it in the foreground) "
             "or pid_namespace",
         )
-    _warn_undefined(ctx, spec)
-    return spec
 
 
 MAX_TOUCH_PATHS = 64  # in all `touch` lists together: each may be a directory watch
