@@ -158,3 +158,23 @@ def test_a_release_that_gets_no_answer_is_given_up() -> None:
 def test_the_deadlines_include_the_stop_and_the_end() -> None:
     lease = lord_at(100.0)
     assert sorted(lease.deadlines((STOP,))) == [103.0, 106.5, 108.5]
+
+
+def test_a_key_gone_after_a_holder_was_seen_is_only_looked_at_for_a_ttl() -> None:
+    """A redis restarted empty under a live lord: the standby that saw it
+    held must not take the missing key while that lord may still run by
+    its own clock (up to a ttl after the standby last saw it)."""
+    lease, send, _ = step(Lease("beat", TTL), 100.0)
+    assert send is not None and send.kind is Kind.ACQUIRE  # never saw a holder: may take
+    lease, _ = answered(lease, Reply(send.id, holder="lord"), 100.1)
+    assert lease.held_seen == 100.1
+    kinds = []
+    now = 100.1
+    while now < 110.0:
+        lease, send, _ = step(lease, now)
+        if send is not None:
+            kinds.append((now, send.kind))
+            lease, _ = answered(lease, Reply(send.id, holder=""), now)  # the key is gone
+        now = round(now + STANDBY_POLL, 3)
+    assert {k for t, k in kinds if t < 100.1 + TTL} == {Kind.LOOK}
+    assert kinds[-1][1] is Kind.ACQUIRE and kinds[-1][0] >= 100.1 + TTL

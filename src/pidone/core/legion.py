@@ -7,9 +7,12 @@
     lease.must_stop_by()                             # down by then (None: not lord)
 
 One request at a time, each with a deadline: ACQUIRE (not lord: announce
-ourselves as a candidate and SET NX PX if we are the best live one; also
-says who holds it), RENEW (lord: compare-and-set PEXPIRE), RELEASE (at
-pidone's shutdown, once the legion processes are down: compare-and-delete).
+ourselves as a candidate and take it if we are the best live one; also
+says who holds it), LOOK (the same, but a key that is gone is not taken
+within a ttl of seeing it held: it may have vanished under a live lord, a
+redis restarted empty, while a released one is marked so), RENEW (lord:
+compare-and-set PEXPIRE), RELEASE (at pidone's shutdown, once the legion
+processes are down: compare-and-set to "released", for a ttl).
 The redis side (the scripts, the connection) is system/redis.py's.
 
 Safety before liveness: the lease is ours until `sent + ttl`, where `sent`
@@ -34,7 +37,8 @@ RETRY = 0.5  # seconds after a failed request before the next (never later than 
 
 
 class Kind(enum.Enum):
-    ACQUIRE = "acquire"
+    ACQUIRE = "acquire"  # and take it, released or missing, if we are the best candidate
+    LOOK = "look"  # the same, but a missing key is not taken (a holder was seen within a ttl)
     RENEW = "renew"
     RELEASE = "release"
 
@@ -81,6 +85,10 @@ class Lease:
     pending: Send | None = None
     next_at: float = 0.0  # the next request
     ids: int = 0
+    # When another was last seen holding it: a key gone since (a redis
+    # restarted empty) is not taken before this + ttl, while that lord may
+    # still run by its own clock. A released key may be taken at once.
+    held_seen: float | None = None
     releasing: bool = False  # pidone's shutdown: release, then nothing more
     done: bool = False  # released (or nothing to release): no more requests
 
@@ -149,6 +157,8 @@ def due(
         return lease, None, changes
     # Releasing also when not lord: a late ACQUIRE may have won it.
     kind = Kind.RELEASE if lease.releasing else Kind.RENEW if lease.lord else Kind.ACQUIRE
+    if kind is Kind.ACQUIRE and lease.held_seen is not None and now < lease.held_seen + lease.ttl:
+        kind = Kind.LOOK
     send = Send(lease.ids + 1, kind, now, now + lease.period)
     return replace(lease, ids=send.id, pending=send), send, changes
 
@@ -174,6 +184,8 @@ def answered(lease: Lease, reply: Reply, now: float) -> tuple[Lease, list[Change
         retry = min(RETRY, lease.period)
         return replace(lease, problem=reply.error, next_at=now + retry), changes
     lease = replace(lease, problem="", holder=reply.holder)
+    if reply.holder and not reply.held:
+        lease = replace(lease, held_seen=now)
     if reply.held:
         if not lease.lord:
             changes.append(Change.ACQUIRED)

@@ -39,10 +39,18 @@ MAX_LINE = 1024  # bytes of a status, error, integer or length line
 MAX_ITEMS = 8  # elements of an array reply (ours have 2), nesting 1
 MAX_HOLDER = 64  # characters of a holder's name shown
 
+# A released lease is not deleted but left as RELEASED for a ttl: a standby
+# may take that at once, while a key that is simply gone (a redis restarted
+# empty, a failover) may hide a lord still running by its own clock.
+RELEASED = "released"
+
 # ACQUIRE: ours already? keep it; else announce ourselves, and if nobody
 # holds it and we are the best live candidate (highest priority, then the
-# smallest token), SET NX PX. Answers {1 or 0, the holder's token or ""}.
-ACQUIRE = """
+# smallest token), take it: a released one always, a missing one only when
+# ARGV[5] is 1 (the core's "look" sends 0: it saw a holder within a ttl).
+# Answers {1 or 0, the holder's token or ""}.
+ACQUIRE = (
+    """
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -52,7 +60,10 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. (now + tonumber(ARGV[4])))
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-if v then return {0, v} end
+if v and v ~= '"""
+    + RELEASED
+    + """' then return {0, v} end
+if not v and ARGV[5] ~= '1' then return {0, ''} end
 local best, top = nil, nil
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
@@ -64,15 +75,17 @@ for i = 1, #all, 2 do
     if best == nil or p > top or (p == top and all[i] < best) then best, top = all[i], p end
   end
 end
-if best == ARGV[1] and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
+if best == ARGV[1] and redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) then
   redis.call('HDEL', KEYS[2], ARGV[1])
   return {1, ARGV[1]}
 end
 return {0, ''}
 """
+)
 
 # RENEW: compare-and-set. Ours: PEXPIRE. Gone (a redis restarted empty):
-# nobody else holds it, so SET NX PX takes it back. Another's: lost.
+# SET NX PX takes it back (standbys that saw it held wait a ttl before they
+# take a missing key). Another's, or RELEASED: lost.
 RENEW = """
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
@@ -85,17 +98,27 @@ end
 return {0, v or ''}
 """
 
-# RELEASE: compare-and-delete, and no longer a candidate.
-RELEASE = """
+# RELEASE: compare-and-set to RELEASED (for a ttl), and no longer a candidate.
+RELEASE = (
+    """
 redis.call('HDEL', KEYS[2], ARGV[1])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('DEL', KEYS[1])
+  redis.call('SET', KEYS[1], '"""
+    + RELEASED
+    + """', 'PX', ARGV[3])
   return {1, ARGV[1]}
 end
 return {0, ''}
 """
+)
 
-SCRIPTS = {"acquire": ACQUIRE, "renew": RENEW, "release": RELEASE}
+# The core's request kinds (core/legion.Kind) -> (script, may it take a missing key).
+SCRIPTS = {
+    "acquire": (ACQUIRE, "1"),
+    "look": (ACQUIRE, "0"),
+    "renew": (RENEW, "0"),
+    "release": (RELEASE, "0"),
+}
 
 
 class RedisError(Exception):
@@ -126,8 +149,8 @@ def shown(text: str, limit: int = MAX_HOLDER) -> str:
 
 
 def holder_of(token: str) -> str:
-    """The holder's hostname from its token ("" none)."""
-    if not token:
+    """The holder's hostname from its token ("" none, or released)."""
+    if not token or token == RELEASED:
         return ""
     _, _, host = token.partition(" ")
     return shown(host or token).replace(" ", "?")
@@ -318,8 +341,9 @@ class LeaseClient:
         try:
             if self.connection is None:
                 self.connection = Connection(self.address, deadline)
-            args = (self.token, self.priority, self.ttl_ms, self.candidate_ms)
-            value = self.connection.call(deadline, "EVAL", SCRIPTS[kind], "2", *self.keys, *args)
+            script, take = SCRIPTS[kind]
+            args = (self.token, self.priority, self.ttl_ms, self.candidate_ms, take)
+            value = self.connection.call(deadline, "EVAL", script, "2", *self.keys, *args)
             if (
                 not isinstance(value, list)
                 or len(value) != 2
