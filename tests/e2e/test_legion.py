@@ -14,16 +14,26 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
+import subprocess
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.netns import Replicas, Tick, beat_command, beat_environment
-from tests.helpers.running import require_root, wait_for
+from tests.e2e.webapp import in_namespace, pinned_namespace
+from tests.helpers.netns import (
+    REDIS_URL,
+    Replicas,
+    Sample,
+    Tick,
+    beat_command,
+    beat_environment,
+)
+from tests.helpers.running import PIDONE, require_root, wait_for
 
 
 @pytest.fixture
@@ -101,3 +111,203 @@ def test_three_beats_without_a_legion_send_every_tick_three_times(replicas: Repl
     assert set(senders) == set(NAMES)
     assert all(9 <= count <= 11 for count in senders.values()), senders
     assert replicas.most_beats_at_once() == 3
+
+
+# -- with a legion --------------------------------------------------------------
+
+TTL = 3  # seconds: short, so that the tests are fast
+KEY = "pidone:legion:beat"  # the lease's key in redis
+
+
+def legion_toml(replicas: Replicas, n: int, *, priority: int = 0) -> str:
+    """Replica N's pidone.toml: beat runs only on the legion's lord."""
+    return f"""
+[pidone]
+metrics = "127.0.0.1:9100"
+
+[legion.beat]
+redis = "{REDIS_URL}"
+ttl = {TTL}
+priority = {priority}
+{plain_toml(replicas, n)}legion = "beat"
+"""
+
+
+def start_legion(replicas: Replicas, **priorities: int) -> int:
+    """All three replicas in the legion, sampled from the start; the lord's number."""
+    replicas.start_sampling()
+    for n in (1, 2, 3):
+        replicas.start(n, legion_toml(replicas, n, priority=priorities.get(f"r{n}", 0)))
+    return the_lord(replicas)
+
+
+def the_lord(replicas: Replicas, timeout: float = 30.0, but: int = 0) -> int:
+    """Wait until exactly one replica (not `but`) runs beat and has sent a tick."""
+    found: list[str] = []
+
+    def one() -> bool:
+        found[:] = replicas.running_beat()
+        return len(found) == 1 and found[0] != f"replica-{but}"
+
+    wait_for(one, timeout=timeout, what=f"one beat (running: {found})")
+    return int(found[0].removeprefix("replica-"))
+
+
+def status(replicas: Replicas, n: int) -> str:
+    """`pidone ctl status` of replica N, through its control socket."""
+    stack = replicas.stack(n)
+    done = subprocess.run([PIDONE, "ctl", "--socket", str(stack.control_socket), "status"],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def lord_metric(replicas: Replicas, n: int) -> str:
+    """pidone_legion_lord's line in replica N's /metrics (its own loopback)."""
+    body = replicas.replicas[n - 1].netns.run("curl", "-sf", "http://127.0.0.1:9100/metrics")
+    lines = [ln for ln in body.splitlines() if ln.startswith("pidone_legion_lord{")]
+    assert len(lines) == 1, body
+    return lines[0]
+
+
+def beat_since(replicas: Replicas, since: float) -> list[Sample]:
+    return [s for s in replicas.samples if s.at >= since]
+
+
+def first(samples: list[Sample], holds: Callable[[Sample], bool], what: str) -> float:
+    for sample in samples:
+        if holds(sample):
+            return sample.at
+    raise AssertionError(f"never {what}")
+
+
+def runs(sample: Sample, n: int) -> bool:
+    return bool(sample.beats[f"replica-{n}"])
+
+
+def nobody(sample: Sample) -> bool:
+    return not any(sample.beats.values())
+
+
+def honest_ticks(what: str, ticks: list[Tick]) -> Account:
+    """The record: no tick sent twice, no second ticked by two replicas."""
+    result = account(what, ticks)
+    assert result.twice == 0, result
+    assert result.two_senders == 0, result
+    return result
+
+
+def test_one_beat_runs_across_three_replicas_and_the_others_stand_by(replicas: Replicas) -> None:
+    lord = start_legion(replicas)
+    since = time.time()
+    time.sleep(3 * TTL)  # several renewals
+    assert replicas.running_beat() == [f"replica-{lord}"]
+    assert replicas.most_beats_at_once() == 1
+    for n in (1, 2, 3):
+        text = status(replicas, n)
+        if n == lord:
+            assert re.search(r"^beat\s+RUNNING\b", text, re.M), text
+            assert lord_metric(replicas, n) == 'pidone_legion_lord{legion="beat"} 1'
+        else:
+            assert f"standby: legion beat is held by replica-{lord}" in text, text
+            assert lord_metric(replicas, n) == 'pidone_legion_lord{legion="beat"} 0'
+    ticks = [t for t in replicas.ticks() if t.sent_at >= since]
+    honest_ticks("one lord, 9 s", ticks)
+    assert {t.sender for t in ticks} == {f"replica-{lord}"}
+    assert 3 * TTL - 1 <= len(ticks) <= 3 * TTL + 1
+
+
+def test_sigkill_of_the_lords_pidone_moves_beat_within_ttl_plus_2_s(replicas: Replicas) -> None:
+    lord = start_legion(replicas)
+    wait_for(lambda: len(replicas.ticks()) >= 2, timeout=30, what="two ticks")
+    with pinned_namespace(replicas.stack(lord).init.pid) as namespace:
+        killed_at = time.monotonic()
+        replicas.stack(lord).init.kill()  # SIGKILL to the replica's PID 1: its namespace dies
+        heir = the_lord(replicas, timeout=TTL + 10, but=lord)
+        assert in_namespace(namespace) == []
+    samples = beat_since(replicas, killed_at)
+    gone = first(samples, lambda s: not runs(s, lord), "the old beat gone")
+    took_over = first(samples, lambda s: runs(s, heir), "the heir's beat") - killed_at
+    print(f"SIGKILL of replica-{lord}'s pidone: old beat gone after {gone - killed_at:.3f} s, "
+          f"replica-{heir}'s beat started after {took_over:.3f} s (ttl {TTL} s)")  # fmt: skip
+    assert took_over <= TTL + 2
+    wait_for(lambda: any(t.sender == f"replica-{heir}" for t in replicas.ticks()), timeout=10)
+    time.sleep(2)
+    assert replicas.most_beats_at_once() == 1
+    honest_ticks(f"SIGKILL of replica-{lord}", replicas.ticks())
+
+
+def test_the_lords_cut_link_stops_its_beat_before_its_lease_expires(replicas: Replicas) -> None:
+    lord = start_legion(replicas)
+    wait_for(lambda: len(replicas.ticks()) >= 2, timeout=30, what="two ticks")
+    replicas.cut(lord)
+    cut_at = time.monotonic()
+    # the lease as redis has it: it cannot be renewed after the cut
+    expires_at = cut_at + int(replicas.redis("PTTL", KEY)) / 1000
+    heir = the_lord(replicas, timeout=TTL + 10, but=lord)
+    samples = beat_since(replicas, cut_at)
+    gone = first(samples, lambda s: not runs(s, lord), "the cut lord's beat gone")
+    took_over = first(samples, lambda s: runs(s, heir), "the heir's beat")
+    print(f"replica-{lord} cut off: its beat gone after {gone - cut_at:.3f} s, its lease expired "
+          f"after at most {expires_at - cut_at:.3f} s, replica-{heir}'s beat started after "
+          f"{took_over - cut_at:.3f} s")  # fmt: skip
+    assert gone < expires_at < took_over
+    assert took_over - cut_at <= TTL + 2
+    # back on the network, the old lord stands by: the heir keeps the lease
+    replicas.mend(lord)
+    wait_for(
+        lambda: f"held by replica-{heir}" in status(replicas, lord), timeout=TTL + 10,
+        what="the old lord to stand by",
+    )  # fmt: skip
+    time.sleep(TTL)
+    assert replicas.running_beat() == [f"replica-{heir}"]
+    assert replicas.most_beats_at_once() == 1
+    honest_ticks(f"replica-{lord} cut off", replicas.ticks())
+
+
+def test_redis_stopped_no_beat_anywhere_until_it_returns_then_exactly_one(
+    replicas: Replicas,
+) -> None:
+    lord = start_legion(replicas)
+    wait_for(lambda: len(replicas.ticks()) >= 2, timeout=30, what="two ticks")
+    stopped_at = time.monotonic()
+    replicas.stop_redis()
+    # the lord stops beat before its lease could expire; nobody starts one
+    wait_for(lambda: replicas.running_beat() == [], timeout=TTL + 5, what="no beat")
+    gone = first(beat_since(replicas, stopped_at), nobody, "no beat")
+    time.sleep(3 * TTL)
+    started_at = time.monotonic()
+    outage = [s for s in replicas.samples if gone <= s.at < started_at]
+    assert outage and all(nobody(s) for s in outage)
+    for n in (1, 2, 3):
+        assert "redis unreachable" in status(replicas, n), status(replicas, n)
+    replicas.start_redis()
+    heir = the_lord(replicas, timeout=TTL + 10)
+    back = first(beat_since(replicas, started_at), lambda s: runs(s, heir), "a beat again")
+    print(f"redis stopped: replica-{lord}'s beat gone after {gone - stopped_at:.3f} s "
+          f"(ttl {TTL} s), none for {started_at - gone:.1f} s; redis back: replica-{heir}'s "
+          f"beat after {back - started_at:.3f} s")  # fmt: skip
+    assert gone - stopped_at < TTL
+    time.sleep(TTL)
+    assert replicas.running_beat() == [f"replica-{heir}"]
+    assert replicas.most_beats_at_once() == 1
+    honest_ticks("redis stopped and back", replicas.ticks())
+
+
+def test_the_highest_priority_live_replica_takes_the_next_lease(replicas: Replicas) -> None:
+    """uWSGI's valor: the lord keeps its lease; the next goes to the highest live candidate."""
+    replicas.start_sampling()
+    replicas.start(1, legion_toml(replicas, 1, priority=1))
+    assert the_lord(replicas) == 1
+    for n in (2, 3):  # higher than the lord: they stand by all the same
+        replicas.start(n, legion_toml(replicas, n, priority=n))
+    wait_for(lambda: all("held by replica-1" in status(replicas, n) for n in (2, 3)),
+             timeout=TTL + 10, what="replicas 2 and 3 to stand by")  # fmt: skip
+    time.sleep(TTL)
+    assert replicas.running_beat() == ["replica-1"]
+    replicas.stack(1).init.kill()
+    assert the_lord(replicas, timeout=TTL + 10, but=1) == 3
+    time.sleep(TTL)
+    assert replicas.running_beat() == ["replica-3"]
+    assert replicas.most_beats_at_once() == 1
+    honest_ticks("priorities 1, 2, 3", replicas.ticks())
