@@ -27,6 +27,7 @@ from pidone.errors import ConfigError
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 SECONDS_RULE = "must be a number of seconds from 0 to 86400 (one day), like 10 or 2.5"
 LIMIT_RULE = 'nofile must be a number below 2**63, "unlimited", or [soft, hard], like nofile = 4096'
+TABLES = "[pidone], [process.NAME], [socket.NAME] or [legion.NAME]"
 ID_RULE = 'must be a name or a number from 0 to 4294967294, like "app" or 1000'
 
 
@@ -743,10 +744,10 @@ a = 1
     )
     assert problems() == [
         "pidone.toml:1: command: belongs in a process table; move it under [process.NAME]",
-        "pidone.toml:2: colour: unknown key; use [pidone], [process.NAME] or [socket.NAME]",
+        "pidone.toml:2: colour: unknown key; use " + TABLES,
         "pidone.toml:3: pidone = 3: must be a table, like [pidone]",
         "pidone.toml:5: [proccess]: unknown table; did you mean [process]?",
-        "pidone.toml:8: [misc]: unknown table; use [pidone], [process.NAME] or [socket.NAME]",
+        "pidone.toml:8: [misc]: unknown table; use " + TABLES,
     ]
 
 

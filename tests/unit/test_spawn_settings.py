@@ -51,6 +51,7 @@ SAMPLES: dict[str, Any] = {
     "touch": ("/srv/app/reload",),
     "touch_signal": 1,
     "pid_namespace": True,
+    "legion": "beat",
 }
 
 

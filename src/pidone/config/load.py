@@ -57,14 +57,19 @@ from pidone.config.specs import (
     DEFAULT_CONFIG,
     DEFAULT_ENVFILE,
     DEFAULT_PROCFILE,
+    LEGION_MAX_TTL,
+    LEGION_MIN_TTL,
     LOG_FORMATS,
     RESTART_POLICIES,
     STOP_TARGETS,
     Config,
+    LegionSpec,
     ProcessSpec,
     ReadyCheck,
     Settings,
     SocketSpec,
+    legion_margin,
+    legion_max_stop_timeout,
 )
 from pidone.config.tomllines import TomlLines
 from pidone.config.values import BadValue
@@ -140,8 +145,10 @@ def load(
     _check_top_level(ctx, data)
     settings = _settings(ctx, data.get("pidone", {}))
     sockets = _sockets(ctx, data.get("socket", {}))
+    legions = _legions(ctx, data.get("legion", {}))
     names, processes = _processes(ctx, entries, data.get("process", {}), settings, dotenv, environ)
     _check_references(ctx, names, processes, sockets)
+    _check_legions(ctx, processes, legions, environ)
     _raise_if(problems)
 
     deps = {name: spec.after for name, spec in processes.items()}
@@ -153,6 +160,7 @@ def load(
         stop_waves=graph.stop_waves(deps),
         sources=sources,
         warnings=tuple(warnings),
+        legions=legions,
     )
     for check in checks:
         problems.extend(check(result))
@@ -199,10 +207,12 @@ def select(config: Config, names: Iterable[str]) -> Config:
     }
     used = {s for spec in processes.values() for s in spec.sockets}
     deps = {name: spec.after for name, spec in processes.items()}
+    legions = {spec.legion for spec in processes.values()}
     return replace(
         config,
         processes=processes,
         sockets={n: sock for n, sock in config.sockets.items() if n in used},
+        legions={n: legion for n, legion in config.legions.items() if n in legions},
         start_waves=graph.start_waves(deps),
         stop_waves=graph.stop_waves(deps),
     )
@@ -470,12 +480,13 @@ SETTINGS_KEYS = tuple(Settings.__dataclass_fields__)
 _PROCESS_KEYS = """
     command directory environment after ready restart stop_signal stop_timeout stop_target
     reload_signal control pidfile user group groups umask clear_env capabilities rlimits
-    sockets restart_dependents port autostart stdin touch touch_signal pid_namespace
+    sockets restart_dependents port autostart stdin touch touch_signal pid_namespace legion
 """
 PROCESS_KEYS = tuple(_PROCESS_KEYS.split())
 SOCKET_KEYS = ("path", "owner", "group", "mode", "listen", "directory_mode")
-TABLES = ("pidone", "process", "socket")
-TABLE_FORMS = "[pidone], [process.NAME] or [socket.NAME]"
+LEGION_KEYS = ("redis", "password_env", "ttl", "priority")
+TABLES = ("pidone", "process", "socket", "legion")
+TABLE_FORMS = "[pidone], [process.NAME], [socket.NAME] or [legion.NAME]"
 _SUN_PATH_MAX = 107  # bytes in sockaddr_un.sun_path, less the final NUL
 
 
@@ -742,6 +753,7 @@ def _process(
         touch=_touch(ctx, where, table),
         touch_signal=table.get("touch_signal", values.signal_number, None),
         pid_namespace=table.get("pid_namespace", values.flag, False),
+        legion=table.get("legion", values.text('"beat"'), None),
     )
     if spec.touch_signal is not None and not spec.touch:
         ctx.problem(
@@ -941,3 +953,184 @@ def _check_autostart(ctx: _Context, processes: Mapping[str, ProcessSpec]) -> Non
                     f"set autostart = false in [process.{name}] too (`pidone ctl start "
                     f"{name}` then starts {dep} first), or remove {dep} from after",
                 )
+
+
+# --- legions ------------------------------------------------------------------------
+
+_REDIS_URL = re.compile(
+    r"redis://(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9._-]*)"
+    r"(?::(?P<port>[0-9]{1,5}))?(?:/(?P<db>[0-9]{1,5})?)?"
+)
+_UNIX_URL = re.compile(r"unix://(?P<path>/[^?#\s]+)(?:\?db=(?P<db>[0-9]{1,5}))?")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+MAX_REDIS_DB = 65535
+URL_EXAMPLE = '"redis://127.0.0.1:6379/0" or "unix:///run/redis/redis.sock?db=0"'
+
+
+def redis_address(value: Any) -> tuple[str | None, int, str | None, int]:
+    """`redis = "..."` -> (host, port, unix path, db). No password in it: a
+    file is read by too many; `password_env` names the variable that has it."""
+    if not isinstance(value, str):
+        raise BadValue(f"must be a string, like {URL_EXAMPLE}")
+    if "@" in value:
+        raise BadValue(
+            "holds a user or password (the part before @): keep secrets out of the file; "
+            "put the password in an environment variable of pidone's and name it with "
+            'password_env = "REDIS_PASSWORD"'
+        )
+    tcp = _REDIS_URL.fullmatch(value)
+    if tcp is not None:
+        port = int(tcp["port"]) if tcp["port"] else 6379
+        if not 1 <= port <= 65535:
+            raise BadValue(f"port {port} is not from 1 to 65535")
+        db = int(tcp["db"] or 0)
+        if db > MAX_REDIS_DB:
+            raise BadValue(f"database {db} is past {MAX_REDIS_DB}")
+        return tcp["host"].strip("[]"), port, None, db
+    unix = _UNIX_URL.fullmatch(value)
+    if unix is not None:
+        db = int(unix["db"] or 0)
+        if db > MAX_REDIS_DB:
+            raise BadValue(f"database {db} is past {MAX_REDIS_DB}")
+        if len(unix["path"].encode()) > _SUN_PATH_MAX:
+            raise BadValue(f"the socket path is longer than {_SUN_PATH_MAX} bytes")
+        return None, 6379, unix["path"], db
+    raise BadValue(f"not a redis address; write it like {URL_EXAMPLE}")
+
+
+def _legions(ctx: _Context, data: Any) -> dict[str, LegionSpec]:
+    legions: dict[str, LegionSpec] = {}
+    for name, raw in _subtables(ctx, "legion", data).items():
+        where = f"legion.{name}"
+        table = _Table(ctx, where, raw, LEGION_KEYS)
+        if "redis" not in raw:
+            ctx.problem(where, None, _UNSET, f"no redis; add redis = {URL_EXAMPLE}")
+        none: tuple[str | None, int, str | None, int] = (None, 6379, None, 0)
+        address = table.get("redis", redis_address, none)
+        ttl = table.get("ttl", values.positive_seconds, 10.0)
+        if not LEGION_MIN_TTL <= ttl <= LEGION_MAX_TTL:
+            ctx.problem(
+                where,
+                "ttl",
+                raw["ttl"],
+                f"must be from {LEGION_MIN_TTL:g} to {LEGION_MAX_TTL:g} seconds (10 is usual)",
+            )
+            ttl = 10.0
+        password_env = table.get("password_env", values.text('"REDIS_PASSWORD"'), None)
+        if password_env is not None and not _ENV_NAME.fullmatch(password_env):
+            ctx.problem(
+                where,
+                "password_env",
+                password_env,
+                'is the NAME of an environment variable, like "REDIS_PASSWORD"',
+            )
+        priority = table.get("priority", _priority, 0)
+        host, port, path, db = address
+        legions[name] = LegionSpec(
+            name=name,
+            redis=raw.get("redis", "") if isinstance(raw.get("redis"), str) else "",
+            host=host,
+            port=port,
+            path=path,
+            db=db,
+            password_env=password_env,
+            ttl=ttl,
+            priority=priority,
+        )
+    return legions
+
+
+_PRIORITY_RANGE = 1 << 31
+
+
+def _priority(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise BadValue("must be a whole number, like 10 (the highest live candidate wins)")
+    if not -_PRIORITY_RANGE < value < _PRIORITY_RANGE:
+        raise BadValue(f"must be between -{_PRIORITY_RANGE} and {_PRIORITY_RANGE}")
+    return value
+
+
+def _check_legions(
+    ctx: _Context,
+    processes: Mapping[str, ProcessSpec],
+    legions: Mapping[str, LegionSpec],
+    environ: Mapping[str, str],
+) -> None:
+    """Legion processes name a legion, can stop in time, start only on the
+    lord (never autostart = false or control), and nothing that runs on every
+    replica waits for one (it would never start on a standby)."""
+    used: set[str] = set()
+    for name, spec in processes.items():
+        where = f"process.{name}"
+        if spec.legion is None:
+            for dep in spec.after:
+                other = processes.get(dep)
+                if other is not None and other.legion is not None:
+                    ctx.problem(
+                        where,
+                        "after",
+                        list(spec.after),
+                        f'"{dep}" runs only on the lord of legion {other.legion}, so {name} '
+                        "would never start on the other replicas; remove it from after, or "
+                        f'put {name} in the legion too (legion = "{other.legion}")',
+                    )
+            continue
+        legion = legions.get(spec.legion)
+        if legion is None:
+            hint = values.did_you_mean(spec.legion, legions) or (
+                f"; define it in a [legion.{spec.legion}] table"
+            )
+            ctx.problem(where, "legion", spec.legion, f'no legion named "{spec.legion}"{hint}')
+            continue
+        used.add(spec.legion)
+        for dep in spec.after:
+            other = processes.get(dep)
+            if other is not None and other.legion not in (None, spec.legion):
+                ctx.problem(
+                    where,
+                    "after",
+                    list(spec.after),
+                    f'"{dep}" is in legion {other.legion}, {name} in {spec.legion}: their '
+                    "lords may be different replicas; put both in the same legion",
+                )
+        if not spec.autostart:
+            ctx.problem(
+                where,
+                "autostart",
+                False,
+                "a legion process runs whenever this pidone holds the lease; remove "
+                "autostart = false (ctl stop still stops it)",
+            )
+        if spec.control:
+            ctx.problem(
+                where,
+                "control",
+                True,
+                "a legion process does not run on standbys, so it cannot be the one whose "
+                "exit stops pidone; remove control = true or legion",
+            )
+        limit = legion_max_stop_timeout(legion.ttl)
+        if spec.stop_timeout > limit:
+            need = (spec.stop_timeout + legion_margin(legion.ttl)) * 3 / 2
+            ctx.problem(
+                where,
+                "stop_timeout",
+                spec.stop_timeout,
+                f"too long for legion {spec.legion} (ttl = {legion.ttl:g}): its lord renews "
+                f"every ttl/3 and must have it down {legion_margin(legion.ttl):g} s before "
+                f"the lease can expire, which leaves at most {limit:.2f} s to stop; set "
+                f"stop_timeout <= {limit:.2f} here (or in [pidone]), or ttl >= {need:.2f} "
+                f"in [legion.{spec.legion}]",
+            )
+    for name, legion in legions.items():
+        if name not in used:
+            ctx.warnings.append(
+                f"{ctx.sources.where(f'legion.{name}')}: warning: no process is in legion "
+                f'"{name}"; add legion = "{name}" to a [process.NAME] table, or remove it'
+            )
+        if legion.password_env is not None and legion.password_env not in environ:
+            ctx.warnings.append(
+                f"{ctx.sources.where(f'legion.{name}', 'password_env')}: warning: "
+                f"{legion.password_env} is not set in pidone's environment: no AUTH is sent"
+            )

@@ -155,6 +155,8 @@ class ProcessSpec:
     # PID 1 of a PID namespace of its own, with its own /proc: spawn() forks
     # for it (posix_spawn cannot mount), see system/namespaces.py
     pid_namespace: bool = field(default=False, metadata=SPAWN)
+    # [legion.NAME]: runs only while this pidone holds that legion's lease
+    legion: str | None = field(default=None, metadata=SUPERVISOR)
 
     def runs_in_child(self) -> bool:
         """Has it a CHILD setting? Then its child has work of its own before
@@ -180,6 +182,47 @@ class SocketSpec:
     directory_mode: int = 0o2750
 
 
+# The timing rule of a legion, defined once (config checks it, the core and
+# the README use it): a lease of `ttl` seconds is renewed every ttl/3 (each
+# request waits at most that long); the lord's legion processes must be down
+# LEGION margin() before the lease it last renewed can expire (margin: the
+# clock drift and scheduling delay allowed for), so their stop begins
+# stop_timeout before that. A ttl is refused unless that stop begins after
+# the first renewal's answer is due: stop_timeout + margin <= 2/3 ttl.
+LEGION_MIN_TTL = 1.0
+LEGION_MAX_TTL = 3600.0
+
+
+def legion_margin(ttl: float) -> float:
+    """Seconds before the lease's expiry (as measured from when the request
+    that set it was sent) by which the legion processes must be down."""
+    return max(0.5, ttl * 0.05)
+
+
+def legion_max_stop_timeout(ttl: float) -> float:
+    """The longest stop_timeout a legion process of this ttl may have."""
+    return ttl * 2 / 3 - legion_margin(ttl)
+
+
+@dataclass(frozen=True)
+class LegionSpec:
+    """A `[legion.NAME]` table: a lease in one redis, held by one pidone."""
+
+    name: str
+    redis: str  # as written: redis://HOST:PORT/DB or unix:///PATH?db=N
+    host: str | None = None  # tcp
+    port: int = 6379
+    path: str | None = None  # unix socket
+    db: int = 0
+    password_env: str | None = None  # AUTH with the value of this variable of pidone's
+    ttl: float = 10.0
+    priority: int = 0
+
+    @property
+    def key(self) -> str:
+        return f"pidone:legion:{self.name}"
+
+
 @dataclass(frozen=True)
 class Config:
     settings: Settings
@@ -190,6 +233,7 @@ class Config:
     sources: Sources = field(compare=False, repr=False)
     # "file:line: warning: ..." lines that `pidone check` prints; nothing refused.
     warnings: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    legions: dict[str, LegionSpec] = field(default_factory=dict)
 
     @cached_property
     def deps(self) -> dict[str, tuple[str, ...]]:

@@ -264,12 +264,16 @@ HEADER = ("NAME", "STATE", "READY", "PID", "UPTIME", "RESTARTS", "LAST EXIT")
 def format_status(reply: dict[str, Any]) -> str:
     """The status reply as an aligned table (the last column is not padded)."""
     rows = [HEADER]
+    notes = []
     for p in reply.get("processes") or []:
         pid = p.get("pid")
+        standby = p.get("standby")
+        if standby:  # a legion process on a replica that is not the lord
+            notes.append(f"{p.get('name', '?')}: {standby}")
         rows.append(
             (
                 str(p.get("name", "?")),
-                str(p.get("state", "?")).upper(),
+                "STANDBY" if standby else str(p.get("state", "?")).upper(),
                 "yes" if p.get("ready") else "no",
                 "-" if pid is None else str(pid),
                 format_duration(p.get("uptime")),
@@ -282,6 +286,7 @@ def format_status(reply: dict[str, Any]) -> str:
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
+    lines += notes
     if reply.get("shutting_down"):
         lines.append("pidone is shutting down")
     return "\n".join(lines) + "\n"

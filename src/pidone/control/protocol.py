@@ -188,6 +188,7 @@ def status_rows(snapshot: Snapshot, now: float) -> list[dict[str, Any]]:
                 "uptime": uptime,
                 "restarts": p.restarts,
                 "last_exit": last_exit,
+                **({"standby": p.standby} if p.standby else {}),
             }
         )
     return rows
@@ -198,7 +199,15 @@ def status_reply(snapshot: Snapshot, now: float) -> dict[str, Any]:
         "ok": True,
         "shutting_down": snapshot.shutting_down,
         "processes": status_rows(snapshot, now),
+        **({"legions": legion_rows(snapshot)} if snapshot.legions else {}),
     }
+
+
+def legion_rows(snapshot: Snapshot) -> list[dict[str, Any]]:
+    return [
+        {"name": g.name, "lord": g.lord, "holder": g.holder, "problem": g.problem}
+        for g in snapshot.legions
+    ]
 
 
 def connect_error(path: str, exc: OSError) -> str:

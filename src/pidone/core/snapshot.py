@@ -36,18 +36,32 @@ class ProcessStatus:
     # False: autostart = false and not started by ctl since boot: it does
     # not count for wait-ready, /readyz or READY=1 (it is STOPPED).
     started: bool = True
+    # A legion process this pidone does not run, not being the lord: why
+    # ("standby: legion beat is held by web-2"). Standing by counts as ready.
+    standby: str = ""
+
+
+@dataclass(frozen=True)
+class LegionStatus:
+    name: str
+    lord: bool
+    holder: str  # as last seen; "" nobody or unknown
+    problem: str  # redis unreachable: why
+    changes: dict[str, int]  # acquired, lost, released -> how many times
 
 
 @dataclass(frozen=True)
 class Snapshot:
     processes: tuple[ProcessStatus, ...]
     shutting_down: bool
+    legions: tuple[LegionStatus, ...] = ()
 
 
 def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
     """'name (state)' for each process that is not ready, for wait-ready and
     /readyz. A job that ran to completion (exited 0 and is not restarted)
-    counts as done; one never started (autostart = false) is left out.
+    counts as done; one never started (autostart = false), or standing by
+    for its legion's lord, is left out.
     `checked_only`: only processes with a `ready` check, and every FATAL one
     (given up: traffic must not flow to it, checked or not)."""
     waiting = []
@@ -57,7 +71,7 @@ def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:
             continue
         if p.ready:
             continue
-        if p.completed or not p.started:
+        if p.completed or not p.started or p.standby:
             continue
         waiting.append(f"{p.name} ({p.state.value})")
     return waiting

@@ -69,6 +69,7 @@ from typing import ClassVar
 
 from pidone.config import graph
 from pidone.config.specs import Config, ProcessSpec
+from pidone.core import legion as leasing
 from pidone.core.requests import (
     DEFAULT_WAIT,
     STOP_GRACE,
@@ -80,7 +81,7 @@ from pidone.core.requests import (
     judge,
     signalled,
 )
-from pidone.core.snapshot import ExitInfo, ProcessStatus, Snapshot
+from pidone.core.snapshot import ExitInfo, LegionStatus, ProcessStatus, Snapshot
 from pidone.core.states import (
     AT_REST,
     HAS_PID,
@@ -102,7 +103,7 @@ from pidone.signames import signal_name
 S = ProcessState
 # The Supervisor's attributes that change (besides procs), saved by handle().
 _CORE_STATE: tuple[str, ...] = ("booted", "phase", "exit_code", "unclean", "sweep_deadline")
-_CORE_STATE += ("waits", "now", "adopting")
+_CORE_STATE += ("waits", "now", "adopting", "leases", "lease_changes", "legion_told")
 _NOTIFY_STATE = ("told", "told_ready")  # what Notify said last, and whether READY went
 SWEEP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL to leftover processes
 PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
@@ -264,10 +265,18 @@ class Touched:
     overflow: bool = False
 
 
+@dataclass(frozen=True)
+class LegionAnswered:
+    """Redis's answer (or its absence: reply.error) to a LegionRequest."""
+
+    legion: str
+    reply: leasing.Reply
+
+
 EventType = (
     (Boot | Tick | Spawned | SpawnFailed | Reaped | NoChildren | Ready | PidfileRead)
     | (PidfileNotRead | SignalReceived | Request | SocketFixed | SocketNotFixed | Touched)
-    | (Adopted | NotAdopted | AdoptedExited)
+    | (Adopted | NotAdopted | AdoptedExited | LegionAnswered)
 )
 
 # --- actions (what the loop must do) ---------------------------------------------
@@ -386,9 +395,18 @@ class Notify:
     stopping: bool = False
 
 
+@dataclass(frozen=True)
+class LegionRequest:
+    """Ask the legion's redis (system/redis.py): answered by LegionAnswered
+    with send.id, by send.deadline at the latest (else it counts as failed)."""
+
+    legion: str
+    send: leasing.Send
+
+
 Action = (
     Spawn | Kill | StartProbe | CancelProbe | ReadPidfile | FixSocket | Collect | KillLeftovers
-) | (Log | Sweep | Exit | Reply | Notify | Adopt)
+) | (Log | Sweep | Exit | Reply | Notify | Adopt | LegionRequest)
 
 
 def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
@@ -520,6 +538,13 @@ class Supervisor:
         self.told = ""  # the status Notify said last
         self.told_ready = False
         self._memo: dict[str, bool] = {}
+        # [legion.NAME]: its lease, its processes' stop timeouts, what was said of it
+        self.leases = {n: leasing.Lease(n, spec.ttl) for n, spec in config.legions.items()}
+        self.legion_procs = {
+            n: [p for p in self.order if config.processes[p].legion == n] for n in self.leases
+        }
+        self.lease_changes: dict[tuple[str, str], int] = {}
+        self.legion_told: dict[str, str] = {}
         self.touchers: dict[str, list[str]] = {}  # a `touch` path -> the processes it acts on
         for name in self.order:
             for path in config.processes[name].touch:
@@ -552,6 +577,8 @@ class Supervisor:
         scalars = {k: getattr(self, k) for k in _CORE_STATE + _NOTIFY_STATE}
         scalars["unclean"] = list(self.unclean)
         scalars["waits"] = list(self.waits)
+        for key in ("leases", "lease_changes", "legion_told"):  # their values are frozen
+            scalars[key] = dict(getattr(self, key))
         return procs, scalars
 
     def _restore(self, saved: tuple[dict[str, _Proc], dict[str, object]]) -> None:
@@ -607,8 +634,14 @@ class Supervisor:
                 p = self.procs[name]
                 if p.adopted and p.pid == pid and p.state in HAS_PID:
                     self._on_main_exit(p, UNKNOWN_STATUS, 0, out)
+            case LegionAnswered(name, reply):
+                lease, changes = leasing.answered(self.leases[name], reply, now)
+                self.leases[name] = lease
+                self._lease_changed(lease, changes, out)
         self._touches_due(out)
+        self._leases_due(out)
         self._reconcile(out)
+        self._leases_due(out)  # the reconcile may have brought the last legion process down
         self._looks_due(out)
         self._judge_waits(out)
         self._tell(out)
@@ -632,6 +665,10 @@ class Supervisor:
         if self.sweep_deadline is not None and self.phase is Phase.SWEEP_TERM:
             times.append(self.sweep_deadline)
         times += [w.deadline for w in self.waits]
+        if self.booted:
+            for name, lease in self.leases.items():
+                stops = tuple(self.procs[p].spec.stop_timeout for p in self.legion_procs[name])
+                times += lease.deadlines(stops)
         return min(times) if times else None
 
     def snapshot(self) -> Snapshot:
@@ -650,10 +687,24 @@ class Supervisor:
                     has_ready_check=p.spec.ready.kind != "settle",
                     completed=self._completed(p),
                     started=p.started,
+                    standby=self._standby(p),
                 )
                 for p in self.procs.values()
             ),
             self.shutting_down,
+            tuple(
+                LegionStatus(
+                    name=lease.name,
+                    lord=lease.lord,
+                    holder=lease.holder,
+                    problem=lease.problem,
+                    changes={
+                        c.value: self.lease_changes.get((lease.name, c.value), 0)
+                        for c in leasing.Change
+                    },
+                )
+                for lease in self.leases.values()
+            ),
         )
 
     def pid_owner(self, pid: int) -> str | None:
@@ -1069,7 +1120,9 @@ class Supervisor:
         if self.shutting_down:
             status = "stopping"
         else:
-            wanted = [p for p in self.procs.values() if p.goal is not Goal.DOWN]
+            wanted = [
+                p for p in self.procs.values() if p.goal is not Goal.DOWN and not self._standby(p)
+            ]
             waiting = [p.name for p in wanted if p.state is not S.READY and not self._completed(p)]
             status = f"{len(wanted) - len(waiting)} of {len(wanted)} ready"
             if waiting:
@@ -1158,7 +1211,7 @@ class Supervisor:
         return known
 
     def _compute_should_run(self, p: _Proc) -> bool:
-        if p.goal is not Goal.UP or self.shutting_down:
+        if p.goal is not Goal.UP or self.shutting_down or not self._legion_allows(p):
             return False
         if p.state in (S.RUNNING, S.READY) and not p.spec.restart_dependents:
             return True  # opted out of being cycled with its dependencies
@@ -1177,6 +1230,10 @@ class Supervisor:
             return
         p.release()
         p.stop_deadline = self.now + p.spec.stop_timeout
+        if p.spec.legion is not None:  # never past the lease it runs under
+            by = self.leases[p.spec.legion].must_stop_by()
+            if by is not None:
+                p.stop_deadline = min(p.stop_deadline, by)
         out.append(CancelProbe(p.name))
         pid = self._signal_pid_or_none(p)
         if pid is None:  # a daemon whose pidfile we have not read yet
@@ -1243,7 +1300,7 @@ class Supervisor:
 
     def _step_starting(self, p: _Proc, out: list[Action]) -> bool:
         """Spawned (once) as soon as everything it is `after` is ready."""
-        if p.goal is Goal.DOWN or self.shutting_down:
+        if p.goal is Goal.DOWN or self.shutting_down or not self._legion_allows(p):
             p.move(Event.STOP)
             return True
         if p.launch is Launch.IDLE and all(self._satisfied(d) for d in self.deps[p.name]):
@@ -1256,7 +1313,7 @@ class Supervisor:
 
     def _step_backoff(self, p: _Proc, out: list[Action]) -> bool:
         """Restarted once its delay is over and its bound dependents are down."""
-        if p.goal is Goal.DOWN or self.shutting_down:
+        if p.goal is Goal.DOWN or self.shutting_down or not self._legion_allows(p):
             p.move(Event.STOP)
             return True
         if self.now >= p.backoff_until and not self._has_pid_dependents(p):
@@ -1266,7 +1323,7 @@ class Supervisor:
 
     def _step_stopped(self, p: _Proc, out: list[Action]) -> bool:
         """Wanted up: START (STARTING waits for its dependencies to be ready)."""
-        if p.goal is not Goal.UP or self.shutting_down:
+        if p.goal is not Goal.UP or self.shutting_down or not self._legion_allows(p):
             return False
         p.move(Event.START)
         if p.spawned_once and not p.restart_reason:
@@ -1282,6 +1339,60 @@ class Supervisor:
         S.BACKOFF: _step_backoff,
         S.STOPPED: _step_stopped,
     }
+
+    # -- legions --
+
+    def _legion_allows(self, p: _Proc) -> bool:
+        """May p run as far as its legion goes? (Always, if in none.)"""
+        if p.spec.legion is None:
+            return True
+        return self.leases[p.spec.legion].allows(self.now, p.spec.stop_timeout)
+
+    def _standby(self, p: _Proc) -> str:
+        """Why a legion process wanted up is not running here: not the lord."""
+        name = p.spec.legion
+        if name is None or p.goal is Goal.DOWN or self.shutting_down or p.state in HAS_PID:
+            return ""
+        lease = self.leases[name]
+        return "" if lease.lord else lease.standing()
+
+    def _leases_due(self, out: list[Action]) -> None:
+        """Each lease's next request; released at the shutdown once its
+        processes are down (after that, no more requests)."""
+        if not self.booted:
+            return
+        for name, lease in self.leases.items():
+            down = all(self.procs[p].state in AT_REST for p in self.legion_procs[name])
+            lease, send, changes = leasing.due(lease, self.now, release=self.shutting_down and down)
+            self.leases[name] = lease
+            self._lease_changed(lease, changes, out)
+            if send is not None:
+                out.append(LegionRequest(name, send))
+
+    def _lease_changed(
+        self, lease: leasing.Lease, changes: list[leasing.Change], out: list[Action]
+    ) -> None:
+        """Count and log each change once; and each new standing of a standby."""
+        name = lease.name
+        for change in changes:
+            key = (name, change.value)
+            self.lease_changes[key] = self.lease_changes.get(key, 0) + 1
+        procs = ", ".join(self.legion_procs[name]) or "no process"
+        if lease.lord:
+            said = f"legion {name}: lord (lease acquired): starting {procs}"
+        elif lease.done:
+            said = f"legion {name}: lease released"
+        elif leasing.Change.LOST in changes:
+            why = lease.problem or (f"held by {lease.holder}" if lease.holder else "not renewed")
+            said = f"legion {name}: lease lost ({why}): {procs} stopped"
+        else:
+            said = f"legion {name}: {lease.standing()}"
+        if self.legion_told.get(name) != said and not (
+            said.endswith(": standby: legion " + name + " has no lord yet")
+            and name not in self.legion_told
+        ):
+            self.legion_told[name] = said
+            out.append(Log("pidone", said, error=bool(lease.problem)))
 
     def _nothing_left_to_run(self) -> bool:
         """Every process has exited for good (policy or FATAL): nothing to do.
@@ -1308,6 +1419,8 @@ class Supervisor:
                 out.append(Log("pidone", "leftover processes ignored SIGTERM: SIGKILL", True))
                 out.append(Sweep(signal.SIGKILL))
         elif self.phase is Phase.SWEPT:
+            if any(lease.releasing and not lease.done for lease in self.leases.values()):
+                return  # a release on its way: answered, or late (its deadline, a Tick)
             self.phase = next_phase(self.phase, PhaseEvent.AT_REST)
             code = self.exit_code
             if code is None:

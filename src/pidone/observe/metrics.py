@@ -51,6 +51,8 @@ Metrics (label `process` = the process name):
     pidone_zombies_reaped_total, pidone_signals_received_total{signal},
     pidone_signals_forwarded_total{signal},
     pidone_shutting_down, pidone_build_info{version}
+    pidone_legion_lord{legion}             1 while this pidone holds the legion's lease
+    pidone_legion_lease_changes_total{legion,change}  acquired, lost, released (from 0)
     pidone_scrape_errors_total, pidone_last_scrape_error, pidone_scrape_duration_seconds
     process_*, python_info, python_gc_*    pidone itself: prometheus-client's collectors
 
@@ -325,7 +327,10 @@ class PidoneCollector:
                 exit_time.add_metric((p.name,), p.last_exit.at + to_wall)
         shutting = gauge("pidone_shutting_down", "1 once pidone is shutting down.")
         shutting.add_metric((), 1 if snap.shutting_down else 0)
-        return [up, ready, state, restarts, exits, last_status, start_time, exit_time, shutting]
+        metrics = [up, ready, state, restarts, exits, last_status, start_time, exit_time, shutting]
+        if snap.legions:
+            metrics += _legion_metrics(snap)
+        return metrics
 
     def _tree_metrics(self, snap: Snapshot) -> list[Metric]:
         roots = {p.name: p.pid for p in snap.processes if p.pid is not None and p.state in HAS_PID}
@@ -356,6 +361,20 @@ class PidoneCollector:
             fds.add_metric((name,), u.open_fds)
             count.add_metric((name,), u.processes)
         return [cpu, rss, fds, count]
+
+
+def _legion_metrics(snap: Snapshot) -> list[Metric]:
+    lord = gauge("pidone_legion_lord", "1 while this pidone holds the legion's lease.", ("legion",))
+    changes = counter(
+        "pidone_legion_lease_changes",
+        "Lease changes of this pidone: acquired, lost, released.",
+        ("legion", "change"),
+    )
+    for legion in snap.legions:
+        lord.add_metric((legion.name,), 1 if legion.lord else 0)
+        for change, n in legion.changes.items():
+            changes.add_metric((legion.name, change), n)
+    return [lord, changes]
 
 
 def registry_of(collector: PidoneCollector) -> CollectorRegistry:

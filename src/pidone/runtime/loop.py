@@ -41,6 +41,7 @@ from pidone.config.specs import Config, ProcessSpec, SocketSpec
 from pidone.config.values import MAX_SECONDS
 from pidone.control import protocol
 from pidone.control import server as control
+from pidone.core import legion as leasing
 from pidone.core.counters import PidoneCounters
 from pidone.core.snapshot import Snapshot
 from pidone.errors import PidoneError, SpawnError
@@ -49,9 +50,9 @@ from pidone.runtime.probes import Prober
 from pidone.signames import signal_name
 from pidone.system import pidfd, privileges, proc, process, reap, sdnotify, signals, sockets, spawn
 
-if TYPE_CHECKING:  # the metrics server and its threads, inotify: only when enabled
+if TYPE_CHECKING:  # the metrics server and its threads, inotify, redis: only when enabled
     from pidone.observe.metrics import MetricsServer
-    from pidone.system import inotify
+    from pidone.system import inotify, redis
 from pidone.core.supervisor import (
     Action,
     Adopt,
@@ -65,6 +66,8 @@ from pidone.core.supervisor import (
     FixSocket,
     Kill,
     KillLeftovers,
+    LegionAnswered,
+    LegionRequest,
     Log,
     NoChildren,
     NotAdopted,
@@ -90,6 +93,7 @@ from pidone.core.supervisor import (
 )
 
 Callback = Callable[[int], None]
+LEGION_CLOSE = 1.0  # seconds pidone's exit waits for a legion's release to be answered
 Answer = Callable[[dict[str, Any]], None]  # sends a ctl client its reply
 
 
@@ -148,6 +152,7 @@ class Loop:
         self.published: Snapshot | None = None  # what the metrics thread reads
         self._forwarding: int | None = None  # the signal being passed on, for the counters
         self.counters = PidoneCounters()
+        self.legions: dict[str, redis.LeaseClient] = {}  # [legion.NAME] -> its redis thread
 
     def control_path(self) -> str:
         """The control socket: $PIDONE_CONTROL_SOCKET, `control_socket`, else
@@ -280,6 +285,8 @@ class Loop:
                     self._log_side(f"touch: cannot watch {problem}")
             except Exception as exc:
                 self._log_side(f"touch disabled: {exc}")
+        if self.config.legions:
+            self._start_legions()
         if settings.metrics:
             try:
                 from pidone.observe.metrics import MetricsServer
@@ -296,10 +303,42 @@ class Loop:
             except Exception as exc:
                 self._log_side(f"metrics on {settings.metrics} disabled: {exc}")
 
+    def _start_legions(self) -> None:
+        """A redis thread per legion (the loop never waits for redis). Its
+        password from pidone's environment, never from the file."""
+        from pidone.system import redis
+
+        token = redis.make_token()
+        for name, spec in self.config.legions.items():
+            password = os.environ.get(spec.password_env) if spec.password_env else None
+            address = redis.Address(spec.host, spec.port, spec.path, spec.db, password)
+            standby_poll = min(leasing.STANDBY_POLL, spec.ttl / 3)
+            try:
+                self.legions[name] = redis.LeaseClient(
+                    address,
+                    spec.key,
+                    token=token,
+                    priority=spec.priority,
+                    ttl=spec.ttl,
+                    candidate_ttl=4 * standby_poll,  # a few missed asks before it is gone
+                    wake=signals.wake_loop,
+                )
+            except Exception as exc:  # no thread: its requests fail, nobody runs it here
+                self._log_side(f"legion {name} disabled: {exc}")
+        self.relay.event("pidone", f"legions: {', '.join(self.config.legions)} as {token}")
+
+    def _legion_answers(self) -> None:
+        for name, client in self.legions.items():
+            for request_id, held, holder, error in client.take():
+                reply = leasing.Reply(request_id, held=held, holder=holder, error=error)
+                self.feed(LegionAnswered(name, reply))
+
     def _stop_side_parts(self) -> None:
         for answer in self.answers.values():  # the core answers all at Exit: a safety net
             answer(protocol.error("pidone is exiting"))
         self.answers.clear()
+        for client in self.legions.values():  # the release was asked before the Exit
+            self._guard(lambda _, c=client: c.close(LEGION_CLOSE), 0)  # type: ignore[misc]
         for close in (
             self.metrics.close if self.metrics else None,
             self.control.close if self.control else None,
@@ -336,6 +375,8 @@ class Loop:
             callback: Callback = key.data
             self._guard(callback, mask)
         self._guard(lambda _: self._relay_side_log(), 0)
+        if self.legions:
+            self._guard(lambda _: self._legion_answers(), 0)
         self._guard(lambda _: self.relay.check_threads(), 0)
         self._guard(lambda _: self.prober.run_due(self.clock()), 0)
         if self.control is not None:
@@ -454,6 +495,13 @@ class Loop:
                 answer = self.answers.pop(ticket, None)
                 if answer is not None:
                     answer(protocol.reply_for(outcome, self.clock()))
+            case LegionRequest(name, send):
+                client = self.legions.get(name)
+                if client is None:
+                    reply = leasing.Reply(send.id, error="no redis client (see above)")
+                    self.events.append(LegionAnswered(name, reply))
+                else:
+                    client.submit(send.id, send.kind.value, send.deadline)
             case Notify(status, ready, stopping):
                 if self.notifier is not None:
                     self.notifier.status(status, ready=ready, stopping=stopping)
