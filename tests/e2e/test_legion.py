@@ -194,9 +194,14 @@ def nobody(sample: Sample) -> bool:
     return not any(sample.beats.values())
 
 
-def honest_ticks(what: str, ticks: list[Tick]) -> Account:
-    """The record: no tick sent twice, no second ticked by two replicas."""
-    result = account(what, ticks)
+def exactly_one(what: str, replicas: Replicas, ticks: list[Tick] | None = None) -> Account:
+    """Never two beats at once in the host's /proc; in the record, no tick
+    sent twice and no second ticked by two replicas."""
+    samples = len(replicas.samples)
+    print(f"{what}: {samples} samples of /proc, at most {replicas.most_beats_at_once()} beat")
+    assert samples > 0
+    assert replicas.most_beats_at_once() == 1
+    result = account(what, replicas.ticks() if ticks is None else ticks)
     assert result.twice == 0, result
     assert result.two_senders == 0, result
     return result
@@ -208,7 +213,6 @@ def test_one_beat_runs_across_three_replicas_and_the_others_stand_by(replicas: R
     since = replicas.ticks()[0].sent_at
     time.sleep(3 * TTL)  # several renewals
     assert replicas.running_beat() == [f"replica-{lord}"]
-    assert replicas.most_beats_at_once() == 1
     for n in (1, 2, 3):
         text = status(replicas, n)
         if n == lord:
@@ -218,7 +222,7 @@ def test_one_beat_runs_across_three_replicas_and_the_others_stand_by(replicas: R
             assert f"standby: legion beat is held by replica-{lord}" in text, text
             assert lord_metric(replicas, n) == 0
     ticks = [t for t in replicas.ticks() if t.sent_at < since + 3 * TTL]
-    honest_ticks(f"one lord, {3 * TTL} s", ticks)
+    exactly_one(f"one lord, {3 * TTL} s", replicas, ticks)
     assert {t.sender for t in ticks} == {f"replica-{lord}"}
     assert len(ticks) in (3 * TTL, 3 * TTL + 1)  # one a second: the first at `since`
 
@@ -237,9 +241,15 @@ def test_sigkill_of_the_lords_pidone_moves_beat_within_ttl_plus_2_s(replicas: Re
           f"replica-{heir}'s beat started after {took_over:.3f} s (ttl {TTL} s)")  # fmt: skip
     assert took_over <= TTL + 2
     wait_for(lambda: any(t.sender == f"replica-{heir}" for t in replicas.ticks()), timeout=10)
-    time.sleep(2)
-    assert replicas.most_beats_at_once() == 1
-    honest_ticks(f"SIGKILL of replica-{lord}", replicas.ticks())
+    # the killed replica's pod restarted: a new pidone, standing by
+    replicas.start(lord, legion_toml(replicas, lord))
+    wait_for(
+        lambda: f"held by replica-{heir}" in status(replicas, lord, check=False),
+        timeout=TTL + 10, what="the restarted replica to stand by",
+    )  # fmt: skip
+    time.sleep(TTL)
+    assert replicas.running_beat() == [f"replica-{heir}"]
+    exactly_one(f"SIGKILL of replica-{lord}", replicas)
 
 
 def test_the_lords_cut_link_stops_its_beat_before_its_lease_expires(replicas: Replicas) -> None:
@@ -247,15 +257,18 @@ def test_the_lords_cut_link_stops_its_beat_before_its_lease_expires(replicas: Re
     wait_for(lambda: len(replicas.ticks()) >= 2, timeout=30, what="two ticks")
     replicas.cut(lord)
     cut_at = time.monotonic()
-    # the lease as redis has it: it cannot be renewed after the cut
-    expires_at = cut_at + int(replicas.redis("PTTL", KEY)) / 1000
+    # The lease as redis has it, which the lord cannot renew any more: it
+    # expires PTTL after redis answered, between these two.
+    pttl = int(replicas.redis("PTTL", KEY)) / 1000
+    earliest, latest = cut_at + pttl, time.monotonic() + pttl
     heir = the_lord(replicas, timeout=TTL + 10, but=lord)
     gone = first(replicas, cut_at, lambda s: not runs(s, lord), "the cut lord's beat gone")
     took_over = first(replicas, cut_at, lambda s: runs(s, heir), "the heir's beat")
     print(f"replica-{lord} cut off: its beat gone after {gone - cut_at:.3f} s, its lease expired "
-          f"after at most {expires_at - cut_at:.3f} s, replica-{heir}'s beat started after "
-          f"{took_over - cut_at:.3f} s")  # fmt: skip
-    assert gone < expires_at < took_over
+          f"after {earliest - cut_at:.3f} to {latest - cut_at:.3f} s, replica-{heir}'s beat "
+          f"started after {took_over - cut_at:.3f} s")  # fmt: skip
+    assert 0 < pttl <= TTL
+    assert gone < earliest < took_over
     assert took_over - cut_at <= TTL + 2
     # back on the network, the old lord stands by: the heir keeps the lease
     replicas.mend(lord)
@@ -265,8 +278,7 @@ def test_the_lords_cut_link_stops_its_beat_before_its_lease_expires(replicas: Re
     )  # fmt: skip
     time.sleep(TTL)
     assert replicas.running_beat() == [f"replica-{heir}"]
-    assert replicas.most_beats_at_once() == 1
-    honest_ticks(f"replica-{lord} cut off", replicas.ticks())
+    exactly_one(f"replica-{lord} cut off", replicas)
 
 
 def test_redis_stopped_no_beat_anywhere_until_it_returns_then_exactly_one(
@@ -294,8 +306,7 @@ def test_redis_stopped_no_beat_anywhere_until_it_returns_then_exactly_one(
     assert gone - stopped_at < TTL
     time.sleep(TTL)
     assert replicas.running_beat() == [f"replica-{heir}"]
-    assert replicas.most_beats_at_once() == 1
-    honest_ticks("redis stopped and back", replicas.ticks())
+    exactly_one("redis stopped and back", replicas)
 
 
 def test_the_highest_priority_live_replica_takes_the_next_lease(replicas: Replicas) -> None:
@@ -313,5 +324,4 @@ def test_the_highest_priority_live_replica_takes_the_next_lease(replicas: Replic
     assert the_lord(replicas, timeout=TTL + 10, but=1) == 3
     time.sleep(TTL)
     assert replicas.running_beat() == ["replica-3"]
-    assert replicas.most_beats_at_once() == 1
-    honest_ticks("priorities 1, 2, 3", replicas.ticks())
+    exactly_one("priorities 1, 2, 3", replicas)
