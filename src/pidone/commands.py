@@ -266,7 +266,16 @@ def describe(config: Config) -> str:
     for name, spec in config.processes.items():
         after = f" after {', '.join(spec.after)}" if spec.after else ""
         manual = "" if spec.autostart else " (autostart = false: started by ctl start)"
-        lines.append(f"  {name}: {spec.command_line}{after}{manual}")
+        lord = f" (only on the lord of legion {spec.legion})" if spec.legion else ""
+        lines.append(f"  {name}: {spec.command_line}{after}{manual}{lord}")
+    if config.legions:
+        lines.append("legions (the lease renewed every ttl/3; stop by ttl - margin):")
+    for name, legion in config.legions.items():
+        members = [n for n, spec in config.processes.items() if spec.legion == name]
+        lines.append(
+            f"  {name}: {legion.redis} key {legion.key}, ttl {legion.ttl:g} s, priority "
+            f"{legion.priority}: {', '.join(members) or 'no process'}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pidone.config import load as config
-from pidone.config.specs import Config, legion_margin, legion_max_stop_timeout
+from pidone.config.specs import Config, legion_margin, legion_max_stop_timeout, legion_min_ttl
 from pidone.errors import ConfigError
 
 LEGION = '[legion.beat]\nredis = "redis://10.0.0.7:6390/2"\n'
@@ -88,16 +88,18 @@ def test_a_legion_no_process_uses_is_a_warning(cwd: Path) -> None:
 
 
 def test_the_timing_rule_with_numbers() -> None:
-    # ttl 10: renew every 3.33 s, down 0.5 s before expiry, stop_timeout at most 6.17 s
+    # ttl 10: renew every 3.33 s, down 0.5 s before expiry, stop_timeout at most 4.5 s
     assert legion_margin(10) == 0.5
-    assert round(legion_max_stop_timeout(10), 2) == 6.17
-    assert legion_margin(60) == 3.0
+    assert legion_max_stop_timeout(10) == 4.5
+    assert legion_margin(60) == 3.0 and legion_max_stop_timeout(60) == 27.0
+    for stop in (0.5, 4.5, 7, 100):  # the inverse: the shortest ttl for a stop_timeout
+        assert abs(legion_max_stop_timeout(legion_min_ttl(stop)) - stop) < 1e-9
 
 
 def test_a_stop_timeout_too_long_for_the_ttl_is_refused(cwd: Path) -> None:
     (problem,) = problems(cwd, LEGION + BEAT.replace("stop_timeout = 3", "stop_timeout = 7"))
     assert problem.startswith("pidone.toml:6: [process.beat] stop_timeout = 7.0: too long")
-    assert "stop_timeout <= 6.17" in problem and "ttl >= 11.25" in problem
+    assert "stop_timeout <= 4.50" in problem and "ttl >= 15.56" in problem
 
 
 def test_the_default_stop_timeout_counts_too(cwd: Path) -> None:
@@ -141,3 +143,13 @@ def test_select_keeps_only_the_legions_of_the_selected_processes(cwd: Path) -> N
     cfg = load(cwd, LEGION + BEAT + '[process.web]\ncommand = "sleep 1"\n')
     assert config.select(cfg, ["web"]).legions == {}
     assert list(config.select(cfg, ["beat"]).legions) == ["beat"]
+
+
+def test_check_describes_the_legion_and_its_processes(cwd: Path) -> None:
+    from pidone.commands import describe
+
+    text = describe(load(cwd, LEGION + BEAT))
+    assert "  beat: sleep 100 (only on the lord of legion beat)\n" in text
+    assert text.endswith(
+        "  beat: redis://10.0.0.7:6390/2 key pidone:legion:beat, ttl 10 s, priority 0: beat\n"
+    )

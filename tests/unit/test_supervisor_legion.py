@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pidone.core.legion import Kind, Reply
+from pidone.core import legion
+from pidone.core.legion import Kind
 from pidone.core.requests import Command as C
 from pidone.core.snapshot import not_ready
 from pidone.core.states import ProcessState as S
@@ -15,6 +16,7 @@ from pidone.core.supervisor import (
     LegionAnswered,
     LegionRequest,
     Reaped,
+    Reply,
     Request,
     SignalReceived,
 )
@@ -42,7 +44,7 @@ def requests(actions: list[Action]) -> list[LegionRequest]:
 
 def answer(sim: Sim, out: list[Action], **reply: object) -> list[Action]:
     (req,) = requests(out)
-    return sim.do(LegionAnswered("beat", Reply(req.send.id, **reply)))  # type: ignore[arg-type]
+    return sim.do(LegionAnswered("beat", legion.Reply(req.send.id, **reply)))  # type: ignore[arg-type]
 
 
 def booted(tmp_path: Path) -> tuple[Sim, list[Action]]:
@@ -114,7 +116,7 @@ def test_renew_failures_stop_it_in_time_and_sigkill_at_the_deadline(tmp_path: Pa
         if ("beat", KILL, True) in kills(out):
             killed_at = now
         for req in requests(out):
-            sim.do(LegionAnswered("beat", Reply(req.send.id, error="timed out")))
+            sim.do(LegionAnswered("beat", legion.Reply(req.send.id, error="timed out")))
     assert stopped_at == 6.5  # 9 - 0.5 - stop_timeout 2
     assert killed_at == 8.5  # it ignored SIGTERM: SIGKILL at must-stop-by, not later
     assert sim.core.procs["beat"].pid == beat  # until it is reaped
@@ -138,7 +140,7 @@ def test_shutdown_releases_the_lease_after_the_legion_process_is_down(tmp_path: 
     out = sim.exit("beat", exited(0))
     (req,) = requests(out)
     assert req.send.kind is Kind.RELEASE
-    out = sim.do(LegionAnswered("beat", Reply(req.send.id, held=True)))
+    out = sim.do(LegionAnswered("beat", legion.Reply(req.send.id, held=True)))
     assert "pidone: legion beat: lease released" in logs(out)
     assert sim.core.snapshot().legions[0].changes == {"acquired": 1, "lost": 0, "released": 1}
 
@@ -159,3 +161,13 @@ def test_takeover_after_the_lord_died_starts_it(tmp_path: Path) -> None:
     out = sim.at(1.5)
     out = answer(sim, out, held=True, holder="me")
     assert spawns(out) == ["beat"]
+
+
+def test_ctl_start_and_restart_of_a_standby_process_answer_at_once(tmp_path: Path) -> None:
+    sim, out = booted(tmp_path)
+    answer(sim, out, holder="replica-2")
+    for command in (C.START, C.RESTART):
+        out = sim.do(Request(command, ("beat",), ticket=7))
+        (reply,) = [a for a in out if isinstance(a, Reply)]
+        assert reply.outcome.ok and reply.outcome.results is not None
+        assert [(r.name, r.state) for r in reply.outcome.results] == [("beat", S.STOPPED)]

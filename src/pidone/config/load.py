@@ -70,6 +70,7 @@ from pidone.config.specs import (
     SocketSpec,
     legion_margin,
     legion_max_stop_timeout,
+    legion_min_ttl,
 )
 from pidone.config.tomllines import TomlLines
 from pidone.config.values import BadValue
@@ -1112,14 +1113,15 @@ def _check_legions(
             )
         limit = legion_max_stop_timeout(legion.ttl)
         if spec.stop_timeout > limit:
-            need = (spec.stop_timeout + legion_margin(legion.ttl)) * 3 / 2
+            need = legion_min_ttl(spec.stop_timeout)
             ctx.problem(
                 where,
                 "stop_timeout",
                 spec.stop_timeout,
                 f"too long for legion {spec.legion} (ttl = {legion.ttl:g}): its lord renews "
-                f"every ttl/3 and must have it down {legion_margin(legion.ttl):g} s before "
-                f"the lease can expire, which leaves at most {limit:.2f} s to stop; set "
+                f"every ttl/3, must have it down {legion_margin(legion.ttl):g} s before the "
+                f"lease can expire, and begins no stop before ttl/2, which leaves at most "
+                f"{limit:.2f} s to stop; set "
                 f"stop_timeout <= {limit:.2f} here (or in [pidone]), or ttl >= {need:.2f} "
                 f"in [legion.{spec.legion}]",
             )

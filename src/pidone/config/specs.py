@@ -185,10 +185,12 @@ class SocketSpec:
 # The timing rule of a legion, defined once (config checks it, the core and
 # the README use it): a lease of `ttl` seconds is renewed every ttl/3 (each
 # request waits at most that long); the lord's legion processes must be down
-# LEGION margin() before the lease it last renewed can expire (margin: the
-# clock drift and scheduling delay allowed for), so their stop begins
-# stop_timeout before that. A ttl is refused unless that stop begins after
-# the first renewal's answer is due: stop_timeout + margin <= 2/3 ttl.
+# legion_margin() before the lease it last renewed can expire (the clock
+# drift and scheduling delay allowed for), so their stop begins stop_timeout
+# before that. A stop_timeout is refused unless that stop begins halfway
+# through the first renewal's wait at the earliest (ttl/3 + ttl/6: a slow
+# answer, or a failure and its retries, still come before any stop):
+# stop_timeout + margin <= ttl/2.
 LEGION_MIN_TTL = 1.0
 LEGION_MAX_TTL = 3600.0
 
@@ -201,7 +203,12 @@ def legion_margin(ttl: float) -> float:
 
 def legion_max_stop_timeout(ttl: float) -> float:
     """The longest stop_timeout a legion process of this ttl may have."""
-    return ttl * 2 / 3 - legion_margin(ttl)
+    return ttl / 2 - legion_margin(ttl)
+
+
+def legion_min_ttl(stop_timeout: float) -> float:
+    """The shortest ttl that allows this stop_timeout (the inverse of the above)."""
+    return max(2 * stop_timeout + 1.0, stop_timeout / 0.45)
 
 
 @dataclass(frozen=True)

@@ -115,6 +115,8 @@ def judge(wait: Wait, snap: Snapshot, now: float) -> Outcome | None:
             done = new and (p.ready or p.completed)  # completed: the supervisor's rule
             if new:
                 failure = _failure(p.state, p.last_exit.status if p.last_exit else None)
+        if p.standby and wait.command is not Command.STOP:
+            done = True  # wanted up: it runs when this pidone becomes its legion's lord
         if done:
             results.append(Result(name, p.state))
         elif failure is not None:

@@ -1380,8 +1380,10 @@ class Supervisor:
         procs = ", ".join(self.legion_procs[name]) or "no process"
         if lease.lord:
             said = f"legion {name}: lord (lease acquired): starting {procs}"
-        elif lease.done:
-            said = f"legion {name}: lease released"
+        elif lease.done:  # said once, with the release's answer (or its absence)
+            released = leasing.Change.RELEASED in changes
+            said = f"legion {name}: {'lease released' if released else 'no longer a candidate'}"
+            said = self.legion_told.get(name, said) if not changes else said
         elif leasing.Change.LOST in changes:
             why = lease.problem or (f"held by {lease.holder}" if lease.holder else "not renewed")
             said = f"legion {name}: lease lost ({why}): {procs} stopped"

@@ -12,8 +12,10 @@ before the first is answered or late.
 
 Own RESP, not redis-py: these are four commands (AUTH, SELECT, EVAL, and
 the replies to them), about 150 lines with every bound in sight, and
-pidone's venv stays free of dependencies (redis-py costs 40 ms and 4 MB
-more to import: see README).
+pidone's venv stays free of dependencies. Measured (Debian's Python 3.11):
+redis-py 8.1 takes 112-127 ms to import and a bare interpreter's RSS from
+8.2 to 29.4 MiB; `pidone run` with 3 sleepers goes from 19.9 to 20.4 MiB
+RSS with one legion (this module and its thread).
 
 The keys (NAME the legion's):
     pidone:legion:NAME             the lease: the lord's token, PX ttl
@@ -24,7 +26,7 @@ A token is 32 hex digits (16 random bytes) and the hostname, for display.
 
 from __future__ import annotations
 
-import secrets
+import os
 import socket
 import threading
 import time
@@ -114,7 +116,7 @@ class Address:
 
 def make_token() -> str:
     """Random per pidone run, then the hostname, which others display."""
-    return f"{secrets.token_hex(16)} {shown(socket.gethostname())}"
+    return f"{os.urandom(16).hex()} {shown(socket.gethostname())}"
 
 
 def shown(text: str, limit: int = MAX_HOLDER) -> str:
@@ -326,7 +328,7 @@ class LeaseClient:
             ):
                 raise RedisError("garbled reply: not the script's answer")
             return value[0] == 1, holder_of(value[1].decode("utf-8", "replace")), ""
-        except (OSError, RedisError, UnicodeError, IndexError) as exc:
+        except Exception as exc:  # whatever it was, an answer: the thread must not die
             if self.connection is not None:
                 self.connection.close()
                 self.connection = None
@@ -338,4 +340,6 @@ def _why(exc: BaseException, address: Address) -> str:
         return f"{address}: no reply in time"
     if isinstance(exc, OSError):
         return f"{address}: {exc.strerror or exc}"
-    return f"{address}: {exc}"
+    if isinstance(exc, RedisError):
+        return f"{address}: {exc}"
+    return f"{address}: {type(exc).__name__}: {shown(str(exc))}"  # a bug of ours
