@@ -133,16 +133,16 @@ priority = {priority}
 """
 
 
-def start_legion(replicas: Replicas, **priorities: int) -> int:
+def start_legion(replicas: Replicas) -> int:
     """All three replicas in the legion, sampled from the start; the lord's number."""
     replicas.start_sampling()
     for n in (1, 2, 3):
-        replicas.start(n, legion_toml(replicas, n, priority=priorities.get(f"r{n}", 0)))
+        replicas.start(n, legion_toml(replicas, n))
     return the_lord(replicas)
 
 
 def the_lord(replicas: Replicas, timeout: float = 30.0, but: int = 0) -> int:
-    """Wait until exactly one replica (not `but`) runs beat and has sent a tick."""
+    """Wait until exactly one replica runs a beat, and it is not replica `but`."""
     found: list[str] = []
 
     def one() -> bool:
