@@ -185,6 +185,14 @@ class Replicas:
         self.redis_proc.send_signal(signal.SIGTERM)
         assert self.redis_proc.wait(20) == 0
 
+    def kill_redis(self) -> None:
+        """SIGKILL to redis-server (by pid): it saves nothing, it starts
+        again empty (as a redis without persistence restarted)."""
+        assert self.redis_proc is not None
+        self.redis_proc.kill()
+        self.redis_proc.wait(20)
+        (self.dir / "redis.rdb").unlink(missing_ok=True)
+
     def redis(self, *command: str, check: bool = True) -> str:
         out = self.redis_ns.run("redis-cli", "-h", REDIS_HOST, "-p", str(REDIS_PORT), "--raw",
                                 *command, check=check)  # fmt: skip
