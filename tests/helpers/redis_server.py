@@ -19,11 +19,14 @@ REDIS_SERVER = "/usr/bin/redis-server"
 
 
 class RedisServer:
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(
+        self, directory: Path, port: int | None = None, extra: tuple[str, ...] = ()
+    ) -> None:
         if not Path(REDIS_SERVER).exists() or shutil.which("redis-server") is None:
             missing_privilege("redis-server is not installed (apt-get install redis-server)")
         self.dir = directory
         self.port = port or free_port()
+        self.extra = extra  # more redis-server options: ("--unixsocket", PATH)
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -33,6 +36,7 @@ class RedisServer:
     def start(self) -> RedisServer:
         argv = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(self.dir), "--daemonize", "no"]  # fmt: skip
+        argv += self.extra
         self.proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for(self.ping, what=f"redis-server on port {self.port}")
         return self

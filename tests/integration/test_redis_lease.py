@@ -159,3 +159,20 @@ def test_a_holder_name_from_redis_is_made_printable_and_short() -> None:
     assert holder_of("ab\x1b[31mevil\n" + "x" * 100)[:8] == "ab?[31me"
     assert len(holder_of("t " + "y" * 500)) <= 67
     assert holder_of("") == ""
+
+
+def test_a_unix_socket_and_a_database_number(tmp_path: Path) -> None:
+    sock = tmp_path / "redis.sock"
+    with RedisServer(tmp_path, extra=("--unixsocket", str(sock))):
+        address = Address(None, 6379, str(sock), db=3)
+        c = LeaseClient(address, KEY, token="t" * 32 + " unix", priority=0, ttl=5.0,
+                        candidate_ttl=2.0, wake=lambda: None)  # fmt: skip
+        c.submit(1, "acquire", time.monotonic() + 2)
+        deadline = time.monotonic() + 5
+        while not (answers := c.take()) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert answers == [(1, True, "unix", "")]
+        probe = Connection(address, time.monotonic() + 2)  # SELECT 3 on connect, as the client
+        assert probe.call(time.monotonic() + 2, "EXISTS", KEY) == 1
+        probe.close()
+        c.close(1)

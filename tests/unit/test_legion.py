@@ -82,6 +82,16 @@ def test_a_slow_reply_after_its_deadline_is_a_failure() -> None:
     assert lease.problem == "no reply within 3 s"
 
 
+def test_a_late_reply_asks_nothing_itself_and_due_sends_the_next() -> None:
+    lease = lord_at(100.0)
+    lease, send, _ = step(lease, 103.0)
+    assert send is not None
+    lease, changes = answered(lease, Reply(send.id, held=True), 109.0)  # late, and past the end
+    assert changes == [] and lease.pending is None  # no request made that nobody sends
+    lease, again, changes = step(lease, 109.0)
+    assert changes == [Change.LOST] and again is not None and again.kind is Kind.ACQUIRE
+
+
 def test_a_reply_after_the_deadline_passed_in_due_is_dropped() -> None:
     lease, first, _ = step(Lease("beat", TTL), 100.0)
     lease, second, _ = step(lease, 103.0)  # the first is late: a new request goes out

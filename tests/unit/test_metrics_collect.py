@@ -451,3 +451,34 @@ def test_health_without_a_waker_judges_by_the_heartbeat_alone() -> None:
 )
 def test_readiness_verdicts(snap: Snapshot | None, expected: tuple[bool, str]) -> None:
     assert check_ready(snap) == expected
+
+
+def test_legion_lord_and_lease_changes_are_exported() -> None:
+    from pidone.core.snapshot import LegionStatus
+
+    changes = {"acquired": 2, "lost": 1, "released": 0}
+    snap = Snapshot(
+        (proc("beat", S.STOPPED),),
+        False,
+        (LegionStatus("beat", False, "web-2", "", changes),),
+    )
+    samples = scrape(make(snap))
+    assert samples[("pidone_legion_lord", (("legion", "beat"),))] == 0
+    for change, n in changes.items():
+        key = ("pidone_legion_lease_changes_total", (("change", change), ("legion", "beat")))
+        assert samples[key] == n
+    assert scrape_openmetrics(make(snap))[("pidone_legion_lord", (("legion", "beat"),))] == 0
+
+
+def test_a_standby_legion_process_does_not_fail_readyz() -> None:
+    standby = ProcessStatus(
+        name="beat", state=S.STOPPED, ready=False, pid=None, started_at=None, restarts=0,
+        restarts_by_reason={}, exits_by_status={}, last_exit=None, has_ready_check=True,
+        standby="standby: legion beat is held by web-2",
+    )  # fmt: skip
+    from pidone.core.snapshot import not_ready
+
+    assert not_ready(Snapshot((standby,), False), checked_only=True) == []
+    assert not_ready(Snapshot((proc("beat", S.STOPPED),), False), checked_only=True) == [
+        "beat (stopped)"
+    ]

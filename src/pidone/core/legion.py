@@ -160,8 +160,11 @@ def answered(lease: Lease, reply: Reply, now: float) -> tuple[Lease, list[Change
     sent = lease.pending
     if sent is None or reply.id != sent.id or lease.done:
         return lease, changes
-    if now >= sent.deadline:  # the loop's clock passed it first: a failure, as in due()
-        return due(lease, now)[0], changes
+    if now >= sent.deadline:  # past its deadline: a failure, as due() says it
+        late = f"no reply within {sent.deadline - sent.sent:.3g} s"
+        if sent.kind is Kind.RELEASE:
+            return replace(lease, pending=None, problem=late, done=True), changes
+        return replace(lease, pending=None, next_at=now, problem=late), changes
     lease = replace(lease, pending=None)
     if sent.kind is Kind.RELEASE:
         if lease.lord or reply.held:

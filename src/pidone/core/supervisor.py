@@ -1379,7 +1379,8 @@ class Supervisor:
             self.lease_changes[key] = self.lease_changes.get(key, 0) + 1
         procs = ", ".join(self.legion_procs[name]) or "no process"
         if lease.lord:
-            said = f"legion {name}: lord (lease acquired): starting {procs}"
+            then = "releasing it once stopped" if self.shutting_down else f"starting {procs}"
+            said = f"legion {name}: lord (lease acquired): {then}"
         elif lease.done:  # said once, with the release's answer (or its absence)
             released = leasing.Change.RELEASED in changes
             said = f"legion {name}: {'lease released' if released else 'no longer a candidate'}"
