@@ -327,11 +327,6 @@ def test_the_highest_priority_live_replica_takes_the_next_lease(replicas: Replic
     exactly_one("priorities 1, 2, 3", replicas)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="h17f: after redis restarted empty a standby's SET NX wins the vanished key while "
-    "the old lord still runs beat until its next renewal fails (~1 s of two beats)",
-)
 def test_redis_restarted_empty_under_a_lord_never_gives_two_beats(replicas: Replicas) -> None:
     """The lease vanishes without expiring (no persistence, or a failover to
     a replica without the key): the old lord's lease still runs by its own

@@ -8,11 +8,11 @@
 
 One request at a time, each with a deadline: ACQUIRE (not lord: announce
 ourselves as a candidate and take it if we are the best live one; also
-says who holds it), LOOK (the same, but a key that is gone is not taken
-within a ttl of seeing it held: it may have vanished under a live lord, a
-redis restarted empty, while a released one is marked so), RENEW (lord:
-compare-and-set PEXPIRE), RELEASE (at pidone's shutdown, once the legion
-processes are down: compare-and-set to "released", for a ttl).
+says who holds it), LOOK (the same, but a lease redis lost with its data,
+a redis restarted empty, is not taken: within a ttl of seeing it held, its
+lord may still run by its own clock; one that expired or was released is),
+RENEW (lord: compare-and-set PEXPIRE), RELEASE (at pidone's shutdown, once
+the legion processes are down: compare-and-delete).
 The redis side (the scripts, the connection) is system/redis.py's.
 
 Safety before liveness: the lease is ours until `sent + ttl`, where `sent`
@@ -37,8 +37,8 @@ RETRY = 0.5  # seconds after a failed request before the next (never later than 
 
 
 class Kind(enum.Enum):
-    ACQUIRE = "acquire"  # and take it, released or missing, if we are the best candidate
-    LOOK = "look"  # the same, but a missing key is not taken (a holder was seen within a ttl)
+    ACQUIRE = "acquire"  # and take it if free and we are the best live candidate
+    LOOK = "look"  # the same, but not a lease redis lost (a holder was seen within a ttl)
     RENEW = "renew"
     RELEASE = "release"
 
@@ -85,9 +85,10 @@ class Lease:
     pending: Send | None = None
     next_at: float = 0.0  # the next request
     ids: int = 0
-    # When another was last seen holding it: a key gone since (a redis
-    # restarted empty) is not taken before this + ttl, while that lord may
-    # still run by its own clock. A released key may be taken at once.
+    # When another was last seen holding it: a lease lost with redis's data
+    # since (restarted empty) is not taken before this + ttl, while that
+    # lord may still run by its own clock (one that expired or was released
+    # may be taken at once: system/redis.py's epoch key tells them apart).
     held_seen: float | None = None
     releasing: bool = False  # pidone's shutdown: release, then nothing more
     done: bool = False  # released (or nothing to release): no more requests

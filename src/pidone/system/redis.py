@@ -39,18 +39,20 @@ MAX_LINE = 1024  # bytes of a status, error, integer or length line
 MAX_ITEMS = 8  # elements of an array reply (ours have 2), nesting 1
 MAX_HOLDER = 64  # characters of a holder's name shown
 
-# A released lease is not deleted but left as RELEASED for a ttl: a standby
-# may take that at once, while a key that is simply gone (a redis restarted
-# empty, a failover) may hide a lord still running by its own clock.
-RELEASED = "released"
+# Three keys per legion: the lease (KEYS[1], the lord's token, PX ttl), the
+# candidates (KEYS[2], a hash token -> "priority expiry-ms", on redis's
+# clock) and the epoch (KEYS[1]:epoch, no expiry, set whenever a lease is
+# taken; named in the script, which keeps a request within the 10 elements
+# redis reads from a client that has yet to AUTH, so it answers NOAUTH):
+# a lease missing while the epoch is there expired or was released; both
+# missing, redis lost its data (restarted empty, a failover) and a lord may
+# still run by its own clock: a standby that saw it held then only looks
+# (ARGV[5] = 0) until a ttl has passed (core/legion.py).
 
 # ACQUIRE: ours already? keep it; else announce ourselves, and if nobody
 # holds it and we are the best live candidate (highest priority, then the
-# smallest token), take it: a released one always, a missing one only when
-# ARGV[5] is 1 (the core's "look" sends 0: it saw a holder within a ttl).
-# Answers {1 or 0, the holder's token or ""}.
-ACQUIRE = (
-    """
+# smallest token), SET NX PX. Answers {1 or 0, the holder's token or ""}.
+ACQUIRE = """
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
   redis.call('PEXPIRE', KEYS[1], ARGV[3])
@@ -60,10 +62,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2] .. ' ' .. (now + tonumber(ARGV[4])))
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
-if v and v ~= '"""
-    + RELEASED
-    + """' then return {0, v} end
-if not v and ARGV[5] ~= '1' then return {0, ''} end
+if v then return {0, v} end
+if ARGV[5] ~= '1' and redis.call('EXISTS', KEYS[1] .. ':epoch') == 0 then return {0, ''} end
 local best, top = nil, nil
 local all = redis.call('HGETALL', KEYS[2])
 for i = 1, #all, 2 do
@@ -75,17 +75,17 @@ for i = 1, #all, 2 do
     if best == nil or p > top or (p == top and all[i] < best) then best, top = all[i], p end
   end
 end
-if best == ARGV[1] and redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3]) then
+if best == ARGV[1] and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
+  redis.call('SET', KEYS[1] .. ':epoch', '1')
   redis.call('HDEL', KEYS[2], ARGV[1])
   return {1, ARGV[1]}
 end
 return {0, ''}
 """
-)
 
 # RENEW: compare-and-set. Ours: PEXPIRE. Gone (a redis restarted empty):
-# SET NX PX takes it back (standbys that saw it held wait a ttl before they
-# take a missing key). Another's, or RELEASED: lost.
+# SET NX PX takes it back (a standby that saw it held waits a ttl before it
+# takes a lease missing with its epoch). Another's: lost.
 RENEW = """
 local v = redis.call('GET', KEYS[1])
 if v == ARGV[1] then
@@ -93,26 +93,25 @@ if v == ARGV[1] then
   return {1, v}
 end
 if not v and redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
+  redis.call('SET', KEYS[1] .. ':epoch', '1')
   return {1, ARGV[1]}
 end
 return {0, v or ''}
 """
 
-# RELEASE: compare-and-set to RELEASED (for a ttl), and no longer a candidate.
-RELEASE = (
-    """
+# RELEASE: compare-and-delete (the epoch stays: taken at once), and no
+# longer a candidate.
+RELEASE = """
 redis.call('HDEL', KEYS[2], ARGV[1])
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], '"""
-    + RELEASED
-    + """', 'PX', ARGV[3])
+  redis.call('DEL', KEYS[1])
   return {1, ARGV[1]}
 end
 return {0, ''}
 """
-)
 
-# The core's request kinds (core/legion.Kind) -> (script, may it take a missing key).
+# The core's request kinds (core/legion.Kind) -> (script, may it take a
+# lease missing with its epoch: "1", or only one that expired: "0").
 SCRIPTS = {
     "acquire": (ACQUIRE, "1"),
     "look": (ACQUIRE, "0"),
@@ -149,8 +148,8 @@ def shown(text: str, limit: int = MAX_HOLDER) -> str:
 
 
 def holder_of(token: str) -> str:
-    """The holder's hostname from its token ("" none, or released)."""
-    if not token or token == RELEASED:
+    """The holder's hostname from its token ("" none)."""
+    if not token:
         return ""
     _, _, host = token.partition(" ")
     return shown(host or token).replace(" ", "?")
