@@ -429,6 +429,34 @@ def test_an_event_while_reading_is_paused_mid_line_never_cuts_that_line(
     assert got[1:at] + got[at + 1 :] == [b"web    | " + line[:-1] for line in WHOLE_LINES]
 
 
+def test_a_restart_dropping_what_did_not_fit_drops_the_start_of_its_line_too(
+    selector: selectors.BaseSelector,
+) -> None:
+    out = Sink(start=False)
+    relay = LogRelay(selector, names=["web"], stdout_fd=out.fd, stderr_fd=out.fd)
+    write_fd = relay.pipe_for("web", "stdout")
+    relay.event("web", "started")
+    os.write(write_fd, b"".join(WHOLE_LINES[:100]))  # 6,300 bytes: the pipe takes them
+    for key, mask in selector.select(5):
+        key.data(mask)  # one read: MIN_READ bytes
+    source = relay._sources["web", "stdout"]
+    assert source.framer.partial == b"l", "the read ended one byte into line 65"
+    # Nobody reads our stdout and the queue is past HIGH_WATER: reading paused.
+    relay.event("pidone", "y" * (HIGH_WATER + 2 * 65536))
+    assert not source_keys(selector, write_fd)
+    relay.pipe_for("web", "stdout")  # its next instance: the rest is dropped, counted
+    out.thread.start()
+    (data,) = finish(relay, out)
+    got = data.split(b"\n")[:-1]
+    relayed = [b"web    | " + line[:-1] for line in WHOLE_LINES[:65]]
+    assert got[:66] == [b"web    | started", *relayed]
+    assert got[66:] == [  # no "web    | l": a line the process never wrote
+        b"pidone | " + b"y" * (HIGH_WATER + 2 * 65536),
+        b"pidone | stdout was not read: dropped 2205 bytes that exited processes left in"
+        b" their pipes and 0 of pidone's own events",
+    ]
+
+
 # --- floods and backpressure ------------------------------------------------
 
 

@@ -46,7 +46,8 @@ Guarantees:
   too: the last words of an exited process are read only while they fit,
   so memory stays bounded when nobody reads our stdout. Then, and only
   then, what does not fit is dropped when the next instance starts (it must
-  not block on its predecessor's output), as are pidone's own events past
+  not block on its predecessor's output; a line whose rest is dropped goes
+  whole, never cut), as are pidone's own events past
   EVENT_LIMIT; the counts are logged once the destination drains.
 - Only a broken destination (EPIPE, EIO, ...) loses lines; that is reported
   once per error as a pidone event on stderr and never raised into the loop.
@@ -375,7 +376,10 @@ class LogRelay:
         if room > 0 and not output.paused:
             at_end = self._read_available(source, room)[1]
         if boundary:
-            output.dropped_leftovers += self._read_available(source, _DISCARD_LIMIT, keep=False)[0]
+            dropped = self._read_available(source, _DISCARD_LIMIT, keep=False)[0]
+            if dropped:  # the rest of the unfinished line went with them: its start too
+                dropped += source.framer.discard()
+            output.dropped_leftovers += dropped
         if boundary or (ended and at_end):
             self._emit(source, source.framer.flush())
 
