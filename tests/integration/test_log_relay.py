@@ -311,7 +311,7 @@ def test_events_and_instances_keep_their_order_across_a_restart(
     proc = spawn(relay, "web", "import os; os.write(1, b'last words\\nunfinished')")
     relay.event("web", "started")
     proc.wait()  # not relayed yet: still in the pipe when pidone reaps it
-    relay.event("web", "exited with status 0")
+    relay.event("web", "exited with status 0", ended=True)
     restarted = spawn(relay, "web", "print('new instance', flush=True)")
     restarted.wait()  # it has written before pidone logs "started"
     relay.event("web", "started again")
@@ -369,6 +369,92 @@ def test_a_new_instance_never_continues_the_last_ones_line(
     run_loop(selector, exited(second))
     (data,) = finish(relay, out)
     assert data == b"web    | unfinished\nweb    | new instance\n"
+
+
+def test_ready_while_a_process_is_halfway_through_a_line_never_cuts_it(
+    selector: selectors.BaseSelector,
+) -> None:
+    out = Sink()
+    relay = LogRelay(selector, names=["web"], stdout_fd=out.fd, stderr_fd=out.fd)
+    write_fd = relay.pipe_for("web", "stdout")  # we are the process: a real pipe
+    relay.event("web", "started")
+    os.write(write_fd, b"first\nhalf of a li")
+    run_loop(selector, lambda: b"first" in out.data)
+    relay.event("web", "ready")  # it is alive: the rest of its line is still to come
+    os.write(write_fd, b"ne\n")
+    run_loop(selector, lambda: out.data.endswith(b"ne\n"))
+    (data,) = finish(relay, out)
+    assert data == b"web    | started\nweb    | first\nweb    | ready\nweb    | half of a line\n"
+
+
+# 63-byte lines, handed over whole in one write (as a stdio buffer is
+# flushed), far more than the pipe, our queue and our stdout's pipe hold.
+WHOLE_LINES = [b"line %06d " % i + b"x" * 50 + b"\n" for i in range(40_000)]
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+@pytest.mark.parametrize("ended", [False, True], ids=["ready", "exited"])
+def test_an_event_while_reading_is_paused_mid_line_never_cuts_that_line(
+    selector: selectors.BaseSelector, ended: bool
+) -> None:
+    # tests/pid1/test_side_floods.py's datagram flood lost its line 14670
+    # under load: "ready" came while the relay had stopped reading (nobody
+    # read our stdout) after a read that ended mid-line, and sent the line's
+    # start as a line; its rest came later as another, and neither matched.
+    out = Sink(start=False)
+    relay = LogRelay(selector, names=["web"], stdout_fd=out.fd, stderr_fd=out.fd)
+    write_fd = relay.pipe_for("web", "stdout")
+    relay.event("web", "started")
+    writer = threading.Thread(target=write_all, args=(write_fd, b"".join(WHOLE_LINES)))
+    writer.start()
+    run_loop(selector, lambda: not source_keys(selector, write_fd))  # HIGH_WATER: paused
+    assert writer.is_alive(), "the writer should be held back in write()"
+    assert relay._sources["web", "stdout"].framer.partial, "the last read ended mid-line"
+    message = "exited with status 0" if ended else "ready"
+    relay.event("web", message, ended=ended)  # what it wrote is still in the pipe
+    out.thread.start()
+    run_loop(selector, lambda: not writer.is_alive(), each=relay.check_threads)
+    writer.join()
+    (data,) = finish(relay, out)
+    got = data.split(b"\n")[:-1]
+    event = b"web    | " + message.encode()
+    assert got[0] == b"web    | started" and got.count(event) == 1
+    at = got.index(event)
+    assert 1 < at < len(WHOLE_LINES)  # while the flood was held back
+    assert got[1:at] + got[at + 1 :] == [b"web    | " + line[:-1] for line in WHOLE_LINES]
+
+
+def test_a_restart_dropping_what_did_not_fit_drops_the_start_of_its_line_too(
+    selector: selectors.BaseSelector,
+) -> None:
+    out = Sink(start=False)
+    relay = LogRelay(selector, names=["web"], stdout_fd=out.fd, stderr_fd=out.fd)
+    write_fd = relay.pipe_for("web", "stdout")
+    relay.event("web", "started")
+    os.write(write_fd, b"".join(WHOLE_LINES[:100]))  # 6,300 bytes: the pipe takes them
+    for key, mask in selector.select(5):
+        key.data(mask)  # one read: MIN_READ bytes
+    source = relay._sources["web", "stdout"]
+    assert source.framer.partial == b"l", "the read ended one byte into line 65"
+    # Nobody reads our stdout and the queue is past HIGH_WATER: reading paused.
+    relay.event("pidone", "y" * (HIGH_WATER + 2 * 65536))
+    assert not source_keys(selector, write_fd)
+    relay.pipe_for("web", "stdout")  # its next instance: the rest is dropped, counted
+    out.thread.start()
+    (data,) = finish(relay, out)
+    got = data.split(b"\n")[:-1]
+    relayed = [b"web    | " + line[:-1] for line in WHOLE_LINES[:65]]
+    assert got[:66] == [b"web    | started", *relayed]
+    assert got[66:] == [  # no "web    | l": a line the process never wrote
+        b"pidone | " + b"y" * (HIGH_WATER + 2 * 65536),
+        b"pidone | stdout was not read: dropped 2205 bytes that exited processes left in"
+        b" their pipes and 0 of pidone's own events",
+    ]
 
 
 # --- floods and backpressure ------------------------------------------------

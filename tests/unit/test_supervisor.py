@@ -235,6 +235,30 @@ def test_independent_processes_start_together(tmp_path: Path) -> None:
     assert spawns(sim.do(Boot())) == ["a", "b", "c"]
 
 
+def test_only_an_exit_lets_the_relay_send_an_unfinished_line_before_the_log(
+    tmp_path: Path,
+) -> None:
+    # "ready" about a live flood cut the line the relay was halfway through
+    # in two (tests/integration/test_log_relay.py): only a Log about an
+    # instance that ended says so.
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\nrestart = "never"\n')
+    out = sim.do(Boot()) + sim.at(10) + sim.exit("a", exited(1))
+    lines = [(a.message, a.ended) for a in out if isinstance(a, Log) and a.name == "a"]
+    assert lines[1:] == [
+        ("ready", False),
+        ("exited with status 1", True),
+        ("not restarting (restart = 'never')", False),
+    ]
+    assert lines[0][0].startswith("started: pid ") and not lines[0][1]
+    sim = sim_for(tmp_path, '[process.a]\ncommand = "a"\n')
+    sim.do(Boot())
+    sim.do(SignalReceived(TERM))
+    stopped = [a for a in sim.exit("a", killed(TERM)) if isinstance(a, Log)]
+    assert [(a.message, a.ended) for a in stopped if a.name == "a"] == [
+        ("stopped (signal SIGTERM)", True)
+    ]
+
+
 def test_settle_readiness_comes_after_the_settle_time(tmp_path: Path) -> None:
     sim = sim_for(tmp_path, '[pidone]\nsettle_time = 2\n[process.a]\ncommand = "a"\n')
     sim.do(Boot())

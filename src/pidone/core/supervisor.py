@@ -361,6 +361,10 @@ class Log:
     name: str  # a process name, or "pidone"
     message: str
     error: bool = False  # to stderr
+    # About an instance that has just ended (exited, stopped): its unfinished
+    # last line may be relayed before this one. Of a live one it is not, as
+    # the rest of the line may still come.
+    ended: bool = False
 
 
 @dataclass(frozen=True)
@@ -827,7 +831,7 @@ class Supervisor:
             how = "status unknown: adopted, pidone is not its parent"
         if planned:
             out.append(KillLeftovers(p.name))
-            out.append(Log(p.name, f"stopped ({how})"))
+            out.append(Log(p.name, f"stopped ({how})", ended=True))
             clean = status in (0, UNKNOWN_STATUS, 128 + p.spec.stop_signal) or (
                 signum == p.spec.stop_signal
             )
@@ -843,7 +847,7 @@ class Supervisor:
             # pidone made, whose leader was reaped just now: a daemon's is
             # not known to be its own.
             out.append(KillLeftovers(p.name, group=main))
-        out.append(Log(p.name, f"exited with {how}", error=status != 0))
+        out.append(Log(p.name, f"exited with {how}", error=status != 0, ended=True))
         if p.spec.control and not self.shutting_down:
             out.append(Log("pidone", f"control process {p.name} exited: stopping everything"))
             self.exit_code = status

@@ -84,11 +84,17 @@ class Framer:
         return buf[:end] if end < len(buf) else buf
 
     def flush(self) -> bytes:
-        """The partial line as a whole line (EOF, drain, an event about its process)."""
+        """The partial line as a whole line (EOF, drain, an event about its
+        exited process)."""
         if not self.partial:
             return b""
         line, self.partial = self.partial + b"\n", b""
         return line
+
+    def discard(self) -> int:
+        """Forget the partial line (its rest was dropped); its length."""
+        size, self.partial = len(self.partial), b""
+        return size
 
 
 # --- formatting (pure) ----------------------------------------------------

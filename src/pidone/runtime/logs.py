@@ -25,8 +25,10 @@ Guarantees:
   each other's lines either). A partial line waits for its newline; a
   line is at most MAX_PARTIAL (64 KiB): a longer one goes out in pieces of
   64 KiB, each a line of its own, so a process cannot make us hold
-  unbounded memory. At EOF and in `drain()` a trailing
-  partial line goes out with a newline added.
+  unbounded memory. At EOF, in `drain()`, when the next instance starts
+  and at an event about an instance that has ended (once its pipe is read
+  to the end), a trailing partial line goes out with a newline added;
+  never earlier, as its rest may still be in the pipe (see `event`).
 - The loop never blocks on output. O_NONBLOCK on fd 1/2's own open file
   description would leak into the shell or container runtime sharing it,
   so each destination gets its own way (see `open_output`):
@@ -44,7 +46,8 @@ Guarantees:
   too: the last words of an exited process are read only while they fit,
   so memory stays bounded when nobody reads our stdout. Then, and only
   then, what does not fit is dropped when the next instance starts (it must
-  not block on its predecessor's output), as are pidone's own events past
+  not block on its predecessor's output; a line whose rest is dropped goes
+  whole, never cut), as are pidone's own events past
   EVENT_LIMIT; the counts are logged once the destination drains.
 - Only a broken destination (EPIPE, EIO, ...) loses lines; that is reported
   once per error as a pidone event on stderr and never raised into the loop.
@@ -227,7 +230,7 @@ class LogRelay:
         self._spawning.add(name)
         known = self._sources.get((name, stream))
         if known is not None:
-            self._relay_leftovers(known, boundary=True)
+            self._relay_leftovers(known, ended=True, boundary=True)
             return known.write_fd
         if self._closed:
             raise ValueError("the log relay is closed")
@@ -249,16 +252,26 @@ class LogRelay:
         return write_fd
 
     def event(
-        self, name: str, message: str, *, stream: Stream = "stdout", catch_up: bool = True
+        self,
+        name: str,
+        message: str,
+        *,
+        stream: Stream = "stdout",
+        catch_up: bool = True,
+        ended: bool = False,
     ) -> None:
         """Log one of pidone's own events, formatted like a process line.
 
-        For a process's name, what it already wrote (an unfinished last
-        line included) is relayed first, so that its last words come before
-        "exited with status 1"; except for the first event after pipe_for()
-        ("started"), which comes before anything the new instance wrote. (A
-        live process caught halfway through writing a line in several pieces
-        sees it cut in two: the lesser evil.) `catch_up=False` is for events
+        For a process's name, the whole lines it already wrote are relayed
+        first (as many as fit under HIGH_WATER); except for the first event
+        after pipe_for() ("started"), which comes before anything the new
+        instance wrote. Its unfinished last line goes first too only if the
+        event says the instance has `ended` ("exited with status 1" follows
+        its last words) and the pipe was read to its end. Otherwise the rest
+        of that line may still be in the pipe (a read ends wherever its size
+        or HIGH_WATER falls) or on its way (a live process's write), and
+        sending its start as a line cut it in two: neither half is the line
+        the process wrote. `catch_up=False` is for events
         logged just after the process was spawned or signalled: about the
         previous instance (pipe_for() relayed its last words already), or a
         "stopping" that must come before the reaction to the signal. Nothing
@@ -272,7 +285,7 @@ class LogRelay:
             for source_stream in ("stdout", "stderr"):
                 source = self._sources.get((name, source_stream))
                 if source is not None:
-                    self._relay_leftovers(source)
+                    self._relay_leftovers(source, ended=ended)
         output = self._stdout if stream == "stdout" else self._stderr
         if output.queued > EVENT_LIMIT:
             output.dropped_events += 1  # nobody reads it: said once it drains
@@ -301,7 +314,7 @@ class LogRelay:
         while True:
             got = 0
             for source in self._sources.values():
-                got += self._read_available(source, _DRAIN_READ_LIMIT)
+                got += self._read_available(source, _DRAIN_READ_LIMIT)[0]
                 for output in self._outputs():
                     output.finish(deadline)
                     self._report(output)
@@ -347,31 +360,46 @@ class LogRelay:
             return
         self._emit(source, source.framer.feed(data))
 
-    def _relay_leftovers(self, source: _Source, *, boundary: bool = False) -> None:
+    def _relay_leftovers(self, source: _Source, *, ended: bool, boundary: bool = False) -> None:
         """Relay what the pipe holds, but only what fits under HIGH_WATER:
         with our stdout blocked, reading it all at every exit of a
-        crash-looping process grew the queue without bound. At a `boundary`
-        (the next instance is about to start) what does not fit is read and
-        dropped, counted, and the count logged once the output drains: the
-        old instance's words must not block the new one."""
+        crash-looping process grew the queue without bound. The unfinished
+        last line only if the instance has `ended` and the pipe is read to
+        its end (see `event`). At a `boundary` (the next instance is about
+        to start) what does not fit is read and dropped, counted, and the
+        count logged once the output drains: the old instance's words must
+        not block the new one, nor its unfinished line continue into the
+        new one's first."""
         output = source.output
         room = HIGH_WATER - output.queued
+        at_end = False
         if room > 0 and not output.paused:
-            self._read_available(source, room)
+            at_end = self._read_available(source, room)[1]
         if boundary:
-            output.dropped_leftovers += self._read_available(source, _DISCARD_LIMIT, keep=False)
-        self._emit(source, source.framer.flush())
+            dropped = self._read_available(source, _DISCARD_LIMIT, keep=False)[0]
+            if dropped:  # the rest of the unfinished line went with them: its start too
+                dropped += source.framer.discard()
+            output.dropped_leftovers += dropped
+        if boundary or (ended and at_end):
+            self._emit(source, source.framer.flush())
 
-    def _read_available(self, source: _Source, limit: int, *, keep: bool = True) -> int:
+    def _read_available(
+        self, source: _Source, limit: int, *, keep: bool = True
+    ) -> tuple[int, bool]:
         """Read without blocking until the pipe is empty (or `limit` bytes);
         relay it, or with keep=False throw it away (a dead instance's words
-        that do not fit)."""
+        that do not fit). Returns the bytes read and whether the pipe was
+        read to its end (empty, or EOF) rather than stopped at `limit`."""
         total = 0
-        while not source.eof and total < limit:
+        while not source.eof:
+            if total >= limit:
+                return total, False
             try:
                 data = os.read(source.read_fd, source.read_size)
-            except (BlockingIOError, InterruptedError):
+            except BlockingIOError:
                 break
+            except InterruptedError:  # pragma: no cover - PEP 475 retries
+                return total, False
             except OSError:  # pragma: no cover
                 self._end_source(source)
                 break
@@ -381,7 +409,7 @@ class LogRelay:
             total += len(data)
             if keep:
                 self._emit(source, source.framer.feed(data))
-        return total
+        return total, True
 
     def _end_source(self, source: _Source) -> None:
         """EOF: only after close() of our write end, which pipe_for keeps."""

@@ -473,7 +473,7 @@ class Loop:
                     signals.kill_group(group, signal.SIGKILL)
             case FixSocket(name, sock):
                 self.events.append(self._fix_socket(name, sock))
-            case Log(name, message, error):
+            case Log(name, message, error, ended):
                 # About a process spawned or signalled in this batch (its
                 # action went first, for speed): "exited" or "restarting" must
                 # not be preceded by the new instance's output, nor "stopping:
@@ -485,6 +485,7 @@ class Loop:
                     message,
                     stream="stderr" if error else "stdout",
                     catch_up=name not in acted_on,
+                    ended=ended,
                 )
             case Sweep(signum):
                 signals.signal_everyone_else(signum)
