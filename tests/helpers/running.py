@@ -60,7 +60,12 @@ def descendants(pid: int) -> list[int]:
 
 
 def proc_state(pid: int) -> str:
-    stat = Path(f"/proc/{pid}/stat").read_text()
+    """Its state letter (R, S, Z, ...); "" once it is gone: a pid listed a
+    moment ago may have been reaped since (an orphan storm's are)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return ""
     return stat[stat.rindex(")") + 2 :].split()[0]
 
 
