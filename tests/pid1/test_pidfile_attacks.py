@@ -76,14 +76,7 @@ def stops_in_time(stack: Stack) -> None:
 
 
 def zombies(pid: int) -> list[int]:
-    found = []
-    for child in descendants(pid):
-        try:
-            if proc_state(child) == "Z":
-                found.append(child)
-        except FileNotFoundError:
-            pass
-    return found
+    return [child for child in descendants(pid) if proc_state(child) == "Z"]
 
 
 @pytest.mark.parametrize(
