@@ -252,6 +252,11 @@ def test_fan_out_uses_every_key(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
         sockets=("app",),
         restart_dependents=True,
+        # [pidone]'s failure policy
+        backoff_initial=0.25,
+        backoff_max=8.0,
+        fatal_after=3,
+        fatal_window=30.0,
     )
 
     worker = loaded.processes["worker"]
@@ -1516,3 +1521,118 @@ def test_pid_namespace_with_a_pidfile_is_refused_as_the_launchers_exit_would_end
         " its launcher's exit would end its PID namespace with the daemon in it; drop pidfile"
         " (run it in the foreground) or pid_namespace"
     )
+
+
+# --- the failure policy ----------------------------------------------------------------------
+
+POSITIVE_RULE = "must be more than 0 seconds and at most 86400, like 10 or 2.5"
+CODES_RULE = "must be a list of exit codes from 0 to 255, like [0, 3]"
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("ready_timeout = 0", POSITIVE_RULE),
+        ("ready_timeout = 86401", SECONDS_RULE),
+        ('ready_timeout = "5"', SECONDS_RULE),
+        ("backoff_initial = 0", POSITIVE_RULE),
+        ("backoff_max = -1", SECONDS_RULE),
+        ("fatal_after = 0", "must be a whole number of at least 1, like 5"),
+        ("fatal_window = inf", SECONDS_RULE),
+        ("success_exit_codes = []", CODES_RULE),
+        ("success_exit_codes = [0, 256]", CODES_RULE),
+        ("success_exit_codes = [-1]", CODES_RULE),
+        ("success_exit_codes = [true]", CODES_RULE),
+        ("success_exit_codes = 0", CODES_RULE),
+        ('on_fatal = "quit"', 'must be one of "stay", "exit"'),
+        ('on_fatal = "Exit"', 'must be one of "stay", "exit"; did you mean "exit"?'),
+        ('required = "yes"', "must be true or false (without quotes)"),
+    ],
+)  # fmt: skip
+def test_bad_failure_policy_values(cwd: Path, body: str, message: str) -> None:
+    assert one_problem(cwd, f'ready = "tcp:127.0.0.1:1"\n{body}') == (
+        f"pidone.toml:4: [process.web] {body}: {message}"
+    )
+
+
+def test_failure_policy_defaults_to_pidones_and_is_overridden_per_process(cwd: Path) -> None:
+    write(
+        cwd,
+        toml="""\
+[pidone]
+backoff_initial = 2
+backoff_max = 9
+fatal_after = 7
+fatal_window = 70
+[process.a]
+command = "a"
+[process.b]
+command = "b"
+backoff_max = 4
+fatal_after = 1
+ready_timeout = 2.5
+success_exit_codes = [0, 3, 3]
+on_fatal = "exit"
+required = true
+""",
+    )
+    a, b = load_here().processes.values()
+    policy = ("backoff_initial", "backoff_max", "fatal_after", "fatal_window")
+    assert [getattr(a, key) for key in policy] == [2.0, 9.0, 7, 70.0]
+    assert [getattr(b, key) for key in policy] == [2.0, 4.0, 1, 70.0]
+    assert (a.ready_timeout, a.success_exit_codes, a.on_fatal, a.required) == (
+        None, (0,), "stay", False
+    )  # fmt: skip
+    assert (b.ready_timeout, b.success_exit_codes, b.on_fatal, b.required) == (
+        2.5, (0, 3), "exit", True
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("pidone", "body", "message"),
+    [
+        ("", "backoff_max = 0.1",
+         "[process.web] backoff_max = 0.1: is below backoff_initial (0.5); make it at least that"),
+        ("backoff_max = 3", "backoff_initial = 5",
+         "[process.web] backoff_initial = 5: is above backoff_max (3.0, from [pidone]); make it "
+         "at most that, or set backoff_max here too"),
+    ],
+)  # fmt: skip
+def test_a_process_backoff_max_below_its_backoff_initial_is_refused(
+    cwd: Path, pidone: str, body: str, message: str
+) -> None:
+    write(cwd, toml=f'[pidone]\n{pidone}\n[process.web]\ncommand = "serve"\n{body}\n')
+    assert problems() == [f"pidone.toml:5: {message}"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("ready_timeout = 1",
+         "ready_timeout = 1: is not longer than its settle time (1 s, as it has no ready check): "
+         "it would be stopped before it could be ready; make it longer, or add a ready check"),
+        ('on_fatal = "exit"\nrestart = "never"',
+         'on_fatal = "exit": does nothing with restart = "never": it is never restarted, so '
+         'never FATAL; remove it, or use restart = "on-failure"'),
+        ("required = true\ncontrol = true",
+         "required = true: does nothing with control = true: its exit stops pidone, so it is "
+         "never FATAL; remove it"),
+    ],
+)  # fmt: skip
+def test_failure_policy_keys_that_cannot_act_are_refused(
+    cwd: Path, body: str, message: str
+) -> None:
+    assert one_problem(cwd, body) == f"pidone.toml:3: [process.web] {message}"
+
+
+def test_ready_timeout_past_the_settle_time_is_accepted(cwd: Path) -> None:
+    write(cwd, toml='[process.web]\ncommand = "serve"\nready = "settle:2"\nready_timeout = 2.5\n')
+    assert load_here().processes["web"].ready_timeout == 2.5
+
+
+def test_a_pidone_backoff_problem_is_reported_once_not_once_per_process(cwd: Path) -> None:
+    write(cwd, procfile="a: x\nb: y\n", toml="[pidone]\nbackoff_initial = 5\nbackoff_max = 3\n")
+    assert problems() == [
+        "pidone.toml:3: [pidone] backoff_max = 3: is below backoff_initial (5.0); "
+        "make it at least that"
+    ]

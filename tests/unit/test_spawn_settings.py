@@ -52,6 +52,14 @@ SAMPLES: dict[str, Any] = {
     "touch_signal": 1,
     "pid_namespace": True,
     "legion": "beat",
+    "ready_timeout": 5.0,
+    "backoff_initial": 1.0,
+    "backoff_max": 60.0,
+    "fatal_after": 3,
+    "fatal_window": 10.0,
+    "success_exit_codes": (0, 3),
+    "on_fatal": "exit",
+    "required": True,
 }
 
 

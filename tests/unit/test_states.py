@@ -30,6 +30,7 @@ EXPECTED = {
     (S.BACKOFF, E.START): S.STARTING,
     (S.BACKOFF, E.STOP): S.STOPPED,
     (S.STOPPING, E.EXITED): S.STOPPED,
+    (S.STOPPING, E.EXITED_UNREADY): S.EXITED,
     (S.STOPPING, E.STOP_TIMEOUT): S.STOPPING,
     (S.STOPPING, E.STOP): S.STOPPING,
     (S.EXITED, E.RETRY): S.BACKOFF,
@@ -58,6 +59,7 @@ def test_state_and_event_names() -> None:
         "SPAWN_FAILED",
         "READY_OK",
         "EXITED",
+        "EXITED_UNREADY",
         "RETRY",
         "GAVE_UP",
         "BACKOFF_ELAPSED",
@@ -102,7 +104,7 @@ def test_pid_and_rest_sets() -> None:
     assert {S.STOPPED, S.EXITED, S.FATAL} == states.AT_REST
     # Only a process with a pid can exit or be told to stop by a timeout.
     for (state, event), _ in TRANSITIONS.items():
-        if event in (E.EXITED, E.STOP_TIMEOUT, E.READY_OK):
+        if event in (E.EXITED, E.EXITED_UNREADY, E.STOP_TIMEOUT, E.READY_OK):
             assert state in states.HAS_PID
 
 
@@ -153,6 +155,11 @@ def test_exited_during_stop_is_not_restarted() -> None:
     assert states.transition(S.STOPPING, E.EXITED) is S.STOPPED
     with pytest.raises(IllegalTransition):
         states.transition(S.STOPPED, E.RETRY)
+
+
+def test_history_not_ready_in_time_is_stopped_then_a_failed_start() -> None:
+    history = [E.START, E.SPAWNED, E.STOP, E.STOP_TIMEOUT, E.EXITED_UNREADY, E.RETRY]
+    assert replay(history)[-4:] == [S.STOPPING, S.STOPPING, S.EXITED, S.BACKOFF]
 
 
 def test_module_docstring_documents_exactly_the_table() -> None:

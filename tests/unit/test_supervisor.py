@@ -1566,3 +1566,222 @@ def test_an_adopted_daemon_stopped_cleanly_makes_pidone_exit_0(tmp_path: Path) -
     assert "d: stopped (status unknown: adopted, pidone is not its parent)" in logs(out)
     assert out[-1] == Sweep(TERM)
     assert exits(sim.do(NoChildren())) == [0]
+
+
+# --- failure policy: ready_timeout, per-process backoff, success_exit_codes, on_fatal,
+# required ---------------------------------------------------------------------------------
+
+
+def never_ready(extra: str = "", pidone: str = "") -> str:
+    """`a` with a check that never passes in these tests, beside a steady `z`."""
+    return (
+        f"[pidone]\nbackoff_initial = 0.5\n{pidone}\n"
+        '[process.a]\ncommand = "a"\nready = "tcp:127.0.0.1:1"\nready_timeout = 5\n'
+        f'stop_timeout = 2\n{extra}\n[process.z]\ncommand = "z"\n'
+    )
+
+
+def test_a_process_never_ready_is_stopped_at_its_ready_timeout_and_backs_off(
+    tmp_path: Path,
+) -> None:
+    sim = sim_for(tmp_path, never_ready())
+    sim.do(Boot())
+    assert sim.core.next_deadline() == 1.0  # z's settle time first
+    sim.at(1.0)
+    assert sim.core.next_deadline() == 5.0  # then a's ready_timeout
+    assert kills(sim.at(4.99)) == []
+    out = sim.at(5.0)
+    assert "a: not ready within 5 s: stopping it (a failed start)" in logs(out)
+    assert kills(out) == [("a", TERM, False)]
+    assert sim.state("a") is S.STOPPING
+    out = sim.exit("a", killed(TERM))
+    assert "a: stopped (signal SIGTERM): not ready within 5 s" in logs(out)
+    assert spawns(out) == ["a"]  # its first failure: restarted at once
+    assert sim.core.procs["a"].restarts_by_reason == {"ready_timeout": 1}
+    assert sim.core.next_deadline() == 10.0  # the new instance has its own
+    sim.at(10.0)
+    out = sim.exit("a", killed(TERM))
+    assert "a: restarting in 0.5 s" in logs(out)  # the second: backoff
+    assert sim.state("a") is S.BACKOFF
+    last = sim.core.procs["a"].last_exit
+    assert last is not None and (last.status, last.planned, last.success) == (143, True, False)
+
+
+def test_a_slow_starter_exiting_0_on_its_stop_is_no_success_for_on_failure(
+    tmp_path: Path,
+) -> None:
+    # A program that exits 0 on SIGTERM must not turn its ready timeout
+    # into a "completed" one-shot that nothing restarts.
+    sim = sim_for(tmp_path, never_ready('restart = "on-failure"'))
+    sim.do(Boot())
+    sim.at(5.0)
+    out = sim.exit("a", exited(0))
+    assert spawns(out) == ["a"]
+    assert not sim.core.snapshot().processes[0].completed
+
+
+def test_a_slow_starter_that_ignores_its_stop_signal_is_sigkilled_after_stop_timeout(
+    tmp_path: Path,
+) -> None:
+    sim = sim_for(tmp_path, never_ready())
+    sim.do(Boot())
+    sim.at(5.0)
+    assert sim.core.next_deadline() == 7.0  # stop_timeout = 2
+    assert kills(sim.at(7.0)) == [("a", KILL, True)]
+    out = sim.exit("a", killed(KILL))
+    assert spawns(out) == ["a"]
+    assert sim.core.procs["a"].restarts_by_reason == {"ready_timeout": 1}
+
+
+def test_ready_in_time_clears_the_ready_timeout(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, never_ready())
+    sim.do(Boot())
+    sim.at(1.0)
+    sim.now = 4.0
+    sim.ready("a")
+    assert sim.core.next_deadline() is None
+    assert kills(sim.at(100.0)) == []
+    assert sim.state("a") is S.READY
+
+
+def test_ready_timeouts_in_a_row_make_it_fatal(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, never_ready("fatal_after = 2"))
+    sim.do(Boot())
+    sim.at(5.0)
+    sim.exit("a", killed(TERM))
+    sim.at(10.0)
+    out = sim.exit("a", killed(TERM))
+    assert sim.state("a") is S.FATAL
+    assert "a: FATAL: exited 2 times within 60 s; not restarting" in logs(out)
+    assert sim.state("z") is S.READY  # on_fatal = "stay": the others go on
+
+
+def test_a_ctl_stop_during_a_ready_timeout_stop_is_a_stop(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, never_ready())
+    sim.do(Boot())
+    sim.at(5.0)
+    sim.do(Request(C.STOP, ("a",)))
+    out = sim.exit("a", killed(TERM))
+    assert sim.state("a") is S.STOPPED
+    assert spawns(out) == [] and sim.core.procs["a"].failures == []
+
+
+def test_a_ready_timeout_during_shutdown_is_a_plain_stop(tmp_path: Path) -> None:
+    sim = sim_for(tmp_path, never_ready())
+    sim.do(Boot())
+    sim.at(5.0)
+    sim.do(SignalReceived(TERM))
+    out = sim.exit("a", killed(TERM))
+    assert sim.state("a") is S.STOPPED
+    assert "a: stopped (signal SIGTERM)" in logs(out)
+
+
+def test_a_per_process_failure_policy_overrides_pidones(tmp_path: Path) -> None:
+    toml = (
+        "[pidone]\nbackoff_initial = 0.5\nfatal_after = 9\n"
+        '[process.a]\ncommand = "a"\nbackoff_initial = 2\nbackoff_max = 3\nfatal_after = 4\n'
+        'fatal_window = 100\n[process.b]\ncommand = "b"\n'
+    )
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    delays = []
+    for _ in range(3):
+        sim.exit("a", exited(1))
+        delays.append(sim.core.procs["a"].backoff_until - sim.now)
+        sim.at(sim.core.procs["a"].backoff_until)
+    assert delays == [0.0, 2.0, 3.0]  # its own initial, doubled, capped at its own max
+    sim.now = 90.0  # within its own fatal_window (100), past [pidone]'s 60
+    out = sim.exit("a", exited(1))
+    assert "a: FATAL: exited 4 times within 100 s; not restarting" in logs(out)
+    sim.exit("b", exited(1))
+    sim.exit("b", exited(1))
+    assert sim.core.procs["b"].backoff_until - sim.now == 0.5  # [pidone]'s
+
+
+@pytest.mark.parametrize(
+    ("codes", "status", "restarted", "line"),
+    [
+        ("[0, 3]", exited(3), False, "a: exited with status 3 (a success exit code)"),
+        ("[0, 3]", exited(0), False, "a: exited with status 0"),
+        ("[0, 3]", exited(4), True, "a: exited with status 4"),
+        ("[3]", exited(0), True, "a: exited with status 0 (not a success exit code)"),
+        ("[0, 131]", killed(3), True, "a: exited with signal SIGQUIT"),  # a signal never is
+    ],
+)
+def test_success_exit_codes_decide_on_failure(
+    tmp_path: Path, codes: str, status: tuple[int, int], restarted: bool, line: str
+) -> None:
+    toml = (
+        f'[process.a]\ncommand = "a"\nrestart = "on-failure"\nsuccess_exit_codes = {codes}\n'
+        '[process.z]\ncommand = "z"\n'
+    )
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    out = sim.exit("a", status)
+    assert spawns(out) == (["a"] if restarted else [])
+    said = [a for a in out if isinstance(a, Log) and a.message == line.removeprefix("a: ")]
+    assert len(said) == 1 and said[0].error is restarted  # a success goes to stdout
+
+
+def test_a_one_shot_exiting_with_a_success_code_completes_and_pidone_exits_0(
+    tmp_path: Path,
+) -> None:
+    toml = (
+        '[process.migrate]\ncommand = "m"\nrestart = "never"\nsuccess_exit_codes = [0, 3]\n'
+        '[process.web]\ncommand = "w"\nafter = ["migrate"]\nrestart = "never"\n'
+    )
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    assert spawns(sim.exit("migrate", exited(3))) == ["web"]
+    assert [p.completed for p in sim.core.snapshot().processes] == [True, False]
+    sim.exit("web", exited(0))
+    assert exits(sim.do(NoChildren())) == [0]
+
+
+def test_a_fatal_process_with_on_fatal_exit_stops_everything_in_order_and_exits_1(
+    tmp_path: Path,
+) -> None:
+    # Its exits were all 0 (restart = "always"): pidone's status is still 1.
+    toml = chain_toml().replace(
+        'ready = "tcp:127.0.0.1:3"',
+        'ready = "tcp:127.0.0.1:3"\n[process.d]\ncommand = "d"\nfatal_after = 2\non_fatal = "exit"',
+    )
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    for n in "abc":
+        sim.ready(n)
+    sim.exit("d", exited(0))
+    out = sim.exit("d", exited(0))
+    assert sim.state("d") is S.FATAL
+    assert 'pidone: d is FATAL (on_fatal = "exit"): stopping everything' in logs(out)
+    assert kills(out) == [("c", TERM, False)]  # in reverse order, as any shutdown
+    assert kills(sim.exit("c", killed(TERM))) == [("b", TERM, False)]
+    assert kills(sim.exit("b", killed(TERM))) == [("a", TERM, False)]
+    out = sim.exit("a", killed(TERM))
+    assert out[-1] == Sweep(TERM)
+    out = sim.do(NoChildren())
+    assert exits(out) == [1]
+    assert "pidone: unclean stop: d is FATAL" in logs(out)
+
+
+def test_required_makes_healthz_fail_while_it_is_fatal(tmp_path: Path) -> None:
+    from pidone.observe.health import check_required
+
+    toml = (
+        '[process.web]\ncommand = "w"\nfatal_after = 1\nrequired = true\n'
+        '[process.side]\ncommand = "s"\nfatal_after = 1\n[process.z]\ncommand = "z"\n'
+    )
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    sim.exit("side", exited(1))  # FATAL, but not required
+    assert check_required(sim.core.snapshot()) == (True, "ok")
+    sim.exit("web", exited(1))
+    snap = sim.core.snapshot()
+    assert {p.name: p.required for p in snap.processes} == {
+        "web": True,
+        "side": False,
+        "z": False,
+    }
+    assert check_required(snap) == (False, "required process FATAL: web")
+    sim.do(Request(C.START, ("web",)))
+    assert check_required(sim.core.snapshot()) == (True, "ok")

@@ -60,6 +60,7 @@ from pidone.config.specs import (
     LEGION_MAX_TTL,
     LEGION_MIN_TTL,
     LOG_FORMATS,
+    ON_FATAL,
     RESTART_POLICIES,
     STOP_TARGETS,
     Config,
@@ -482,6 +483,8 @@ _PROCESS_KEYS = """
     command directory environment after ready restart stop_signal stop_timeout stop_target
     reload_signal control pidfile user group groups umask clear_env capabilities rlimits
     sockets restart_dependents port autostart stdin touch touch_signal pid_namespace legion
+    ready_timeout backoff_initial backoff_max fatal_after fatal_window success_exit_codes
+    on_fatal required
 """
 PROCESS_KEYS = tuple(_PROCESS_KEYS.split())
 SOCKET_KEYS = ("path", "owner", "group", "mode", "listen", "directory_mode")
@@ -545,22 +548,46 @@ def _settings(ctx: _Context, data: Any) -> Settings:
         control_group=table.get("control_group", values.identity, None),
         metrics=table.get("metrics", values.address, None),
         settle_time=table.get("settle_time", values.seconds, default.settle_time),
-        backoff_initial=table.get(
-            "backoff_initial", values.positive_seconds, default.backoff_initial
-        ),
-        backoff_max=table.get("backoff_max", values.positive_seconds, default.backoff_max),
         backoff_reset=table.get("backoff_reset", values.seconds, default.backoff_reset),
-        fatal_after=table.get("fatal_after", values.count, default.fatal_after),
-        fatal_window=table.get("fatal_window", values.positive_seconds, default.fatal_window),
+        **_failure_policy(table, default),
     )
-    if settings.backoff_max < settings.backoff_initial:
-        ctx.problem(
-            "pidone",
-            "backoff_max",
-            data.get("backoff_max", settings.backoff_max),
-            f"is below backoff_initial ({settings.backoff_initial}); make it at least that",
-        )
+    _check_backoff(ctx, "pidone", data, settings.backoff_initial, settings.backoff_max)
     return settings
+
+
+# The failure policy: [pidone]'s keys, and each process's over them, by one rule.
+FAILURE_POLICY: dict[str, Callable[[Any], Any]] = {
+    "backoff_initial": values.positive_seconds,
+    "backoff_max": values.positive_seconds,
+    "fatal_after": values.count,
+    "fatal_window": values.positive_seconds,
+}
+
+
+def _failure_policy(table: _Table, defaults: Settings) -> dict[str, Any]:
+    """The FAILURE_POLICY keys of `table`, each [pidone]'s value (`defaults`) unless set."""
+    return {
+        key: table.get(key, parse, getattr(defaults, key)) for key, parse in FAILURE_POLICY.items()
+    }
+
+
+def _check_backoff(
+    ctx: _Context, where: str, data: Mapping[str, Any], initial: float, maximum: float
+) -> None:
+    """backoff_max may not be below backoff_initial: in [pidone], and in a
+    process table, where a value not set is [pidone]'s."""
+    own = where == "pidone" or "backoff_initial" in data or "backoff_max" in data
+    if maximum >= initial or not own:  # not own: [pidone]'s problem, reported there
+        return
+    if "backoff_max" in data or where == "pidone":
+        message = f"is below backoff_initial ({initial}); make it at least that"
+        ctx.problem(where, "backoff_max", data.get("backoff_max", maximum), message)
+    else:
+        message = (
+            f"is above backoff_max ({maximum}, from [pidone]); make it at most that, "
+            "or set backoff_max here too"
+        )
+        ctx.problem(where, "backoff_initial", data["backoff_initial"], message)
 
 
 def _sockets(ctx: _Context, data: Any) -> dict[str, SocketSpec]:
@@ -728,7 +755,13 @@ def _process(
         touch_signal=table.get("touch_signal", values.signal_number, None),
         pid_namespace=table.get("pid_namespace", values.flag, False),
         legion=table.get("legion", values.text('"beat"'), None),
+        ready_timeout=table.get("ready_timeout", values.positive_seconds, None),
+        **_failure_policy(table, settings),
+        success_exit_codes=table.get("success_exit_codes", values.exit_codes, (0,)),
+        on_fatal=table.get("on_fatal", values.choice(ON_FATAL), "stay"),
+        required=table.get("required", values.flag, False),
     )
+    _check_backoff(ctx, where, raw, spec.backoff_initial, spec.backoff_max)
     _check_pairs(ctx, where, raw, spec)
     _warn_undefined(ctx, spec)
     return spec
@@ -799,6 +832,35 @@ def _check_pairs(ctx: _Context, where: str, raw: Mapping[str, Any], spec: Proces
             "namespace with the daemon in it; drop pidfile (run it in the foreground) "
             "or pid_namespace",
         )
+    _check_failure_pairs(ctx, where, raw, spec)
+
+
+def _check_failure_pairs(
+    ctx: _Context, where: str, raw: Mapping[str, Any], spec: ProcessSpec
+) -> None:
+    """ready_timeout past the settle time; on_fatal and required only where
+    the process can become FATAL."""
+    settle = spec.ready.seconds if spec.ready.kind == "settle" else None
+    if spec.ready_timeout is not None and settle is not None and spec.ready_timeout <= settle:
+        ctx.problem(
+            where,
+            "ready_timeout",
+            raw["ready_timeout"],
+            f"is not longer than its settle time ({settle:g} s, as it has no ready check): "
+            "it would be stopped before it could be ready; make it longer, or add a ready check",
+        )
+    never = None
+    if spec.restart == "never":
+        never = 'restart = "never": it is never restarted, so never FATAL; remove it, or use '
+        never += 'restart = "on-failure"'
+    if spec.control:
+        never = "control = true: its exit stops pidone, so it is never FATAL; remove it"
+    for key, value, used in (
+        ("on_fatal", "exit", spec.on_fatal == "exit"),
+        ("required", True, spec.required),
+    ):
+        if never is not None and used:
+            ctx.problem(where, key, value, f"does nothing with {never}")
 
 
 MAX_TOUCH_PATHS = 64  # in all `touch` lists together: each may be a directory watch

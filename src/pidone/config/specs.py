@@ -27,10 +27,14 @@ RestartPolicy = Literal["always", "on-failure", "never"]
 StopTarget = Literal["process", "group"]
 LogFormat = Literal["text", "json", "raw"]
 ReadyKind = Literal["unix", "tcp", "http", "file", "exec", "notify", "settle"]
+OnFatal = Literal["stay", "exit"]
 RESTART_POLICIES: tuple[RestartPolicy, ...] = get_args(RestartPolicy)
 STOP_TARGETS: tuple[StopTarget, ...] = get_args(StopTarget)
 LOG_FORMATS: tuple[LogFormat, ...] = get_args(LogFormat)
 READY_KINDS: tuple[ReadyKind, ...] = get_args(ReadyKind)
+ON_FATAL: tuple[OnFatal, ...] = get_args(OnFatal)
+# An exit code is 0..255; a death by signal is never a success.
+MAX_EXIT_CODE = 255
 
 # Linux capability names (without "CAP_") in the order of their numbers in
 # linux/capability.h.
@@ -157,6 +161,27 @@ class ProcessSpec:
     pid_namespace: bool = field(default=False, metadata=SPAWN)
     # [legion.NAME]: runs only while this pidone holds that legion's lease
     legion: str | None = field(default=None, metadata=SUPERVISOR)
+    # Not READY this long after its spawn: stopped, and a failed start.
+    # None: no limit (s6-overlay found a default limit caused more failures).
+    ready_timeout: float | None = field(default=None, metadata=SUPERVISOR)
+    # The failure policy: [pidone]'s values unless set here (config/load.py).
+    backoff_initial: float = field(default=Settings.backoff_initial, metadata=SUPERVISOR)
+    backoff_max: float = field(default=Settings.backoff_max, metadata=SUPERVISOR)
+    fatal_after: int = field(default=Settings.fatal_after, metadata=SUPERVISOR)
+    fatal_window: float = field(default=Settings.fatal_window, metadata=SUPERVISOR)
+    # The exit codes that are a success (supervisord's exitcodes): for
+    # restart = "on-failure", a one-shot's "completed" and pidone's verdict.
+    success_exit_codes: tuple[int, ...] = field(default=(0,), metadata=SUPERVISOR)
+    # FATAL: "stay" (pidone goes on without it) or "exit" (stop everything,
+    # exit 1: the orchestrator replaces the container).
+    on_fatal: OnFatal = field(default="stay", metadata=SUPERVISOR)
+    # True: /healthz answers 503 while it is FATAL.
+    required: bool = field(default=False, metadata=SUPERVISOR)
+
+    def succeeded(self, status: int, signum: int) -> bool:
+        """Is this end of it a success? An exit with one of its
+        success_exit_codes; never a death by signal (nor UNKNOWN_STATUS, -1)."""
+        return signum == 0 and status in self.success_exit_codes
 
     def runs_in_child(self) -> bool:
         """Has it a CHILD setting? Then its child has work of its own before

@@ -15,7 +15,15 @@ from pidone import hostport, signames
 from pidone.config import command as commands
 from pidone.config import envfile
 from pidone.config.envfile import Budget
-from pidone.config.specs import CAPABILITIES, READY_KINDS, RLIMITS, ReadyCheck, ReadyKind, Rlimit
+from pidone.config.specs import (
+    CAPABILITIES,
+    MAX_EXIT_CODE,
+    READY_KINDS,
+    RLIMITS,
+    ReadyCheck,
+    ReadyKind,
+    Rlimit,
+)
 from pidone.digits import ascii_int
 
 T = TypeVar("T", bound=str)  # the fixed words of specs.py
@@ -78,6 +86,17 @@ def count(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise BadValue("must be a whole number of at least 1, like 5")
     return value
+
+
+def exit_codes(value: Any) -> tuple[int, ...]:
+    """`success_exit_codes`: one or more exit codes, 0..255 (repeats dropped)."""
+    if not isinstance(value, list) or not value or not all(_exit_code(v) for v in value):
+        raise BadValue(f"must be a list of exit codes from 0 to {MAX_EXIT_CODE}, like [0, 3]")
+    return tuple(dict.fromkeys(value))
+
+
+def _exit_code(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_EXIT_CODE
 
 
 def flag(value: Any) -> bool:

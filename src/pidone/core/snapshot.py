@@ -16,6 +16,9 @@ class ExitInfo:
     signal: int  # the signal that killed it, 0 if it exited
     at: float  # time.monotonic() of the exit
     planned: bool  # we asked it to stop
+    # An exit with one of its success_exit_codes (ProcessSpec.succeeded);
+    # a failure to spawn, a death by signal or a ready timeout never is.
+    success: bool = False
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class ProcessStatus:
     # A legion process this pidone does not run, not being the lord: why
     # ("standby: legion beat is held by web-2"). Standing by counts as ready.
     standby: str = ""
+    # required = true: /healthz fails while it is FATAL.
+    required: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,8 @@ and the one table that says which event moves it where.
     READY      STOP             STOPPING
     STOPPING   STOP_TIMEOUT     STOPPING    stop timeout passed: SIGKILL to its group and pid
     STOPPING   EXITED           STOPPED     it stopped as asked (never restarted for it)
+    STOPPING   EXITED_UNREADY   EXITED      stopped for its ready_timeout, wanted up still:
+                                            a failed start (the policy acts as at EXITED)
     STARTING   STOP             STOPPED     not spawned yet: nothing to signal
     BACKOFF    STOP             STOPPED     the pending restart is cancelled
     STOPPED    STOP             STOPPED     STOP is legal in every state, so that
@@ -48,7 +50,7 @@ from pidone.errors import IllegalTransition
 
 # Why a process was started again: the restarts counter's `reason` label
 # (every one shown from 0, so a rate() sees the first restart).
-RestartReason = Literal["crash", "manual", "dependency", "touch"]
+RestartReason = Literal["crash", "manual", "dependency", "touch", "ready_timeout"]
 RESTART_REASONS: tuple[RestartReason, ...] = get_args(RestartReason)
 
 _State = TypeVar("_State", bound=enum.Enum)
@@ -89,6 +91,7 @@ class Event(Named):
     SPAWN_FAILED = "spawn_failed"
     READY_OK = "ready_ok"
     EXITED = "exited"
+    EXITED_UNREADY = "exited_unready"
     RETRY = "retry"
     GAVE_UP = "gave_up"
     BACKOFF_ELAPSED = "backoff_elapsed"
@@ -115,6 +118,7 @@ TRANSITIONS: dict[tuple[ProcessState, Event], ProcessState] = {
     (S.BACKOFF, E.START): S.STARTING,
     (S.BACKOFF, E.STOP): S.STOPPED,
     (S.STOPPING, E.EXITED): S.STOPPED,
+    (S.STOPPING, E.EXITED_UNREADY): S.EXITED,
     (S.STOPPING, E.STOP_TIMEOUT): S.STOPPING,
     (S.STOPPING, E.STOP): S.STOPPING,
     (S.EXITED, E.RETRY): S.BACKOFF,

@@ -24,7 +24,10 @@ each one toward what it should be doing. The rules:
   spawned as soon as everything it is `after` is ready.
 * A process that exited on its own is restarted per its policy: the first
   restart at once, then after delays that double from backoff_initial to
-  backoff_max; fatal_after exits within fatal_window make it FATAL. An
+  backoff_max; fatal_after exits within fatal_window make it FATAL (each
+  its own, [pidone]'s by default; with on_fatal = "exit", FATAL stops
+  everything and pidone exits ON_FATAL_STATUS). An exit with one of its
+  success_exit_codes is a success ("on-failure", a one-shot's completion). An
   instance that stayed READY for backoff_reset seconds clears the count: a
   stable process is restarted at once every time, only a crash loop backs
   off. Its dependents go down first (they no longer "should run") and come
@@ -38,6 +41,10 @@ each one toward what it should be doing. The rules:
 * A stop Collects the main pid's tree first (and again at its timeout);
   once the main pid is reaped, KillLeftovers ends what is left of it.
 * A failure to spawn is an exit (status 127), counted like any other.
+* Not READY within its ready_timeout of its spawn: stopped as by ctl stop
+  (stop signal, SIGKILL after stop_timeout), and once reaped a failed start
+  (EXITED_UNREADY: the policy acts as at an exit; restart reason
+  "ready_timeout"), whatever its status.
 * Beside its state, each instance's way up has its own small table
   (states.LAUNCHES): a Spawn on its way (sent once; SIGKILLed on arrival if
   the process was stopped meanwhile), a check passed while its sockets or
@@ -124,6 +131,11 @@ TOUCH_WINDOW = 1.0
 # not a success for `restart = "on-failure"`; after a stop pidone asked
 # for (and no SIGKILL), a clean stop.
 UNKNOWN_STATUS = -1
+
+# pidone's exit status when a process with on_fatal = "exit" became FATAL:
+# a failure even if its last exit was 0 (an orchestrator must replace the
+# container), and not 128+N, which would say pidone was killed by signal N.
+ON_FATAL_STATUS = 1
 
 # --- events (what happened) ----------------------------------------------------
 
@@ -451,6 +463,8 @@ class _Proc:
     settle_at: float | None = None
     backoff_until: float = 0.0
     stop_deadline: float | None = None  # STOPPING: when SIGKILL is due; None once sent
+    ready_deadline: float | None = None  # RUNNING with a ready_timeout: when it is stopped
+    ready_timed_out: bool = False  # this instance is being stopped for its ready_timeout
     spawned_pid: int | None = None  # this instance's: what its readiness check was given
     pidfile_due: float | None = None  # the next ReadPidfile, while its main pid is unknown
     pidfile_refused: bool = False  # a refusal is logged once per instance
@@ -505,6 +519,15 @@ class _Proc:
 # _Proc's lists, sets and dicts: the fields with a default_factory (a
 # dataclass refuses a mutable plain default, so none is missed).
 _CONTAINERS = tuple(f.name for f in fields(_Proc) if f.default_factory is not MISSING)
+
+
+def _verdict(status: int, signum: int, success: bool) -> str:
+    """What an exit line adds when success_exit_codes decide otherwise than 0 does."""
+    if success and status != 0:
+        return " (a success exit code)"
+    if not success and status == 0 and signum == 0:
+        return " (not a success exit code)"
+    return ""
 
 
 def backoff_delay(failures: int, initial: float, cap: float) -> float:
@@ -661,6 +684,8 @@ class Supervisor:
                 times.append(p.stop_deadline)
             elif p.state is S.RUNNING and p.settle_at is not None:
                 times.append(p.settle_at)
+            if p.state is S.RUNNING and p.ready_deadline is not None:
+                times.append(p.ready_deadline)
             if p.pidfile_due is not None and self._awaits_pidfile(p):
                 times.append(p.pidfile_due)
             times += p.awaiting_sockets.values()
@@ -692,6 +717,7 @@ class Supervisor:
                     completed=self._completed(p),
                     started=p.started,
                     standby=self._standby(p),
+                    required=p.spec.required,
                 )
                 for p in self.procs.values()
             ),
@@ -745,6 +771,9 @@ class Supervisor:
         created = sorted(s for s in p.spec.sockets if not self.config.sockets[s].listen)
         p.awaiting_sockets = dict.fromkeys(created, self.now)
         p.socket_problems = {}
+        timeout = p.spec.ready_timeout
+        p.ready_deadline = None if timeout is None else self.now + timeout
+        p.ready_timed_out = False
         ready = p.spec.ready
         if ready.kind == "settle":
             seconds = ready.seconds if ready.seconds is not None else self.settings.settle_time
@@ -793,7 +822,7 @@ class Supervisor:
         p.move(Event.SPAWN_FAILED)
         out.append(Log(p.name, f"cannot start: {reason}", error=True))
         p.last_exit = ExitInfo(127, 0, self.now, planned=False)
-        self._after_unplanned_exit(p, 127, out)
+        self._after_unplanned_exit(p, False, out)
 
     def _on_reaped(self, pid: int, status: int, signum: int, out: list[Action]) -> None:
         for p in self.procs.values():
@@ -813,8 +842,11 @@ class Supervisor:
         planned = p.state is S.STOPPING
         killed = p.killed  # read before the move: the fact for its exit line
         main = p.pid
+        timed_out, p.ready_timed_out, p.ready_deadline = p.ready_timed_out, False, None
+        # Stopped for its ready_timeout and still wanted up: a failed start.
+        unready = planned and timed_out and p.goal is Goal.UP and not self.shutting_down
         p.adopted = False
-        p.move(Event.EXITED)
+        p.move(Event.EXITED_UNREADY if unready else Event.EXITED)
         if p.ready_at is not None and self.now - p.ready_at >= self.settings.backoff_reset:
             p.failures.clear()  # it stayed up and ready: what came before was no crash loop
         p.ready_at = None
@@ -824,16 +856,19 @@ class Supervisor:
         p.awaiting_sockets.clear()
         p.release()
         p.exits_by_status[status] = p.exits_by_status.get(status, 0) + 1
-        p.last_exit = ExitInfo(status, signum, self.now, planned)
+        success = not timed_out and p.spec.succeeded(status, signum)
+        p.last_exit = ExitInfo(status, signum, self.now, planned, success)
         out.append(CancelProbe(p.name))
         how = f"signal {signal_name(signum)}" if signum else f"status {status}"
         if status == UNKNOWN_STATUS:
             how = "status unknown: adopted, pidone is not its parent"
-        if planned:
+        if planned and not unready:
             out.append(KillLeftovers(p.name))
             out.append(Log(p.name, f"stopped ({how})", ended=True))
-            clean = status in (0, UNKNOWN_STATUS, 128 + p.spec.stop_signal) or (
-                signum == p.spec.stop_signal
+            clean = (
+                success
+                or status in (0, UNKNOWN_STATUS, 128 + p.spec.stop_signal)
+                or (signum == p.spec.stop_signal)
             )
             if self.shutting_down and (killed or not clean):
                 why = "killed after its stop timeout" if killed else f"exited with {how}"
@@ -847,35 +882,50 @@ class Supervisor:
             # pidone made, whose leader was reaped just now: a daemon's is
             # not known to be its own.
             out.append(KillLeftovers(p.name, group=main))
-        out.append(Log(p.name, f"exited with {how}", error=status != 0, ended=True))
+        elif unready:  # what its stop's Collect found
+            out.append(KillLeftovers(p.name))
+        if unready:
+            line = f"stopped ({how}): not ready within {p.spec.ready_timeout:g} s"
+        else:
+            line = f"exited with {how}{_verdict(status, signum, success)}"
+        out.append(Log(p.name, line, error=not success, ended=True))
         if p.spec.control and not self.shutting_down:
             out.append(Log("pidone", f"control process {p.name} exited: stopping everything"))
             self.exit_code = status
             self._begin_shutdown(out)
             return
-        self._after_unplanned_exit(p, status, out)
+        self._after_unplanned_exit(p, success, out, "ready_timeout" if unready else "crash")
 
-    def _after_unplanned_exit(self, p: _Proc, status: int, out: list[Action]) -> None:
-        """EXITED (or failed to spawn): restart per policy, give up, or stay."""
+    def _after_unplanned_exit(
+        self, p: _Proc, success: bool, out: list[Action], reason: RestartReason = "crash"
+    ) -> None:
+        """EXITED (or failed to spawn, or not ready in time): restart per
+        policy, give up, or stay; the policy's numbers are the process's."""
         if self.shutting_down or p.goal is Goal.DOWN:
             return
-        policy = p.spec.restart
-        if policy == "never" or (policy == "on-failure" and status == 0):
+        spec = p.spec
+        policy = spec.restart
+        if policy == "never" or (policy == "on-failure" and success):
             out.append(Log(p.name, f"not restarting (restart = {policy!r})"))
             return
-        window = self.settings.fatal_window
+        window = spec.fatal_window
         p.failures = [t for t in p.failures if self.now - t < window] + [self.now]
         n = len(p.failures)
-        if n >= self.settings.fatal_after:
+        if n >= spec.fatal_after:
             p.move(Event.GAVE_UP)
             out.append(
                 Log(p.name, f"FATAL: exited {n} times within {window:g} s; not restarting", True)
             )
+            if spec.on_fatal == "exit":
+                line = f'{p.name} is FATAL (on_fatal = "exit"): stopping everything'
+                out.append(Log("pidone", line, error=True))
+                self.exit_code = ON_FATAL_STATUS
+                self._begin_shutdown(out)
             return
-        delay = backoff_delay(n, self.settings.backoff_initial, self.settings.backoff_max)
+        delay = backoff_delay(n, spec.backoff_initial, spec.backoff_max)
         p.move(Event.RETRY)
         p.backoff_until = self.now + delay
-        p.restart_reason = "crash"
+        p.restart_reason = reason
         bound = [d for d in self._bound_dependents(p.name) if self.procs[d].state in HAS_PID]
         then = f"; stopping {', '.join(bound)} first" if bound else ""
         out.append(Log(p.name, f"restarting in {delay:g} s{then}"))
@@ -897,6 +947,7 @@ class Supervisor:
         p.release()
         p.move(Event.READY_OK)
         p.ready_at = self.now
+        p.ready_deadline = None
         out.append(Log(p.name, "ready"))
 
     def _on_socket_fixed(self, p: _Proc, sock: str, out: list[Action]) -> None:
@@ -1191,8 +1242,9 @@ class Supervisor:
                 self.unclean.append(f"{p.name} is FATAL")
 
     def _completed(self, d: _Proc) -> bool:
-        """A one-shot job (not restarted on success) that has exited 0."""
-        clean = d.state is S.EXITED and d.last_exit is not None and d.last_exit.status == 0
+        """A one-shot job (not restarted on success) that has exited with
+        one of its success_exit_codes."""
+        clean = d.state is S.EXITED and d.last_exit is not None and d.last_exit.success
         return clean and d.spec.restart != "always"
 
     def _satisfied(self, dep: str) -> bool:
@@ -1293,9 +1345,17 @@ class Supervisor:
         return False
 
     def _step_up(self, p: _Proc, out: list[Action]) -> bool:
-        """RUNNING or READY: settled, or stopped once its dependents are down."""
+        """RUNNING or READY: settled, not ready in time (stopped as a failed
+        start), or stopped once its dependents are down."""
         if p.state is S.RUNNING and p.settle_at is not None and self.now >= p.settle_at:
             self._become_ready(p, out)
+            return True
+        due = p.ready_deadline
+        if p.state is S.RUNNING and due is not None and self.now >= due and self._should_run(p):
+            p.ready_timed_out, p.ready_deadline = True, None
+            line = f"not ready within {p.spec.ready_timeout:g} s: stopping it (a failed start)"
+            out.append(Log(p.name, line, error=True))
+            self._stop(p, out)
             return True
         if not self._should_run(p) and not self._has_pid_dependents(p):
             self._stop(p, out)
@@ -1414,7 +1474,7 @@ class Supervisor:
             out.append(Log("pidone", "no process left to run: exiting"))
             self._begin_shutdown(out)
             for p in self.procs.values():
-                if p.state is S.EXITED and p.last_exit and p.last_exit.status != 0:
+                if p.state is S.EXITED and p.last_exit and not p.last_exit.success:
                     self.unclean.append(f"{p.name} exited with status {p.last_exit.status}")
         if self.phase is Phase.STOPPING:
             self.phase = next_phase(self.phase, PhaseEvent.AT_REST)

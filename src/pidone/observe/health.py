@@ -9,7 +9,10 @@ waits up to `health_wait` for the heartbeat to move past the moment of the
 wake-up (HealthCheck: the server
 polls it without blocking its other clients). A loop stuck in a callback
 or a blocking call fails; an idle one answers within microseconds. The wait
-(0.8 s) stays under Kubernetes' default 1 s probe timeout.
+(0.8 s) stays under Kubernetes' default 1 s probe timeout. Before the
+loop is asked at all, a process with `required = true` that is FATAL in the
+latest Snapshot fails /healthz (check_required): the container is not
+healthy without it, so the orchestrator restarts it.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import time
 from collections.abc import Callable
 
 from pidone.core.snapshot import Snapshot, not_ready
+from pidone.core.states import ProcessState
 from pidone.observe.http import Later, Response
 
 FRESH = 1.0  # a loop that turned this recently is healthy without a wake-up
@@ -64,6 +68,18 @@ class HealthCheck:
                     f" (last turn {now - self._last:.1f} s ago)",
                 )
         return self.verdict
+
+
+def check_required(snap: Snapshot | None) -> tuple[bool, str]:
+    """(healthy, why) as far as `required` goes: not while one is FATAL."""
+    fatal = [
+        p.name
+        for p in (snap.processes if snap is not None else ())
+        if p.required and p.state is ProcessState.FATAL
+    ]
+    if fatal:
+        return False, f"required process FATAL: {', '.join(fatal)}"
+    return True, "ok"
 
 
 class HealthAnswer(Later):

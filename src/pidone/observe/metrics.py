@@ -5,7 +5,8 @@
     GET /metrics   prometheus-client's WSGI app: the text format 0.0.4, or
                    OpenMetrics when the Accept header asks; gzip when the
                    client accepts it (Prometheus does)
-    GET /healthz   200 "ok": the event loop turns; 503 otherwise
+    GET /healthz   200 "ok": the event loop turns and no `required` process is FATAL;
+                   503 otherwise
     GET /readyz    200 "ready": every process with a `ready` check is ready and
                    pidone is not shutting down; 503 with the reason otherwise
 
@@ -90,7 +91,13 @@ from pidone import __version__
 from pidone.core.counters import PidoneCounters
 from pidone.core.snapshot import Snapshot
 from pidone.core.states import HAS_PID, RESTART_REASONS, ProcessState
-from pidone.observe.health import HEALTH_WAIT, HealthAnswer, HealthCheck, check_ready
+from pidone.observe.health import (
+    HEALTH_WAIT,
+    HealthAnswer,
+    HealthCheck,
+    check_ready,
+    check_required,
+)
 from pidone.observe.http import HttpServer, Later, Request, Response
 from pidone.signames import signal_name
 from pidone.system import proc, process
@@ -441,6 +448,9 @@ class MetricsServer:
         """/healthz, /readyz and the rest, in the server's thread: never
         queued behind a scrape."""
         if request.path == "/healthz":
+            healthy, why = check_required(self.snapshot())
+            if not healthy:
+                return Response.text(503, why)
             check = HealthCheck(self.heartbeat, self.wake, wait=self.health_wait)
             answer = HealthAnswer(check)
             return answer.poll() or answer
