@@ -16,6 +16,7 @@ class ExitInfo:
     signal: int  # the signal that killed it, 0 if it exited
     at: float  # time.monotonic() of the exit
     planned: bool  # we asked it to stop
+    oom: bool = False  # the kernel's OOM killer killed it (its cgroup's oom_kill rose)
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class ProcessStatus:
     exits_by_status: dict[int, int]
     last_exit: ExitInfo | None
     has_ready_check: bool
+    oom_kills: int = 0  # deaths the kernel's OOM killer caused
     # A one-shot job that ran to completion (the supervisor's one rule,
     # Supervisor.completed): its dependents, wait-ready and /readyz count it done.
     completed: bool = False
