@@ -11,6 +11,8 @@ and `SIGHUP`/`SIGUSR1`/`SIGUSR2` when one of those arrives.
   --ignore-term      ignore SIGTERM (the stop timeout must SIGKILL us)
   --term-delay S     take S seconds to stop after SIGTERM
   --spam N           write N numbered lines to stdout and N to stderr at once
+  --eat-memory GO    once ready, wait for the file GO; remove it, then touch
+                     memory 1 MiB at a time until killed (past 4 GiB: exit 3)
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def main() -> None:
     p.add_argument("--ignore-term", action="store_true")
     p.add_argument("--term-delay", type=float, default=0.0)
     p.add_argument("--spam", type=int, default=0)
+    p.add_argument("--eat-memory")
     args = p.parse_args()
 
     def journal(event: str) -> None:
@@ -105,6 +108,14 @@ def main() -> None:
         n.send(b"READY=1\nSTATUS=serving\n")
         n.close()
     journal("listening")
+    if args.eat_memory:
+        while not os.path.exists(args.eat_memory):
+            time.sleep(0.02)
+        os.unlink(args.eat_memory)
+        journal("eating memory")
+        eaten = [b"\x01" * (1 << 20) for _ in range(4096)]  # written: resident, not lazy
+        journal(f"not killed after {len(eaten)} MiB")
+        sys.exit(3)
     if args.exit_after is not None:
         time.sleep(args.exit_after)
         journal(f"exit {args.code}")

@@ -145,7 +145,13 @@ def test_status_rows_from_a_snapshot() -> None:
                 "pid": None,
                 "uptime": None,
                 "restarts": 2,
-                "last_exit": {"status": 137, "signal": 9, "planned": False, "ago": 4.75},
+                "last_exit": {
+                    "status": 137,
+                    "signal": 9,
+                    "planned": False,
+                    "oom": False,
+                    "ago": 4.75,
+                },
             },
             {
                 "name": "worker",

@@ -156,6 +156,10 @@ def test_durations(seconds: float | None, text: str) -> None:
         ({"status": 137, "signal": 9, "planned": False, "ago": 75}, "SIGKILL, 1m 15s ago"),
         ({"status": 143, "signal": 15, "planned": True, "ago": 3}, "SIGTERM (stopped), 3s ago"),
         ({"status": 0, "signal": 0, "planned": True, "ago": None}, "exit 0 (stopped)"),
+        (
+            {"status": 137, "signal": 9, "planned": False, "oom": True, "ago": 2},
+            "killed by the OOM killer (SIGKILL), 2s ago",
+        ),
     ],
 )
 def test_last_exit(last: dict[str, Any] | None, text: str) -> None:

@@ -43,6 +43,7 @@ def proc(
     last_exit: ExitInfo | None = None,
     has_ready_check: bool = True,
     completed: bool = False,
+    oom_kills: int = 0,
 ) -> ProcessStatus:
     reasons = restarts_by_reason or {}
     return ProcessStatus(
@@ -57,6 +58,7 @@ def proc(
         last_exit=last_exit,
         has_ready_check=has_ready_check,
         completed=completed,
+        oom_kills=oom_kills,
     )
 
 
@@ -219,6 +221,20 @@ def test_exits_by_status_last_exit_and_times_in_unix_seconds() -> None:
     assert value(m, "pidone_shutting_down") == 1.0
 
 
+def test_oom_kills_are_counted_per_process_from_zero() -> None:
+    snap = Snapshot(
+        (
+            proc("web", S.RUNNING, pid=7, started_at=990.0, oom_kills=2),
+            proc("job", S.EXITED),
+        ),
+        shutting_down=False,
+    )
+    assert series(scrape(make(snap)), "pidone_process_oom_kills_total") == {
+        (("process", "web"),): 2.0,
+        (("process", "job"),): 0.0,
+    }
+
+
 def test_both_formats_carry_the_same_series_and_values_are_written_as_before() -> None:
     snap = Snapshot(
         (
@@ -243,7 +259,7 @@ def test_both_formats_carry_the_same_series_and_values_are_written_as_before() -
     duration = ("pidone_scrape_duration_seconds", ())
     del text[duration], openmetrics[duration]
     assert text == openmetrics
-    assert len(text) == 41  # 2 counters, 16 states, 10 restarts, ... (no tree: no sampler)
+    assert len(text) == 43  # 2 counters, 16 states, 10 restarts, 2 oom, ... (no tree: no sampler)
     # dashboards and scripts grep for these lines: as pidone wrote them before
     body = generate_latest(registry(collector)).decode().splitlines()
     assert 'pidone_process_up{process="web"} 1.0' in body

@@ -252,6 +252,8 @@ def format_last_exit(last: dict[str, Any] | None) -> str:
         return "-"
     signum = last.get("signal") or 0
     how = signal_name(signum) if signum else f"exit {last.get('status')}"
+    if last.get("oom") is True:
+        how = f"killed by the OOM killer ({how})"
     if last.get("planned"):
         how += " (stopped)"
     ago = last.get("ago")

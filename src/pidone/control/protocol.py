@@ -29,6 +29,7 @@ line (newline-terminated, UTF-8). After the reply the server closes.
              "last_exit": {"status": 137,  shell convention: code, or 128+N
                            "signal": 9,    the signal that killed it, 0 if it exited
                            "planned": false,  pidone stopped it on purpose
+                           "oom": false,   the kernel's OOM killer killed it
                            "ago": 30.1}    seconds since
                           or null}
     RESULT  {"name": "web", "ok": true, "state": "ready"}
@@ -177,6 +178,7 @@ def status_rows(snapshot: Snapshot, now: float) -> list[dict[str, Any]]:
                 "status": last.status,
                 "signal": last.signal,
                 "planned": last.planned,
+                "oom": last.oom,
                 "ago": round(max(0.0, now - last.at), 3),
             }
         rows.append(

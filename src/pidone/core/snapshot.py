@@ -19,6 +19,7 @@ class ExitInfo:
     # An exit with one of its success_exit_codes (ProcessSpec.succeeded);
     # a failure to spawn, a death by signal or a ready timeout never is.
     success: bool = False
+    oom: bool = False  # the kernel's OOM killer killed it (its cgroup's oom_kill rose)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class ProcessStatus:
     exits_by_status: dict[int, int]
     last_exit: ExitInfo | None
     has_ready_check: bool
+    oom_kills: int = 0  # deaths the kernel's OOM killer caused
     # A one-shot job that ran to completion (the supervisor's one rule,
     # Supervisor.completed): its dependents, wait-ready and /readyz count it done.
     completed: bool = False

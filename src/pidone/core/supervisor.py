@@ -173,6 +173,9 @@ class Reaped:
     pid: int
     status: int  # shell convention: the exit code, or 128+N when killed by signal N
     signal: int = 0  # the signal that killed it, 0 if it exited
+    # How much its memory cgroup's oom_kill counter rose across this death
+    # (system.cgroup.OomCounters; 0: not at all, or not known).
+    oom_kills: int = 0
 
 
 @dataclass(frozen=True)
@@ -476,6 +479,7 @@ class _Proc:
     restarts_by_reason: dict[str, int] = field(default_factory=dict)
     exits_by_status: dict[int, int] = field(default_factory=dict)
     last_exit: ExitInfo | None = None
+    oom_kills: int = 0  # deaths the kernel's OOM killer caused
     touch_quiet_until: float = 0.0  # a touch before then waits for it (TOUCH_WINDOW)
     touch_pending: bool = False  # touched during the window: act at its end
 
@@ -632,8 +636,8 @@ class Supervisor:
                 self._on_spawned(self.procs[name], pid, out)
             case SpawnFailed(name, reason):
                 self._on_spawn_failed(self.procs[name], reason, out)
-            case Reaped(pid, status, signum):
-                self._on_reaped(pid, status, signum, out)
+            case Reaped():
+                self._on_reaped(event, out)
             case NoChildren():
                 if self.sweeping:
                     self.phase = next_phase(self.phase, PhaseEvent.NO_CHILDREN)
@@ -713,6 +717,7 @@ class Supervisor:
                     restarts_by_reason=dict(p.restarts_by_reason),
                     exits_by_status=dict(p.exits_by_status),
                     last_exit=p.last_exit,
+                    oom_kills=p.oom_kills,
                     has_ready_check=p.spec.ready.kind != "settle",
                     completed=self._completed(p),
                     started=p.started,
@@ -824,23 +829,29 @@ class Supervisor:
         p.last_exit = ExitInfo(127, 0, self.now, planned=False)
         self._after_unplanned_exit(p, False, out)
 
-    def _on_reaped(self, pid: int, status: int, signum: int, out: list[Action]) -> None:
+    def _on_reaped(self, ev: Reaped, out: list[Action]) -> None:
+        pid, status, signum = ev.pid, ev.status, ev.signal
         for p in self.procs.values():
             if pid == p.launcher_pid and p.pid is None and p.state in HAS_PID:
                 p.launcher_pid = None
                 if status == 0:  # daemonized: the real main pid comes from the pidfile
                     return
-                self._on_main_exit(p, status, signum, out)
+                self._on_main_exit(p, status, signum, out, ev.oom_kills)
                 return
             if pid == p.pid:
                 if pid == p.launcher_pid:
                     p.launcher_pid = None
-                self._on_main_exit(p, status, signum, out)
+                self._on_main_exit(p, status, signum, out, ev.oom_kills)
                 return
 
-    def _on_main_exit(self, p: _Proc, status: int, signum: int, out: list[Action]) -> None:
+    def _on_main_exit(
+        self, p: _Proc, status: int, signum: int, out: list[Action], oom_kills: int = 0
+    ) -> None:
         planned = p.state is S.STOPPING
         killed = p.killed  # read before the move: the fact for its exit line
+        # The OOM killer's: a SIGKILL pidone did not send, across which its
+        # cgroup's oom_kill counter rose.
+        oom = signum == signal.SIGKILL and oom_kills > 0 and not killed
         main = p.pid
         timed_out, p.ready_timed_out, p.ready_deadline = p.ready_timed_out, False, None
         # Stopped for its ready_timeout and still wanted up: a failed start.
@@ -857,9 +868,12 @@ class Supervisor:
         p.release()
         p.exits_by_status[status] = p.exits_by_status.get(status, 0) + 1
         success = not timed_out and p.spec.succeeded(status, signum)
-        p.last_exit = ExitInfo(status, signum, self.now, planned, success)
+        p.last_exit = ExitInfo(status, signum, self.now, planned, success, oom)
         out.append(CancelProbe(p.name))
         how = f"signal {signal_name(signum)}" if signum else f"status {status}"
+        if oom:
+            p.oom_kills += 1
+            how += ", killed by the OOM killer"
         if status == UNKNOWN_STATUS:
             how = "status unknown: adopted, pidone is not its parent"
         if planned and not unready:

@@ -42,6 +42,7 @@ Metrics (label `process` = the process name):
     pidone_process_state{state}            one-hot over every state
     pidone_process_restarts_total{reason}  crash, manual, dependency (from 0)
     pidone_process_exits_total{status}     by shell status: code, or 128+N for signal N
+    pidone_process_oom_kills_total         its deaths by the kernel's OOM killer (from 0)
     pidone_process_last_exit_status        the status of its last exit
     pidone_process_start_time_seconds      unix time of the running instance's start
     pidone_process_last_exit_time_seconds  unix time of its last exit
@@ -308,6 +309,11 @@ class PidoneCollector:
             "Exits by shell status (the exit code, or 128+N when killed by signal N).",
             ("process", "status"),
         )
+        oom_kills = counter(
+            "pidone_process_oom_kills",
+            "Deaths by the kernel's OOM killer (its memory cgroup's oom_kill counter rose).",
+            label,
+        )
         last_status = gauge(
             "pidone_process_last_exit_status", "Shell status of the last exit.", label
         )
@@ -327,6 +333,7 @@ class PidoneCollector:
                 restarts.add_metric((p.name, reason), p.restarts_by_reason.get(reason, 0))
             for status, n in sorted(p.exits_by_status.items()):
                 exits.add_metric((p.name, str(status)), n)
+            oom_kills.add_metric((p.name,), p.oom_kills)
             if running and p.started_at is not None:
                 start_time.add_metric((p.name,), p.started_at + to_wall)
             if p.last_exit is not None:
@@ -334,7 +341,18 @@ class PidoneCollector:
                 exit_time.add_metric((p.name,), p.last_exit.at + to_wall)
         shutting = gauge("pidone_shutting_down", "1 once pidone is shutting down.")
         shutting.add_metric((), 1 if snap.shutting_down else 0)
-        metrics = [up, ready, state, restarts, exits, last_status, start_time, exit_time, shutting]
+        metrics = [
+            up,
+            ready,
+            state,
+            restarts,
+            exits,
+            oom_kills,
+            last_status,
+            start_time,
+            exit_time,
+            shutting,
+        ]
         if snap.legions:
             metrics += _legion_metrics(snap)
         return metrics

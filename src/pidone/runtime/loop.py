@@ -49,6 +49,7 @@ from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.runtime.probes import Prober
 from pidone.signames import signal_name
 from pidone.system import pidfd, privileges, proc, process, reap, sdnotify, signals, sockets, spawn
+from pidone.system.cgroup import OomCounters
 
 if TYPE_CHECKING:  # the metrics server and its threads, inotify, redis: only when enabled
     from pidone.observe.metrics import MetricsServer
@@ -152,6 +153,7 @@ class Loop:
         self.published: Snapshot | None = None  # what the metrics thread reads
         self._forwarding: int | None = None  # the signal being passed on, for the counters
         self.counters = PidoneCounters()
+        self.oom = OomCounters()  # the main pids' memory cgroups' oom_kill counters
         self.legions: dict[str, redis.LeaseClient] = {}  # [legion.NAME] -> its redis thread
 
     def control_path(self) -> str:
@@ -536,6 +538,7 @@ class Loop:
             self.events.append(SpawnFailed(spec.name, f"{type(exc).__name__}: {exc}"))
         else:
             self.events.append(Spawned(spec.name, pid))
+            self._oom_sample(pid)
             if spec.pidfile:
                 uid = self.identities[spec.name].uid
                 self.launchers[spec.name] = proc.Launcher(
@@ -613,7 +616,8 @@ class Loop:
             self.counters.zombies_reaped += 1
             if self.prober.child_exited(pid, status):
                 continue
-            self.feed(Reaped(pid, *reap.decode_status(status)))
+            code, signum = reap.decode_status(status)
+            self.feed(Reaped(pid, code, signum, self._oom_kills(pid, signum)))
         if self.core.sweeping and not reap.has_children():
             self.feed(NoChildren())
 
@@ -644,7 +648,23 @@ class Loop:
             self.feed(Touched(frozenset(paths), overflow))
 
     def _probe_ready(self, name: str) -> None:
-        self.feed(Ready(name, self.probed[name]))
+        pid = self.probed[name]
+        self._oom_sample(pid, again=True)  # it may have moved to a cgroup of its own meanwhile
+        self.feed(Ready(name, pid))
+
+    def _oom_sample(self, pid: int, *, again: bool = False) -> None:
+        try:
+            self.oom.sample(pid, again=again)
+        except Exception:  # a bug of ours: the process is supervised all the same
+            self._log_bug(f"reading the memory cgroup of pid {pid}")
+
+    def _oom_kills(self, pid: int, signum: int) -> int:
+        """How much pid's cgroup's oom_kill counter rose across its death (0: unknown)."""
+        try:
+            return self.oom.death(pid, signum == signal.SIGKILL)
+        except Exception:  # a bug of ours: never the cause of an exit going unseen
+            self._log_bug(f"reading the OOM kill counter of pid {pid}")
+            return 0
 
     def _read_pidfile(self, name: str, path: str, taken: frozenset[int]) -> EventType:
         """Read a pidfile; its pid is followed only if the trust rule
