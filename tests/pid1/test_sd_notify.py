@@ -79,7 +79,12 @@ def manager(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Manager]
     made.close()
 
 
-ENV_DUMP = "import json, os, sys, time; open(sys.argv[1], 'w').write(json.dumps(dict(os.environ)))"
+# Written whole, then renamed into place: a reader waiting for the file
+# never reads it half-written (it read "" under load once).
+ENV_DUMP = (
+    "import json, os, sys, time; part = sys.argv[1] + '.part';"
+    " open(part, 'w').write(json.dumps(dict(os.environ))); os.rename(part, sys.argv[1])"
+)
 
 
 def three(stack: Stack, tmp_path: Path, *, delay: float = 0.6) -> str:
