@@ -552,6 +552,7 @@ def _settings(ctx: _Context, data: Any) -> Settings:
         backoff_reset=table.get("backoff_reset", values.seconds, default.backoff_reset),
         fatal_after=table.get("fatal_after", values.count, default.fatal_after),
         fatal_window=table.get("fatal_window", values.positive_seconds, default.fatal_window),
+        shutdown_delay=table.get("shutdown_delay", values.seconds, default.shutdown_delay),
     )
     if settings.backoff_max < settings.backoff_initial:
         ctx.problem(
