@@ -76,3 +76,32 @@ def test_a_64_kib_line_is_searched_in_its_first_kib_only(
     run_loop(selector, exited(proc))
     finish(relay, out)
     assert matched == ["w"]
+
+
+def test_lines_crafted_against_the_pattern_are_searched_for_20_ms_per_read_at_most(
+    selector: selectors.BaseSelector,
+) -> None:
+    """The attack: 1 KiB lines on which every search backtracks (about 1.5 ms
+    each), thousands in a flood. Each read's search stops after
+    LOG_MATCH_BUDGET, said once; the lines are relayed, and a later read is
+    searched again, so a ready line after the flood still counts."""
+    out, err = Sink(), Sink()
+    relay = LogRelay(selector, names=["w"], stdout_fd=out.fd, stderr_fd=err.fd)
+    matched: list[str] = []
+    relay.watch("w", re.compile(r"@\S+ ready\.$"), lambda: matched.append("w"))
+    hostile = b"@" * (LOG_MATCH_MAX - 1) + b"\n"
+    code = (
+        "import os, time\n"
+        f"data = {hostile!r} * 4000\n"
+        "while data:\n"
+        "    data = data[os.write(1, data):]\n"
+        "time.sleep(0.5)\n"
+        "os.write(1, b'worker@host ready.\\n')\n"
+    )
+    proc = spawn(relay, "w", code)
+    run_loop(selector, exited(proc))
+    stdout, stderr = finish(relay, out, err)
+    assert matched == ["w"]  # the line after the flood, in a read of its own
+    assert stdout.count(b"@" * (LOG_MATCH_MAX - 1) + b"\n") == 4000  # every line relayed
+    warnings = [line for line in stderr.splitlines() if b"is slow on w's lines" in line]
+    assert len(warnings) == 1, stderr[-500:]
