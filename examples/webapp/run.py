@@ -142,9 +142,10 @@ def kill(pid: int | None, signum: int) -> None:
 
 
 class Stack:
-    def __init__(self, state: Path, netns: bool) -> None:
+    def __init__(self, state: Path, netns: bool, config: Path | None = None) -> None:
         self.state = state
         self.netns = netns
+        self.config = config  # None: pidone.toml here
         self.volume = state / "volume"
         self.redis_dir = state / "redis"
         self.sidecar_root = state / "sidecar-root"
@@ -182,6 +183,8 @@ class Stack:
         argv = ["unshare", "--pid", "--fork", "--kill-child", "--mount-proc", "--",
                 "/bin/sh", "-c", APP_SETUP, "app-setup", VOLUME_MOUNT, str(self.volume),
                 str(VENV / "bin" / "pidone"), "run"]  # fmt: skip
+        if self.config is not None:
+            argv += ["-c", str(self.config)]
         # Its own session: Ctrl-C on the terminal reaches run.py only, which
         # stops nginx and pidone in order. pidone's output is our output.
         self.app = subprocess.Popen(
@@ -400,7 +403,7 @@ def catch_signals() -> int:
     return rfd
 
 
-def up(state: Path, netns: bool) -> int:
+def up(state: Path, netns: bool, config: Path | None = None) -> int:
     problem = preflight(state)
     if problem:
         return fail(problem)
@@ -411,7 +414,7 @@ def up(state: Path, netns: bool) -> int:
     rfd = catch_signals()
     if netns:
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
-    stack = Stack(state, netns)
+    stack = Stack(state, netns, config)
     stack.prepare()
     say(f"state in {state}; the volume shared with nginx: {stack.volume}")
     try:
@@ -450,12 +453,17 @@ def main() -> int:
         "--netns", action="store_true", help="in a new network namespace, loopback only (tests)"
     )
     parser.add_argument(
+        "--config",
+        type=Path,
+        help="pidone's configuration instead of pidone.toml here (tests: one setting changed)",
+    )
+    parser.add_argument(
         "command", nargs=argparse.REMAINDER, help="`exec CMD...`: run CMD in the app container"
     )
     args = parser.parse_args()
     state = args.state.absolute()
     if not args.command:
-        return up(state, args.netns)
+        return up(state, args.netns, args.config.absolute() if args.config else None)
     if args.command[0] == "exec" and len(args.command) > 1:
         return exec_in(state, args.command[1:])
     parser.error("the only command is `exec CMD...`")

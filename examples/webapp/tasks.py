@@ -3,17 +3,17 @@
 pidone runs the worker as `celery -A tasks worker ...` (Procfile); app.py
 imports this module to queue tasks and read their results. redis on
 127.0.0.1:6379 is both the broker (the queue) and the result backend.
+pidone knows the worker is ready from its own log line ("worker@HOST
+ready.", pidone.toml's `ready = "log:..."`): no code here for it.
 """
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # /enqueue refuses longer tasks; the worker's stop_timeout in pidone.toml is
@@ -60,18 +60,3 @@ def sleep_then_return(seconds: float) -> dict[str, Any]:
         "started_at": started,
         "finished_at": time.time(),
     }
-
-
-@worker_ready.connect
-def tell_pidone_we_are_ready(**_: Any) -> None:
-    """READY=1 on $NOTIFY_SOCKET (the sd_notify protocol) once the worker
-    consumes from the queue: pidone.toml says `ready = "notify"`, so pidone
-    reports the worker ready when it really is, not after a guessed delay."""
-    address = os.environ.get("NOTIFY_SOCKET", "")
-    if not address:
-        return  # not under pidone (or systemd): nobody to tell
-    if address.startswith("@"):  # an abstract socket name
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(address)
-        sock.sendall(b"READY=1\nSTATUS=consuming tasks\n")

@@ -11,11 +11,12 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.webapp import INSTALL, Webapp
+from tests.e2e.webapp import INSTALL, WEBAPP_DIR, Webapp
 from tests.helpers.checkout import require_other_users
 from tests.helpers.running import require_root
 
@@ -49,13 +50,20 @@ def installed() -> None:
         )
 
 
-@pytest.fixture
-def webapp(installed: None) -> Iterator[Webapp]:
+@contextmanager
+def running_webapp(settings: str = "") -> Iterator[Webapp]:
     """The whole stack, up and ready (a task went through it), in a state
-    directory of its own that the app's users can reach."""
+    directory of its own that the app's users can reach. `settings`: lines
+    added to the example's [pidone] table (in a copy of its pidone.toml)."""
     state = Path(tempfile.mkdtemp(prefix="pidone-e2e-", dir="/tmp"))
     state.chmod(0o755)
-    stack = Webapp(state)
+    config = None
+    if settings:
+        config = state / "pidone.toml"
+        text = (WEBAPP_DIR / "pidone.toml").read_text()
+        config.write_text(text.replace("[pidone]\n", f"[pidone]\n{settings}\n", 1))
+        config.chmod(0o644)
+    stack = Webapp(state, config)
     try:
         stack.wait_ready()
         yield stack
@@ -65,3 +73,9 @@ def webapp(installed: None) -> Iterator[Webapp]:
         print(f"--- what the stack said, request logs left out ---\n{stack.events(150)}")
         print(f"--- the stack's last lines ---\n{stack.tail(40)}")
         shutil.rmtree(state, ignore_errors=True)
+
+
+@pytest.fixture
+def webapp(installed: None) -> Iterator[Webapp]:
+    with running_webapp() as stack:
+        yield stack

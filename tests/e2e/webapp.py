@@ -47,13 +47,14 @@ class Line:
 
 
 class Webapp:
-    def __init__(self, state: Path) -> None:
+    def __init__(self, state: Path, config: Path | None = None) -> None:
         self.state = state
         # the client, where www-data and nobody can read it
         shutil.copy(CLIENT, state / "client.py")
         (state / "client.py").chmod(0o644)
+        argv = ["/usr/bin/python3", str(RUNNER), "--state", str(state), "--netns"]
         self.proc = subprocess.Popen(
-            ["/usr/bin/python3", str(RUNNER), "--state", str(state), "--netns"],
+            argv + (["--config", str(config)] if config is not None else []),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

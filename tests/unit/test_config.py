@@ -618,7 +618,7 @@ def test_no_ready_means_settle_time_from_pidone_table(cwd: Path) -> None:
 
 READY_FORMS = (
     '"unix:PATH", "tcp:HOST:PORT", "http://HOST:PORT/PATH", "file:PATH", '
-    '"exec:COMMAND", "notify" or "settle:SECONDS"'
+    '"exec:COMMAND", "notify", "settle:SECONDS" or "log:REGEX"'
 )
 
 

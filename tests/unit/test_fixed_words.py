@@ -19,6 +19,7 @@ FORMS = {
     "exec": "exec:true",
     "notify": "notify",
     "settle": "settle:2",
+    "log": "log:ready",
 }
 
 

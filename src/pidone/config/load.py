@@ -550,6 +550,7 @@ def _settings(ctx: _Context, data: Any) -> Settings:
         settle_time=table.get("settle_time", values.seconds, default.settle_time),
         backoff_reset=table.get("backoff_reset", values.seconds, default.backoff_reset),
         **_failure_policy(table, default),
+        shutdown_delay=table.get("shutdown_delay", values.seconds, default.shutdown_delay),
     )
     _check_backoff(ctx, "pidone", data, settings.backoff_initial, settings.backoff_max)
     return settings

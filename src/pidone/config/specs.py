@@ -3,6 +3,7 @@ loop and the OS layer read. Pure data; config/load.py builds them."""
 
 from __future__ import annotations
 
+import re
 import resource
 import signal
 from dataclasses import dataclass, field, fields
@@ -26,7 +27,7 @@ DEFAULT_ENVFILE = Path(".env")
 RestartPolicy = Literal["always", "on-failure", "never"]
 StopTarget = Literal["process", "group"]
 LogFormat = Literal["text", "json", "raw"]
-ReadyKind = Literal["unix", "tcp", "http", "file", "exec", "notify", "settle"]
+ReadyKind = Literal["unix", "tcp", "http", "file", "exec", "notify", "settle", "log"]
 OnFatal = Literal["stay", "exit"]
 RESTART_POLICIES: tuple[RestartPolicy, ...] = get_args(RestartPolicy)
 STOP_TARGETS: tuple[StopTarget, ...] = get_args(StopTarget)
@@ -79,6 +80,13 @@ class Settings:
     backoff_reset: float = 1.0
     fatal_after: int = 5
     fatal_window: float = 60.0
+    # SIGTERM: /readyz 503 at once, the stop this many seconds later (a drain)
+    shutdown_delay: float = 0.0
+
+
+# `ready = "log:REGEX"` searches only this many bytes at the start of each
+# line (a hostile 64 KiB line costs no more than a 1 KiB one).
+LOG_MATCH_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -93,6 +101,7 @@ class ReadyCheck:
     url: str | None = None  # http (http:// or https://)
     command: Command | None = None  # exec: ready when it exits 0
     seconds: float | None = None  # settle: ready once up this long
+    pattern: re.Pattern[str] | None = None  # log: ready once a line of its output matches
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from pidone.config import envfile
 from pidone.config.envfile import Budget
 from pidone.config.specs import (
     CAPABILITIES,
+    LOG_MATCH_MAX,
     MAX_EXIT_CODE,
     READY_KINDS,
     RLIMITS,
@@ -330,7 +331,7 @@ def as_float(limit: int) -> float:
 
 READY_FORMS = (
     '"unix:PATH", "tcp:HOST:PORT", "http://HOST:PORT/PATH", "file:PATH", '
-    '"exec:COMMAND", "notify" or "settle:SECONDS"'
+    '"exec:COMMAND", "notify", "settle:SECONDS" or "log:REGEX"'
 )
 # The kinds written "KIND:TARGET" (http is a URL, notify a bare word).
 PREFIXED_KINDS: tuple[ReadyKind, ...] = tuple(k for k in READY_KINDS if k not in ("http", "notify"))
@@ -341,6 +342,8 @@ def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> R
         raise BadValue(f"must be a string: {READY_FORMS}")
     if value == "notify":
         return ReadyCheck("notify")
+    if value.startswith("log:"):  # a regex: never expanded ($ is its end of line)
+        return ReadyCheck("log", value[4:], pattern=log_pattern(value[4:]))
     if not value.startswith("exec:"):
         # pidone reads these targets itself: it expands them as the shell
         # would a command (an exec: command is the shell's to expand).
@@ -378,6 +381,95 @@ def ready(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> R
             f'must be "settle:SECONDS" with SECONDS {_RANGE}, like "settle:2.5"'
         ) from None
     return ReadyCheck("settle", target, seconds=settle)
+
+
+def log_pattern(text: str) -> re.Pattern[str]:
+    """A `ready = "log:REGEX"` pattern, compiled. Python's re backtracks and
+    cannot be interrupted, and the loop runs it: a pattern that can take
+    exponential time is refused (a backreference; a repeat of something
+    that itself repeats or has alternatives, as in (a+)+ or (a|ab)*), and
+    the relay matches only the first LOG_MATCH_MAX bytes of a line."""
+    if not text:
+        raise BadValue('"log:" needs a regular expression after the colon, like "log:ready"')
+    try:
+        compiled = re.compile(text)
+    except re.error as exc:
+        raise BadValue(f"not a valid regular expression: {exc}") from None
+    parsed = _parse_regex(text)
+    problem = _backtracks(parsed, nested=False)
+    if problem:
+        raise BadValue(
+            f"{problem} can make a match take exponential time; write it without"
+            r" (a repeat of single characters, like \S+ or [0-9]{1,3}, is fine)"
+        )
+    if _width(parsed) > LOG_MATCH_WIDTH:
+        raise BadValue(
+            "more than one unbounded repeat (*, +, {n,}) can make a match take"
+            r" polynomial time (.*a.*b: seconds per line); keep one, like @\S+ ready"
+        )
+    return compiled
+
+
+# A search's backtracking tries, at each of a line's LOG_MATCH_MAX starts,
+# the product of its repeats' widths: at most this (one unbounded repeat and
+# a few small ones), about 8 million steps for a line of 1 KiB.
+LOG_MATCH_WIDTH = 8 * LOG_MATCH_MAX
+
+
+def _width(items: Any) -> int:
+    """The product of the widths of the repeats in the parsed pattern (each
+    at most LOG_MATCH_MAX: a line is no longer)."""
+    width = 1
+    for op, av in items:
+        kind = str(getattr(op, "name", op))
+        if kind.endswith("_REPEAT"):
+            width *= min(av[1], LOG_MATCH_MAX) * _width(av[2])
+        elif kind == "BRANCH":
+            width *= max(_width(b) for b in av[1])
+        elif kind == "SUBPATTERN":
+            width *= _width(av[-1])
+        elif kind in ("ASSERT", "ASSERT_NOT"):
+            width *= _width(av[1])
+        elif kind == "ATOMIC_GROUP":
+            width *= _width(av)
+    return width
+
+
+def _parse_regex(text: str) -> Any:
+    import warnings
+
+    with warnings.catch_warnings():  # re's own parser, under its 3.10 name
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import sre_parse
+    return sre_parse.parse(text)
+
+
+def _backtracks(items: Any, *, nested: bool) -> str:
+    """Why the parsed pattern `items` may backtrack without bound ("" if it
+    cannot); `nested`: inside a repeat of more than one."""
+    for op, av in items:
+        kind = str(getattr(op, "name", op))  # sre's opcodes are named ints
+        if kind.startswith("GROUPREF"):
+            return "a backreference"
+        if kind.endswith("_REPEAT"):
+            if nested:
+                return "a repeat inside a repeat"
+            problem = _backtracks(av[2], nested=av[1] > 1)
+        elif kind == "BRANCH":
+            if nested:
+                return "alternatives inside a repeat"
+            problem = next((why for b in av[1] if (why := _backtracks(b, nested=False))), "")
+        elif kind == "SUBPATTERN":
+            problem = _backtracks(av[-1], nested=nested)
+        elif kind in ("ASSERT", "ASSERT_NOT"):
+            problem = _backtracks(av[1], nested=nested)
+        elif kind == "ATOMIC_GROUP":
+            problem = _backtracks(av, nested=nested)
+        else:
+            continue
+        if problem:
+            return problem
+    return ""
 
 
 def ready_http(value: str) -> ReadyCheck:

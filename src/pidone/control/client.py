@@ -291,6 +291,8 @@ def format_status(reply: dict[str, Any]) -> str:
     lines += notes
     if reply.get("shutting_down"):
         lines.append("pidone is shutting down")
+    elif reply.get("draining"):
+        lines.append("pidone is draining: /readyz is 503, the stop begins after shutdown_delay")
     return "\n".join(lines) + "\n"
 
 

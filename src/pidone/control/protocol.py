@@ -200,6 +200,7 @@ def status_reply(snapshot: Snapshot, now: float) -> dict[str, Any]:
     return {
         "ok": True,
         "shutting_down": snapshot.shutting_down,
+        **({"draining": True} if snapshot.draining else {}),
         "processes": status_rows(snapshot, now),
         **({"legions": legion_rows(snapshot)} if snapshot.legions else {}),
     }

@@ -62,6 +62,7 @@ class Snapshot:
     processes: tuple[ProcessStatus, ...]
     shutting_down: bool
     legions: tuple[LegionStatus, ...] = ()
+    draining: bool = False  # shutdown_delay under way: /readyz 503, the stop comes after
 
 
 def not_ready(snapshot: Snapshot, *, checked_only: bool = False) -> list[str]:

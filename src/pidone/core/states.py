@@ -146,6 +146,8 @@ def transition(state: ProcessState, event: Event) -> ProcessState:
 #     phase        event          new phase    what the supervisor does
 #     -----------  -------------  -----------  ---------------------------------------
 #     UP           SHUTDOWN       STOPPING     every process unwanted: stops in reverse order
+#     UP           DRAIN          DRAINING     SIGTERM with shutdown_delay: /readyz 503, all runs
+#     DRAINING     SHUTDOWN       STOPPING     the delay is over (or a second SIGTERM, a SIGINT)
 #     STOPPING     AT_REST        SWEEP_TERM   every process at rest: SIGTERM to the leftovers
 #     SWEEP_TERM   SWEEP_TIMEOUT  SWEEP_KILL   sweep_timeout passed: SIGKILL to the leftovers
 #     SWEEP_TERM   NO_CHILDREN    SWEPT        nothing left in the container
@@ -155,6 +157,7 @@ def transition(state: ProcessState, event: Event) -> ProcessState:
 
 class Phase(Named):
     UP = "up"  # supervising
+    DRAINING = "draining"  # shutdown_delay: still supervising, /readyz 503, then STOPPING
     STOPPING = "stopping"  # shutting down: the processes are being stopped
     SWEEP_TERM = "sweep_term"  # SIGTERM sent to whatever is left in the container
     SWEEP_KILL = "sweep_kill"  # ... which ignored it: SIGKILL sent
@@ -164,6 +167,7 @@ class Phase(Named):
 
 class PhaseEvent(Named):
     SHUTDOWN = "shutdown"
+    DRAIN = "drain"
     AT_REST = "at_rest"
     SWEEP_TIMEOUT = "sweep_timeout"
     NO_CHILDREN = "no_children"
@@ -174,6 +178,8 @@ PE = PhaseEvent
 
 PHASES: dict[tuple[Phase, PhaseEvent], Phase] = {
     (P.UP, PE.SHUTDOWN): P.STOPPING,
+    (P.UP, PE.DRAIN): P.DRAINING,
+    (P.DRAINING, PE.SHUTDOWN): P.STOPPING,
     (P.STOPPING, PE.AT_REST): P.SWEEP_TERM,
     (P.SWEEP_TERM, PE.SWEEP_TIMEOUT): P.SWEEP_KILL,
     (P.SWEEP_TERM, PE.NO_CHILDREN): P.SWEPT,

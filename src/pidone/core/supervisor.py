@@ -37,7 +37,9 @@ each one toward what it should be doing. The rules:
   operator stopped) stops everything in reverse order, each with its own
   stop signal and SIGCONT, and timeout (then SIGKILL to its group and pid),
   then sweeps whatever is left in the container: SIGTERM, then SIGKILL
-  after sweep_timeout.
+  after sweep_timeout. With a shutdown_delay, a SIGTERM drains first
+  (Phase.DRAINING: everything runs, /readyz 503) and the stop begins when
+  the delay is over; a second SIGTERM or a SIGINT stops at once.
 * A stop Collects the main pid's tree first (and again at its timeout);
   once the main pid is reaped, KillLeftovers ends what is left of it.
 * A failure to spawn is an exit (status 127), counted like any other.
@@ -111,6 +113,7 @@ S = ProcessState
 # The Supervisor's attributes that change (besides procs), saved by handle().
 _CORE_STATE: tuple[str, ...] = ("booted", "phase", "exit_code", "unclean", "sweep_deadline")
 _CORE_STATE += ("waits", "now", "adopting", "leases", "lease_changes", "legion_told")
+_CORE_STATE += ("drain_until",)
 _NOTIFY_STATE = ("told", "told_ready")  # what Notify said last, and whether READY went
 SWEEP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL to leftover processes
 PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
@@ -564,6 +567,7 @@ class Supervisor:
         self.exit_code: int | None = None  # forced by a control process
         self.unclean: list[str] = []  # why the shutdown was not clean
         self.sweep_deadline: float | None = None
+        self.drain_until: float | None = None  # DRAINING: when the stop begins
         self.waits: list[Wait] = []  # ctl requests waiting for their goal
         self.now = now
         self.told = ""  # the status Notify said last
@@ -585,7 +589,13 @@ class Supervisor:
 
     @property
     def shutting_down(self) -> bool:
-        return self.phase is not Phase.UP
+        return self.phase not in (Phase.UP, Phase.DRAINING)
+
+    @property
+    def draining(self) -> bool:
+        """SIGTERM came with a shutdown_delay: everything still runs (and is
+        restarted), /readyz says 503, the stop begins at drain_until."""
+        return self.phase is Phase.DRAINING
 
     @property
     def sweeping(self) -> bool:
@@ -669,6 +679,7 @@ class Supervisor:
                 lease, changes = leasing.answered(self.leases[name], reply, now)
                 self.leases[name] = lease
                 self._lease_changed(lease, changes, out)
+        self._drain_due(out)
         self._touches_due(out)
         self._leases_due(out)
         self._reconcile(out)
@@ -697,6 +708,8 @@ class Supervisor:
                 times.append(p.touch_quiet_until)
         if self.sweep_deadline is not None and self.phase is Phase.SWEEP_TERM:
             times.append(self.sweep_deadline)
+        if self.drain_until is not None and self.draining:
+            times.append(self.drain_until)
         times += [w.deadline for w in self.waits]
         if self.booted:
             for name, lease in self.leases.items():
@@ -740,6 +753,7 @@ class Supervisor:
                 )
                 for lease in self.leases.values()
             ),
+            draining=self.draining,
         )
 
     def pid_owner(self, pid: int) -> str | None:
@@ -1039,7 +1053,24 @@ class Supervisor:
             if self.shutting_down:
                 out.append(Log("pidone", "already stopping; SIGKILL pidone to force"))
                 return
-            out.append(Log("pidone", f"received {signal_name(signum)}: stopping"))
+            delay = self.settings.shutdown_delay
+            if self.draining:  # asked again: the sender wants it stopped now
+                out.append(
+                    Log("pidone", f"received {signal_name(signum)} while draining: stopping")
+                )
+            elif signum == signal.SIGTERM and delay > 0:
+                self.phase = next_phase(self.phase, PhaseEvent.DRAIN)
+                self.drain_until = self.now + delay
+                out.append(
+                    Log(
+                        "pidone",
+                        f"received SIGTERM: draining (/readyz 503) for {delay:g} s, then stopping"
+                        " (SIGTERM or SIGINT again: at once)",
+                    )
+                )
+                return
+            else:
+                out.append(Log("pidone", f"received {signal_name(signum)}: stopping"))
             self._begin_shutdown(out)
         elif signum == signal.SIGHUP:
             self._reload(self.order, out)
@@ -1188,6 +1219,8 @@ class Supervisor:
         waiting: list[str] = []
         if self.shutting_down:
             status = "stopping"
+        elif self.draining:
+            status = "draining"
         else:
             wanted = [
                 p for p in self.procs.values() if p.goal is not Goal.DOWN and not self._standby(p)
@@ -1200,10 +1233,11 @@ class Supervisor:
                 status += f", waiting for {', '.join(shown)}{more}"
         if status == self.told:
             return
+        stopping = status in ("draining", "stopping") and self.told != "draining"  # once
         self.told = status
-        ready = not self.shutting_down and not waiting and not self.told_ready
+        ready = self.phase is Phase.UP and not waiting and not self.told_ready
         self.told_ready |= ready
-        out.append(Notify(status, ready=ready, stopping=status == "stopping"))
+        out.append(Notify(status, ready=ready, stopping=stopping))
 
     def _judge_waits(self, out: list[Action]) -> None:
         """Answer every waiting request that is done, failed or late; at the
@@ -1247,6 +1281,12 @@ class Supervisor:
     def _bound_dependents(self, name: str) -> list[str]:
         """Dependents (transitively) that go down when NAME goes down."""
         return [d for d in self.all_dependents[name] if self.procs[d].spec.restart_dependents]
+
+    def _drain_due(self, out: list[Action]) -> None:
+        """The shutdown_delay is over: the stop begins."""
+        if self.draining and self.drain_until is not None and self.now >= self.drain_until:
+            out.append(Log("pidone", "drained: stopping"))
+            self._begin_shutdown(out)
 
     def _begin_shutdown(self, out: list[Action]) -> None:
         self.phase = next_phase(self.phase, PhaseEvent.SHUTDOWN)

@@ -100,6 +100,8 @@ def check_ready(snap: Snapshot | None) -> tuple[bool, str]:
         return False, "starting"
     if snap.shutting_down:
         return False, "shutting down"
+    if snap.draining:  # load balancers stop sending before anything stops
+        return False, "draining: shutting down soon"
     waiting = not_ready(snap, checked_only=True)
     if waiting:
         return False, "not ready: " + ", ".join(waiting)

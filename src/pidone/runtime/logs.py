@@ -59,13 +59,14 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import selectors
 import threading
 import time
 from collections.abc import Callable, Iterable
 
 # Re-exported: the relay's public vocabulary lives in logformat and logoutput.
-from pidone.config.specs import LogFormat
+from pidone.config.specs import LOG_MATCH_MAX, LogFormat
 from pidone.runtime.logformat import PIDONE_NAME, Formatter, Framer, Stream
 from pidone.runtime.logoutput import (
     HIGH_WATER,
@@ -98,6 +99,10 @@ _DISCARD_LIMIT = 4 * PIPE_SIZE
 # A bound on one drain() read pass per pipe, so a process that still writes
 # cannot hold drain() in one pipe.
 _DRAIN_READ_LIMIT = 4 * 1024 * 1024
+
+# Seconds of `ready = "log:..."` searching per read of one pipe, at most
+# (plus the one line under way): see LogRelay._match.
+LOG_MATCH_BUDGET = 0.02
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
@@ -213,6 +218,9 @@ class LogRelay:
         self._closed = False
         self._pipe_budget = PIPE_BUDGET
         self._spawning: set[str] = set()  # pipe_for() called, no event since
+        # `ready = "log:REGEX"`: name -> (its pattern, called once at the first match)
+        self._watches: dict[str, tuple[re.Pattern[str], Callable[[], None]]] = {}
+        self._slow: set[str] = set()  # said once: its pattern passed LOG_MATCH_BUDGET
 
     # -- public interface --
 
@@ -292,6 +300,15 @@ class LogRelay:
             return
         output.push(self._format.event(name, stream, message))
         self._after_push(output)
+
+    def watch(self, name: str, pattern: re.Pattern[str], on_match: Callable[[], None]) -> None:
+        """Until its first match (or unwatch), search the first LOG_MATCH_MAX
+        bytes of each whole line NAME writes on stdout or stderr for `pattern`;
+        call on_match() once then. Only a watched process's lines are searched."""
+        self._watches[name] = (pattern, on_match)
+
+    def unwatch(self, name: str) -> None:
+        self._watches.pop(name, None)
 
     def check_threads(self) -> None:
         """In the loop, at every turn: a writer thread (ThreadOutput) that
@@ -423,6 +440,8 @@ class LogRelay:
 
     def _emit(self, source: _Source, lines: bytes) -> None:
         if lines:
+            if source.name in self._watches:
+                self._match(source.name, lines)
             output = source.output
             formatted = self._format.lines(source.name, source.stream, lines)
             # Formatting can make lines several times longer (JSON around
@@ -433,6 +452,30 @@ class LogRelay:
             source.read_size = max(MIN_READ, min(READ_SIZE, READ_SIZE * len(lines) // grown))
             output.push(formatted)
             self._after_push(output)
+
+    def _match(self, name: str, lines: bytes) -> None:
+        """Search each line for NAME's pattern: a bounded part of it, so that
+        a hostile 64 KiB line costs what a 4 KiB one does (config refuses the
+        patterns that backtrack exponentially: values.log_pattern). A search
+        cannot be interrupted, but past LOG_MATCH_BUDGET seconds for one read
+        the rest of its lines are not searched (relayed as ever, and said
+        once): lines crafted against a slow pattern cannot hold the loop."""
+        pattern, on_match = self._watches[name]
+        started = time.monotonic()
+        whole = lines.split(b"\n")[:-1]  # whole lines: each ends in a newline
+        for done, line in enumerate(whole):
+            if pattern.search(line[:LOG_MATCH_MAX].decode("utf-8", "replace")):
+                del self._watches[name]
+                on_match()
+                return
+            if time.monotonic() - started > LOG_MATCH_BUDGET:
+                if name not in self._slow:
+                    self._slow.add(name)
+                    self._warn(
+                        f'ready = "log:{pattern.pattern}" is slow on {name}\'s lines:'
+                        f" {len(whole) - done - 1} of them not searched (and so on, not said again)"
+                    )
+                return
 
     def _after_push(self, output: Output) -> None:
         if not output.watching:

@@ -26,6 +26,7 @@ PID 1 must keep reaping whatever happens.
 
 from __future__ import annotations
 
+import functools
 import os
 import selectors
 import signal
@@ -454,9 +455,15 @@ class Loop:
                     self.counters.count(self.counters.signals_forwarded, signum)
             case StartProbe(name, pid):
                 self.probed[name] = pid
-                self.prober.start(name, self.config.processes[name].ready, pid)
+                check = self.config.processes[name].ready
+                self.prober.start(name, check, pid)
+                if check.pattern is not None:  # log: the relay says when a line matches
+                    self.relay.watch(
+                        name, check.pattern, functools.partial(self._logged, name, pid)
+                    )
             case CancelProbe(name):
                 self.prober.cancel(name)
+                self.relay.unwatch(name)
             case ReadPidfile(name, path, taken):
                 self.events.append(self._read_pidfile(name, path, taken))
             case Adopt(name, path, taken):
@@ -646,6 +653,12 @@ class Loop:
             self._log_side(f"touch: {directory} was removed or renamed: no longer watched")
         if paths or overflow:
             self.feed(Touched(frozenset(paths), overflow))
+
+    def _logged(self, name: str, pid: int) -> None:
+        """NAME's instance PID wrote its `log:` line. Queued, not fed: the
+        relay may be inside a batch (a Log's catch-up); the turn's Tick
+        carries it to the core, which decides."""
+        self.events.append(Ready(name, pid))
 
     def _probe_ready(self, name: str) -> None:
         pid = self.probed[name]

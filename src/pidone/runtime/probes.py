@@ -6,6 +6,7 @@
     file:PATH        PATH exists
     exec:COMMAND     COMMAND (spawned through the caller) exits 0
     notify           the process sends READY=1 on its NOTIFY_SOCKET (sd_notify)
+    log:REGEX        not here: the log relay matches its lines (runtime/logs.py)
 
 Every socket is non-blocking and registered in the loop's selector with a
 callback taking the event mask. Each `start()` makes its first attempt as soon
@@ -147,7 +148,7 @@ class Prober:
         self._drop(name)
         self._main_pids[name] = pid
         self._status.pop(name, None)  # a status from the previous instance is stale
-        if kind == "settle":
+        if kind in ("settle", "log"):  # timed by the supervisor; matched by the log relay
             return
         chk = _Check(name, check, pid, self._clock())
         if kind == "notify":
