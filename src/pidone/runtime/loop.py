@@ -198,8 +198,8 @@ class Loop:
             if names:
                 raise sockets.UnsafePath(
                     f"pidone's runtime directory: {exc}; the notify sockets of {', '.join(names)}"
-                    ' (ready = "notify", watchdog) go there: set XDG_RUNTIME_DIR to a directory'
-                    " of pidone's user"
+                    ' (ready = "notify") go there: set XDG_RUNTIME_DIR to a directory of'
+                    " pidone's user"
                 ) from None
         except sockets.UnsafePath as exc:
             raise sockets.UnsafePath(f"pidone's runtime directory: {exc}") from None
