@@ -13,6 +13,8 @@ and `SIGHUP`/`SIGUSR1`/`SIGUSR2` when one of those arrives.
   --spam N           write N numbered lines to stdout and N to stderr at once
   --eat-memory GO    once ready, wait for the file GO; remove it, then touch
                      memory 1 MiB at a time until killed (past 4 GiB: exit 3)
+  --watchdog N       send WATCHDOG=1 every WATCHDOG_USEC/3, N times (-1: for
+                     ever), then `pings stopped`; first --flood N of them at once
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 
@@ -43,6 +46,8 @@ def main() -> None:
     p.add_argument("--term-delay", type=float, default=0.0)
     p.add_argument("--spam", type=int, default=0)
     p.add_argument("--eat-memory")
+    p.add_argument("--watchdog", type=int)
+    p.add_argument("--flood", type=int, default=0)
     args = p.parse_args()
 
     def journal(event: str) -> None:
@@ -63,6 +68,10 @@ def main() -> None:
     for other in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(other, lambda signum, frame: journal(signal.Signals(signum).name))
     journal(f"up {os.getpid()}")
+    if args.watchdog is not None:
+        threading.Thread(
+            target=pings, args=(args.watchdog, args.flood, journal), daemon=True
+        ).start()
     print(f"{args.name} is up", flush=True)
     if args.spam:
         for i in range(args.spam):
@@ -122,6 +131,25 @@ def main() -> None:
         sys.exit(args.code)
     while True:
         time.sleep(3600)
+
+
+def pings(count: int, flood: int, journal: Callable[[str], None]) -> None:
+    """sd_notify's watchdog, as a service speaks it."""
+    usec = int(os.environ["WATCHDOG_USEC"])
+    journal(f"watchdog {usec} {os.environ.get('WATCHDOG_PID', '-')}")
+    addr = os.environ["NOTIFY_SOCKET"]
+    n = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    n.connect("\0" + addr[1:] if addr.startswith("@") else addr)
+    for _ in range(flood):
+        n.send(b"WATCHDOG=1")  # blocks while pidone's queue is full
+    if flood:
+        journal("flooded")
+    sent = 0
+    while count < 0 or sent < count:
+        n.send(b"WATCHDOG=1")
+        sent += 1
+        time.sleep(usec / 3e6)
+    journal("pings stopped")
 
 
 if __name__ == "__main__":

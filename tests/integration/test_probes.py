@@ -47,6 +47,8 @@ class Harness:
         attempt_timeout: float = ATTEMPT_TIMEOUT,
         exec_timeout: float = EXEC_TIMEOUT,
         on_ready: Callable[[str], None] | None = None,
+        on_alive: Callable[[str, int, str | None], None] | None = None,
+        on_watchdog: Callable[[str, int], None] | None = None,
     ) -> None:
         self.selector = selectors.DefaultSelector()
         self.ready: list[str] = []
@@ -60,6 +62,8 @@ class Harness:
             notify_dir=notify_dir,
             attempt_timeout=attempt_timeout,
             exec_timeout=exec_timeout,
+            on_alive=on_alive,
+            on_watchdog=on_watchdog,
         )
 
     def spawn(self, name: str, argv: Sequence[str]) -> int:

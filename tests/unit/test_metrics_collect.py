@@ -181,15 +181,19 @@ def test_restarts_by_reason_start_from_zero_and_keep_unknown_reasons() -> None:
     assert restarts == {
         (("process", "web"), ("reason", "crash")): 3.0,
         (("process", "web"), ("reason", "dependency")): 0.0,
+        (("process", "web"), ("reason", "liveness")): 0.0,
         (("process", "web"), ("reason", "manual")): 1.0,
         (("process", "web"), ("reason", "ready_timeout")): 0.0,
         (("process", "web"), ("reason", "touch")): 0.0,
+        (("process", "web"), ("reason", "watchdog")): 0.0,
         (("process", "worker"), ("reason", "crash")): 0.0,
         (("process", "worker"), ("reason", "dependency")): 0.0,
+        (("process", "worker"), ("reason", "liveness")): 0.0,
         (("process", "worker"), ("reason", "manual")): 0.0,
         (("process", "worker"), ("reason", "oom-guard")): 2.0,
         (("process", "worker"), ("reason", "ready_timeout")): 0.0,
         (("process", "worker"), ("reason", "touch")): 0.0,
+        (("process", "worker"), ("reason", "watchdog")): 0.0,
     }
 
 
@@ -259,7 +263,7 @@ def test_both_formats_carry_the_same_series_and_values_are_written_as_before() -
     duration = ("pidone_scrape_duration_seconds", ())
     del text[duration], openmetrics[duration]
     assert text == openmetrics
-    assert len(text) == 43  # 2 counters, 16 states, 10 restarts, 2 oom, ... (no tree: no sampler)
+    assert len(text) == 47  # 2 counters, 16 states, 14 restarts, 2 oom, ... (no tree: no sampler)
     # dashboards and scripts grep for these lines: as pidone wrote them before
     body = generate_latest(registry(collector)).decode().splitlines()
     assert 'pidone_process_up{process="web"} 1.0' in body

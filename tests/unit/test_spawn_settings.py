@@ -60,6 +60,12 @@ SAMPLES: dict[str, Any] = {
     "success_exit_codes": (0, 3),
     "on_fatal": "exit",
     "required": True,
+    "alive": ReadyCheck("tcp", "127.0.0.1:80", host="127.0.0.1", port=80),
+    "alive_interval": 5.0,
+    "alive_timeout": 2.0,
+    "alive_failures": 1,
+    "alive_delay": 3.0,
+    "watchdog": 5.0,
 }
 
 

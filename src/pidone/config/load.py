@@ -485,6 +485,7 @@ _PROCESS_KEYS = """
     sockets restart_dependents port autostart stdin touch touch_signal pid_namespace legion
     ready_timeout backoff_initial backoff_max fatal_after fatal_window success_exit_codes
     on_fatal required
+    alive alive_interval alive_timeout alive_failures alive_delay watchdog
 """
 PROCESS_KEYS = tuple(_PROCESS_KEYS.split())
 SOCKET_KEYS = ("path", "owner", "group", "mode", "listen", "directory_mode")
@@ -761,6 +762,12 @@ def _process(
         success_exit_codes=table.get("success_exit_codes", values.exit_codes, (0,)),
         on_fatal=table.get("on_fatal", values.choice(ON_FATAL), "stay"),
         required=table.get("required", values.flag, False),
+        alive=table.get("alive", lambda value: values.alive(value, env, ctx.budget), None),
+        alive_interval=table.get("alive_interval", values.positive_seconds, 10.0),
+        alive_timeout=table.get("alive_timeout", values.positive_seconds, 1.0),
+        alive_failures=table.get("alive_failures", values.count, 3),
+        alive_delay=table.get("alive_delay", values.seconds, 0.0),
+        watchdog=table.get("watchdog", values.positive_seconds, None),
     )
     _check_backoff(ctx, where, raw, spec.backoff_initial, spec.backoff_max)
     _check_pairs(ctx, where, raw, spec)
@@ -815,6 +822,33 @@ def _environments(
 
 def _check_pairs(ctx: _Context, where: str, raw: Mapping[str, Any], spec: ProcessSpec) -> None:
     """Keys that are each fine alone and wrong together."""
+    for key in ALIVE_KEYS:
+        if key in raw and spec.alive is None:
+            ctx.problem(
+                where,
+                key,
+                raw[key],
+                'does nothing without alive; add alive = "CHECK", or remove it',
+            )
+    if spec.alive is not None and spec.alive_timeout > spec.alive_interval:
+        key = "alive_timeout" if "alive_timeout" in raw else "alive_interval"
+        ctx.problem(
+            where,
+            key,
+            raw[key],
+            f"alive_timeout ({spec.alive_timeout:g} s) is longer than alive_interval"
+            f" ({spec.alive_interval:g} s): one attempt must end before the next is due;"
+            " shorten alive_timeout or lengthen alive_interval",
+        )
+    if spec.watchdog is not None and spec.pidfile:
+        # Its pings come from the daemon, which is not below the launcher we spawned.
+        ctx.problem(
+            where,
+            "watchdog",
+            raw["watchdog"],
+            "a pidfile daemon is not below the process pidone started, so its WATCHDOG=1 would"
+            " not count; run it in the foreground (drop pidfile), or drop watchdog",
+        )
     if spec.touch_signal is not None and not spec.touch:
         ctx.problem(
             where,
@@ -864,6 +898,7 @@ def _check_failure_pairs(
             ctx.problem(where, key, value, f"does nothing with {never}")
 
 
+ALIVE_KEYS = ("alive_interval", "alive_timeout", "alive_failures", "alive_delay")
 MAX_TOUCH_PATHS = 64  # in all `touch` lists together: each may be a directory watch
 
 
@@ -924,13 +959,17 @@ def _warn_undefined(ctx: _Context, spec: ProcessSpec) -> None:
     texts = [("command", spec.command_line)]
     if spec.ready.command is not None:
         texts.append(("ready", spec.ready.target))
+    if spec.alive is not None and spec.alive.command is not None:
+        texts.append(("alive", spec.alive.target))
     if not any("$" in text for _, text in texts):
         return  # most commands: no set of names built
     known = set(spec.env) | _SHELL_VARIABLES
     if spec.user is not None and not spec.clear_env:  # as loop's _environment adds them
         known |= {"HOME", "USER", "LOGNAME"}
-    if spec.ready.kind == "notify":
+    if spec.notifies():
         known.add("NOTIFY_SOCKET")
+    if spec.watchdog is not None:
+        known.add("WATCHDOG_USEC")
     if spec.sockets:
         known |= {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}
     for key, text in texts:

@@ -192,6 +192,21 @@ class ProcessSpec:
         success_exit_codes; never a death by signal (nor UNKNOWN_STATUS, -1)."""
         return signum == 0 and status in self.success_exit_codes
 
+    # Liveness: once READY (and alive_delay later), `alive` is tried every
+    # alive_interval, each attempt given alive_timeout; alive_failures in a
+    # row restart it (reason "liveness").
+    alive: ReadyCheck | None = field(default=None, metadata=SUPERVISOR)
+    alive_interval: float = field(default=10.0, metadata=SUPERVISOR)
+    alive_timeout: float = field(default=1.0, metadata=SUPERVISOR)
+    alive_failures: int = field(default=3, metadata=SUPERVISOR)
+    alive_delay: float = field(default=0.0, metadata=SUPERVISOR)
+    # sd_notify watchdog: WATCHDOG=1 at least every this many seconds, or restarted
+    watchdog: float | None = field(default=None, metadata=SPAWN)
+
+    def notifies(self) -> bool:
+        """Does it get a NOTIFY_SOCKET (its READY=1, or its WATCHDOG=1 pings)?"""
+        return self.ready.kind == "notify" or self.watchdog is not None
+
     def runs_in_child(self) -> bool:
         """Has it a CHILD setting? Then its child has work of its own before
         exec, and it is started by fork (posix_spawn cannot run that work).

@@ -472,6 +472,20 @@ def _backtracks(items: Any, *, nested: bool) -> str:
     return ""
 
 
+def alive(value: Any, env: Mapping[str, str], budget: Budget | None = None) -> ReadyCheck:
+    """`alive`: a readiness check that can be tried again and again. READY=1
+    comes once per instance and a settle time passes once: neither says it
+    still answers."""
+    check = ready(value, env, budget)
+    if check.kind in ("notify", "settle"):
+        raise BadValue(
+            f'"{check.kind}" cannot tell that a process still answers; use one of the checks'
+            ' that can be tried again: "unix:PATH", "tcp:HOST:PORT", "http://HOST:PORT/PATH",'
+            ' "file:PATH" or "exec:COMMAND" (for sd_notify pings, use watchdog = SECONDS)'
+        )
+    return check
+
+
 def ready_http(value: str) -> ReadyCheck:
     try:
         url = urlsplit(value)

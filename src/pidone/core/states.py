@@ -50,7 +50,9 @@ from pidone.errors import IllegalTransition
 
 # Why a process was started again: the restarts counter's `reason` label
 # (every one shown from 0, so a rate() sees the first restart).
-RestartReason = Literal["crash", "manual", "dependency", "touch", "ready_timeout"]
+RestartReason = Literal[
+    "crash", "manual", "dependency", "touch", "ready_timeout", "liveness", "watchdog"
+]
 RESTART_REASONS: tuple[RestartReason, ...] = get_args(RestartReason)
 
 _State = TypeVar("_State", bound=enum.Enum)

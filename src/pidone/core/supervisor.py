@@ -59,6 +59,11 @@ each one toward what it should be doing. The rules:
 * Touched (a `touch` file, from the loop's inotify): the process is
   restarted as by ctl restart, or gets its touch_signal; at most once per
   TOUCH_WINDOW, the touches within it making one more at its end.
+* Liveness and watchdog: a READY process with `alive` gets StartLiveness;
+  alive_failures Alive errors in a row restart it as ctl restart does
+  (reason "liveness"). One with `watchdog` must send WATCHDOG=1
+  (WatchdogPing) within that many seconds of its spawn and of each ping,
+  or it is restarted so too (reason "watchdog"). Neither counts as a crash.
 * A ctl Request with a ticket is answered by one Reply: status, reload,
   signal and shutdown at once; start, stop, restart and wait-ready once
   requests.judge() says done, failed or late (at its deadline, a Tick), or
@@ -291,10 +296,28 @@ class LegionAnswered:
     reply: leasing.Reply
 
 
+@dataclass(frozen=True)
+class Alive:
+    """One attempt of NAME's liveness check (for instance PID) ended:
+    `error` None if it passed, else why not."""
+
+    name: str
+    pid: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class WatchdogPing:
+    """NAME's instance PID (or a process below it) sent WATCHDOG=1."""
+
+    name: str
+    pid: int
+
+
 EventType = (
     (Boot | Tick | Spawned | SpawnFailed | Reaped | NoChildren | Ready | PidfileRead)
     | (PidfileNotRead | SignalReceived | Request | SocketFixed | SocketNotFixed | Touched)
-    | (Adopted | NotAdopted | AdoptedExited | LegionAnswered)
+    | (Adopted | NotAdopted | AdoptedExited | LegionAnswered | Alive | WatchdogPing)
 )
 
 # --- actions (what the loop must do) ---------------------------------------------
@@ -320,7 +343,18 @@ class StartProbe:
 
 
 @dataclass(frozen=True)
+class StartLiveness:
+    """NAME is READY: try its `alive` check (alive_delay from now, then every
+    alive_interval) on instance PID until CancelProbe."""
+
+    name: str
+    pid: int
+
+
+@dataclass(frozen=True)
 class CancelProbe:
+    """Both of NAME's checks: readiness and liveness."""
+
     name: str
 
 
@@ -428,7 +462,7 @@ class LegionRequest:
 
 Action = (
     Spawn | Kill | StartProbe | CancelProbe | ReadPidfile | FixSocket | Collect | KillLeftovers
-) | (Log | Sweep | Exit | Reply | Notify | Adopt | LegionRequest)
+) | (Log | Sweep | Exit | Reply | Notify | Adopt | LegionRequest | StartLiveness)
 
 
 def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
@@ -485,6 +519,8 @@ class _Proc:
     oom_kills: int = 0  # deaths the kernel's OOM killer caused
     touch_quiet_until: float = 0.0  # a touch before then waits for it (TOUCH_WINDOW)
     touch_pending: bool = False  # touched during the window: act at its end
+    alive_failed: int = 0  # liveness attempts failed in a row, this instance
+    watchdog_due: float | None = None  # restarted then unless a WATCHDOG=1 comes first
 
     @property
     def name(self) -> str:
@@ -679,8 +715,15 @@ class Supervisor:
                 lease, changes = leasing.answered(self.leases[name], reply, now)
                 self.leases[name] = lease
                 self._lease_changed(lease, changes, out)
+            case Alive(name, pid, error):
+                self._on_alive(self.procs[name], pid, error, out)
+            case WatchdogPing(name, pid):
+                p = self.procs[name]
+                if p.watchdog_due is not None and pid == p.spawned_pid and p.spec.watchdog:
+                    p.watchdog_due = now + p.spec.watchdog
         self._drain_due(out)
         self._touches_due(out)
+        self._watchdogs_due(out)
         self._leases_due(out)
         self._reconcile(out)
         self._leases_due(out)  # the reconcile may have brought the last legion process down
@@ -706,6 +749,8 @@ class Supervisor:
             times += p.awaiting_sockets.values()
             if p.touch_pending:
                 times.append(p.touch_quiet_until)
+            if p.watchdog_due is not None:
+                times.append(p.watchdog_due)
         if self.sweep_deadline is not None and self.phase is Phase.SWEEP_TERM:
             times.append(self.sweep_deadline)
         if self.drain_until is not None and self.draining:
@@ -793,10 +838,15 @@ class Supervisor:
         timeout = p.spec.ready_timeout
         p.ready_deadline = None if timeout is None else self.now + timeout
         p.ready_timed_out = False
+        p.alive_failed = 0
+        watchdog = p.spec.watchdog
+        p.watchdog_due = None if watchdog is None else self.now + watchdog
         ready = p.spec.ready
         if ready.kind == "settle":
             seconds = ready.seconds if ready.seconds is not None else self.settings.settle_time
             p.settle_at = self.now + seconds
+            if watchdog is not None:  # no check, but the prober learns whose pings count
+                out.append(StartProbe(p.name, pid))
         else:
             p.settle_at = None
             out.append(StartProbe(p.name, pid))
@@ -878,6 +928,7 @@ class Supervisor:
         p.pid = None
         p.stop_deadline = None
         p.settle_at = None
+        p.watchdog_due = None
         p.awaiting_sockets.clear()
         p.release()
         p.exits_by_status[status] = p.exits_by_status.get(status, 0) + 1
@@ -977,6 +1028,44 @@ class Supervisor:
         p.ready_at = self.now
         p.ready_deadline = None
         out.append(Log(p.name, "ready"))
+        pid = p.pid if p.pid is not None else p.spawned_pid
+        if p.spec.alive is not None and pid is not None:
+            out.append(StartLiveness(p.name, pid))
+
+    def _on_alive(self, p: _Proc, pid: int, error: str | None, out: list[Action]) -> None:
+        """A liveness attempt ended: alive_failures failed in a row restart it
+        (as ctl restart does: its stop signal and timeout, dependents cycled)."""
+        if p.state is not S.READY or p.goal is not Goal.UP or self.shutting_down:
+            return  # a late answer, or a restart already under way
+        if pid not in (p.pid, p.spawned_pid):
+            return
+        if error is None:
+            p.alive_failed = 0
+            return
+        p.alive_failed += 1
+        n, limit = p.alive_failed, p.spec.alive_failures
+        if n < limit:
+            out.append(Log(p.name, f"liveness check failed ({n} of {limit}): {error}", True))
+            return
+        p.alive_failed = 0
+        line = f"liveness check failed {n} times in a row ({error}): restarting"
+        out.append(Log(p.name, line, True))
+        self._restart([p.name], "liveness")
+
+    def _watchdogs_due(self, out: list[Action]) -> None:
+        """No WATCHDOG=1 within `watchdog` seconds: restarted (as ctl restart)."""
+        for p in self.procs.values():
+            due = p.watchdog_due
+            if due is None or self.now < due:
+                continue
+            p.watchdog_due = None
+            if p.state not in (S.RUNNING, S.READY) or p.goal is not Goal.UP:
+                continue
+            if self.shutting_down:
+                continue
+            line = f"watchdog: no WATCHDOG=1 within {p.spec.watchdog:g} s: restarting"
+            out.append(Log(p.name, line, True))
+            self._restart([p.name], "watchdog")
 
     def _on_socket_fixed(self, p: _Proc, sock: str, out: list[Action]) -> None:
         if sock not in p.awaiting_sockets:
@@ -1339,6 +1428,7 @@ class Supervisor:
         if p.state is not S.STOPPING:
             return
         p.release()
+        p.watchdog_due = None
         p.stop_deadline = self.now + p.spec.stop_timeout
         if p.spec.legion is not None:  # never past the lease it runs under
             by = self.leases[p.spec.legion].must_stop_by()

@@ -60,6 +60,7 @@ from pidone.core.supervisor import (
     Adopt,
     Adopted,
     AdoptedExited,
+    Alive,
     Boot,
     CancelProbe,
     Collect,
@@ -87,11 +88,13 @@ from pidone.core.supervisor import (
     Spawn,
     Spawned,
     SpawnFailed,
+    StartLiveness,
     StartProbe,
     Supervisor,
     Sweep,
     Tick,
     Touched,
+    WatchdogPing,
 )
 
 Callback = Callable[[int], None]
@@ -118,6 +121,8 @@ class Loop:
             self._probe_ready,
             spawn=self._spawn_check,
             notify_dir=self.rundir.notify_dir,
+            on_alive=lambda name, pid, error: self.feed(Alive(name, pid, error)),
+            on_watchdog=lambda name, pid: self.feed(WatchdogPing(name, pid)),
         )
         self.events: deque[EventType] = deque()
         self.exit_code: int | None = None
@@ -178,7 +183,7 @@ class Loop:
             return
         if self.rundir.note is not None:
             self._log_side(f"{self.rundir.note}: using {self.rundir.path}")
-        names = [n for n, s in self.config.processes.items() if s.ready.kind == "notify"]
+        names = [n for n, s in self.config.processes.items() if s.notifies()]
         paths = [path] + [os.path.join(self.rundir.notify_dir, f"{n}.sock") for n in names]
         for long in paths:
             if len(os.fsencode(long)) > sockets.SUN_PATH_MAX:
@@ -464,6 +469,17 @@ class Loop:
             case CancelProbe(name):
                 self.prober.cancel(name)
                 self.relay.unwatch(name)
+            case StartLiveness(name, pid):
+                spec = self.config.processes[name]
+                assert spec.alive is not None
+                self.prober.start_alive(
+                    name,
+                    spec.alive,
+                    pid,
+                    spec.alive_delay,
+                    spec.alive_interval,
+                    spec.alive_timeout,
+                )
             case ReadPidfile(name, path, taken):
                 self.events.append(self._read_pidfile(name, path, taken))
             case Adopt(name, path, taken):
@@ -560,8 +576,12 @@ class Loop:
         """Spawn it: (its pid, the PATH its program was searched in)."""
         ident = self.identities[spec.name]
         env = _environment(spec, ident)
-        if spec.ready.kind == "notify":
+        if spec.notifies():
             env["NOTIFY_SOCKET"] = self.prober.notify_socket(spec.name, ident.uid, ident.gid)
+        if spec.watchdog is not None:
+            # No WATCHDOG_PID: its pid is known only after the spawn (posix_spawn
+            # cannot set it), and sd_notify takes a missing one as "for you".
+            env["WATCHDOG_USEC"] = str(max(1, round(spec.watchdog * 1_000_000)))
         fds = {
             0: self.stdin if spec.stdin else self.devnull,
             1: self.relay.pipe_for(spec.name, "stdout"),

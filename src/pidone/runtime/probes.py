@@ -18,6 +18,19 @@ timeout per attempt and nothing else. `on_ready(name)` is called exactly once
 per `start()`, after which that check is gone; `next_deadline()` is None once
 nothing is pending, so an idle loop sleeps.
 
+Liveness (`start_alive()`) uses the same checks but never ends: one attempt
+`delay` after the start, then one every `interval` (from the start of the
+last), each abandoned after `timeout` (exec: too); `on_alive(name, pid,
+error)` reports each (error None: it passed). Between attempts nothing is
+open and the only deadline is the next attempt's, so an idle pidone wakes
+only for its probes. An answer is read up to its status line, at most
+_STATUS_LINE_MAX bytes: a huge or trickling one costs no more than that
+and the timeout.
+
+WATCHDOG=1 on a notify socket, from the instance or below it, calls
+`on_watchdog(name, pid)`: once per batch of datagrams read, so a flood of
+pings costs the core one event per _NOTIFY_BATCH datagrams.
+
 Host names in tcp:/http: checks are resolved once per `start()`. Numeric
 addresses never touch the resolver; a name is looked up with getaddrinfo,
 which for names in /etc/hosts (like localhost) only reads that file. A name
@@ -98,6 +111,9 @@ class _Check:
         self.out = b""
         self.received = b""
         self.child: int | None = None
+        # Liveness: (interval, timeout) and when the attempt in flight began.
+        self.live: tuple[float, float] | None = None
+        self.began = now
 
 
 class Prober:
@@ -113,6 +129,8 @@ class Prober:
         notify_dir: str = NOTIFY_DIR,
         attempt_timeout: float = ATTEMPT_TIMEOUT,
         exec_timeout: float = EXEC_TIMEOUT,
+        on_alive: Callable[[str, int, str | None], None] | None = None,
+        on_watchdog: Callable[[str, int], None] | None = None,
     ) -> None:
         self._selector = selector
         self._on_ready = on_ready
@@ -122,6 +140,9 @@ class Prober:
         self._attempt_timeout = attempt_timeout
         self._exec_timeout = exec_timeout
         self._checks: dict[str, _Check] = {}
+        self._alive: dict[str, _Check] = {}  # liveness checks, beside readiness ones
+        self._on_alive = on_alive
+        self._on_watchdog = on_watchdog
         self._children: dict[int, _Check] = {}  # running exec: checks by pid
         self._killed: set[int] = set()  # abandoned exec: children not reaped yet
         self._notify: dict[str, tuple[socket.socket, str]] = {}
@@ -157,9 +178,29 @@ class Prober:
             self._resolve(chk)
         self._checks[name] = chk
 
+    def start_alive(
+        self, name: str, check: ReadyCheck, pid: int, delay: float, interval: float, timeout: float
+    ) -> None:
+        """Check that instance `pid` of `name` still answers, until cancel()."""
+        if check.kind in ("notify", "settle"):
+            raise ValueError(f"{name}: {check.kind} cannot be a liveness check")
+        if check.kind == "exec" and check.command is None:
+            raise ValueError(f"{name}: exec check without a command")
+        old = self._alive.pop(name, None)
+        if old is not None:
+            self._end_attempt(old)
+        chk = _Check(name, check, pid, self._clock() + delay)
+        chk.live = (interval, timeout)
+        if check.kind in ("tcp", "http"):
+            self._resolve(chk)
+        self._alive[name] = chk
+
     def cancel(self, name: str) -> None:
         """The process stopped or exited: stop checking, kill an exec: child."""
         self._drop(name)
+        old = self._alive.pop(name, None)
+        if old is not None:
+            self._end_attempt(old)
         self._main_pids.pop(name, None)
 
     def child_exited(self, pid: int, wait_status: int) -> bool:
@@ -179,17 +220,15 @@ class Prober:
         return True
 
     def next_deadline(self) -> float | None:
-        times = [
-            t for chk in self._checks.values() for t in (chk.deadline, chk.due) if t is not None
-        ]
+        times = [t for chk in self._all() for t in (chk.deadline, chk.due) if t is not None]
         return min(times, default=None)
 
     def run_due(self, now: float) -> None:
-        for chk in list(self._checks.values()):
-            if self._checks.get(chk.name) is not chk:
+        for chk in list(self._all()):
+            if not self._current(chk):
                 continue  # an on_ready callback cancelled or restarted it
             if chk.deadline is not None and now >= chk.deadline:
-                limit = self._exec_timeout if chk.child is not None else self._attempt_timeout
+                limit = self._limit(chk)
                 chk.first_address = (chk.address + 1) % max(len(chk.addresses), 1)
                 self._fail(chk, f"no answer within {limit:g} s", now)
             elif chk.due is not None and now >= chk.due:
@@ -205,7 +244,7 @@ class Prober:
         return self._status.get(name)
 
     def close(self) -> None:
-        for name in list(self._checks):
+        for name in [*self._checks, *self._alive]:
             self.cancel(name)
         for sock, path in self._notify.values():
             self._selector.unregister(sock)
@@ -249,13 +288,14 @@ class Prober:
         return path
 
     def _receive(self, name: str, sock: socket.socket) -> None:
+        pinged = False
         for _ in range(_NOTIFY_BATCH):
             try:
                 data, ancillary, flags, _ = sock.recvmsg(_NOTIFY_MAX, _NOTIFY_ANCILLARY)
             except (BlockingIOError, InterruptedError):
-                return
+                break
             except OSError:
-                return  # closed under us by an on_ready callback (close())
+                break  # closed under us by an on_ready callback (close())
             pid = 0
             for level, kind, payload in ancillary:
                 if level != socket.SOL_SOCKET:
@@ -266,9 +306,13 @@ class Prober:
                     for (fd,) in struct.iter_unpack("i", payload[: len(payload) // 4 * 4]):
                         os.close(fd)
             if not flags & socket.MSG_TRUNC:
-                self._notification(name, pid, data)
+                pinged |= self._notification(name, pid, data)
+        main = self._main_pids.get(name)
+        if pinged and main is not None and self._on_watchdog is not None:
+            self._on_watchdog(name, main)  # once per batch: a flood is one event per batch
 
-    def _notification(self, name: str, pid: int, data: bytes) -> None:
+    def _notification(self, name: str, pid: int, data: bytes) -> bool:
+        """Act on one datagram; True if it was a WATCHDOG=1 that counts."""
         # The socket outlives instances and any process of the user may write
         # to it: a READY=1 must come from this instance's main pid or one of
         # its descendants (the kernel-checked SO_PASSCRED pid, not a MAINPID=
@@ -279,20 +323,23 @@ class Prober:
             chk = self._checks.get(name)
             if chk is not None:
                 chk.last_error = f"ignored a notification from pid {pid}: not {main} or below it"
-            return
-        ready = False
+            return False
+        ready = pinged = False
         for line in data.decode("utf-8", "replace").split("\n"):
             key, _, value = line.partition("=")
             if key == "READY":
                 ready = ready or value == "1"
             elif key == "STATUS":
                 self._status[name] = value
-            # STOPPING, RELOADING and WATCHDOG are ignored: the supervisor's own
+            elif key == "WATCHDOG":
+                pinged = pinged or value == "1"
+            # STOPPING and RELOADING are ignored: the supervisor's own
             # states cover them. MAINPID is not followed: it is the sender's
             # word, and daemonizing programs are followed through `pidfile`.
         chk = self._checks.get(name)
         if ready and chk is not None and chk.check.kind == "notify":
             self._succeed(chk)
+        return pinged
 
     def _descends_from(self, pid: int, ancestor: int) -> bool:
         """pid is `ancestor` or below it, by the /proc ppid chain. A sender
@@ -313,6 +360,7 @@ class Prober:
     def _attempt(self, chk: _Check, now: float) -> None:
         chk.attempts += 1
         chk.due = None
+        chk.began = now
         kind = chk.check.kind
         if kind == "file":
             path = chk.check.path or ""
@@ -331,11 +379,11 @@ class Prober:
                 return
             chk.child = pid
             self._children[pid] = chk
-            chk.deadline = now + self._exec_timeout
+            chk.deadline = now + self._limit(chk)
         elif chk.resolve_error is not None:
             self._fail(chk, chk.resolve_error, now)
         else:
-            chk.deadline = now + self._attempt_timeout
+            chk.deadline = now + self._limit(chk)
             chk.address = chk.first_address
             self._connect(chk)
 
@@ -400,7 +448,7 @@ class Prober:
         self._fail(chk, "; ".join(errors))
 
     def _on_socket(self, chk: _Check, sock: socket.socket) -> None:
-        if self._checks.get(chk.name) is not chk or chk.sock is not sock:
+        if not self._current(chk) or chk.sock is not sock:
             return  # stale event: the attempt ended earlier in this loop iteration
         if chk.phase != "connect":
             self._exchange(chk)
@@ -501,16 +549,42 @@ class Prober:
 
     # --- bookkeeping ------------------------------------------------------------------
 
+    def _all(self) -> list[_Check]:
+        return [*self._checks.values(), *self._alive.values()]
+
+    def _current(self, chk: _Check) -> bool:
+        """Is chk still the check of its kind for its process (not dropped by a callback)?"""
+        table = self._checks if chk.live is None else self._alive
+        return table.get(chk.name) is chk
+
+    def _limit(self, chk: _Check) -> float:
+        """How long the attempt in flight may take."""
+        if chk.live is not None:
+            return chk.live[1]
+        return self._exec_timeout if chk.check.kind == "exec" else self._attempt_timeout
+
     def _succeed(self, chk: _Check) -> None:
         self._end_attempt(chk)
+        if chk.live is not None:
+            self._alive_result(chk, None, self._clock())
+            return
         del self._checks[chk.name]  # before on_ready, which may start() it again
         self._on_ready(chk.name)
 
     def _fail(self, chk: _Check, error: str, now: float | None = None) -> None:
         self._end_attempt(chk)
         chk.last_error = error
+        if chk.live is not None:
+            self._alive_result(chk, error, self._clock() if now is None else now)
+            return
         chk.due = (self._clock() if now is None else now) + chk.interval
         chk.interval = min(chk.interval * 2, MAX_INTERVAL)
+
+    def _alive_result(self, chk: _Check, error: str | None, now: float) -> None:
+        # The next attempt is scheduled before the report, which may cancel it.
+        chk.due = max(now, chk.began + chk.live[0]) if chk.live is not None else now
+        if self._on_alive is not None:
+            self._on_alive(chk.name, chk.pid, error)
 
     def _drop(self, name: str) -> None:
         chk = self._checks.pop(name, None)
