@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.running import PIDONE, PYTHON, Init, wait_for
+from tests.helpers.running import PYTHON, Init, wait_for
 from tests.helpers.stack import Stack
+from tests.pid1.test_control import ctl
 
 
 class Manager:
@@ -196,16 +197,7 @@ def test_a_notify_socket_nobody_reads_does_not_stall_pidone(mode: str, tmp_path:
     with Stack(mode, tmp_path) as stack:
         stack.start(three(stack, tmp_path, delay=0.0), prefix=env)
         stack.wait_for("sdn_b listening", "sdn_c listening")
-        ctl = [
-            PIDONE,
-            "ctl",
-            "--socket",
-            str(stack.control_socket),
-            "wait-ready",
-            "--timeout",
-            "20",
-        ]
-        assert subprocess.run(ctl, capture_output=True, timeout=30).returncode == 0
+        assert ctl(stack, "wait-ready", "--timeout", "20").returncode == 0
         time.sleep(0.5)  # a dozen watchdog pings, each refused
         began = time.monotonic()
         stack.init.signal(signal.SIGTERM)
@@ -235,16 +227,7 @@ def test_a_notify_socket_that_is_missing_or_garbage_does_not_kill_pidone(
     with Stack("subreaper", tmp_path) as stack:
         stack.start(three(stack, tmp_path, delay=0.0), prefix=env)
         stack.wait_for("sdn_b listening", "sdn_c listening")
-        ctl = [
-            PIDONE,
-            "ctl",
-            "--socket",
-            str(stack.control_socket),
-            "wait-ready",
-            "--timeout",
-            "20",
-        ]
-        assert subprocess.run(ctl, capture_output=True, timeout=30).returncode == 0
+        assert ctl(stack, "wait-ready", "--timeout", "20").returncode == 0
         stack.init.signal(signal.SIGTERM)
         assert stack.init.wait() == 0
         _, err = stack.output()
