@@ -336,6 +336,17 @@ def pip_conf() -> Path:
 # ------------------------------------------------------------ the images ---
 
 
+def ensure(name: str, key: str, dockerfile: Path, house: Path, **args: str) -> tuple[str, float]:
+    """PREFIX/NAME:KEY, built unless it exists (older tags of NAME dropped);
+    and the seconds its build took (0: it was there)."""
+    tag = f"{PREFIX}/{name}:{key}"
+    if image_exists(tag):
+        return tag, 0.0
+    took = build(tag, dockerfile, house, args)
+    drop_old_tags(f"{PREFIX}/{name}", keep=tag)
+    return tag, took
+
+
 def build(tag: str, dockerfile: Path, house: Path, args: dict[str, str]) -> float:
     started = time.monotonic()
     argv = [
@@ -383,16 +394,7 @@ def ensure_images() -> Images:
             ]
         ),
     )
-    pidone = f"{PREFIX}/pidone:{key}"
-    timings["pidone"] = 0.0
-    if not image_exists(pidone):
-        timings["pidone"] = build(
-            pidone,
-            dockerfile,
-            house,
-            {"BASE": base, "BUILDER": builder},
-        )
-        drop_old_tags(f"{PREFIX}/pidone", keep=pidone)
+    pidone, timings["pidone"] = ensure("pidone", key, dockerfile, house, BASE=base, BUILDER=builder)
 
     webapp_dockerfile = WEBAPP / "Dockerfile"
     key = digest(
@@ -405,29 +407,18 @@ def ensure_images() -> Images:
             + [WEBAPP / n for n in ("app.py", "tasks.py", "requirements.txt")]
         ),
     )
-    webapp = f"{PREFIX}/webapp:{key}"
-    timings["webapp"] = 0.0
-    if not image_exists(webapp):
-        timings["webapp"] = build(
-            webapp, webapp_dockerfile, house, {"PIDONE_IMAGE": pidone, "BUILDER": builder}
-        )
-        drop_old_tags(f"{PREFIX}/webapp", keep=webapp)
+    webapp, timings["webapp"] = ensure(
+        "webapp", key, webapp_dockerfile, house, PIDONE_IMAGE=pidone, BUILDER=builder
+    )
 
     systemd_base, timings["systemd"] = ensure_base("bookworm-systemd", SYSTEMD_PACKAGES, mirror)
     site_house = site_wheelhouse()
     key = digest(
         RECIPE, pidone, systemd_base, site_house.name, files_digest([SITE_DOCKERFILE, SITE])
     )
-    site = f"{PREFIX}/site:{key}"
-    timings["site"] = 0.0
-    if not image_exists(site):
-        timings["site"] = build(
-            site,
-            SITE_DOCKERFILE,
-            site_house,
-            {"PIDONE_IMAGE": pidone, "SYSTEMD_BASE": systemd_base},
-        )
-        drop_old_tags(f"{PREFIX}/site", keep=site)
+    site, timings["site"] = ensure(
+        "site", key, SITE_DOCKERFILE, site_house, PIDONE_IMAGE=pidone, SYSTEMD_BASE=systemd_base
+    )
     return Images(
         base=base, builder=builder, pidone=pidone, webapp=webapp, site=site, timings=timings
     )
