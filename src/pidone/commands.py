@@ -303,7 +303,7 @@ def run_subcommand(argv: list[str]) -> int:
     from pidone.system import sockets
 
     try:
-        return loop.run(config)
+        return loop.run(config, reload=lambda: load_config(args))
     except sockets.UnsafePath as exc:
         sys.stderr.write(f"pidone: refusing to start: {exc}\n")
         return 2

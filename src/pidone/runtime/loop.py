@@ -103,8 +103,17 @@ Answer = Callable[[dict[str, Any]], None]  # sends a ctl client its reply
 
 
 class Loop:
-    def __init__(self, config: Config, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        reload: Callable[[], Config] | None = None,
+    ) -> None:
         self.config = config
+        # Reads the configuration again as `pidone run` read it (the same
+        # files, options and environment); raises ConfigError. None: cannot.
+        self.reload = reload
         self.clock = clock
         self.selector = selectors.DefaultSelector()
         self.core = Supervisor(config, clock())
@@ -788,8 +797,8 @@ def socket_owner(sock: SocketSpec) -> tuple[int, int]:
     return uid, gid
 
 
-def run(config: Config) -> int:
-    loop = Loop(config)
+def run(config: Config, reload: Callable[[], Config] | None = None) -> int:
+    loop = Loop(config, reload=reload)
     loop.prepare_runtime_dir()  # before anything starts; UnsafePath stops us here
     loop.prepare_sockets()
     return loop.run()
