@@ -5,12 +5,10 @@ broker and the result backend."""
 from __future__ import annotations
 
 import os
-import socket
 import time
 from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready
 
 REDIS_SOCKET = os.environ.get("REDIS_SOCKET", "/run/pidone-site/redis.sock")
 REDIS_URL = f"redis+socket://{REDIS_SOCKET}"
@@ -41,17 +39,3 @@ def tick() -> float:
     now = time.time()
     celery.backend.set("site:last-tick", str(now))
     return now
-
-
-@worker_ready.connect
-def tell_pidone_we_are_ready(**_: Any) -> None:
-    """READY=1 on $NOTIFY_SOCKET (sd_notify) once the worker consumes:
-    pidone.toml says `ready = "notify"` for the worker."""
-    address = os.environ.get("NOTIFY_SOCKET", "")
-    if not address:
-        return
-    if address.startswith("@"):
-        address = "\0" + address[1:]
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.connect(address)
-        sock.sendall(b"READY=1\nSTATUS=consuming tasks\n")
