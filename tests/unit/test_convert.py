@@ -164,7 +164,12 @@ def test_site_keys_map_to_pidone_keys() -> None:
     assert processes["celery-beat"]["restart"] == "never"
     assert processes["flower"]["restart"] == "always"
     assert celery["restart"] == "on-failure"
-    assert toml(conv)["pidone"] == {"fatal_after": 6}  # the largest startretries (5) + 1
+    # startretries = N: FATAL after N + 1 failed starts, each program its own
+    assert [celery["fatal_after"], processes["celery-beat"]["fatal_after"]] == [2, 6]
+    assert "fatal_after" not in processes["web"] and "pidone" not in toml(conv)
+    # exitcodes: the exits supervisord does not restart under autorestart = unexpected
+    assert celery["success_exit_codes"] == [0, 2]
+    assert "success_exit_codes" not in processes["web"]
 
 
 def test_site_priority_becomes_after_levels_without_cycling_dependents() -> None:
@@ -183,7 +188,6 @@ def test_site_what_is_not_translated_is_listed_with_its_line() -> None:
         12: "[include]",
         15: "[group:site]",
         33: "[program:web] stdout_logfile, redirect_stderr",
-        44: "[program:celery] exitcodes = 0,2",
         57: "[program:celery.beat] killasgroup = false",
         64: "[eventlistener:memmon]",
         68: "[fcgi-program:php]",

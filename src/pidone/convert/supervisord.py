@@ -104,7 +104,6 @@ class _Reader:
         self.global_env: dict[str, str] = {}
         self.global_umask: str | None = None
         self.levels: list[tuple[int, list[str], Entry | None]] = []  # priority, names, line
-        self.retries: list[tuple[int, str, str, Entry | None]] = []
 
     def where(self, line: int) -> str:
         return f"{self.path}:{line}"
@@ -163,7 +162,6 @@ class _Reader:
                     "not a supervisord section pidone import knows; ignored",
                 )
         self._order()
-        self._fatal_after()
 
     def _groups(self, sections: list[Section]) -> dict[str, str]:
         """program name -> its [group:x] name (for %(group_name)s)."""
@@ -276,10 +274,6 @@ class _Reader:
         if autostart:
             priority = self._integer(keys.get("priority"), DEFAULT_PRIORITY, -(10**9), 10**9)
             self.levels.append((priority, names, keys.get("priority")))
-        retries = self._integer(keys.get("startretries"), DEFAULT_STARTRETRIES, 0, 10**6)
-        retries_entry = keys.get("startretries")
-        where = self.where((retries_entry or section).line)
-        self.retries.append((retries, title, where, retries_entry))
 
     def _resolve(
         self, raw: dict[str, Entry], base: Mapping[str, object], title: str
@@ -341,6 +335,13 @@ class _Reader:
         if not autostart:
             put["autostart"] = False
         put["restart"] = self._restart(keys, title)
+        if "startretries" in keys:  # supervisord gives up after startretries + 1 failed starts
+            retries = self._integer(keys["startretries"], DEFAULT_STARTRETRIES, 0, 10**6)
+            put["fatal_after"] = retries + 1
+        if "exitcodes" in keys:  # the "expected" exits: not restarted under "unexpected"
+            codes = self._exit_codes(keys["exitcodes"])
+            if codes != [0]:
+                put["success_exit_codes"] = codes
         if "startsecs" in keys:
             secs = self._integer(keys["startsecs"], DEFAULT_STARTSECS, 0, int(values.MAX_SECONDS))
             if secs != DEFAULT_STARTSECS:
@@ -378,20 +379,6 @@ class _Reader:
                 f"{self.where(entry.line)}: {title} autorestart = {shown(entry.value)}: "
                 "supervisord takes true, false or unexpected"
             )
-        codes_entry = keys.get("exitcodes")
-        if codes_entry is not None:
-            codes = []
-            for part in codes_entry.value.split(","):
-                code = self._integer(Entry("exitcodes", part.strip(), codes_entry.line), 0, 0, 255)
-                codes.append(code)
-            if set(codes) != {0}:
-                self.conv.note(
-                    self.where(codes_entry.line),
-                    f"{title} exitcodes = {codes_entry.value}",
-                    'translated as restart = "on-failure": pidone counts only status 0 as '
-                    "expected, so any other status is restarted"
-                    + ("" if 0 in codes else ", and a status 0 is not restarted"),
-                )
         return "on-failure"
 
     # --- start order and FATAL ------------------------------------------------------
@@ -421,22 +408,13 @@ class _Reader:
                 "each program alone)",
             )
 
-    def _fatal_after(self) -> None:
-        """startretries is per program; pidone's fatal_after is one setting: the
-        largest, when any program sets one (supervisord gives up after
-        startretries + 1 failed starts in a row)."""
-        if not any(entry is not None for _, _, _, entry in self.retries):
-            return
-        most = max(retries for retries, _, _, _ in self.retries)
-        self.conv.settings["fatal_after"] = most + 1
-        for retries, title, where, _ in self.retries:
-            if retries != most:
-                self.conv.note(
-                    where,
-                    f"{title} startretries = {retries}",
-                    f"pidone's fatal_after is one setting for all processes: set to {most + 1} "
-                    "(the largest startretries + 1)",
-                )
+    def _exit_codes(self, entry: Entry) -> list[int]:
+        codes = []
+        for part in entry.value.split(","):
+            code = self._integer(Entry("exitcodes", part.strip(), entry.line), 0, 0, 255)
+            if code not in codes:
+                codes.append(code)
+        return codes
 
     # --- values -------------------------------------------------------------------
 
