@@ -1974,3 +1974,10 @@ def test_a_changed_socket_is_reopened_and_restarts_its_user(tmp_path: Path) -> N
     ]
     assert shape == ["CloseSocket", "Reconfigured", "OpenSocket"]
     assert kills(out) == [("web", TERM, False)]
+
+
+def test_an_added_process_is_spawned_after_the_loop_has_its_new_config(tmp_path: Path) -> None:
+    sim = booted_chain(tmp_path, THREE)
+    out = sim.do(Reconfigure(reread(tmp_path, THREE + '[process.d]\ncommand = "d"\n')))
+    order = [type(a).__name__ for a in out if isinstance(a, Reconfigured | Spawn)]
+    assert order == ["Reconfigured", "Spawn"]

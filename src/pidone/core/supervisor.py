@@ -524,9 +524,9 @@ class Forget:
 
 
 Action = (
-    Spawn | Kill | StartProbe | CancelProbe | ReadPidfile | FixSocket | Collect | KillLeftovers
-) | (Log | Sweep | Exit | Reply | Notify | Adopt | LegionRequest | StartLiveness) | (
-    Reconfigured | CloseSocket | OpenSocket | Forget
+    (Spawn | Kill | StartProbe | CancelProbe | ReadPidfile | FixSocket | Collect | KillLeftovers)
+    | (Log | Sweep | Exit | Reply | Notify | Adopt | LegionRequest | StartLiveness)
+    | (Reconfigured | CloseSocket | OpenSocket | Forget)
 )
 
 
@@ -537,7 +537,9 @@ def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
     Log costs a write to pidone's output and a look at the process's pipes:
     a restart or a forwarded signal must not wait for the lines that tell of
     it. (Sweep stays where it is: it reaps, which feeds new events at once.)"""
-    urgent = (Spawn, Collect, Kill, KillLeftovers)  # Collect walks the tree before it is signalled
+    # Collect walks the tree before it is signalled; ctl update's config
+    # and sockets come before any Spawn that needs them.
+    urgent = (CloseSocket, Reconfigured, OpenSocket, Spawn, Collect, Kill, KillLeftovers)
     first = [a for a in actions if isinstance(a, urgent)]
     if not first or len(first) == len(actions):
         return actions
