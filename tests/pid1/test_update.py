@@ -227,3 +227,23 @@ def test_a_reread_of_thousands_of_shell_commands_is_bounded_and_reaping_goes_on(
         assert took < 20, f"reread took {took:.1f} s"
         wait_for(lambda: stack.count("flap up") > ups + 1, timeout=10, what="flap restarted")
         print(f"reread of 3000 shell commands: {took:.2f} s")
+
+
+def test_a_removed_notify_process_leaves_no_notify_socket_behind(mode: str, tmp_path: Path) -> None:
+    with Stack(mode, tmp_path) as stack:
+        stack.start(base(stack))
+        ready(stack, "a")
+        notify = f'[process.n]\ncommand = "{stack.svc("n", "--notify")}"\nready = "notify"\n'
+        rewrite(stack, base(stack) + notify)
+        done = ctl(stack, "update")
+        assert done.returncode == 0, done.stderr
+        assert "n: ready" in done.stdout
+        environ = Path(f"/proc/{stack.host_pid('n')}/environ").read_bytes().split(b"\0")
+        (line,) = [v for v in environ if v.startswith(b"NOTIFY_SOCKET=")]
+        path = Path(os.fsdecode(line.partition(b"=")[2]))
+        assert path.is_socket()
+        rewrite(stack, base(stack))
+        done = ctl(stack, "update")
+        assert done.returncode == 0, done.stderr
+        assert not path.exists()
+        assert "n" not in status(stack)

@@ -625,7 +625,7 @@ class Loop:
         self.leaving.pop(name, None)
         for table in (self.identities, self.preparers, self.launchers, self.probed, self.trees):
             table.pop(name, None)
-        self.prober.cancel(name)
+        self.prober.forget(name)
         self.relay.unwatch(name)
 
     def _warn_uncaught_stop(self, name: str, pid: int, signum: int) -> None:
