@@ -1981,3 +1981,22 @@ def test_an_added_process_is_spawned_after_the_loop_has_its_new_config(tmp_path:
     out = sim.do(Reconfigure(reread(tmp_path, THREE + '[process.d]\ncommand = "d"\n')))
     order = [type(a).__name__ for a in out if isinstance(a, Reconfigured | Spawn)]
     assert order == ["Reconfigured", "Spawn"]
+
+
+def test_a_process_added_back_while_its_removal_still_stops_it_is_not_lost(
+    tmp_path: Path,
+) -> None:
+    toml = THREE.replace('command = "c"', 'command = "c"\nstop_timeout = 30')
+    sim = booted_chain(tmp_path, toml)
+    old = sim.pid("c")
+    out = sim.do(Reconfigure(reread(tmp_path, toml.split("[process.c]")[0])))
+    assert kills(out) == [("c", TERM, False)]
+    back = toml.replace('command = "c"', 'command = "c2"')
+    out = sim.do(Reconfigure(reread(tmp_path, back), ticket=11))
+    assert spawns(out) == [] and sim.pid("c") == old  # the old instance is still supervised
+    out = sim.exit("c", killed(TERM))
+    assert spawns(out) == ["c"] and not [a for a in out if isinstance(a, Forget)]
+    assert sim.core.procs["c"].spec.command.argv == ("c2",)
+    (outcome,) = outcomes(sim.at(sim.now + 1.5))
+    assert outcome.ok and outcome.results == (Result("c", S.READY),)
+    assert sim.core.procs["c"].restarts_by_reason == {"manual": 1}

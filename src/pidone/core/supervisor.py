@@ -1757,7 +1757,16 @@ class Supervisor:
             p = self.procs[n]
             p.goal, p.leaving, p.pending = Goal.DOWN, True, None
         for n in d.added:
-            p = _Proc(effective.processes[n])
+            spec = effective.processes[n]
+            back = self.procs.get(n)
+            if back is not None and back.leaving:  # removed, still stopping: kept, renewed
+                back.leaving, back.goal = False, Goal.UP if spec.autostart else Goal.DOWN
+                back.spec, back.pending = (
+                    (back.spec, spec) if back.state in HAS_PID else (spec, None)
+                )
+                back.restart_reason = "manual"
+                continue
+            p = _Proc(spec)
             if not p.spec.autostart:
                 p.goal, p.started = Goal.DOWN, False
             self.procs[n] = p

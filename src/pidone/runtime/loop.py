@@ -572,6 +572,8 @@ class Loop:
         until its Forget (its stop may still run a check)."""
         old = self.config
         self.leaving.update({n: s for n, s in old.processes.items() if n not in config.processes})
+        for name in config.processes:  # removed, then added back before its Forget
+            self.leaving.pop(name, None)
         self.config = config
         pdeathsig = not process.is_pid1()
         for name, spec in config.processes.items():
