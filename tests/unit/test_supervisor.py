@@ -2000,3 +2000,10 @@ def test_a_process_added_back_while_its_removal_still_stops_it_is_not_lost(
     (outcome,) = outcomes(sim.at(sim.now + 1.5))
     assert outcome.ok and outcome.results == (Result("c", S.READY),)
     assert sim.core.procs["c"].restarts_by_reason == {"manual": 1}
+
+
+def test_an_update_rebuilds_the_same_dependency_tables_as_the_boot() -> None:
+    sim = fixture_sim("diamond")
+    booted = (sim.core.order, sim.core.dependents, sim.core.all_dependents)
+    sim.core._take_config(sim.core.config)
+    assert (sim.core.order, sim.core.dependents, sim.core.all_dependents) == booted

@@ -1811,8 +1811,14 @@ class Supervisor:
         self.order = [n for wave in graph.start_waves(deps) for n in wave]
         self.procs = {n: self.procs[n] for n in self.order}
         self.deps = deps
-        self.dependents = {n: {d for d in self.order if n in deps[d]} for n in self.order}
-        self.all_dependents = {n: graph.dependents(deps, n) for n in self.order}
+        # In time linear in the graph (not a walk of every process for each
+        # one): it runs at each update and each removal's end, with
+        # thousands of processes too.
+        self.dependents = {n: set[str]() for n in self.order}
+        for n in self.order:
+            for dep in deps[n]:
+                self.dependents[dep].add(n)
+        self.all_dependents = {n: self._downstream(n) for n in self.order}
         self.legion_procs = {
             g: [n for n in self.order if self.procs[n].spec.legion == g] for g in self.leases
         }
@@ -1821,6 +1827,17 @@ class Supervisor:
             for path in self.procs[n].spec.touch:
                 self.touchers.setdefault(path, []).append(n)
         self._memo.clear()
+
+    def _downstream(self, name: str) -> set[str]:
+        """graph.dependents(), on the dependents table made already."""
+        found: set[str] = set()
+        todo = [name]
+        while todo:
+            for user in self.dependents[todo.pop()]:
+                if user not in found:
+                    found.add(user)
+                    todo.append(user)
+        return found
 
     def _forget_left(self, out: list[Action]) -> None:
         """Removed processes at rest are gone: from status, metrics and the loop."""
