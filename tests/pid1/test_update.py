@@ -247,3 +247,18 @@ def test_a_removed_notify_process_leaves_no_notify_socket_behind(mode: str, tmp_
         assert done.returncode == 0, done.stderr
         assert not path.exists()
         assert "n" not in status(stack)
+
+
+def test_a_touch_file_added_by_update_is_watched(mode: str, tmp_path: Path) -> None:
+    with Stack(mode, tmp_path) as stack:
+        stack.start(base(stack))
+        ready(stack, "a", "c")
+        flag = tmp_path / "restart.txt"
+        rewrite(stack, base(stack, extra=f'touch = ["{flag}"]\n'))
+        done = ctl(stack, "update")
+        assert done.returncode == 0, done.stderr
+        assert "changed: c: touch (applied in place)" in done.stdout
+        assert stack.count("c term") == 0
+        flag.write_text("deploy\n")
+        wait_for(lambda: stack.count("c up") == 2, timeout=15, what="c restarted by its touch")
+        assert stack.count("c term") == 1
