@@ -39,6 +39,11 @@ def req(command: str, **args: Any) -> dict[str, Any]:
         (req("signal", names=["worker"], signal=10), Request(C.SIGNAL, ("worker",), signum=10)),
         (req("wait-ready", timeout=2.5), Request(C.WAIT_READY, timeout=2.5)),
         (req("wait-ready"), Request(C.WAIT_READY)),
+        (req("reread"), Request(C.REREAD)),
+        (req("update"), Request(C.UPDATE)),
+        (req("update", names=["all"], timeout=9), Request(C.UPDATE, timeout=9.0)),
+        # a name of the configuration read again: the core checks it
+        (req("update", names=["new", "web", "new"]), Request(C.UPDATE, ("new", "web"))),
     ],
 )
 def test_good_requests(request_: dict[str, Any], expected: Request) -> None:
@@ -51,6 +56,9 @@ def test_good_requests(request_: dict[str, Any], expected: Request) -> None:
         (req("launch"), "unknown command 'launch'; commands: status, start, stop,"),
         (req("start"), 'start: "names" must be a non-empty list of process names, or ["all"]'),
         (req("start", names=[]), 'start: "names" must be a non-empty list'),
+        (req("update", names="web"), 'update: "names" must be a list of process names'),
+        (req("update", names=[3]), 'update: "names" must be a list of process names'),
+        (req("update", timeout=0), 'update: "timeout" must be more than 0 seconds'),
         (req("start", names="web"), 'start: "names" must be a non-empty list'),
         (req("start", names=[1]), 'start: "names" must be a non-empty list'),
         (req("stop", names=["all", "web"]), 'stop: "all" stands alone'),

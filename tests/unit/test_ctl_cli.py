@@ -112,7 +112,7 @@ def test_usage_errors_exit_2_with_the_reason(
 def test_help_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
     assert ctl.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for command in ("status", "restart", "wait-ready", "shutdown", "signal"):
+    for command in ("status", "restart", "wait-ready", "shutdown", "signal", "reread", "update"):
         assert command in out
 
 

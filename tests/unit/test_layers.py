@@ -4,7 +4,8 @@
 - only system/ calls fork, exec, kill, waitpid, chown, setuid, prctl or
   binds a socket;
 - system/ is the bottom: it imports nothing of pidone but errors;
-- config/ is pure: no runtime, control, observe, single or core;
+- config/ is pure: no runtime, control, observe, single or core; its diff
+  (ctl reread, update) reads only the specs, for the core to use it;
 - observe/ reads snapshots: no supervisor, runtime, control or config;
 - single/ imports nothing of the supervisor: no core.supervisor, runtime,
   control or config.
@@ -125,7 +126,7 @@ IMPORT_RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     # graph: the pure dependency order over names (waves, dependents).
     "pidone.core": (
         ("pidone.core", "pidone.config.specs", "pidone.config.graph", "pidone.errors",
-         "pidone.signames"),
+         "pidone.signames", "pidone.config.diff"),
         (),
     ),
     "pidone.system": (("pidone.system", "pidone.errors"), ()),
@@ -134,6 +135,7 @@ IMPORT_RULES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
         ("pidone.core", "pidone.system", "pidone.runtime", "pidone.control", "pidone.observe",
          "pidone.single"),
     ),
+    "pidone.config.diff": (("pidone.config.specs",), ()),
     "pidone.observe": (
         (),
         ("pidone.core.supervisor", "pidone.runtime", "pidone.control", "pidone.config"),

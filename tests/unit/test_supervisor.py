@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from pidone.config import load as config
+from pidone.config.specs import Config
 from pidone.core.requests import Command as C
 from pidone.core.requests import Outcome, Result
 from pidone.core.snapshot import not_ready
@@ -40,21 +41,26 @@ from pidone.core.supervisor import (
     AdoptedExited,
     Boot,
     CancelProbe,
+    CloseSocket,
     Collect,
     EventType,
     Exit,
     FixSocket,
+    Forget,
     Kill,
     KillLeftovers,
     Log,
     NoChildren,
     NotAdopted,
     Notify,
+    OpenSocket,
     PidfileNotRead,
     PidfileRead,
     ReadPidfile,
     Ready,
     Reaped,
+    Reconfigure,
+    Reconfigured,
     Reply,
     Request,
     SignalReceived,
@@ -1785,3 +1791,219 @@ def test_required_makes_healthz_fail_while_it_is_fatal(tmp_path: Path) -> None:
     assert check_required(snap) == (False, "required process FATAL: web")
     sim.do(Request(C.START, ("web",)))
     assert check_required(sim.core.snapshot()) == (True, "ok")
+
+
+# --- ctl update: Reconfigure --------------------------------------------------------
+
+
+def reread(tmp_path: Path, toml: str) -> Config:
+    """The configuration as ctl update reads it again (another directory:
+    its sources differ, which Config's == ignores)."""
+    again = tmp_path / "again"
+    again.mkdir(exist_ok=True)
+    (again / "pidone.toml").write_text(toml)
+    return config.load(None, again / "pidone.toml", None, environ={})
+
+
+def outcomes(actions: list[Action]) -> list[Outcome]:
+    return [a.outcome for a in actions if isinstance(a, Reply)]
+
+
+def booted_chain(tmp_path: Path, toml: str) -> Sim:
+    sim = sim_for(tmp_path, toml)
+    sim.do(Boot())
+    for n in sim.core.order:
+        if sim.state(n) is S.RUNNING:
+            sim.ready(n)
+    return sim
+
+
+def test_an_update_that_changes_nothing_signals_and_spawns_nothing(tmp_path: Path) -> None:
+    sim = booted_chain(tmp_path, chain_toml())
+    pids = {n: sim.pid(n) for n in "abc"}
+    out = sim.do(Reconfigure(reread(tmp_path, chain_toml()), ticket=1))
+    assert kills(out, cont=True) == [] and spawns(out) == []
+    assert not any(isinstance(a, Reconfigured | CloseSocket | OpenSocket) for a in out)
+    (outcome,) = outcomes(out)
+    assert outcome.ok and outcome.changes == ("unchanged: a, b, c", "nothing to do")
+    assert {n: sim.pid(n) for n in "abc"} == pids
+
+
+def test_an_added_process_starts_after_what_it_is_after_and_the_reply_waits_for_it(
+    tmp_path: Path,
+) -> None:
+    sim = booted_chain(tmp_path, chain_toml())
+    toml = chain_toml() + '\n[process.d]\ncommand = "d"\nafter = ["c"]\nready = "tcp:127.0.0.1:4"\n'
+    out = sim.do(Reconfigure(reread(tmp_path, toml), ticket=2))
+    assert spawns(out) == ["d"] and kills(out) == []
+    assert [a.config.processes["d"].after for a in out if isinstance(a, Reconfigured)] == [("c",)]
+    assert outcomes(out) == []
+    (outcome,) = outcomes(sim.ready("d"))
+    assert outcome.ok and outcome.results == (Result("d", S.READY),)
+    assert "added: d" in (outcome.changes or ())
+    assert sim.core.order == ["a", "b", "c", "d"]
+
+
+def test_an_added_process_with_autostart_false_is_not_started(tmp_path: Path) -> None:
+    sim = booted_chain(tmp_path, chain_toml())
+    toml = chain_toml() + '\n[process.d]\ncommand = "d"\nautostart = false\n'
+    out = sim.do(Reconfigure(reread(tmp_path, toml), ticket=2))
+    assert spawns(out) == []
+    (outcome,) = outcomes(out)
+    assert outcome.ok
+    assert sim.state("d") is S.STOPPED
+
+
+def test_removed_processes_stop_dependents_first_and_are_forgotten(tmp_path: Path) -> None:
+    sim = booted_chain(tmp_path, chain_toml())
+    only_a = '[process.a]\ncommand = "a"\nready = "tcp:127.0.0.1:1"\n'
+    out = sim.do(Reconfigure(reread(tmp_path, only_a), ticket=3))
+    assert kills(out) == [("c", TERM, False)]  # c is after b: first
+    out = sim.exit("c", killed(TERM))
+    assert kills(out) == [("b", TERM, False)]
+    assert [a for a in out if isinstance(a, Forget)] == [Forget("c")]
+    out = sim.exit("b", killed(TERM))
+    assert [a for a in out if isinstance(a, Forget)] == [Forget("b")]
+    assert [p.name for p in sim.core.snapshot().processes] == ["a"]
+    assert sim.state("a") is S.READY
+    (outcome,) = outcomes(out)
+    assert outcome.ok and {r.name for r in outcome.results or ()} == {"b", "c"}
+
+
+def test_a_removed_process_is_stopped_with_its_own_stop_signal(tmp_path: Path) -> None:
+    toml = THREE.replace('command = "c"', 'command = "c"\nstop_signal = "INT"')
+    sim = booted_chain(tmp_path, toml)
+    out = sim.do(Reconfigure(reread(tmp_path, toml.split("[process.c]")[0])))
+    assert kills(out) == [("c", int(signal.SIGINT), False)]
+    out = sim.exit("c", killed(int(signal.SIGINT)))
+    assert [a for a in out if isinstance(a, Forget)] == [Forget("c")]
+
+
+def test_a_changed_command_restarts_it_with_the_new_spec_and_dependents_cycle(
+    tmp_path: Path,
+) -> None:
+    sim = booted_chain(tmp_path, chain_toml())
+    toml = chain_toml().replace('command = "b"', 'command = "b2"')
+    out = sim.do(Reconfigure(reread(tmp_path, toml), ticket=4))
+    assert kills(out) == [("c", TERM, False)]  # restart_dependents, as ctl restart
+    assert sim.core.procs["b"].spec.command.argv == ("b",)  # its instance runs the old one
+    assert kills(sim.exit("c", killed(TERM))) == [("b", TERM, False)]
+    out = sim.exit("b", killed(TERM))
+    assert spawns(out) == ["b"]
+    assert sim.core.procs["b"].spec.command.argv == ("b2",)
+    out = sim.ready("b")
+    assert spawns(out) == ["c"]
+    (outcome,) = outcomes(out)
+    assert outcome.ok and outcome.results == (Result("b", S.READY),)
+    assert sim.state("a") is S.READY  # untouched
+
+
+def test_the_reply_to_an_update_waits_for_the_new_instance(tmp_path: Path) -> None:
+    sim = booted_chain(tmp_path, THREE)
+    toml = THREE.replace('command = "b"', 'command = "b2"')
+    out = sim.do(Reconfigure(reread(tmp_path, toml), ticket=5))
+    assert kills(out) == [("b", TERM, False)] and outcomes(out) == []
+    assert outcomes(sim.exit("b", killed(TERM))) == []  # the new one is not ready yet
+    (outcome,) = outcomes(sim.at(sim.now + 1.5))  # settled
+    assert outcome.ok and outcome.results == (Result("b", S.READY),)
+    assert outcome.changes is not None and "changed: b: command (restarted)" in outcome.changes
+
+
+def test_an_in_place_change_sends_no_signal_and_the_next_stop_uses_it(tmp_path: Path) -> None:
+    sim = booted_chain(tmp_path, THREE)
+    pid = sim.pid("b")
+    toml = THREE.replace('command = "b"', 'command = "b"\nstop_timeout = 2\nstop_signal = "INT"')
+    out = sim.do(Reconfigure(reread(tmp_path, toml), ticket=6))
+    assert kills(out, cont=True) == [] and spawns(out) == []
+    (outcome,) = outcomes(out)
+    assert outcome.ok and "changed: b: stop_signal, stop_timeout (applied in place)" in (
+        outcome.changes or ()
+    )
+    assert sim.pid("b") == pid
+    out = sim.do(Request(C.STOP, ("b",)))
+    assert kills(out) == [("b", int(signal.SIGINT), False)]
+    assert kills(sim.at(sim.now + 2.0)) == [("b", KILL, True)]  # the new stop_timeout
+
+
+def test_an_update_of_named_processes_leaves_the_others_as_they_run(tmp_path: Path) -> None:
+    sim = booted_chain(tmp_path, THREE)
+    toml = THREE.replace('"a"', '"a2"').replace('"b"', '"b2"') + '[process.d]\ncommand = "d"\n'
+    out = sim.do(Reconfigure(reread(tmp_path, toml), names=("b",)))
+    assert kills(out) == [("b", TERM, False)]
+    assert sim.core.procs["a"].spec.command.argv == ("a",)
+    assert "d" not in sim.core.procs
+
+
+def test_an_update_naming_an_unknown_process_is_refused_listing_the_known_ones(
+    tmp_path: Path,
+) -> None:
+    sim = booted_chain(tmp_path, THREE)
+    out = sim.do(Reconfigure(reread(tmp_path, THREE), names=("nope",), ticket=7))
+    (outcome,) = outcomes(out)
+    assert not outcome.ok
+    assert outcome.error == "update: no such process: nope (known: a, b, c)"
+    assert kills(out) == [] and spawns(out) == []
+
+
+def test_an_update_that_would_leave_a_process_after_nothing_is_refused(tmp_path: Path) -> None:
+    sim = booted_chain(tmp_path, chain_toml())
+    only_a = '[process.a]\ncommand = "a"\nready = "tcp:127.0.0.1:1"\n'
+    out = sim.do(Reconfigure(reread(tmp_path, only_a), names=("b",), ticket=8))
+    (outcome,) = outcomes(out)
+    assert outcome.error is not None and "c is after b" in outcome.error
+    assert kills(out) == []
+
+
+def test_an_update_during_the_shutdown_is_refused(tmp_path: Path) -> None:
+    sim = booted_chain(tmp_path, THREE)
+    sim.do(SignalReceived(TERM))
+    out = sim.do(Reconfigure(reread(tmp_path, THREE + '[process.d]\ncommand = "d"\n'), ticket=9))
+    assert outcomes(out) == [Outcome(False, "pidone is shutting down: update refused")]
+    assert spawns(out) == [] and "d" not in sim.core.procs
+
+
+def test_a_changed_socket_is_reopened_and_restarts_its_user(tmp_path: Path) -> None:
+    sock = f'[socket.app]\npath = "{tmp_path}/s/app.sock"\nlisten = true\n'
+    toml = sock + '[process.web]\ncommand = "w"\nsockets = ["app"]\n[process.x]\ncommand = "x"\n'
+    sim = booted_chain(tmp_path, toml)
+    out = sim.do(
+        Reconfigure(reread(tmp_path, toml.replace("listen = true", "listen = true\nmode = 0o600")))
+    )
+    shape = [
+        type(a).__name__ for a in out if isinstance(a, CloseSocket | Reconfigured | OpenSocket)
+    ]
+    assert shape == ["CloseSocket", "Reconfigured", "OpenSocket"]
+    assert kills(out) == [("web", TERM, False)]
+
+
+def test_an_added_process_is_spawned_after_the_loop_has_its_new_config(tmp_path: Path) -> None:
+    sim = booted_chain(tmp_path, THREE)
+    out = sim.do(Reconfigure(reread(tmp_path, THREE + '[process.d]\ncommand = "d"\n')))
+    order = [type(a).__name__ for a in out if isinstance(a, Reconfigured | Spawn)]
+    assert order == ["Reconfigured", "Spawn"]
+
+
+def test_a_process_added_back_while_its_removal_still_stops_it_is_not_lost(
+    tmp_path: Path,
+) -> None:
+    toml = THREE.replace('command = "c"', 'command = "c"\nstop_timeout = 30')
+    sim = booted_chain(tmp_path, toml)
+    old = sim.pid("c")
+    out = sim.do(Reconfigure(reread(tmp_path, toml.split("[process.c]")[0])))
+    assert kills(out) == [("c", TERM, False)]
+    back = toml.replace('command = "c"', 'command = "c2"')
+    out = sim.do(Reconfigure(reread(tmp_path, back), ticket=11))
+    assert spawns(out) == [] and sim.pid("c") == old  # the old instance is still supervised
+    out = sim.exit("c", killed(TERM))
+    assert spawns(out) == ["c"] and not [a for a in out if isinstance(a, Forget)]
+    assert sim.core.procs["c"].spec.command.argv == ("c2",)
+    (outcome,) = outcomes(sim.at(sim.now + 1.5))
+    assert outcome.ok and outcome.results == (Result("c", S.READY),)
+    assert sim.core.procs["c"].restarts_by_reason == {"manual": 1}
+
+
+def test_an_update_rebuilds_the_same_dependency_tables_as_the_boot() -> None:
+    sim = fixture_sim("diamond")
+    booted = (sim.core.order, sim.core.dependents, sim.core.all_dependents)
+    sim.core._take_config(sim.core.config)
+    assert (sim.core.order, sim.core.dependents, sim.core.all_dependents) == booted

@@ -6,9 +6,13 @@
     pidone ctl signal SIG NAME...|all
     pidone ctl shutdown
     pidone ctl wait-ready [--timeout S]
+    pidone ctl reread
+    pidone ctl update [--timeout S] [NAME...]
 
 One request, one reply (the protocol is in control.py). Exit status: 0 done,
-1 refused or failed (the reason on stderr), 2 usage (or a broken ./pidone.toml).
+1 refused or failed (the reason on stderr), 2 usage (or a broken ./pidone.toml;
+for reread and update: a configuration pidone cannot load, printed as
+`pidone check` prints it).
 The socket is --socket, else $PIDONE_CONTROL_SOCKET, else `[pidone]
 control_socket` of ./pidone.toml, else the runtime directory's, by the rule
 `pidone run` follows (config/rundir.py: /run/pidone for root;
@@ -109,6 +113,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=WAIT_READY_TIMEOUT,
         help="give up after S seconds (default: %(default)g)",
     )
+    sub.add_parser(
+        "reread", help="read the configuration again and print what would change (nothing applied)"
+    )
+    update = sub.add_parser(
+        "update",
+        help="apply the configuration read again: start the added, stop the removed, restart"
+        " what changed, leave the rest untouched",
+    )
+    update.add_argument("--timeout", type=_timeout, metavar="S", help="give up after S seconds")
+    update.add_argument(
+        "names", nargs="*", metavar="NAME", help="only these processes (default: all)"
+    )
     return parser
 
 
@@ -160,7 +176,7 @@ def reply_timeout(args: argparse.Namespace) -> float:
     timeout = getattr(args, "timeout", None)
     if timeout is not None:
         return float(timeout) + GRACE
-    if args.command in ("start", "stop", "restart"):
+    if args.command in ("start", "stop", "restart", "update"):
         return LONG_TIMEOUT
     return SHORT_TIMEOUT
 
@@ -298,7 +314,7 @@ def format_status(reply: dict[str, Any]) -> str:
 
 def report(reply: dict[str, Any]) -> tuple[str, str]:
     """(stdout, stderr) text for the reply to an action command."""
-    out: list[str] = []
+    out: list[str] = [str(line) for line in reply.get("changes") or []]
     err: list[str] = []
     failed_shown = False
     for result in reply.get("results") or []:
@@ -346,6 +362,9 @@ def main(argv: list[str]) -> int:
         else:
             sys.stdout.write(format_status(reply))
         return 0
+    if reply.get("config_error") is True:  # as `pidone check` prints it
+        sys.stderr.write(f"pidone: {reply.get('error')}\n")
+        return 2
     out, err = report(reply)
     sys.stdout.write(out)
     if err:

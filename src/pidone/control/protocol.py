@@ -19,6 +19,15 @@ line (newline-terminated, UTF-8). After the reply the server closes.
     wait-ready  {"timeout": S?}                       {"ok": true} once everything is ready;
                                                       else {"ok": false, "error": ...,
                                                             "not_ready": ["web (starting)"]}
+    reread      {}                                    {"ok": true, "changes": [LINE, ...]}
+    update      {"names": [NAME, ...]?, "timeout": S?} {"ok": true, "changes": [LINE, ...],
+                                                       "results": [RESULT, ...]} once what it
+                                                      started is ready, what it removed gone
+
+    LINE    what differs, as config/diff.lines says it: "added: beat",
+            "changed: web: command (restarted)", "unchanged: web, worker", ...
+            A configuration that does not load: {"ok": false, "config_error": true,
+            "error": what `pidone check` prints}; nothing changed.
 
     NAMES   ["web", "worker"], or ["all"] for every process (in dependency order)
     S       seconds (a number > 0); the server's own default when absent
@@ -119,6 +128,11 @@ def parse_request(request: dict[str, Any], known: Collection[str]) -> Request | 
         if unknown:
             return f"{command}: no such process: {', '.join(unknown)}"
         names = tuple(dict.fromkeys(raw))
+    if command is Command.UPDATE:  # names of the running or the new config: the core checks
+        raw = args.get("names", [])
+        if not isinstance(raw, list) or not all(isinstance(n, str) for n in raw):
+            return 'update: "names" must be a list of process names'
+        names = tuple(dict.fromkeys(n for n in raw if n != "all"))
     signum = 0
     if command is Command.SIGNAL:
         raw_sig = args.get("signal")
@@ -157,6 +171,8 @@ def reply_for(outcome: Outcome, now: float) -> dict[str, Any]:
         ]
     if outcome.not_ready is not None:
         reply["not_ready"] = list(outcome.not_ready)
+    if outcome.changes is not None:
+        reply["changes"] = list(outcome.changes)
     return reply
 
 

@@ -32,13 +32,17 @@ class Command(enum.Enum):
     SIGNAL = "signal"
     SHUTDOWN = "shutdown"
     WAIT_READY = "wait-ready"
+    REREAD = "reread"
+    UPDATE = "update"
 
     def __str__(self) -> str:
         return self.value
 
 
 NAMED = frozenset({Command.START, Command.STOP, Command.RESTART, Command.RELOAD, Command.SIGNAL})
-TIMED = frozenset({Command.START, Command.STOP, Command.RESTART, Command.WAIT_READY})
+TIMED = frozenset(
+    {Command.START, Command.STOP, Command.RESTART, Command.WAIT_READY, Command.UPDATE}
+)
 WAITED = TIMED  # answered once a goal is reached, not at once
 
 
@@ -64,6 +68,7 @@ class Outcome:
     results: tuple[Result, ...] | None = None
     not_ready: tuple[str, ...] | None = None  # wait-ready that timed out
     status: Snapshot | None = None  # the answer to status
+    changes: tuple[str, ...] | None = None  # update: what it changed (config/diff.lines)
 
 
 def combine(results: list[Result]) -> Outcome:
@@ -91,6 +96,9 @@ class Wait:
     names: tuple[str, ...]  # expanded, in start order; () for wait-ready
     deadline: float
     restarts: dict[str, int]  # for restart: the count before, to see a new instance
+    # update: the removed processes (done once gone), and what it changed
+    gone: tuple[str, ...] = ()
+    changes: tuple[str, ...] | None = None
 
 
 def judge(wait: Wait, snap: Snapshot, now: float) -> Outcome | None:
@@ -111,7 +119,10 @@ def judge(wait: Wait, snap: Snapshot, now: float) -> Outcome | None:
         if wait.command is Command.STOP:
             done = p.state in AT_REST
         else:
-            new = wait.command is not Command.RESTART or p.restarts > wait.restarts.get(name, 0)
+            cycled = wait.command is Command.RESTART or (
+                wait.command is Command.UPDATE and name in wait.restarts
+            )
+            new = not cycled or p.restarts > wait.restarts.get(name, 0)
             done = new and (p.ready or p.completed)  # completed: the supervisor's rule
             if new:
                 failure = _failure(p.state, p.last_exit.status if p.last_exit else None)
@@ -126,7 +137,18 @@ def judge(wait: Wait, snap: Snapshot, now: float) -> Outcome | None:
             results.append(Result(name, p.state, f"not {what} in time ({p.state.value})"))
         else:
             return None  # still on its way
-    return combine(results)
+    for name in wait.gone:
+        left = procs.get(name)
+        if left is None:
+            results.append(Result(name, ProcessState.STOPPED))
+        elif now >= wait.deadline:
+            results.append(Result(name, left.state, f"not stopped in time ({left.state.value})"))
+        else:
+            return None
+    outcome = combine(results)
+    if wait.changes is not None:
+        outcome = Outcome(outcome.ok, outcome.error, outcome.results, changes=wait.changes)
+    return outcome
 
 
 def _failure(state: ProcessState, status: int | None) -> str | None:

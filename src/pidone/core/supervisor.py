@@ -68,6 +68,18 @@ each one toward what it should be doing. The rules:
   signal and shutdown at once; start, stop, restart and wait-ready once
   requests.judge() says done, failed or late (at its deadline, a Tick), or
   "pidone is exiting" at the Exit.
+* Reconfigure (ctl update): the configuration read again, merged
+  (core/reconfig.py) and diffed (config/diff.py). What was added is started
+  as at the boot (autostart honoured, after what it is after); what was
+  removed is stopped (dependents first, each with its own stop signal and
+  timeout) and, once at rest, forgotten (Forget: gone from status and
+  metrics); what changed a key that defines the instance (or uses a changed
+  socket) is restarted as by ctl restart, its old instance stopped with its
+  old spec, the new one spawned with the new; a change of keys only the
+  supervisor reads is applied in place, no signal. Nothing else is touched.
+  Sockets: CloseSocket for the removed and changed, Reconfigured (the loop
+  takes the new config), OpenSocket for the added and changed. Refused
+  during the shutdown; "nothing to do" when nothing differs.
 * A daemon's pidfile and a socket its process creates are looked at when
   the core says (ReadPidfile, FixSocket at next_deadline()); the answers
   (PidfileRead/PidfileNotRead, SocketFixed/SocketNotFixed) schedule the
@@ -78,12 +90,14 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import ClassVar
 
+from pidone.config import diff as config_diff
 from pidone.config import graph
 from pidone.config.specs import Config, ProcessSpec
 from pidone.core import legion as leasing
+from pidone.core import reconfig
 from pidone.core.requests import (
     DEFAULT_WAIT,
     STOP_GRACE,
@@ -119,6 +133,9 @@ S = ProcessState
 _CORE_STATE: tuple[str, ...] = ("booted", "phase", "exit_code", "unclean", "sweep_deadline")
 _CORE_STATE += ("waits", "now", "adopting", "leases", "lease_changes", "legion_told")
 _CORE_STATE += ("drain_until",)
+# replaced (never changed in place) by a Reconfigure: saved by reference
+_CORE_STATE += ("config", "settings", "order", "deps", "dependents", "all_dependents")
+_CORE_STATE += ("legion_procs", "touchers")
 _NOTIFY_STATE = ("told", "told_ready")  # what Notify said last, and whether READY went
 SWEEP_TIMEOUT = 5.0  # seconds between SIGTERM and SIGKILL to leftover processes
 PIDFILE_POLL = 0.1  # seconds between looks at a pidfile that is not there yet
@@ -314,10 +331,24 @@ class WatchdogPing:
     pid: int
 
 
+@dataclass(frozen=True)
+class Reconfigure:
+    """ctl update: `config` is the configuration read again (the loop's
+    reload); only the processes `names` change, every one if empty. Answered
+    by one Reply(ticket) once what it started is ready and what it removed
+    is gone (or `timeout`)."""
+
+    config: Config
+    names: tuple[str, ...] = ()
+    timeout: float | None = None
+    ticket: int | None = None
+
+
 EventType = (
     (Boot | Tick | Spawned | SpawnFailed | Reaped | NoChildren | Ready | PidfileRead)
     | (PidfileNotRead | SignalReceived | Request | SocketFixed | SocketNotFixed | Touched)
     | (Adopted | NotAdopted | AdoptedExited | LegionAnswered | Alive | WatchdogPing)
+    | Reconfigure
 )
 
 # --- actions (what the loop must do) ---------------------------------------------
@@ -460,9 +491,43 @@ class LegionRequest:
     send: leasing.Send
 
 
+@dataclass(frozen=True)
+class Reconfigured:
+    """ctl update: from now on the loop spawns, probes and fixes sockets
+    by `config` (the merged one the core runs too)."""
+
+    config: Config
+
+
+@dataclass(frozen=True)
+class CloseSocket:
+    """[socket.NAME] removed or changed: close its listening fd, remove its
+    file and let its directory go (before Reconfigured: the old spec's)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class OpenSocket:
+    """[socket.NAME] added or changed: its directory made safe, bound if
+    `listen` (as at the start; after Reconfigured: the new spec's)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Forget:
+    """NAME was removed by ctl update and is at rest: drop what the loop
+    keeps for it."""
+
+    name: str
+
+
 Action = (
-    Spawn | Kill | StartProbe | CancelProbe | ReadPidfile | FixSocket | Collect | KillLeftovers
-) | (Log | Sweep | Exit | Reply | Notify | Adopt | LegionRequest | StartLiveness)
+    (Spawn | Kill | StartProbe | CancelProbe | ReadPidfile | FixSocket | Collect | KillLeftovers)
+    | (Log | Sweep | Exit | Reply | Notify | Adopt | LegionRequest | StartLiveness)
+    | (Reconfigured | CloseSocket | OpenSocket | Forget)
+)
 
 
 def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
@@ -472,7 +537,9 @@ def spawns_and_signals_first(actions: list[Action]) -> list[Action]:
     Log costs a write to pidone's output and a look at the process's pipes:
     a restart or a forwarded signal must not wait for the lines that tell of
     it. (Sweep stays where it is: it reaps, which feeds new events at once.)"""
-    urgent = (Spawn, Collect, Kill, KillLeftovers)  # Collect walks the tree before it is signalled
+    # Collect walks the tree before it is signalled; ctl update's config
+    # and sockets come before any Spawn that needs them.
+    urgent = (CloseSocket, Reconfigured, OpenSocket, Spawn, Collect, Kill, KillLeftovers)
     first = [a for a in actions if isinstance(a, urgent)]
     if not first or len(first) == len(actions):
         return actions
@@ -521,6 +588,9 @@ class _Proc:
     touch_pending: bool = False  # touched during the window: act at its end
     alive_failed: int = 0  # liveness attempts failed in a row, this instance
     watchdog_due: float | None = None  # restarted then unless a WATCHDOG=1 comes first
+    # ctl update: the spec of its next instance, taken once this one is gone
+    pending: ProcessSpec | None = None
+    leaving: bool = False  # removed by ctl update: forgotten once at rest
 
     @property
     def name(self) -> str:
@@ -721,12 +791,15 @@ class Supervisor:
                 p = self.procs[name]
                 if p.watchdog_due is not None and pid == p.spawned_pid and p.spec.watchdog:
                     p.watchdog_due = now + p.spec.watchdog
+            case Reconfigure():
+                self._on_reconfigure(event, out)
         self._drain_due(out)
         self._touches_due(out)
         self._watchdogs_due(out)
         self._leases_due(out)
         self._reconcile(out)
         self._leases_due(out)  # the reconcile may have brought the last legion process down
+        self._forget_left(out)
         self._looks_due(out)
         self._judge_waits(out)
         self._tell(out)
@@ -1193,6 +1266,8 @@ class Supervisor:
                 for p in self._running():
                     if p.name in names and p.pid is not None:
                         out.append(Kill(p.name, p.pid, req.signum))
+            case Command.REREAD | Command.UPDATE:  # the loop reads the files: Reconfigure
+                raise ValueError(f"{req.command} comes as Reconfigure, not as a Request")
         if req.ticket is not None and req.command not in WAITED:
             out.append(Reply(req.ticket, self._answer(req.command, names)))
 
@@ -1469,6 +1544,8 @@ class Supervisor:
         """Move p one step toward what it should be doing; True if it moved.
         One decision per state: _STEPS (at the end of the class)."""
         self._memo.clear()
+        if p.pending is not None and p.state not in HAS_PID and p.launch is Launch.IDLE:
+            p.spec, p.pending = p.pending, None  # ctl update: the old instance is gone
         step = self._STEPS.get(p.state)
         return step(self, p, out) if step is not None else False
 
@@ -1640,3 +1717,139 @@ class Supervisor:
                 out.append(Log("pidone", f"unclean stop: {why}", error=True))
             out.append(Log("pidone", f"exiting with status {code}"))
             out.append(Exit(code))
+
+    # -- ctl update --
+
+    def _on_reconfigure(self, ev: Reconfigure, out: list[Action]) -> None:
+        """Apply the configuration read again: see the module's docstring."""
+
+        def answer(outcome: Outcome) -> None:
+            if ev.ticket is not None:
+                out.append(Reply(ev.ticket, outcome))
+
+        if self.shutting_down or self.draining:
+            answer(Outcome(False, "pidone is shutting down: update refused"))
+            return
+        try:
+            effective = reconfig.merge(self.config, ev.config, ev.names)
+        except ValueError as exc:
+            answer(Outcome(False, f"update: {exc}"))
+            return
+        d = config_diff.diff(self.config, effective)
+        shown = d
+        if not ev.names:  # what it does not apply is said too: the settings kept
+            shown = replace(d, settings=config_diff.diff(self.config, ev.config).settings)
+        changes = tuple(config_diff.lines(shown))
+        if d.empty:
+            answer(Outcome(True, changes=changes))
+            return
+        restarted = set(d.restarted())
+        renewed = tuple(s for s, _ in d.sockets.changed)
+        for sock in d.sockets.removed + renewed:
+            out.append(CloseSocket(sock))
+        out.append(Reconfigured(effective))
+        for sock in d.sockets.added + renewed:
+            out.append(OpenSocket(sock))
+        for line in changes:
+            out.append(Log("pidone", f"update: {line}"))
+        before = {n: sum(self.procs[n].restarts_by_reason.values()) for n in restarted}
+        for n in d.removed:
+            p = self.procs[n]
+            p.goal, p.leaving, p.pending = Goal.DOWN, True, None
+        for n in d.added:
+            spec = effective.processes[n]
+            back = self.procs.get(n)
+            if back is not None and back.leaving:  # removed, still stopping: kept, renewed
+                back.leaving, back.goal = False, Goal.UP if spec.autostart else Goal.DOWN
+                back.spec, back.pending = (
+                    (back.spec, spec) if back.state in HAS_PID else (spec, None)
+                )
+                back.restart_reason = "manual"
+                continue
+            p = _Proc(spec)
+            if not p.spec.autostart:
+                p.goal, p.started = Goal.DOWN, False
+            self.procs[n] = p
+        for c in d.changed:
+            if c.name not in restarted:
+                self.procs[c.name].spec = effective.processes[c.name]  # in place
+        self._take_config(effective)
+        for n in self.order:
+            if n in restarted:
+                self._renew(self.procs[n], effective.processes[n])
+        if ev.ticket is None:
+            return
+        started = [n for n in d.added if self.procs[n].spec.autostart]
+        waited = [n for n in self.order if n in started or (n in restarted and n in self._up_now())]
+        timeout = ev.timeout if ev.timeout is not None else DEFAULT_WAIT
+        restarts = {n: before[n] for n in waited if n in before}
+        wait = Wait(ev.ticket, Command.UPDATE, tuple(waited), self.now + timeout, restarts)
+        self.waits.append(replace(wait, gone=d.removed, changes=changes))
+
+    def _up_now(self) -> set[str]:
+        return {n for n, p in self.procs.items() if p.goal is not Goal.DOWN}
+
+    def _renew(self, p: _Proc, spec: ProcessSpec) -> None:
+        """A change that alters the instance: the new spec for its next one;
+        restarted now (as ctl restart: dependents cycled) if wanted up."""
+        if p.state in HAS_PID or p.launch is not Launch.IDLE:
+            p.pending = spec
+        else:
+            p.spec, p.pending = spec, None
+        if p.goal is not Goal.DOWN:
+            self._restart([p.name], "manual")
+
+    def _take_config(self, config: Config) -> None:
+        """The graph and the per-name tables from `config`, with the removed
+        processes still being stopped after what they were after."""
+        self.config = config
+        self.settings = config.settings
+        deps = {n: s.after for n, s in config.processes.items()}
+        for n, p in self.procs.items():
+            if n not in deps:  # leaving: stopped in its old place in the graph
+                deps[n] = tuple(d for d in p.spec.after if d in self.procs)
+        self.order = [n for wave in graph.start_waves(deps) for n in wave]
+        self.procs = {n: self.procs[n] for n in self.order}
+        self.deps = deps
+        # In time linear in the graph (not a walk of every process for each
+        # one): it runs at each update and each removal's end, with
+        # thousands of processes too.
+        self.dependents = {n: set[str]() for n in self.order}
+        for n in self.order:
+            for dep in deps[n]:
+                self.dependents[dep].add(n)
+        self.all_dependents = {n: self._downstream(n) for n in self.order}
+        self.legion_procs = {
+            g: [n for n in self.order if self.procs[n].spec.legion == g] for g in self.leases
+        }
+        self.touchers = {}
+        for n in self.order:
+            for path in self.procs[n].spec.touch:
+                self.touchers.setdefault(path, []).append(n)
+        self._memo.clear()
+
+    def _downstream(self, name: str) -> set[str]:
+        """graph.dependents(), on the dependents table made already."""
+        found: set[str] = set()
+        todo = [name]
+        while todo:
+            for user in self.dependents[todo.pop()]:
+                if user not in found:
+                    found.add(user)
+                    todo.append(user)
+        return found
+
+    def _forget_left(self, out: list[Action]) -> None:
+        """Removed processes at rest are gone: from status, metrics and the loop."""
+        gone = [
+            n
+            for n, p in self.procs.items()
+            if p.leaving and p.state in AT_REST and p.launch is Launch.IDLE
+        ]
+        if not gone:
+            return
+        for n in gone:
+            del self.procs[n]
+            out.append(Forget(n))
+            out.append(Log("pidone", f"update: {n} removed"))
+        self._take_config(self.config)

@@ -37,6 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
+from pidone.config import diff as config_diff
 from pidone.config import identity, rundir
 from pidone.config.specs import Config, ProcessSpec, SocketSpec
 from pidone.config.values import MAX_SECONDS
@@ -44,8 +45,9 @@ from pidone.control import protocol
 from pidone.control import server as control
 from pidone.core import legion as leasing
 from pidone.core.counters import PidoneCounters
+from pidone.core.requests import Command
 from pidone.core.snapshot import Snapshot
-from pidone.errors import PidoneError, SpawnError
+from pidone.errors import ConfigError, PidoneError, SpawnError
 from pidone.runtime.logs import SIDE_LINES, LogRelay, SideLog
 from pidone.runtime.probes import Prober
 from pidone.signames import signal_name
@@ -63,10 +65,12 @@ from pidone.core.supervisor import (
     Alive,
     Boot,
     CancelProbe,
+    CloseSocket,
     Collect,
     EventType,
     Exit,
     FixSocket,
+    Forget,
     Kill,
     KillLeftovers,
     LegionAnswered,
@@ -75,11 +79,14 @@ from pidone.core.supervisor import (
     NoChildren,
     NotAdopted,
     Notify,
+    OpenSocket,
     PidfileNotRead,
     PidfileRead,
     ReadPidfile,
     Ready,
     Reaped,
+    Reconfigure,
+    Reconfigured,
     Reply,
     Request,
     SignalReceived,
@@ -170,6 +177,7 @@ class Loop:
         self.counters = PidoneCounters()
         self.oom = OomCounters()  # the main pids' memory cgroups' oom_kill counters
         self.legions: dict[str, redis.LeaseClient] = {}  # [legion.NAME] -> its redis thread
+        self.leaving: dict[str, ProcessSpec] = {}  # removed by ctl update, not yet forgotten
 
     def control_path(self) -> str:
         """The control socket: $PIDONE_CONTROL_SOCKET, `control_socket`, else
@@ -221,28 +229,32 @@ class Loop:
         sockets removed, `listen = true` sockets bound, then the directory
         given its owner, group and mode. Raises UnsafePath."""
         for name, sock in self.config.sockets.items():
-            uid, gid = socket_owner(sock)
-            directory, base = os.path.split(sock.path)
-            step = "opening"
-            try:
-                dir_fd = sockets.secure_directory(directory)
-                self.socket_dirs[name] = dir_fd
-                step = "taking over"
-                sockets.claim_directory(dir_fd)
-                step = "removing a stale socket in"
-                sockets.remove_stale_socket(base, dir_fd)
-                if sock.listen:
-                    step = "binding the socket in"
-                    self.listening[name] = sockets.bind_unix_socket(
-                        sock.path, dir_fd, uid=uid, gid=gid, mode=sock.mode
-                    )
-                step = "setting the owner and mode of"
-                sockets.settle_directory(dir_fd, uid=uid, gid=gid, mode=sock.directory_mode)
-            except OSError as exc:
-                raise sockets.UnsafePath(
-                    f"[socket.{name}] {step} {directory}: {exc.strerror or exc} (pidone needs"
-                    " root, or CAP_CHOWN in a container, to set up the socket directory)"
-                ) from None
+            self._prepare_socket(name, sock)
+
+    def _prepare_socket(self, name: str, sock: SocketSpec) -> None:
+        """One [socket.NAME] as prepare_sockets says (ctl update's OpenSocket too)."""
+        uid, gid = socket_owner(sock)
+        directory, base = os.path.split(sock.path)
+        step = "opening"
+        try:
+            dir_fd = sockets.secure_directory(directory)
+            self.socket_dirs[name] = dir_fd
+            step = "taking over"
+            sockets.claim_directory(dir_fd)
+            step = "removing a stale socket in"
+            sockets.remove_stale_socket(base, dir_fd)
+            if sock.listen:
+                step = "binding the socket in"
+                self.listening[name] = sockets.bind_unix_socket(
+                    sock.path, dir_fd, uid=uid, gid=gid, mode=sock.mode
+                )
+            step = "setting the owner and mode of"
+            sockets.settle_directory(dir_fd, uid=uid, gid=gid, mode=sock.directory_mode)
+        except OSError as exc:
+            raise sockets.UnsafePath(
+                f"[socket.{name}] {step} {directory}: {exc.strerror or exc} (pidone needs"
+                " root, or CAP_CHOWN in a container, to set up the socket directory)"
+            ) from None
 
     # -- the loop --
 
@@ -540,6 +552,83 @@ class Loop:
             case Notify(status, ready, stopping):
                 if self.notifier is not None:
                     self.notifier.status(status, ready=ready, stopping=stopping)
+            case Reconfigured(config):
+                self._reconfigured(config)
+            case CloseSocket(name):
+                self._close_socket(name)
+            case OpenSocket(name):
+                try:
+                    self._prepare_socket(name, self.config.sockets[name])
+                except sockets.UnsafePath as exc:  # its processes' spawns fail, and say so
+                    self._log_side(f"update: {exc}")
+            case Forget(name):
+                self._forget(name)
+
+    # -- ctl update: the core's Reconfigured, CloseSocket, OpenSocket, Forget --
+
+    def _reconfigured(self, config: Config) -> None:
+        """From now on spawn by `config`: identities of the new and changed
+        processes, the `touch` watches; a removed process's spec is kept
+        until its Forget (its stop may still run a check)."""
+        old = self.config
+        self.leaving.update({n: s for n, s in old.processes.items() if n not in config.processes})
+        for name in config.processes:  # removed, then added back before its Forget
+            self.leaving.pop(name, None)
+        self.config = config
+        pdeathsig = not process.is_pid1()
+        for name, spec in config.processes.items():
+            if old.processes.get(name) != spec:
+                ident = identity.resolve(spec)
+                self.identities[name] = ident
+                self.preparers[name] = privileges.identity_preparer(
+                    ident, pdeathsig=pdeathsig, changes=spec.runs_in_child()
+                )
+            if spec.stdin and self.stdin == self.devnull and not self.stdin_problem:
+                self.stdin, self.stdin_problem = process.own_stdin(self.devnull)
+        touched = sorted({p for s in config.processes.values() for p in s.touch})
+        if touched != sorted({p for s in old.processes.values() for p in s.touch}):
+            self._rewatch(touched)
+
+    def _rewatch(self, paths: list[str]) -> None:
+        if self.watcher is not None:
+            self.selector.unregister(self.watcher.fd)
+            self.watcher.close()
+            self.watcher = None
+        if not paths:
+            return
+        try:
+            from pidone.system import inotify
+
+            self.watcher = inotify.Watcher(paths)
+            self.selector.register(self.watcher.fd, selectors.EVENT_READ, self._on_touched)
+            for problem in self.watcher.problems:
+                self._log_side(f"touch: cannot watch {problem}")
+        except Exception as exc:
+            self._log_side(f"touch disabled: {exc}")
+
+    def _close_socket(self, name: str) -> None:
+        """The running processes keep their own copies of a listening fd."""
+        sock = self.config.sockets.get(name)
+        fd = self.listening.pop(name, None)
+        if fd is not None:
+            os.close(fd)
+        dir_fd = self.socket_dirs.pop(name, None)
+        if dir_fd is None:
+            return
+        try:
+            if sock is not None:
+                sockets.remove_stale_socket(os.path.basename(sock.path), dir_fd)
+        except (OSError, sockets.UnsafePath) as exc:
+            self._log_side(f"update: [socket.{name}]: {exc}")
+        finally:
+            os.close(dir_fd)
+
+    def _forget(self, name: str) -> None:
+        self.leaving.pop(name, None)
+        for table in (self.identities, self.preparers, self.launchers, self.probed, self.trees):
+            table.pop(name, None)
+        self.prober.forget(name)
+        self.relay.unwatch(name)
 
     def _warn_uncaught_stop(self, name: str, pid: int, signum: int) -> None:
         """A namespace's init gets no signal it has no handler for (the
@@ -618,7 +707,7 @@ class Loop:
 
     def _spawn_check(self, name: str, argv: Sequence[str]) -> int:
         """Run an `exec:` readiness check as the process it checks."""
-        spec = self.config.processes[name]
+        spec = self.config.processes.get(name) or self.leaving[name]
         env = _environment(spec, self.identities[name])
         fds = {0: self.devnull, 1: self.devnull, 2: self.relay.pipe_for(name, "stderr")}
         return spawn.spawn(
@@ -666,9 +755,41 @@ class Loop:
         if isinstance(parsed, str):
             answer(protocol.error(parsed))
             return
+        if parsed.command in (Command.REREAD, Command.UPDATE):
+            self._reread(parsed, answer)
+            return
         self.tickets += 1
         self.answers[self.tickets] = answer
         self.feed(replace(parsed, ticket=self.tickets))
+
+    def _reread(self, request: Request, answer: Answer) -> None:
+        """ctl reread and update: the configuration read again, in this
+        thread: the reload's `sh -n` children are reaped by their own
+        waitpid(pid), which a thread would race with this loop's
+        waitpid(-1). So the loop pauses for the read, bounded: the files by
+        the config's size limits, every `sh -n` together by
+        SHELL_CHECK_SECONDS (5 s); what exits meanwhile is reaped right
+        after. A reread prints the diff; an update hands it to the core."""
+        if self.reload is None:
+            answer(protocol.error(f"{request.command}: this pidone cannot read its configuration"))
+            return
+        began = self.clock()
+        try:
+            read = self.reload()
+        except ConfigError as exc:
+            answer({"ok": False, "config_error": True, "error": str(exc)})
+            return
+        finally:
+            took = self.clock() - began
+            if took >= 0.5:
+                self._log_side(f"{request.command}: reading the configuration took {took:.1f} s")
+        if request.command is Command.REREAD:
+            changes = config_diff.lines(config_diff.diff(self.config, read))
+            answer({"ok": True, "changes": changes})
+            return
+        self.tickets += 1
+        self.answers[self.tickets] = answer
+        self.feed(Reconfigure(read, request.names, request.timeout, self.tickets))
 
     def _on_touched(self, mask: int) -> None:
         """One bounded read of the inotify fd (inotify.READ_SIZE; more waits

@@ -203,6 +203,18 @@ class Prober:
             self._end_attempt(old)
         self._main_pids.pop(name, None)
 
+    def forget(self, name: str) -> None:
+        """NAME was removed (ctl update): its checks, status and notify socket go."""
+        self.cancel(name)
+        self._status.pop(name, None)
+        known = self._notify.pop(name, None)
+        if known is not None:
+            sock, path = known
+            self._selector.unregister(sock)
+            sock.close()
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
     def child_exited(self, pid: int, wait_status: int) -> bool:
         """True if `pid` was an exec: check's child (ours to account for)."""
         if pid in self._killed:
