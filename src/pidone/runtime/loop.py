@@ -125,11 +125,13 @@ class Loop:
         )
         sources = config.sources
         self.rundir = rundir.runtime_dir(rundir.config_dir(sources.config, sources.procfile))
+        # This pidone's own, by its control socket: see rundir.notify_dir_for.
+        self.notify_dir = rundir.notify_dir_for(self.rundir, self.control_path())
         self.prober = Prober(
             self.selector,
             self._probe_ready,
             spawn=self._spawn_check,
-            notify_dir=self.rundir.notify_dir,
+            notify_dir=self.notify_dir,
             on_alive=lambda name, pid, error: self.feed(Alive(name, pid, error)),
             on_watchdog=lambda name, pid: self.feed(WatchdogPing(name, pid)),
         )
@@ -193,7 +195,7 @@ class Loop:
         if self.rundir.note is not None:
             self._log_side(f"{self.rundir.note}: using {self.rundir.path}")
         names = [n for n, s in self.config.processes.items() if s.notifies()]
-        paths = [path] + [os.path.join(self.rundir.notify_dir, f"{n}.sock") for n in names]
+        paths = [path] + [os.path.join(self.notify_dir, f"{n}.sock") for n in names]
         for long in paths:
             if len(os.fsencode(long)) > sockets.SUN_PATH_MAX:
                 raise sockets.UnsafePath(
@@ -360,6 +362,7 @@ class Loop:
             self.metrics.close if self.metrics else None,
             self.control.close if self.control else None,
             self.notifier.close if self.notifier else None,
+            self.prober.close,  # its notify sockets and their directory removed
         ):
             if close is not None:
                 self._guard(lambda _, c=close: c(), 0)  # type: ignore[misc]
