@@ -283,6 +283,9 @@ def describe(config: Config) -> str:
             f"  {name}: {legion.redis} key {legion.key}, ttl {legion.ttl:g} s, priority "
             f"{legion.priority}: {', '.join(members) or 'no process'}"
         )
+    if config.sources.included:
+        files = ", ".join(str(path) for path in config.sources.included)
+        lines.append(f"included, merged after {config.sources.config} in this order: {files}")
     return "\n".join(lines) + "\n"
 
 
