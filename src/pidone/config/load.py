@@ -104,7 +104,7 @@ class Sources:
         that has the table; the Procfile line for a process only it defines."""
         found = self._key_file(table, key)
         if found is not None:
-            return f"{found[0]}:{found[1]}"
+            return f"{found[0]}:{found[2]}"
         for path, lines in self.toml_files:
             line = lines.line(table) if table else None
             if line is not None:
@@ -114,23 +114,21 @@ class Sources:
             return f"{self.procfile}:{self.procfile_lines[name]}"
         return str(self.config or self.procfile)
 
-    def _key_file(self, table: str, key: str | None) -> tuple[Path | None, int] | None:
+    def _key_file(self, table: str, key: str | None) -> tuple[Path | None, TomlLines, int] | None:
+        """The last file that sets table.key (its value won), its lines, the line."""
         if key is None:
             return None
         full = f"{table}.{key}" if table else key
         for path, lines in reversed(self.toml_files):
             line = lines.line(full)
             if line is not None:
-                return path, line
+                return path, lines, line
         return None
 
     def lines_of(self, table: str, key: str) -> TomlLines:
         """The lines of the file whose value of table.key won."""
         found = self._key_file(table, key)
-        for path, lines in reversed(self.toml_files):
-            if found is not None and path == found[0]:
-                return lines
-        return self.toml_lines
+        return self.toml_lines if found is None else found[1]
 
     def problem(self, table: str, key: str | None, message: str) -> str:
         """A problem found later (by an OS check) in the same format as load()'s:
