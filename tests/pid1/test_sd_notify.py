@@ -349,3 +349,23 @@ ready = "notify"
             stack.init.signal(signal.SIGTERM)
             assert stack.init.wait() == 0
             assert not os.path.exists(os.path.dirname(socket_path))  # its directory removed
+
+
+def test_a_notify_process_name_too_long_for_a_socket_address_is_refused_before_it_starts(
+    mode: str, tmp_path: Path
+) -> None:
+    # Root's notify socket is /run/pidone/notify-HASH/NAME.sock: 90 letters
+    # of name make it 130 bytes, which no bind() takes. Refused at the start
+    # (exit 2, nothing run), not a failed spawn after failed spawn.
+    name = "n" * 90
+    with Stack(mode, tmp_path) as stack:
+        stack.start(f"""
+[process.{name}]
+command = "{stack.svc("web", "--notify")}"
+ready = "notify"
+""")
+        assert stack.init.wait() == 2
+        _, err = stack.output()
+    assert "pidone: refusing to start: the notify socket path /run/pidone/notify-" in err
+    assert f"/{name}.sock is longer than the 107 bytes a socket address holds; shorten the" in err
+    assert stack.count("web up") == 0
