@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -283,6 +283,9 @@ def describe(config: Config) -> str:
             f"  {name}: {legion.redis} key {legion.key}, ttl {legion.ttl:g} s, priority "
             f"{legion.priority}: {', '.join(members) or 'no process'}"
         )
+    if config.sources.included:
+        files = ", ".join(str(path) for path in config.sources.included)
+        lines.append(f"included, merged after {config.sources.config} in this order: {files}")
     return "\n".join(lines) + "\n"
 
 
@@ -349,7 +352,8 @@ def import_config(args: Args) -> int:
         if kind == "uwsgi":
             conv = uwsgi.convert(text, str(path), os.environ)
         else:
-            conv = supervisord.convert(text, str(path), os.environ, socket.gethostname())
+            include = _include_reader(path)
+            conv = supervisord.convert(text, str(path), os.environ, socket.gethostname(), include)
     except BadInput as exc:
         raise ConfigError([str(exc)]) from None
     files = {"Procfile": write.procfile(conv), "pidone.toml": write.pidone_toml(conv)}
@@ -373,6 +377,56 @@ def import_config(args: Args) -> int:
     names = ", ".join(str(args.output / name) for name in files)
     sys.stderr.write(f"pidone import: wrote {names}; check them with `pidone check`\n")
     return 0
+
+
+def _include_reader(main: Path) -> Callable[[str, int], list[tuple[str, str]]]:
+    """What supervisord's [include] files = patterns match, read for `pidone
+    import`: each a regular file (opened without blocking: a FIFO or a device
+    is refused, never read) within pidone's bound on a file, never `main`
+    itself (a cycle). Raises BadInput ("path: what")."""
+    import glob
+    import itertools
+
+    from pidone.config.include import IncludeError, read_regular
+    from pidone.config.load import MAX_FILE_BYTES
+    from pidone.convert.ini import BadInput
+    from pidone.convert.supervisord import MAX_INCLUDE_FILES
+
+    try:
+        st = os.stat(main)
+        own: tuple[int, int] | None = (st.st_dev, st.st_ino)
+    except OSError:
+        own = None
+
+    def read(pattern: str, most: int) -> list[tuple[str, str]]:
+        matches = sorted(itertools.islice(glob.iglob(pattern), most + 1))
+        if len(matches) > most:
+            raise BadInput(
+                f"{pattern}: more than {MAX_INCLUDE_FILES} files in all; import it in parts"
+            )
+        found = []
+        for path in matches:
+            try:
+                data, identity = read_regular(Path(path), MAX_FILE_BYTES)
+            except IncludeError as exc:
+                raise BadInput(f"{path}: {exc}; an [include] reads only files") from None
+            except OSError as exc:
+                raise BadInput(f"{path}: cannot read it: {exc.strerror}") from None
+            if identity == own:
+                raise BadInput(
+                    f"{path}: is {main} itself, a cycle; narrow the pattern to the other files"
+                )
+            if len(data) > MAX_FILE_BYTES:
+                raise BadInput(f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; not a config")
+            try:
+                found.append((path, data.decode("utf-8").removeprefix("\ufeff")))
+            except UnicodeDecodeError as exc:
+                raise BadInput(
+                    f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})"
+                ) from None
+        return found
+
+    return read
 
 
 def _kind(text: str) -> str | None:

@@ -7,6 +7,7 @@ file with a shared monotonic clock, so order across processes is exact.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -17,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from pidone.config import rundir
 from tests.helpers.running import PYTHON, Init, children_of, descendants, wait_for
 
 SVC = str(Path(__file__).parent / "svc.py")
@@ -161,6 +163,22 @@ class Stack:
             print(f"--- pidone's stderr ---\n{self.stderr_so_far()}")
         if self._init is not None:
             self._init.__exit__(*exc)
+            _remove_notify_dir(str(self.control_socket))
+
+
+def _remove_notify_dir(control_socket: str) -> None:
+    """A root pidone's notify directory (/run/pidone/notify-HASH, by its
+    control socket: config/rundir.py), which a SIGKILLed one leaves behind:
+    each test's control socket is another, so they would pile up."""
+    found = rundir.RuntimeDir(rundir.ROOT_DIR, private=False)
+    directory = rundir.notify_dir_for(found, control_socket)
+    if directory == found.notify_dir or not os.path.isdir(directory):
+        return
+    for name in os.listdir(directory):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(directory, name))
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)
 
 
 def _drain(stream: object, into: list[bytes]) -> None:

@@ -936,6 +936,34 @@ def test_close_removes_the_notify_sockets(harness: Harness) -> None:
     assert len(harness.selector.get_map()) == 0
 
 
+def test_close_removes_its_notify_directory_once_empty(harness: Harness, sockdir: Path) -> None:
+    harness.prober.notify_socket("web")
+    harness.prober.close()
+    assert not (sockdir / "notify").exists()  # one per control socket: none piles up
+
+
+def test_a_live_notify_socket_of_another_pidone_is_not_taken_over(
+    harness: Harness, sockdir: Path
+) -> None:
+    # Another pidone's web.sock, bound and read, where this one's would go.
+    (sockdir / "notify").mkdir()
+    theirs = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    theirs.bind(str(sockdir / "notify" / "web.sock"))
+    try:
+        before = os.stat(sockdir / "notify" / "web.sock").st_ino
+        with pytest.raises(OSError) as refused:
+            harness.prober.notify_socket("web")
+        assert refused.value.errno == errno.EADDRINUSE
+        assert "is live (another pidone's?): not taken over" in str(refused.value)
+        assert os.stat(sockdir / "notify" / "web.sock").st_ino == before  # not unlinked
+        assert len(harness.selector.get_map()) == 0
+    finally:
+        theirs.close()
+    # Once it is gone (a stale file left), the socket is made.
+    assert harness.prober.notify_socket("web") == str(sockdir / "notify" / "web.sock")
+    assert len(harness.selector.get_map()) == 1
+
+
 def test_a_removed_notify_socket_is_made_again(harness: Harness, notifiers: list[Notifier]) -> None:
     path = harness.prober.notify_socket("web")
     os.unlink(path)

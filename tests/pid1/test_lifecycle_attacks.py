@@ -11,6 +11,7 @@ import signal
 import time
 from pathlib import Path
 
+from pidone.config.rundir import RuntimeDir, notify_dir_for
 from tests.helpers.running import descendants, proc_state, wait_for
 from tests.helpers.stack import Stack, free_port
 from tests.helpers.users import APP, gid, socket_table, uid
@@ -239,7 +240,8 @@ def test_a_notify_socket_path_taken_by_a_file_is_a_failed_start_then_fatal(share
     # file where the notify socket goes (its runtime directory .pidone beside
     # the configuration): an OSError, not a SpawnError, and never removed.
     who = [f"--reuid={uid(APP)}", f"--regid={gid(APP)}", "--clear-groups"]
-    notify = shared / ".pidone" / "notify"
+    found = RuntimeDir(str(shared / ".pidone"), private=True)
+    notify = Path(notify_dir_for(found, str(shared / "control.sock")))  # Stack's control socket
     notify.mkdir(parents=True)
     (notify / "web.sock").write_text("not a socket")
     for path in (notify.parent, notify, notify / "web.sock"):

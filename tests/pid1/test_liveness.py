@@ -133,8 +133,6 @@ ready = "tcp:127.0.0.1:{port}"
         assert said(stack, "watchdog:") == 0
 
 
-# Root's notify sockets are /run/pidone/notify/NAME.sock for every pidone
-# on the host: names no other test uses, as tests run side by side.
 def uwsgi_command(port: int) -> str:
     return (
         f"{BIN / 'uwsgi'} --master --processes 2 --http-socket 127.0.0.1:{port} --need-app"

@@ -303,3 +303,69 @@ def test_the_ready_datagram_has_the_lines_systemd_notify_sends(
         stack.init.signal(signal.SIGTERM)
         assert stack.init.wait() == 0
     assert ours.splitlines() == reference.splitlines() == ["READY=1", "STATUS=3 of 3 ready"]
+
+
+def notify_socket_of(stack: Stack, name: str) -> str:
+    """The NOTIFY_SOCKET in the environment of process `name` (as started)."""
+    environ = Path(f"/proc/{stack.host_pid(name)}/environ").read_bytes().split(b"\0")
+    return next(v[14:].decode() for v in environ if v.startswith(b"NOTIFY_SOCKET="))
+
+
+def web_ready(stack: Stack) -> int:
+    return len(re.findall(r"^web\s+\| ready$", stack.stdout_so_far(), re.M))
+
+
+def test_a_second_root_pidone_with_a_notify_process_of_the_same_name_takes_nothing_over(
+    tmp_path: Path,
+) -> None:
+    # Two root pidones on one host (subreapers: one /run/pidone), each with its
+    # own control socket and a `ready = "notify"` web. The first one's web
+    # sends READY=1 only after the second has made its own socket for "web":
+    # a shared /run/pidone/notify/web.sock would have been taken over.
+    first_dir, second_dir = tmp_path / "a", tmp_path / "b"
+    first_dir.mkdir()
+    second_dir.mkdir()
+    config = """
+[process.web]
+command = "{}"
+ready = "notify"
+"""
+    with Stack("subreaper", first_dir) as first, Stack("subreaper", second_dir) as second:
+        first.start(config.format(first.svc("web", "--notify", "--delay", "3")))
+        first.wait_for("web up")
+        first_socket = notify_socket_of(first, "web")
+        made = os.stat(first_socket)
+        second.start(config.format(second.svc("web", "--notify")))
+        wait_for(lambda: web_ready(second), timeout=20, what="the second one's web ready")
+        second_socket = notify_socket_of(second, "web")
+        assert second_socket != first_socket
+        assert os.stat(first_socket).st_ino == made.st_ino  # the second left it alone
+        wait_for(lambda: web_ready(first), timeout=20, what="the first one's web ready")
+        assert ctl(first, "wait-ready", "--timeout", "5").returncode == 0
+        assert ctl(second, "wait-ready", "--timeout", "5").returncode == 0
+        for stack, socket_path in ((first, first_socket), (second, second_socket)):
+            assert os.path.dirname(os.path.dirname(socket_path)) == "/run/pidone"
+            assert web_ready(stack) == 1
+            stack.init.signal(signal.SIGTERM)
+            assert stack.init.wait() == 0
+            assert not os.path.exists(os.path.dirname(socket_path))  # its directory removed
+
+
+def test_a_notify_process_name_too_long_for_a_socket_address_is_refused_before_it_starts(
+    mode: str, tmp_path: Path
+) -> None:
+    # Root's notify socket is /run/pidone/notify-HASH/NAME.sock: 90 letters
+    # of name make it 130 bytes, which no bind() takes. Refused at the start
+    # (exit 2, nothing run), not a failed spawn after failed spawn.
+    name = "n" * 90
+    with Stack(mode, tmp_path) as stack:
+        stack.start(f"""
+[process.{name}]
+command = "{stack.svc("web", "--notify")}"
+ready = "notify"
+""")
+        assert stack.init.wait() == 2
+        _, err = stack.output()
+    assert "pidone: refusing to start: the notify socket path /run/pidone/notify-" in err
+    assert f"/{name}.sock is longer than the 107 bytes a socket address holds; shorten the" in err
+    assert stack.count("web up") == 0

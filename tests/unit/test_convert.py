@@ -4,6 +4,8 @@ the command line's refusals (exit 2) through cli.main."""
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 import tomllib
 
 from pidone import cli
+from pidone import commands as commands_module
 from pidone.config import procfile
 from pidone.convert import supervisord, uwsgi, write
 from pidone.convert.ini import BadInput
@@ -466,3 +469,202 @@ def test_from_names_the_kind_whatever_the_sections_say(
     assert "no [uwsgi] section" in err
     code, out, _ = run_cli([str(source), "--from", "supervisord"], capsys)
     assert code == 0 and "\na: x\n" in out
+
+
+# --- [include] followed (commands._include_reader reads the files for real) ----------
+
+INCLUDED = Path(__file__).resolve().parents[1] / "fixtures" / "import-include"
+
+
+def with_includes(main: Path, environ: dict[str, str] | None = None) -> Conversion:
+    reader = commands_module._include_reader(main)
+    return supervisord.convert(main.read_text(), str(main), environ or ENV, "host1", reader)
+
+
+def imported_failure(main: Path) -> str:
+    with pytest.raises(BadInput) as caught:
+        with_includes(main)
+    return str(caught.value)
+
+
+def write_conf(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_an_include_is_followed_each_value_keeping_its_own_file_and_line() -> None:
+    main = INCLUDED / "supervisord.conf"
+    conv = with_includes(main)
+    assert commands(conv) == {
+        "web": "python3 -m http.server 8000 --bind 127.0.0.1",
+        "redis": 'redis-server --port 6390 --save ""',
+    }
+    web = conv.processes[0]
+    assert web.where == f"{main}:10"  # its section starts in the main file
+    # %(here)s of an included file is that file's directory, as supervisord has it
+    assert web.keys["directory"] == str(INCLUDED / "conf.d")
+    assert web.keys["stop_signal"] == "SIGINT"  # from conf.d/20-web.conf
+    assert not any("[include]" in n for n in notes(conv))  # followed: no "not followed"
+    assert [n.split(": ")[0] for n in notes(conv)] == [f"{main}:4", f"{main}:12"]
+
+
+def test_a_note_of_an_included_file_names_that_file_and_line(tmp_path: Path) -> None:
+    main = write_conf(tmp_path / "supervisord.conf", "[include]\nfiles = conf.d/*.conf\n")
+    worker = write_conf(
+        tmp_path / "conf.d/w.conf", "; worker\n[program:w]\ncommand = celery\nbogus = 1\n"
+    )
+    conv = with_includes(main)
+    assert note_at_file(conv, worker, 4) == [
+        f"{worker}:4: [program:w] bogus: not a supervisord key; ignored"
+    ]
+
+
+def note_at_file(conv: Conversion, path: Path, line: int) -> list[str]:
+    return [n for n in notes(conv) if n.startswith(f"{path}:{line}:")]
+
+
+def test_included_files_merge_in_pattern_order_the_later_key_winning(tmp_path: Path) -> None:
+    main = write_conf(
+        tmp_path / "s.conf",
+        "[include]\nfiles = b/*.conf %(here)s/a.conf\n[program:w]\ncommand = one\n",
+    )
+    write_conf(tmp_path / "b/2.conf", "[program:w]\ncommand = three\n")
+    write_conf(tmp_path / "b/1.conf", "[program:w]\ncommand = two\nstopsignal = INT\n")
+    write_conf(tmp_path / "a.conf", "[program:w]\ncommand = four\n")
+    conv = with_includes(main)
+    assert commands(conv) == {"w": "four"}
+    assert conv.processes[0].keys["stop_signal"] == "SIGINT"
+
+
+def test_a_pattern_matching_nothing_is_listed_as_supervisord_warns(tmp_path: Path) -> None:
+    main = write_conf(
+        tmp_path / "s.conf",
+        "[include]\nfiles = none.d/*.conf gone.conf\n[program:w]\ncommand = x\n",
+    )
+    conv = with_includes(main)
+    assert [n.split(": ", 1)[1] for n in note_at(conv, 2)] == [
+        "[include] files: none.d/*.conf: matches no file (supervisord warns and goes on)",
+        "[include] files: gone.conf: matches no file (supervisord warns and goes on)",
+    ]
+
+
+def test_an_include_in_an_included_file_is_not_followed_as_supervisord_does(
+    tmp_path: Path,
+) -> None:
+    main = write_conf(tmp_path / "s.conf", "[include]\nfiles = a.conf\n")
+    nested = write_conf(
+        tmp_path / "a.conf", "[program:a]\ncommand = x\n[include]\nfiles = more/*.conf\n"
+    )
+    write_conf(tmp_path / "more/b.conf", "[program:b]\ncommand = y\n")
+    conv = with_includes(main)
+    assert commands(conv) == {"a": "x"}
+    assert note_at_file(conv, nested, 3) == [
+        f"{nested}:3: [include]: not followed: supervisord follows only its main file's"
+        f" [include]; list these files in {main}:2"
+    ]
+
+
+def test_an_include_matching_its_own_file_is_refused_as_a_cycle(tmp_path: Path) -> None:
+    main = write_conf(tmp_path / "s.conf", "[include]\nfiles = *.conf\n[program:a]\ncommand = x\n")
+    assert imported_failure(main) == (
+        f"{main}:2: [include] files: {main}: is {main} itself, a cycle; narrow the pattern to"
+        " the other files"
+    )
+
+
+def test_an_include_through_a_symlink_to_its_own_file_is_refused_as_a_cycle(
+    tmp_path: Path,
+) -> None:
+    main = write_conf(tmp_path / "s.conf", "[include]\nfiles = d/*\n[program:a]\ncommand = x\n")
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d/loop.conf").symlink_to("../s.conf")
+    assert "a cycle" in imported_failure(main)
+
+
+def test_more_than_64_included_files_are_refused(tmp_path: Path) -> None:
+    main = write_conf(tmp_path / "s.conf", "[include]\nfiles = a/*.conf b/*.conf\n")
+    for n in range(40):
+        write_conf(tmp_path / f"a/{n:02}.conf", f"[program:a{n}]\ncommand = x\n")
+    for n in range(24):
+        write_conf(tmp_path / f"b/{n:02}.conf", f"[program:b{n}]\ncommand = x\n")
+    assert len(with_includes(main).processes) == 64
+    write_conf(tmp_path / "b/99.conf", "")
+    assert imported_failure(main) == (
+        f"{main}:2: [include] files: {tmp_path}/b/*.conf: more than 64 files in all;"
+        " import it in parts"
+    )
+
+
+def test_included_files_past_4_mib_in_all_are_refused(tmp_path: Path) -> None:
+    main = write_conf(tmp_path / "s.conf", "[include]\nfiles = d/*.conf\n")
+    comment = ("; " + "x" * 1000 + "\n") * 1000  # just under 1 MiB each
+    for n in range(5):
+        write_conf(tmp_path / f"d/{n}.conf", comment)
+    message = imported_failure(main)
+    assert message.startswith(f"{main}:2: [include] files: more than 4096 KiB in all with ")
+    assert message.endswith("d/4.conf; import it in parts")
+
+
+def test_an_included_file_over_the_file_bound_is_refused(tmp_path: Path) -> None:
+    main = write_conf(tmp_path / "s.conf", "[include]\nfiles = big.conf\n")
+    write_conf(tmp_path / "big.conf", ";" * (1024 * 1024 + 1))
+    assert imported_failure(main) == (
+        f"{main}:2: [include] files: {tmp_path}/big.conf: larger than 1024 KiB; not a config"
+    )
+
+
+def refused_in_time(main: Path) -> str:
+    """imported_failure(main) from a thread given 10 s: a hang fails, not blocks."""
+    got: list[str] = []
+    thread = threading.Thread(target=lambda: got.append(imported_failure(main)), daemon=True)
+    thread.start()
+    thread.join(10)
+    assert got, "the import hung"
+    return got[0]
+
+
+def test_an_include_matching_a_fifo_is_refused_not_hung(tmp_path: Path) -> None:
+    main = write_conf(tmp_path / "s.conf", "[include]\nfiles = d/*.conf\n")
+    (tmp_path / "d").mkdir()
+    os.mkfifo(tmp_path / "d/fifo.conf")  # no writer: a plain open() would wait forever
+    assert refused_in_time(main) == (
+        f"{main}:2: [include] files: {tmp_path}/d/fifo.conf: is not a regular file (a FIFO, a"
+        " device, a directory?); an [include] reads only files"
+    )
+
+
+def test_an_include_matching_dev_zero_is_refused_not_read(tmp_path: Path) -> None:
+    main = write_conf(tmp_path / "s.conf", "[include]\nfiles = zero.conf\n")
+    (tmp_path / "zero.conf").symlink_to("/dev/zero")
+    assert "zero.conf: is not a regular file" in refused_in_time(main)
+
+
+def test_an_include_symlink_loop_is_refused(tmp_path: Path) -> None:
+    main = write_conf(tmp_path / "s.conf", "[include]\nfiles = a.conf\n")
+    (tmp_path / "a.conf").symlink_to("b.conf")
+    (tmp_path / "b.conf").symlink_to("a.conf")
+    assert imported_failure(main) == (
+        f"{main}:2: [include] files: {tmp_path}/a.conf: cannot read it: Too many levels of"
+        " symbolic links"
+    )
+
+
+def test_an_include_without_files_is_refused_as_supervisord_does(tmp_path: Path) -> None:
+    main = write_conf(tmp_path / "s.conf", "[include]\n[program:a]\ncommand = x\n")
+    assert imported_failure(main).startswith(f"{main}:1: [include] has no files = ")
+
+
+def test_an_include_with_an_unset_env_variable_is_refused(tmp_path: Path) -> None:
+    main = write_conf(tmp_path / "s.conf", "[include]\nfiles = %(ENV_CONF_DIR)s/*.conf\n")
+    assert "%(ENV_CONF_DIR)s is not set here" in imported_failure(main)
+    write_conf(tmp_path / "c/a.conf", "[program:a]\ncommand = x\n")
+    conv = with_includes(main, {**ENV, "CONF_DIR": str(tmp_path / "c")})
+    assert commands(conv) == {"a": "x"}
+
+
+def test_the_command_line_follows_an_include(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli([str(INCLUDED / "supervisord.conf")], capsys)
+    assert code == 0, err
+    assert "\nredis: redis-server --port 6390" in out
+    assert "not followed" not in err

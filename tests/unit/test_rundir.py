@@ -5,6 +5,7 @@ given, the directories are the test's."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -43,6 +44,27 @@ def test_not_root_without_xdg_runtime_dir_uses_pidone_beside_the_configuration()
     found = runtime_dir("/srv/site", euid=1000, environ={})
     assert found == RuntimeDir("/srv/site/.pidone", private=True)
     assert found.notify_dir == "/srv/site/.pidone/notify"
+
+
+def test_the_default_control_socket_keeps_the_notify_directory() -> None:
+    found = runtime_dir("/srv/site", euid=0, environ={})
+    assert rundir.notify_dir_for(found, "/run/pidone/control.sock") == "/run/pidone/notify"
+    assert rundir.notify_dir_for(found, "/run/pidone/../pidone/control.sock") == (
+        "/run/pidone/notify"
+    )
+
+
+def test_two_pidones_with_other_control_sockets_get_notify_directories_of_their_own() -> None:
+    # Both root on one host: one /run/pidone, so the notify directory is the
+    # control socket's (which a second live pidone is refused).
+    found = runtime_dir("/srv/site", euid=0, environ={})
+    first = rundir.notify_dir_for(found, "/srv/a/control.sock")
+    second = rundir.notify_dir_for(found, "/srv/b/control.sock")
+    assert len({first, second, found.notify_dir}) == 3
+    for made in (first, second):
+        assert os.path.dirname(made) == "/run/pidone"  # never beside the control socket
+        assert re.fullmatch(r"notify-[0-9a-f]{16}", os.path.basename(made))
+    assert rundir.notify_dir_for(found, "/srv/a/control.sock") == first  # the same each run
 
 
 @pytest.mark.parametrize(

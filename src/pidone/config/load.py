@@ -35,14 +35,14 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
 from pidone import hostport
 from pidone.config import command as commands
-from pidone.config import envfile, graph, procfile
+from pidone.config import envfile, graph, include, procfile
 from pidone.config.command import Command
 from pidone.config.envfile import Budget
 from pidone.errors import ConfigError
@@ -87,23 +87,48 @@ class Sources:
         envfile: Path | None,
         procfile_lines: Mapping[str, int],
         toml_text: str,
+        included: Sequence[tuple[Path, str]] = (),
     ) -> None:
         self.procfile = procfile
         self.config = config
         self.envfile = envfile
         self.procfile_lines = dict(procfile_lines)
         self.toml_lines = TomlLines(toml_text)
+        self.included = tuple(path for path, _ in included)  # in merge order
+        # pidone.toml, then each included file (see config/include.py)
+        self.toml_files = [(config, self.toml_lines)] + [(p, TomlLines(t)) for p, t in included]
 
     def where(self, table: str, key: str | None = None) -> str:
-        """The "file:line" of a key (or else its table), e.g. "pidone.toml:12";
-        the Procfile line for a process that only the Procfile defines."""
-        line = self.toml_lines.find(table, key)
-        if line is not None:
-            return f"{self.config}:{line}"
+        """The "file:line" of a key (or else its table), e.g. "pidone.toml:12":
+        of the last file that set the key (its value won), else of the first
+        that has the table; the Procfile line for a process only it defines."""
+        found = self._key_file(table, key)
+        if found is not None:
+            return f"{found[0]}:{found[2]}"
+        for path, lines in self.toml_files:
+            line = lines.line(table) if table else None
+            if line is not None:
+                return f"{path}:{line}"
         name = table.partition(".")[2]
         if table.startswith("process.") and name in self.procfile_lines:
             return f"{self.procfile}:{self.procfile_lines[name]}"
         return str(self.config or self.procfile)
+
+    def _key_file(self, table: str, key: str | None) -> tuple[Path | None, TomlLines, int] | None:
+        """The last file that sets table.key (its value won), its lines, the line."""
+        if key is None:
+            return None
+        full = f"{table}.{key}" if table else key
+        for path, lines in reversed(self.toml_files):
+            line = lines.line(full)
+            if line is not None:
+                return path, lines, line
+        return None
+
+    def lines_of(self, table: str, key: str) -> TomlLines:
+        """The lines of the file whose value of table.key won."""
+        found = self._key_file(table, key)
+        return self.toml_lines if found is None else found[1]
 
     def problem(self, table: str, key: str | None, message: str) -> str:
         """A problem found later (by an OS check) in the same format as load()'s:
@@ -139,10 +164,11 @@ def load(
     entries = _parse_procfile(procfile_text, procfile_path, problems)
     dotenv = _parse_envfile(env_text, env_path, environ, problems, budget)
     data = _parse_toml(toml_text, config_path, problems)
+    included = _include(config_path, toml_text, data, problems, warnings)
     _raise_if(problems)
 
     lines = {entry.name: entry.line for entry in entries}
-    sources = Sources(procfile_path, config_path, env_path, lines, toml_text or "")
+    sources = Sources(procfile_path, config_path, env_path, lines, toml_text or "", included)
     ctx = _Context(sources, problems, budget, warnings)
     _check_top_level(ctx, data)
     settings = _settings(ctx, data.get("pidone", {}))
@@ -178,8 +204,9 @@ def settings_only(config: Path) -> Settings:
     text = _read(config, "-c", problems, [])
     _raise_if(problems)
     data = _parse_toml(text, config, problems)
+    included = _include(config, text, data, problems, [])  # control_socket may be there
     _raise_if(problems)
-    ctx = _Context(Sources(None, config, None, {}, text or ""), problems, Budget(), [])
+    ctx = _Context(Sources(None, config, None, {}, text or "", included), problems, Budget(), [])
     raw = data.get("pidone", {})
     if not isinstance(raw, dict):
         ctx.problem("", "pidone", raw, "must be a table, like [pidone]")
@@ -259,10 +286,18 @@ def _read(path: Path | None, option: str, problems: list[str], warnings: list[st
     except OSError as exc:
         problems.append(f"{path}: cannot read it: {exc.strerror}; check the path given to {option}")
         return None
+    return _decode(path, data, f"the path given to {option}", problems, warnings)
+
+
+def _decode(
+    path: Path, data: bytes, named_by: str, problems: list[str], warnings: list[str]
+) -> str | None:
+    """A config file's bytes (at most MAX_FILE_BYTES + 1 read) as text, or None
+    with the problem said."""
     if len(data) > MAX_FILE_BYTES:
         problems.append(
             f"{path}: larger than {MAX_FILE_BYTES // 1024} KiB; "
-            "a configuration file is never that big, check the path given to " + option
+            "a configuration file is never that big, check " + named_by
         )
         return None
     try:
@@ -280,6 +315,69 @@ def _read(path: Path | None, option: str, problems: list[str], warnings: list[st
         )
         text = text[len(BOM) :]
     return text
+
+
+def _include(
+    config: Path | None,
+    text: str | None,
+    data: dict[str, Any],
+    problems: list[str],
+    warnings: list[str],
+) -> list[tuple[Path, str]]:
+    """pidone.toml's `include` (config/include.py has the rules): each file
+    read, parsed and merged into `data` in order; [(path, text)] of them."""
+    if config is None or "include" not in data:
+        return []
+    raw = data.pop("include")
+    where = f"{config}:{TomlLines(text or '').line('include') or 1}"
+    try:
+        files = include.expand(include.patterns(raw), os.path.dirname(config))
+    except include.IncludeError as exc:
+        problems.append(f"{where}: include = {_toml(raw)}: {exc}")
+        return []
+    by = f"(included by {where})"
+    try:
+        seen = {_identity(config): f"{config} itself"}
+    except OSError:
+        seen = {}
+    done: list[tuple[Path, str]] = []
+    for path in files:
+        try:
+            raw_bytes, identity = include.read_regular(path, MAX_FILE_BYTES)
+        except FileNotFoundError:
+            problems.append(f"{path}: no such file {by}; create it, or fix the include")
+            continue
+        except OSError as exc:
+            problems.append(f"{path}: cannot read it: {exc.strerror} {by}")
+            continue
+        except include.IncludeError as exc:
+            problems.append(f"{path}: {exc} {by}; include only reads files")
+            continue
+        if identity in seen:
+            problems.append(
+                f"{path}: included twice {by}: it is {seen[identity]}; narrow the patterns"
+            )
+            continue
+        seen[identity] = str(path)
+        decoded = _decode(path, raw_bytes, f"the include of {where}", problems, warnings)
+        if decoded is None:
+            continue
+        added = _parse_toml(decoded, path, problems)
+        if "include" in added:
+            line = TomlLines(decoded).line("include") or 1
+            problems.append(
+                f"{path}:{line}: include: an included file cannot include others {by};"
+                f" list its patterns in the include of {config}"
+            )
+            del added["include"]
+        include.merge(data, added)
+        done.append((path, decoded))
+    return done
+
+
+def _identity(path: Path) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
 
 
 def _parse_procfile(
@@ -442,6 +540,8 @@ class _Table:
                 hint = values.did_you_mean(key, known) or "; the known keys are: " + ", ".join(
                     known
                 )
+                if key == "include":  # set below a table header: TOML puts it in that table
+                    hint = "; include is a top-level key: move it above the first [table]"
                 ctx.problem(name, key, _UNSET, "unknown key" + hint)
 
     def get(self, key: str, parse: Callable[[Any], T], default: T) -> T:
@@ -461,7 +561,7 @@ class _Table:
         """An octal mode: a string, or an integer written as a 0o literal
         (tomllib gives 432 for 0o660 and for 432: the file's text tells)."""
         value = self.data.get(key)
-        lines = self.ctx.sources.toml_lines
+        lines = self.ctx.sources.lines_of(self.name, key)
         if (
             isinstance(value, int)
             and not isinstance(value, bool)

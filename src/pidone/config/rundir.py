@@ -1,5 +1,6 @@
 """THE rule for pidone's runtime directory, where its control socket
-(DIR/control.sock) and its processes' notify sockets (DIR/notify/) live:
+(DIR/control.sock) and its processes' notify sockets (DIR/notify/, or
+DIR/notify-HASH/ for another control socket: see notify_dir_for) live:
 
     root (euid 0)              /run/pidone
     any other user             $XDG_RUNTIME_DIR/pidone, when XDG_RUNTIME_DIR is an
@@ -16,6 +17,7 @@ here: it looks at the environment and stats a directory.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import stat
 from collections.abc import Mapping
@@ -41,6 +43,23 @@ class RuntimeDir:
     @property
     def notify_dir(self) -> str:
         return os.path.join(self.path, NOTIFY_DIR)
+
+
+def notify_dir_for(found: RuntimeDir, control_socket: str) -> str:
+    """The notify directory of the pidone whose control socket is `control_socket`.
+
+    Per instance: two pidones of one user (root's on a host, say) share the
+    runtime directory, and a shared notify directory would let the second take
+    over the first one's NAME.sock and its READY=1. A live control socket is
+    refused to a second pidone, so a directory named after it is one pidone's:
+    DIR/notify for the default control socket, else DIR/notify-HASH (the first
+    16 hex digits of the sha256 of its absolute path: short, and inside DIR,
+    never beside a control socket in a directory others may write to)."""
+    path = os.path.abspath(control_socket)
+    if path == found.control_socket:
+        return found.notify_dir
+    digest = hashlib.sha256(os.fsencode(path)).hexdigest()[:16]
+    return os.path.join(found.path, f"{NOTIFY_DIR}-{digest}")
 
 
 def config_dir(config: Path | None, procfile: Path | None) -> str:

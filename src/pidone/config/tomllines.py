@@ -119,6 +119,10 @@ class TomlLines:
         for end in range(1, len(parts) + 1):
             self._lines.setdefault(".".join(parts[:end]), number)
 
+    def line(self, path: str) -> int | None:
+        """The line of exactly `path` ("process.web.command"), None if absent."""
+        return self._lines.get(path)
+
     def find(self, table: str, key: str | None = None) -> int | None:
         """The line of `key` in `table` ("" for the top level), else of the table."""
         path = f"{table}.{key}" if table and key else (key or table)

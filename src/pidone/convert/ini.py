@@ -29,6 +29,7 @@ class Entry:
     key: str
     value: str
     line: int
+    file: str = ""  # the file it is in, when a config spans several ([include])
 
 
 @dataclass
@@ -36,6 +37,7 @@ class Section:
     name: str
     line: int
     entries: list[Entry] = field(default_factory=list)
+    file: str = ""  # the file of its header (its entries may come from others)
 
     def last(self) -> dict[str, Entry]:
         """Each key's last entry (a repeated key: the last wins, as in supervisord)."""
@@ -78,7 +80,7 @@ def read_supervisord(text: str, filename: str) -> list[Section]:
         if current is not None and current.entries and 0 <= key_indent < indent:
             last = current.entries[-1]
             extra = "\n" * pending_blank + "\n" + line.strip()
-            current.entries[-1] = Entry(last.key, last.value + extra, last.line)
+            current.entries[-1] = Entry(last.key, last.value + extra, last.line, last.file)
             pending_blank = 0
             continue
         pending_blank = 0
@@ -90,7 +92,7 @@ def read_supervisord(text: str, filename: str) -> list[Section]:
             # A repeated section adds to the first, as supervisord's parser has it.
             current = next((s for s in sections if s.name == name), None)
             if current is None:
-                current = Section(name, number)
+                current = Section(name, number, file=filename)
                 sections.append(current)
             key_indent = -1
             continue
@@ -105,9 +107,22 @@ def read_supervisord(text: str, filename: str) -> list[Section]:
                 f"{filename}:{number}: {line[:80]!r} comes before any [section]; "
                 "supervisord refuses it too"
             )
-        current.entries.append(Entry(line[:cut].strip().lower(), line[cut + 1 :].strip(), number))
+        key, value = line[:cut].strip().lower(), line[cut + 1 :].strip()
+        current.entries.append(Entry(key, value, number, filename))
         key_indent = indent
     return sections
+
+
+def merge_sections(into: list[Section], more: list[Section]) -> None:
+    """Another file's sections added as supervisord's parser reads a second
+    file: a section seen before gets its entries (each key's last wins), a
+    new one is appended."""
+    for section in more:
+        known = next((s for s in into if s.name == section.name), None)
+        if known is None:
+            into.append(section)
+        else:
+            known.entries.extend(section.entries)
 
 
 def read_uwsgi(text: str, filename: str) -> list[Section]:

@@ -10,6 +10,7 @@ otherwise hand them to /bin/sh.
 
 from __future__ import annotations
 
+import glob
 import itertools
 import os
 import re
@@ -20,7 +21,15 @@ from pidone import signames
 from pidone.config import command as commands
 from pidone.config import values
 from pidone.config.values import BadValue
-from pidone.convert.ini import MAX_LINE_CHARS, BadInput, Entry, Section, read_supervisord
+from pidone.convert.ini import (
+    MAX_INPUT_BYTES,
+    MAX_LINE_CHARS,
+    BadInput,
+    Entry,
+    Section,
+    merge_sections,
+    read_supervisord,
+)
 from pidone.convert.model import (
     MAX_PROCESSES,
     Conversion,
@@ -64,24 +73,45 @@ _MARKED = re.compile(f"{_MARK}([^{_END}]*){_END}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+# [include] files = ...: followed as supervisord does (only the main file's
+# [include]; globs relative to its directory, each one's matches sorted),
+# within these bounds.
+MAX_INCLUDE_FILES = 64
+MAX_INCLUDE_BYTES = 4 * MAX_INPUT_BYTES  # all the files read, the main one too
+# (absolute glob pattern, most files it may match) -> [(path, text)] of its
+# matches, sorted; raises BadInput ("path: what"). The OS side: commands.py.
+IncludeReader = Callable[[str, int], list[tuple[str, str]]]
+
+
 class _Unresolved(Exception):
     """An %(ENV_X)s where only a value known now can go (directory, user...)."""
 
 
-def convert(text: str, path: str, environ: Mapping[str, str], hostname: str = "") -> Conversion:
+def convert(
+    text: str,
+    path: str,
+    environ: Mapping[str, str],
+    hostname: str = "",
+    include: IncludeReader | None = None,
+) -> Conversion:
     """`path`: absolute (its directory is %(here)s); `environ`: what
-    %(ENV_X)s means where pidone cannot expand it later."""
-    if _MARK in text or _END in text:
-        raise BadInput(f"{path}: holds U+E000 or U+E001, which pidone import uses itself")
+    %(ENV_X)s means where pidone cannot expand it later; `include`: reads
+    the files [include] names (None: they are listed as not followed)."""
+    _check_marks(text, path)
     sections = read_supervisord(text, path)
     conv = Conversion("supervisord", path)
     reader = _Reader(conv, path, environ, hostname)
+    read = 0
+    if include is not None:
+        read = reader.include(sections, include, len(text.encode()))
     reader.run(sections)
     if not conv.processes:
-        include = next((s for s in sections if s.name == "include"), None)
-        files = include.last().get("files") if include else None
+        section = next((s for s in sections if s.name == "include"), None)
+        files = section.last().get("files") if section else None
         hint = (
-            f"its [include] names the files that have them ({shown(files.value)}): "
+            f"nor in the {read} files its [include] names"
+            if files and include is not None
+            else f"its [include] names the files that have them ({shown(files.value)}): "
             "import each of those"
             if files
             else "is it a supervisord config? a uWSGI ini has a [uwsgi] section"
@@ -89,6 +119,11 @@ def convert(text: str, path: str, environ: Mapping[str, str], hostname: str = ""
         raise BadInput(f"{path}: no [program:NAME] section: nothing to import ({hint})")
     validate(conv)
     return conv
+
+
+def _check_marks(text: str, path: str) -> None:
+    if _MARK in text or _END in text:
+        raise BadInput(f"{path}: holds U+E000 or U+E001, which pidone import uses itself")
 
 
 class _Reader:
@@ -104,9 +139,71 @@ class _Reader:
         self.global_env: dict[str, str] = {}
         self.global_umask: str | None = None
         self.levels: list[tuple[int, list[str], Entry | None]] = []  # priority, names, line
+        self.followed = False  # the [include] was read (no "not followed" note)
 
-    def where(self, line: int) -> str:
-        return f"{self.path}:{line}"
+    def where(self, at: Entry | Section) -> str:
+        return f"{at.file or self.path}:{at.line}"
+
+    # --- [include] ----------------------------------------------------------------
+
+    def include(self, sections: list[Section], read: IncludeReader, size: int) -> int:
+        """Follow the main file's [include] files = (space-separated globs,
+        relative to its directory; %(here)s, %(host_node_name)s and
+        %(ENV_X)s expanded now): each file's sections merged into `sections`
+        in order. Bounded: MAX_INCLUDE_FILES files, MAX_INCLUDE_BYTES in all.
+        An [include] in an included file is not followed (nor by supervisord:
+        only its main file's is). The number of files read."""
+        section = next((s for s in sections if s.name == "include"), None)
+        if section is None:
+            return 0
+        entry = section.last().get("files")
+        if entry is None:
+            raise BadInput(
+                f"{self.where(section)}: [include] has no files = (supervisord refuses it"
+                " too); add files = conf.d/*.conf, or remove the section"
+            )
+        self.followed = True
+        base = {"here": self.here, "host_node_name": self.hostname}
+        try:
+            value = self._expand(entry, base, self._now)
+        except _Unresolved as exc:
+            raise BadInput(
+                f"{self.where(entry)}: [include] files = {shown(entry.value)}: %(ENV_{exc})s"
+                " is not set here; set it for pidone import, or write the path"
+            ) from None
+        count = 0
+        for pattern in value.split():
+            full = os.path.join(glob.escape(self.here), pattern)
+            try:
+                found = read(full, MAX_INCLUDE_FILES - count)
+            except BadInput as exc:
+                raise BadInput(f"{self.where(entry)}: [include] files: {exc}") from None
+            if not found:
+                self.conv.note(
+                    self.where(entry),
+                    f"[include] files: {pattern}",
+                    "matches no file (supervisord warns and goes on)",
+                )
+            for path, text in found:
+                count += 1
+                size += len(text.encode())
+                if size > MAX_INCLUDE_BYTES:
+                    raise BadInput(
+                        f"{self.where(entry)}: [include] files: more than"
+                        f" {MAX_INCLUDE_BYTES // 1024} KiB in all with {path}; import it in parts"
+                    )
+                _check_marks(text, path)
+                more = read_supervisord(text, path)
+                for nested in [s for s in more if s.name == "include"]:
+                    more.remove(nested)
+                    self.conv.note(
+                        self.where(nested),
+                        "[include]",
+                        "not followed: supervisord follows only its main file's [include];"
+                        f" list these files in {self.where(entry)}",
+                    )
+                merge_sections(sections, more)
+        return count
 
     # --- sections -----------------------------------------------------------------
 
@@ -126,38 +223,38 @@ class _Reader:
                     if kind == "fcgi-program"
                     else "pidone has no supervisord events to listen to"
                 )
-                self.conv.note(
-                    self.where(section.line), f"[{section.name}]", f"not translated: {why}"
-                )
+                self.conv.note(self.where(section), f"[{section.name}]", f"not translated: {why}")
             elif kind == "group":
                 programs = section.last().get("programs")
                 listed = programs.value if programs else ""
                 self.conv.note(
-                    self.where(section.line),
+                    self.where(section),
                     f"[{section.name}]",
                     f"pidone has no groups: its programs ({listed}) are plain processes; "
                     "name them together, like `pidone ctl restart a b`",
                 )
-            elif kind == "include":
+            elif kind == "include":  # followed: its files' sections are read
+                if self.followed:
+                    continue
                 files = section.last().get("files")
                 listed = shown(files.value) if files else "''"
                 self.conv.note(
-                    self.where(section.line),
+                    self.where(section),
                     "[include]",
                     f"files = {listed} not followed: run "
                     "`pidone import` on each included file and merge the results",
                 )
             elif section.name in SERVER_SECTIONS:
                 self.conv.note(
-                    self.where(section.line), f"[{section.name}]", SERVER_SECTIONS[section.name]
+                    self.where(section), f"[{section.name}]", SERVER_SECTIONS[section.name]
                 )
             elif kind == "rpcinterface":
                 self.conv.note(
-                    self.where(section.line), f"[{section.name}]", "pidone has no XML-RPC interface"
+                    self.where(section), f"[{section.name}]", "pidone has no XML-RPC interface"
                 )
             elif section.name != "supervisord" and kind != "program":
                 self.conv.note(
-                    self.where(section.line),
+                    self.where(section),
                     f"[{section.name}]",
                     "not a supervisord section pidone import knows; ignored",
                 )
@@ -185,7 +282,7 @@ class _Reader:
                 self.global_umask = self._umask(entry, entry.value)
             elif entry.key == "user":
                 self.conv.note(
-                    self.where(entry.line),
+                    self.where(entry),
                     f"[supervisord] user = {entry.value}",
                     "run pidone itself as that user (systemd's User=, or `su` in the unit); "
                     "pidone runs as whoever starts it",
@@ -194,7 +291,7 @@ class _Reader:
                 left.append(entry.key)
         if left:
             self.conv.note(
-                self.where(section.line),
+                self.where(section),
                 f"[supervisord] {', '.join(dict.fromkeys(left))}",
                 "supervisord's own settings: pidone logs to its stderr, writes no pidfile "
                 "and never daemonizes; its settings are the [pidone] table",
@@ -207,13 +304,13 @@ class _Reader:
         title = f"[{section.name}]"
         if "command" not in raw:
             raise BadInput(
-                f"{self.where(section.line)}: {title} has no command "
+                f"{self.where(section)}: {title} has no command "
                 "(supervisord refuses it too); add command = ..."
             )
         for key, entry in raw.items():
             if key not in PROGRAM_KEYS:
                 self.conv.note(
-                    self.where(entry.line), f"{title} {key}", "not a supervisord key; ignored"
+                    self.where(entry), f"{title} {key}", "not a supervisord key; ignored"
                 )
 
         def expansions(num: int, numprocs: int) -> dict[str, object]:
@@ -232,22 +329,21 @@ class _Reader:
         name_entry = raw.get("process_name")
         name_format = name_entry.value if name_entry else "%(program_name)s"
         if numprocs > 1 and "process_num" not in name_format:
-            line = (name_entry or section).line
             raise BadInput(
-                f"{self.where(line)}: {title} numprocs = {numprocs} needs a process_name with "
-                "%(process_num)s in it, like %(program_name)s_%(process_num)02d "
-                "(supervisord refuses it too)"
+                f"{self.where(name_entry or section)}: {title} numprocs = {numprocs} needs a"
+                " process_name with %(process_num)s in it, like"
+                " %(program_name)s_%(process_num)02d (supervisord refuses it too)"
             )
         if len(self.conv.processes) + numprocs > MAX_PROCESSES:
             raise BadInput(
-                f"{self.where(section.line)}: {title}: more than {MAX_PROCESSES} processes "
+                f"{self.where(section)}: {title}: more than {MAX_PROCESSES} processes "
                 "in all; pidone import stops there"
             )
         autostart = self._boolean(keys.get("autostart"), True)
         logs = [k for k in raw if k in LOG_KEYS]
         if logs:
             self.conv.note(
-                self.where(raw[logs[0]].line),
+                self.where(raw[logs[0]]),
                 f"{title} {', '.join(logs)}",
                 "not translated: pidone relays each line to its own stdout and stderr with "
                 "the process's name in front (send them to a file with your container "
@@ -255,7 +351,7 @@ class _Reader:
             )
         if "serverurl" in raw:
             self.conv.note(
-                self.where(raw["serverurl"].line),
+                self.where(raw["serverurl"]),
                 f"{title} serverurl",
                 "pidone sets no SUPERVISOR_SERVER_URL; a program that calls supervisord "
                 "back must use `pidone ctl`",
@@ -266,8 +362,8 @@ class _Reader:
             wanted = self._expand(name_entry, base, self._now) if name_entry else program
             name = procfile_name(wanted, self.taken)
             if name != wanted:
-                self.conv.renamed.append((self.where((name_entry or section).line), wanted, name))
-            process = Process(name, wanted, self.where(section.line), "")
+                self.conv.renamed.append((self.where((name_entry or section)), wanted, name))
+            process = Process(name, wanted, self.where(section), "")
             self._fill(process, raw, self._resolve(raw, base, title), base, title, autostart)
             self.conv.processes.append(process)
             names.append(name)
@@ -292,7 +388,7 @@ class _Reader:
                 text = self._expand(entry, base, self._now)
             except _Unresolved as exc:
                 self.conv.note(
-                    self.where(entry.line),
+                    self.where(entry),
                     f"{title} {key} = {shown(entry.value)}",
                     f"not translated: ${exc} is not set here, and pidone reads {key} as "
                     "written: write its value in pidone.toml",
@@ -300,11 +396,11 @@ class _Reader:
                 continue
             if "%(ENV_" in entry.value:
                 self.conv.note(
-                    self.where(entry.line),
+                    self.where(entry),
                     f"{title} {key} = {shown(entry.value)}",
                     f"expanded at import time to {shown(text)} (pidone reads {key} as written)",
                 )
-            keys[key] = Entry(key, text, entry.line)
+            keys[key] = Entry(key, text, entry.line, entry.file)
         return keys
 
     def _fill(
@@ -351,7 +447,7 @@ class _Reader:
             try:
                 put["stop_signal"] = signames.signal_name(values.signal_number(entry.value))
             except BadValue as exc:
-                raise BadInput(f"{self.where(entry.line)}: {title} stopsignal: {exc}") from None
+                raise BadInput(f"{self.where(entry)}: {title} stopsignal: {exc}") from None
         if "stopwaitsecs" in keys:
             put["stop_timeout"] = self._integer(
                 keys["stopwaitsecs"], 10, 0, int(values.MAX_SECONDS)
@@ -361,7 +457,7 @@ class _Reader:
             put["stop_target"] = "group"
         if "killasgroup" in keys and not self._boolean(keys["killasgroup"], False):
             self.conv.note(
-                self.where(keys["killasgroup"].line),
+                self.where(keys["killasgroup"]),
                 f"{title} killasgroup = false",
                 "pidone's SIGKILL at the stop timeout always goes to the whole process group",
             )
@@ -376,7 +472,7 @@ class _Reader:
         if word != "unexpected":
             assert entry is not None
             raise BadInput(
-                f"{self.where(entry.line)}: {title} autorestart = {shown(entry.value)}: "
+                f"{self.where(entry)}: {title} autorestart = {shown(entry.value)}: "
                 "supervisord takes true, false or unexpected"
             )
         return "on-failure"
@@ -400,7 +496,7 @@ class _Reader:
                 by_name[name].keys["restart_dependents"] = False
             entry = lines[level]
             self.conv.note(
-                self.where(entry.line) if entry else self.conv.processes[0].where,
+                self.where(entry) if entry else self.conv.processes[0].where,
                 f"priority {level} ({', '.join(by_level[level])})",
                 f"translated as after = {by_level[below]}: started once those are ready (up "
                 "their startsecs), where supervisord only spawns them first; stopped before "
@@ -411,7 +507,7 @@ class _Reader:
     def _exit_codes(self, entry: Entry) -> list[int]:
         codes = []
         for part in entry.value.split(","):
-            code = self._integer(Entry("exitcodes", part.strip(), entry.line), 0, 0, 255)
+            code = self._integer(Entry("exitcodes", part.strip(), entry.line, entry.file), 0, 0, 255)
             if code not in codes:
                 codes.append(code)
         return codes
@@ -434,12 +530,15 @@ class _Reader:
         out: list[str] = []
         text = entry.value
         at = 0
+        if "here" in base and entry.file and entry.file != self.path:
+            # supervisord's %(here)s in an included file: that file's directory
+            base = {**base, "here": os.path.dirname(entry.file)}
         while (i := text.find("%", at)) >= 0:
             out.append(text[at:i])
             match = _FORMAT.match(text, i)
             if match is None:
                 raise BadInput(
-                    f"{self.where(entry.line)}: {entry.key} = {shown(text)}: a % that is no "
+                    f"{self.where(entry)}: {entry.key} = {shown(text)}: a % that is no "
                     "%(name)s expansion; write %% for a percent sign"
                 )
             at = match.end()
@@ -450,24 +549,22 @@ class _Reader:
             value: object
             if key.startswith("ENV_"):
                 if not _NAME.fullmatch(key[4:]):
-                    raise BadInput(
-                        f"{self.where(entry.line)}: {entry.key}: %({key})s names no variable"
-                    )
+                    raise BadInput(f"{self.where(entry)}: {entry.key}: %({key})s names no variable")
                 value = env(key[4:])
             elif key in base:
                 value = base[key]
             else:
                 known = ", ".join(sorted([*base, "ENV_X"]))
                 raise BadInput(
-                    f"{self.where(entry.line)}: {entry.key} = {shown(text)}: %({key})s is no "
+                    f"{self.where(entry)}: {entry.key} = {shown(text)}: %({key})s is no "
                     f"supervisord expansion here (known: {known})"
                 )
             try:
                 out.append(("%" + match["spec"]) % (value,))
             except (TypeError, ValueError) as exc:
-                raise BadInput(f"{self.where(entry.line)}: {entry.key}: {exc}") from None
+                raise BadInput(f"{self.where(entry)}: {entry.key}: {exc}") from None
             if sum(map(len, out)) > MAX_LINE_CHARS:
-                raise BadInput(f"{self.where(entry.line)}: {entry.key}: expands past 128 KiB")
+                raise BadInput(f"{self.where(entry)}: {entry.key}: expands past 128 KiB")
         out.append(text[at:])
         return "".join(out)
 
@@ -477,11 +574,11 @@ class _Reader:
             words = shlex.split(text)
         except ValueError as exc:
             raise BadInput(
-                f"{self.where(entry.line)}: {title} command = {shown(entry.value)}: {exc} "
+                f"{self.where(entry)}: {title} command = {shown(entry.value)}: {exc} "
                 "(supervisord refuses it too)"
             ) from None
         if not words:
-            raise BadInput(f"{self.where(entry.line)}: {title} command is empty")
+            raise BadInput(f"{self.where(entry)}: {title} command is empty")
         if any(_MARK in word for word in words):
             return " ".join(_shell_word(word) for word in words)
         flat = " ".join(text.split())
@@ -493,7 +590,7 @@ class _Reader:
             return flat
         if parsed is not None and parsed.uses_shell:
             self.conv.note(
-                self.where(entry.line),
+                self.where(entry),
                 f"{title} command",
                 "supervisord runs a command without a shell, so what looks like shell syntax "
                 "in it is plain arguments: written quoted, to mean the same",
@@ -512,7 +609,7 @@ class _Reader:
             key = key.strip()
             if not eq or not _NAME.fullmatch(key):
                 raise BadInput(
-                    f"{self.where(entry.line)}: environment: {shown(item)} is not KEY=value "
+                    f"{self.where(entry)}: environment: {shown(item)} is not KEY=value "
                     '(supervisord\'s form: KEY="value",KEY2=value2)'
                 )
             value = value.strip()
@@ -526,7 +623,7 @@ class _Reader:
         try:
             mask = values.octal(0o777, "022")(text.strip())
         except BadValue as exc:
-            raise BadInput(f"{self.where(entry.line)}: umask = {shown(text)}: {exc}") from None
+            raise BadInput(f"{self.where(entry)}: umask = {shown(text)}: {exc}") from None
         return f"{mask:04o}"
 
     def _checked(
@@ -541,9 +638,7 @@ class _Reader:
         try:
             parse(text)
         except BadValue as exc:
-            raise BadInput(
-                f"{self.where(entry.line)}: {title} {key} = {shown(text)}: {exc}"
-            ) from None
+            raise BadInput(f"{self.where(entry)}: {title} {key} = {shown(text)}: {exc}") from None
         put[key] = text
 
     def _integer(self, entry: Entry | None, default: int, low: int, high: int) -> int:
@@ -552,7 +647,7 @@ class _Reader:
         text = entry.value.strip()
         if not re.fullmatch(r"-?[0-9]{1,12}", text) or not low <= int(text) <= high:
             raise BadInput(
-                f"{self.where(entry.line)}: {entry.key} = {shown(entry.value)}: "
+                f"{self.where(entry)}: {entry.key} = {shown(entry.value)}: "
                 f"not a whole number from {low} to {high}"
             )
         return int(text)
@@ -566,7 +661,7 @@ class _Reader:
         if word in _FALSE:
             return False
         raise BadInput(
-            f"{self.where(entry.line)}: {entry.key} = {shown(entry.value)}: "
+            f"{self.where(entry)}: {entry.key} = {shown(entry.value)}: "
             "supervisord takes true or false (yes/no, on/off, 1/0)"
         )
 

@@ -132,11 +132,13 @@ class Loop:
         )
         sources = config.sources
         self.rundir = rundir.runtime_dir(rundir.config_dir(sources.config, sources.procfile))
+        # This pidone's own, by its control socket: see rundir.notify_dir_for.
+        self.notify_dir = rundir.notify_dir_for(self.rundir, self.control_path())
         self.prober = Prober(
             self.selector,
             self._probe_ready,
             spawn=self._spawn_check,
-            notify_dir=self.rundir.notify_dir,
+            notify_dir=self.notify_dir,
             on_alive=lambda name, pid, error: self.feed(Alive(name, pid, error)),
             on_watchdog=lambda name, pid: self.feed(WatchdogPing(name, pid)),
         )
@@ -196,19 +198,25 @@ class Loop:
                 f"another pidone is already running with the control socket {path}; stop it"
                 " (pidone ctl shutdown), or give this one another control_socket"
             )
+        names = [n for n, s in self.config.processes.items() if s.notifies()]
+        for name in names:  # root's too: a spawn could never bind it, a FATAL later
+            long = os.path.join(self.notify_dir, f"{name}.sock")
+            if len(os.fsencode(long)) > sockets.SUN_PATH_MAX:
+                shorter = "XDG_RUNTIME_DIR, the configuration's directory or " * self.rundir.private
+                raise sockets.UnsafePath(
+                    f"the notify socket path {long} is longer than the {sockets.SUN_PATH_MAX}"
+                    f" bytes a socket address holds; shorten {shorter}the name {name}"
+                )
         if not self.rundir.private:
             return
         if self.rundir.note is not None:
             self._log_side(f"{self.rundir.note}: using {self.rundir.path}")
-        names = [n for n, s in self.config.processes.items() if s.notifies()]
-        paths = [path] + [os.path.join(self.rundir.notify_dir, f"{n}.sock") for n in names]
-        for long in paths:
-            if len(os.fsencode(long)) > sockets.SUN_PATH_MAX:
-                raise sockets.UnsafePath(
-                    f"the socket path {long} is longer than the {sockets.SUN_PATH_MAX} bytes a"
-                    " socket address holds; set XDG_RUNTIME_DIR (or control_socket) to a"
-                    " shorter directory, or move the configuration"
-                )
+        if len(os.fsencode(path)) > sockets.SUN_PATH_MAX:
+            raise sockets.UnsafePath(
+                f"the socket path {path} is longer than the {sockets.SUN_PATH_MAX} bytes a"
+                " socket address holds; set XDG_RUNTIME_DIR (or control_socket) to a"
+                " shorter directory, or move the configuration"
+            )
         try:
             sockets.private_directory(self.rundir.path)
         except sockets.CannotCreate as exc:
@@ -372,6 +380,7 @@ class Loop:
             self.metrics.close if self.metrics else None,
             self.control.close if self.control else None,
             self.notifier.close if self.notifier else None,
+            self.prober.close,  # its notify sockets and their directory removed
         ):
             if close is not None:
                 self._guard(lambda _, c=close: c(), 0)  # type: ignore[misc]

@@ -263,6 +263,9 @@ class Prober:
             sock.close()
             with contextlib.suppress(OSError):
                 os.unlink(path)
+        if self._notify:  # ours (one per control socket): none piles up in /run/pidone
+            with contextlib.suppress(OSError):
+                os.rmdir(self._notify_dir)  # only if empty
         self._notify.clear()
 
     # --- sd_notify --------------------------------------------------------------------
@@ -284,6 +287,8 @@ class Prober:
             # Anyone may traverse, nobody may list; each socket file guards itself.
             os.chmod(self._notify_dir, 0o711)
         path = os.path.join(self._notify_dir, f"{name}.sock")
+        if sockets.datagram_in_use(path):  # another pidone's: taking it would take its READY=1
+            raise OSError(errno.EADDRINUSE, f"{path} is live (another pidone's?): not taken over")
         try:
             sockets.remove_stale_socket(path)
         except sockets.UnsafePath:

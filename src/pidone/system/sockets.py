@@ -168,6 +168,21 @@ def socket_in_use(path: str) -> bool:
     return True
 
 
+def datagram_in_use(path: str) -> bool:
+    """Is the unix datagram socket `path` bound by a live process? (connect()
+    sends nothing; refused means stale, as socket_in_use's.)"""
+    import socket
+
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False  # ECONNREFUSED (or not a socket at all): nobody has it
+    finally:
+        probe.close()
+    return True
+
+
 def bind_private(sock: socket.socket, path: str) -> None:
     """Bind `sock` at `path`, born 0600: never more open than intended, not
     even for an instant. The umask is process-wide: only the loop's thread
