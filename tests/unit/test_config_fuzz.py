@@ -313,7 +313,7 @@ def outcome(argv: list[str]) -> tuple[str, Any]:
     other exception escapes and fails the test."""
     started: list[Config] = []
 
-    def would_start(config: Config) -> int:
+    def would_start(config: Config, reload: object = None) -> int:
         started.append(config)
         return 0
 

@@ -19,6 +19,10 @@ line (newline-terminated, UTF-8). After the reply the server closes.
     wait-ready  {"timeout": S?}                       {"ok": true} once everything is ready;
                                                       else {"ok": false, "error": ...,
                                                             "not_ready": ["web (starting)"]}
+    reexec      {}                                    {"ok": true, "message": "re-executing:
+                                                       pid 1, version A", "pid": 1,
+                                                       "version": "A"}, then the exec; the
+                                                      next request is the new pidone's
 
     NAMES   ["web", "worker"], or ["all"] for every process (in dependency order)
     S       seconds (a number > 0); the server's own default when absent
@@ -49,6 +53,7 @@ import os
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
+from pidone import __version__
 from pidone.config import rundir
 from pidone.core.requests import NAMED, TIMED, Command, Outcome
 from pidone.core.states import HAS_PID
@@ -199,6 +204,7 @@ def status_rows(snapshot: Snapshot, now: float) -> list[dict[str, Any]]:
 def status_reply(snapshot: Snapshot, now: float) -> dict[str, Any]:
     return {
         "ok": True,
+        "version": __version__,  # pidone's: a new one after ctl reexec
         "shutting_down": snapshot.shutting_down,
         **({"draining": True} if snapshot.draining else {}),
         "processes": status_rows(snapshot, now),

@@ -110,6 +110,7 @@ class ControlServer:
         request_timeout: float = REQUEST_TIMEOUT,
         write_timeout: float = WRITE_TIMEOUT,
         log: Callable[[str], None] | None = None,  # one message, no newline
+        sock: socket.socket | None = None,  # already listening on path: ctl reexec's
     ) -> None:
         self.path = path
         self._selector = selector
@@ -123,7 +124,8 @@ class ControlServer:
         self._write_timeout = write_timeout
         self._log_message = log or process.log_to_stderr
         self._conns: dict[int, _Conn] = {}
-        self._sock = _bind(path, group)
+        self._sock = _bind(path, group) if sock is None else sock
+        self._sock.setblocking(False)
         st = os.stat(path)
         self._identity = (st.st_dev, st.st_ino)  # close() unlinks only our own socket
         selector.register(self._sock, selectors.EVENT_READ, self._guarded(self._on_accept))
@@ -162,6 +164,20 @@ class ControlServer:
                 os.unlink(self.path)
         except OSError:
             pass
+
+    def fileno(self) -> int:
+        """The listening socket's fd."""
+        return self._sock.fileno()
+
+    def detach(self) -> socket.socket:
+        """For ctl reexec: every connection dropped, the listening socket
+        returned still listening (its path kept): what connects meanwhile
+        waits in its backlog for the new pidone."""
+        for conn in list(self._conns.values()):
+            self._drop(conn)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(self._sock)
+        return self._sock
 
     @property
     def connections(self) -> int:

@@ -32,6 +32,7 @@ class Command(enum.Enum):
     SIGNAL = "signal"
     SHUTDOWN = "shutdown"
     WAIT_READY = "wait-ready"
+    REEXEC = "reexec"
 
     def __str__(self) -> str:
         return self.value

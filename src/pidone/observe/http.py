@@ -211,6 +211,7 @@ class HttpServer:
         max_connections: int = MAX_CONNECTIONS,
         workers: int = WORKERS,
         max_scrapes: int = MAX_SCRAPES,
+        listener: socket.socket | None = None,  # bound to address already: ctl reexec's
     ) -> None:
         self.direct = direct
         self.pooled = pooled
@@ -220,7 +221,9 @@ class HttpServer:
         self.max_connections = max_connections
         self.max_scrapes = max(max_scrapes, workers)
         host, port = host_port(address, port_zero=True)
-        self._listener = sockets.tcp_listener(host, port, backlog=MAX_CONNECTIONS)
+        if listener is None:
+            listener = sockets.tcp_listener(host, port, backlog=MAX_CONNECTIONS)
+        self._listener = listener
         self.port: int = self._listener.getsockname()[1]
         self._connections: list[_Connection] = []  # in accept order
         self._scrapes = 0  # connections holding a pooled place
@@ -465,6 +468,11 @@ class HttpServer:
             # full: the server thread has a wake-up pending anyway
             with contextlib.suppress(OSError):
                 os.write(self._done_write, b"x")
+
+    def keep_listener(self) -> int:
+        """For ctl reexec, before close(): a copy of the listening fd, which
+        keeps the socket (and what waits in its backlog) open after close()."""
+        return os.dup(self._listener.fileno())
 
     def close(self) -> None:
         for _ in self.workers:
