@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from pidone.config.specs import Config
 from pidone.core import handover
 from pidone.core.requests import Command
 from pidone.core.states import Goal, Phase
@@ -24,6 +25,7 @@ from pidone.core.supervisor import (
     Supervisor,
     _Proc,
 )
+from pidone.runtime import reexec
 from tests.unit.test_supervisor import Sim, sim_for
 
 TOML = """
@@ -216,3 +218,71 @@ def test_a_handed_over_phase_of_a_shutdown_is_refused(tmp_path: Path) -> None:
     core, problems = handover.resume(sim.core.config, data, 21.0)
     assert problems == ["pidone's phase sweep_kill: only up or draining is resumed"]
     assert core.phase is Phase.UP
+
+
+# --- the loop's part: the fds a handover names (runtime/reexec.parse) --------------
+
+FDS_TOML = """
+[socket.app]
+path = "/tmp/pidone-test-app.sock"
+listen = true
+[process.web]
+command = "web"
+sockets = ["app"]
+"""
+
+
+def _fds_handover(tmp_path: Path, **fds: Any) -> tuple[Config, bytes]:
+    sim = sim_for(tmp_path, FDS_TOML)
+    given = {
+        "control": 3,
+        "metrics": None,
+        "listening": {"app": 4},
+        "socket_dirs": {"app": 5},
+        "pipes": {"web": {"stdout": [6, 7], "stderr": [8, 9]}},
+        "notify": {},
+        "adopted": {},
+        **fds,
+    }
+    data = {"format": 1, "version": "0.1.0", "pid": 1, "core": sim.core.handover(), "fds": given}
+    return sim.core.config, json.dumps(data).encode()
+
+
+def test_the_fds_of_a_handover_are_read_by_role(tmp_path: Path) -> None:
+    config, raw = _fds_handover(tmp_path)
+    taken = reexec.parse(config, raw)
+    assert (taken.fds.control, taken.fds.listening, taken.fds.socket_dirs) == (
+        3,
+        {"app": 4},
+        {"app": 5},
+    )
+    assert taken.fds.pipes == {"web": {"stdout": (6, 7), "stderr": (8, 9)}}
+    assert (taken.version, taken.pid) == ("0.1.0", 1)
+
+
+@pytest.mark.parametrize(
+    ("fds", "why"),
+    [
+        ({"control": 0}, "fds: control: 0 is no fd number from 3"),
+        ({"control": 2}, "fds: control: 2 is no fd number from 3"),
+        ({"control": -5}, "fds: control: -5 is no fd number from 3"),
+        ({"control": True}, "fds: control: True is no fd number from 3"),
+        ({"listening": {"app": 3}}, "fds: one fd is named twice"),
+        ({"listening": {"intruder": 40}}, "fds: listening of intruder: not in the configuration"),
+        ({"pipes": {"web": {"stdin": [6, 7]}}}, "fds: pipes of web: 'stdin' is no [read, write]"),
+        ({"pipes": {"ghost": {}}}, "fds: pipes of 'ghost': no such process"),
+        ({"adopted": {"web": [1, 12]}}, "fds: adopted web: pid must be an integer from 2"),
+        ({"notify": []}, 'fds: "notify" must be an object'),
+    ],
+)
+def test_a_handover_naming_hostile_fds_is_refused(tmp_path: Path, fds: Any, why: str) -> None:
+    config, raw = _fds_handover(tmp_path, **fds)
+    with pytest.raises(handover.Refused) as refused:
+        reexec.parse(config, raw)
+    assert str(refused.value).startswith(why)
+
+
+def test_a_handover_that_is_not_json_is_refused(tmp_path: Path) -> None:
+    config, _ = _fds_handover(tmp_path)
+    with pytest.raises(handover.Refused, match=r"^not JSON"):
+        reexec.parse(config, b"\xff{")

@@ -287,8 +287,9 @@ _KINDS: dict[str, Callable[[int], bool]] = {
 
 
 def check_open(fds: Fds) -> None:
-    """Every fd open and of its kind; handover.Refused else. Then each is
-    close-on-exec again: no child gets one."""
+    """Every fd open and of its kind; handover.Refused else (each left
+    inheritable: the fallback closes them). Then each is close-on-exec
+    again: no child gets one."""
     wanted: list[tuple[int, str, str]] = []
     for name, fd in [("control", fds.control), ("metrics", fds.metrics)]:
         if fd is not None:
@@ -299,7 +300,6 @@ def check_open(fds: Fds) -> None:
     for name, streams in fds.pipes.items():
         for stream, ends in streams.items():
             wanted += [(fd, "pipe", f"{stream} pipe of {name}") for fd in ends]
-    system.not_inherited(fds.all())
     for fd, kind, what in wanted:
         try:
             mode = os.fstat(fd).st_mode
@@ -312,6 +312,8 @@ def check_open(fds: Fds) -> None:
             os.fstat(fd)
         except OSError as exc:
             raise handover.Refused(f"the pidfd of {name} (fd {fd}): {exc.strerror}") from None
+    # Only now: until here a refusal leaves them inheritable, for the fallback to close.
+    system.not_inherited(fds.all())
 
 
 def read(config: Config, fd: int) -> Handover:
@@ -336,8 +338,8 @@ def verify(config: Config, fd: int) -> list[str]:
 def take(loop: Loop, taken: Handover) -> list[str]:
     """Rebuild `loop` around the handover (before its run): the core, the
     fds, the counters. The problems of the core's values, to log."""
-    check_open(taken.fds)
     core, problems = handover.resume(loop.config, taken.data.get("core"), loop.clock())
+    check_open(taken.fds)  # the last refusal: from here on the loop owns the fds
     loop.core = core
     fds = taken.fds
     loop.listening = dict(fds.listening)
