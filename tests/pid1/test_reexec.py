@@ -213,15 +213,26 @@ ready = "notify"
 [process.fds]
 command = "{" ".join(helper("open_fds.py"))}"
 restart = "never"
+[process.env]
+command = "sh -c 'echo REEXEC_FD=${{PIDONE_REEXEC_FD:-none}}'"
+restart = "never"
 """
         )
         wait_for(lambda: "FDS" in stack.stdout_so_far(), what="the first fds report")
+        wait_for(lambda: "REEXEC_FD=" in stack.stdout_so_far(), what="the first env report")
         reexec(stack)
         start = ctl(stack, "start", "fds", "--timeout", "20")
         assert start.returncode == 0, start.stderr
         wait_for(lambda: stack.stdout_so_far().count("FDS") == 2, what="the second report")
         reports = re.findall(r"^fds\s+\| (FDS.*)$", stack.stdout_so_far(), re.M)
         assert reports == ["FDS 0 1 2", "FDS 0 1 2"]
+        assert ctl(stack, "start", "env", "--timeout", "20").returncode == 0
+        wait_for(lambda: stack.stdout_so_far().count("REEXEC_FD=") == 2, what="env twice")
+        # pidone's PIDONE_REEXEC_FD is its own: no child's environment has it
+        assert re.findall(r"^env\s+\| (REEXEC_FD=.*)$", stack.stdout_so_far(), re.M) == [
+            "REEXEC_FD=none",
+            "REEXEC_FD=none",
+        ]
 
 
 def test_reexec_ten_times_in_a_row_keeps_the_pids_and_no_fd_grows(mode: str, shared: Path) -> None:
