@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import urllib.request
 from collections import Counter
@@ -261,3 +262,40 @@ def test_a_handover_fd_that_is_not_open_starts_pidone_afresh(
             " descriptor): stopping every process left (SIGTERM, SIGKILL after 5 s), then"
             " starting afresh"
         ) in stack.stderr_so_far()
+
+
+# Execs pidone as a re-executed one would be: a process of the old pidone's
+# still running (its pid in argv[1]'s file), a handover that is garbage.
+GARBAGE_LAUNCHER = """
+import os, sys
+left = os.fork()
+if left == 0:
+    os.execvp("sleep", ["sleep", "1000"])
+open(sys.argv[1], "w").write(str(left))
+fd = os.memfd_create("handover", 0)
+os.write(fd, b"{not json")
+os.lseek(fd, 0, os.SEEK_SET)
+os.environ["PIDONE_REEXEC_FD"] = str(fd)
+os.execv(sys.argv[2], sys.argv[2:])
+"""
+
+
+def test_a_garbage_handover_stops_what_was_left_and_starts_afresh(shared: Path) -> None:
+    left_file = shared / "left.pid"
+    with Stack("subreaper", shared) as stack:
+        stack.start(
+            two(stack, free_port()),
+            prefix=[sys.executable, "-c", GARBAGE_LAUNCHER, str(left_file)],
+        )
+        assert ctl(stack, "wait-ready", "--timeout", "20").returncode == 0
+        left = int(left_file.read_text())
+        wait_for(lambda: proc_state(left) == "", what="the process left to be ended and reaped")
+        assert [(name, state) for name, state, _, _ in rows(stack)] == [
+            ("a", "ready"),
+            ("b", "ready"),
+        ]
+        assert (
+            "pidone | re-exec: the handover cannot be used (not JSON: Expecting property name"
+            " enclosed in double quotes: line 1 column 2 (char 1)): stopping every process left"
+        ) in stack.stderr_so_far()
+        assert zombies(stack.init.pid) == []

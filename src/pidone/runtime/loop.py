@@ -854,6 +854,7 @@ def run(config: Config, reload: Callable[[], Config] | None = None) -> int:
 
         if reexec.resume(loop):
             return loop.run()
+        loop = Loop(config, reload=reload)  # afresh: nothing of the resume that failed
     loop.prepare_runtime_dir()  # before anything starts; UnsafePath stops us here
     loop.prepare_sockets()
     return loop.run()

@@ -31,7 +31,7 @@ import os
 import socket
 import stat
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -114,8 +114,7 @@ def _config_refusal(loop: Loop) -> str | None:
 def _go(loop: Loop, answer: Answer, fds: Fds, memfd: int, env: dict[bytes, bytes]) -> None:
     for ticket, waiting in list(loop.answers.items()):
         waiting(protocol.error("pidone is re-executing: ask again"))
-        del loop.answers[ticket]
-    loop.core.waits.clear()
+        del loop.answers[ticket]  # the core's Reply for it finds no client: dropped
     message = f"re-executing: pid {os.getpid()}, version {__version__}"
     answer({"ok": True, "message": message, "pid": os.getpid(), "version": __version__})
     loop.relay.event("pidone", message)
@@ -416,11 +415,15 @@ def resume(loop: Loop) -> bool:
     finally:
         os.environ.pop(system.ENV, None)  # pidone's own: never passed on
     assert fd is not None
+    named: list[int] = []
     try:
         taken = read(loop.config, fd)
+        named = taken.fds.all()
         problems = take(loop, taken)
     except (handover.Refused, system.HandoverError) as why:
-        return _fallback(loop, str(why))
+        return _fallback(loop, str(why), named)
+    except Exception as exc:  # a bug of ours: PID 1 must not die of it
+        return _fallback(loop, f"internal error: {type(exc).__name__}: {exc}", named)
     for problem in problems:
         loop.relay.event("pidone", f"re-exec: refused {problem}", stream="stderr")
     _launchers(loop)
@@ -445,13 +448,16 @@ def _launchers(loop: Loop) -> None:
             )
 
 
-def _fallback(loop: Loop, why: str) -> bool:
+def _fallback(loop: Loop, why: str, named: Collection[int] = ()) -> bool:
     loop.relay.event(
         "pidone",
         f"re-exec: the handover cannot be used ({why}): stopping every process left"
         " (SIGTERM, SIGKILL after 5 s), then starting afresh",
         stream="stderr",
     )
+    if loop.inherited_control is not None:  # its object must not close the fd number later
+        loop.inherited_control.detach()
+        loop.inherited_control = None
     system.sweep_leftovers(5.0)
-    system.close_inherited()
+    system.close_inherited(named)
     return False

@@ -185,9 +185,13 @@ def sweep_leftovers(timeout: float) -> None:
     reap.reap_zombies()
 
 
-def close_inherited() -> None:
-    """Close every inheritable fd but 0, 1 and 2: what the old pidone
-    handed over (the fds pidone opens itself are close-on-exec)."""
+def close_inherited(named: Collection[int] = ()) -> None:
+    """Close the fds `named` and every inheritable fd but 0, 1 and 2: what
+    the old pidone handed over (pidone's own fds are close-on-exec)."""
+    for fd in named:
+        if fd > 2:
+            with contextlib.suppress(OSError):
+                os.close(fd)
     for name in os.listdir("/proc/self/fd"):
         fd = int(name)
         with contextlib.suppress(OSError):
