@@ -20,6 +20,7 @@ from pidone.core.supervisor import (
     Boot,
     Reaped,
     Request,
+    SignalReceived,
     StartLiveness,
     StartProbe,
     Supervisor,
@@ -286,3 +287,22 @@ def test_a_handover_that_is_not_json_is_refused(tmp_path: Path) -> None:
     config, _ = _fds_handover(tmp_path)
     with pytest.raises(handover.Refused, match=r"^not JSON"):
         reexec.parse(config, b"\xff{")
+
+
+def test_a_reexec_with_a_legion_is_refused(tmp_path: Path) -> None:
+    from tests.unit.test_supervisor_legion import lord
+
+    sim = lord(tmp_path)
+    assert sim.core.reexec_refusal() == (
+        "pidone ctl reexec is not supported with [legion.*]: it would drop the lease"
+    )
+
+
+def test_a_reexec_while_draining_is_refused(tmp_path: Path) -> None:
+    import signal
+
+    sim = sim_for(tmp_path, "[pidone]\nshutdown_delay = 5\n" + TOML)
+    sim.do(Boot())
+    sim.do(SignalReceived(signal.SIGTERM))
+    assert sim.core.draining
+    assert sim.core.reexec_refusal() == "pidone is shutting down: nothing to re-execute"
