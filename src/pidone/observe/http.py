@@ -230,6 +230,7 @@ class HttpServer:
         self._jobs: SimpleQueue[tuple[_Connection, Request] | None] = SimpleQueue()
         self._done: deque[tuple[_Connection, Response]] = deque()
         self._stop_read, self._stop_write = os.pipe2(os.O_CLOEXEC)
+        self._linger = 0.0
         self._done_read, self._done_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ, "accept")
@@ -244,12 +245,21 @@ class HttpServer:
     # -- the server thread --
 
     def _serve(self) -> None:
+        quiet_until: float | None = None  # close(linger): no accept, the open ones served
         while True:
             try:
-                events = self._selector.select(self._timeout())
+                timeout = self._timeout()
+                if quiet_until is not None:
+                    timeout = min(timeout or 0.05, 0.05)
+                events = self._selector.select(timeout)
                 accept = False
                 for key, mask in events:
                     if key.data == "stop":
+                        word = os.read(self._stop_read, 16)
+                        if quiet_until is None and word == b"q":
+                            self._selector.unregister(self._listener)
+                            quiet_until = time.monotonic() + self._linger
+                            continue
                         self._close_all()
                         return
                     if key.data == "accept":
@@ -261,8 +271,13 @@ class HttpServer:
                 now = time.monotonic()
                 self._poll_waiting(now)
                 self._expire(now)
-                if accept:  # after those already open: they are served first
+                if accept and quiet_until is None:  # after those open: they are served first
                     self._accept(now)
+                if quiet_until is not None and (
+                    now >= quiet_until or all(c.state == LINGERING for c in self._connections)
+                ):
+                    self._close_all()
+                    return
             except Exception:
                 self.log(f"http: {_last_error()}")
                 time.sleep(0.1)  # EMFILE and friends: do not spin
@@ -474,7 +489,15 @@ class HttpServer:
         keeps the socket (and what waits in its backlog) open after close()."""
         return os.dup(self._listener.fileno())
 
-    def close(self) -> None:
+    def close(self, linger: float = 0.0) -> None:
+        """Stop. `linger` > 0 (ctl reexec): accept no more (the listener's
+        backlog waits for whoever takes it over) and serve the connections
+        open for up to that many seconds first: none of them is reset."""
+        self._linger = linger
+        if linger > 0:
+            with contextlib.suppress(OSError):
+                os.write(self._stop_write, b"q")
+            self.thread.join(timeout=5.0 + linger)
         for _ in self.workers:
             self._jobs.put(None)
         with contextlib.suppress(OSError):

@@ -515,8 +515,9 @@ class MetricsServer:
         """See HttpServer.keep_listener."""
         return self._http.keep_listener()
 
-    def close(self) -> None:
-        self._http.close()
+    def close(self, linger: float = 0.0) -> None:
+        """See HttpServer.close."""
+        self._http.close(linger)
 
 
 def _chunks(output: Iterable[bytes]) -> Iterator[bytes]:

@@ -39,6 +39,7 @@ from pidone import __version__
 from pidone.config.specs import Config
 from pidone.control import protocol
 from pidone.core import handover
+from pidone.core.supervisor import Tick
 from pidone.errors import ConfigError
 from pidone.system import proc
 from pidone.system import reexec as system
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
     from pidone.runtime.loop import Answer, Loop
 
 RESUME_LOG = "re-executed from version {version} (pid {pid})"
+METRICS_LINGER = 1.0  # seconds the old /metrics server serves the requests it accepted
 
 
 @dataclass
@@ -91,7 +93,7 @@ def reexec(loop: Loop, answer: Answer) -> None:
         if why is not None:
             answer(protocol.error(f"not re-executing: {why}"))
             return
-        _go(loop, answer, fds, memfd, env)
+        _go(loop, answer, fds, env)
     finally:
         if memfd >= 0:
             os.close(memfd)
@@ -111,7 +113,7 @@ def _config_refusal(loop: Loop) -> str | None:
     return None
 
 
-def _go(loop: Loop, answer: Answer, fds: Fds, memfd: int, env: dict[bytes, bytes]) -> None:
+def _go(loop: Loop, answer: Answer, fds: Fds, env: dict[bytes, bytes]) -> None:
     for ticket, waiting in list(loop.answers.items()):
         waiting(protocol.error("pidone is re-executing: ask again"))
         del loop.answers[ticket]  # the core's Reply for it finds no client: dropped
@@ -120,14 +122,25 @@ def _go(loop: Loop, answer: Answer, fds: Fds, memfd: int, env: dict[bytes, bytes
     loop.relay.event("pidone", message)
     control = loop.control.detach() if loop.control is not None else None
     if loop.metrics is not None:  # its threads stop; the copy of its listener stays open
-        loop.metrics.close()
+        loop.metrics.close(linger=METRICS_LINGER)
         loop.metrics = None
-    loop.relay.drain(timeout=2.0)
-    keep = [memfd, *fds.all()]
+    # Drained, what the drain queued goes in (a `log:` ready line): the state
+    # is taken after it, into a memfd of its own (the preflight's is older).
+    for _ in range(3):
+        loop.relay.drain(timeout=1.0)
+        if not loop.events:
+            break
+        loop.feed(Tick())
+    final = loop_fds(loop)
+    final.metrics = fds.metrics
+    data = json.dumps(state(loop, final), separators=(",", ":"), allow_nan=False).encode()
+    handed = system.write_handover(data)
+    keep = [handed, *final.all()]
     system.inherit_only(keep)
-    error = system.execute(sys.orig_argv, {**env, system.ENV.encode(): str(memfd).encode()})
+    error = system.execute(sys.orig_argv, {**env, system.ENV.encode(): str(handed).encode()})
     # Still here: the exec failed. Everything as before, but the side threads restarted.
     system.not_inherited(keep)
+    os.close(handed)
     loop.relay.event("pidone", f"re-executing failed: {error}; going on as before", stream="stderr")
     loop.inherited_control = control
     loop.inherited_metrics, fds.metrics = fds.metrics, None
