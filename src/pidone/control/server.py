@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 REQUEST_TIMEOUT = 10.0  # seconds from connect to a complete request line
 WRITE_TIMEOUT = 10.0  # seconds to take the reply once it is ready
 LINGER = 2.0  # seconds to wait for the client to close after the reply
+REEXECUTING = "pidone is re-executing: ask again"  # ctl reexec's word to the others
 
 
 MAX_CONNECTIONS = 256  # open at once (waiting ones included): PID 1's fds are precious
@@ -172,8 +173,12 @@ class ControlServer:
     def detach(self) -> socket.socket:
         """For ctl reexec: every connection dropped, the listening socket
         returned still listening (its path kept): what connects meanwhile
-        waits in its backlog for the new pidone."""
+        waits in its backlog for the new pidone. One whose request is not in
+        yet is told so (one try: the socket is non-blocking)."""
         for conn in list(self._conns.values()):
+            if conn.phase == "read":
+                with contextlib.suppress(OSError):
+                    conn.sock.send(encode(error(REEXECUTING)), socket.MSG_NOSIGNAL)
             self._drop(conn)
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(self._sock)

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 from pidone import __version__
 from pidone.config.specs import Config
 from pidone.control import protocol
+from pidone.control.server import REEXECUTING
 from pidone.core import handover
 from pidone.core.supervisor import Tick
 from pidone.errors import ConfigError
@@ -115,7 +116,7 @@ def _config_refusal(loop: Loop) -> str | None:
 
 def _go(loop: Loop, answer: Answer, fds: Fds, env: dict[bytes, bytes]) -> None:
     for ticket, waiting in list(loop.answers.items()):
-        waiting(protocol.error("pidone is re-executing: ask again"))
+        waiting(protocol.error(REEXECUTING))
         del loop.answers[ticket]  # the core's Reply for it finds no client: dropped
     message = f"re-executing: pid {os.getpid()}, version {__version__}"
     answer({"ok": True, "message": message, "pid": os.getpid(), "version": __version__})
