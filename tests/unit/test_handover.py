@@ -14,7 +14,7 @@ import pytest
 from pidone.config.specs import Config
 from pidone.core import handover
 from pidone.core.requests import Command
-from pidone.core.states import Goal, Phase
+from pidone.core.states import Goal, Launch, Phase
 from pidone.core.states import ProcessState as S
 from pidone.core.supervisor import (
     Boot,
@@ -168,6 +168,12 @@ def test_a_handed_over_unknown_state_makes_the_process_start_over(
     core, problems = _hostile(tmp_path, "web", "state", state)
     assert problems[-1] == "web: its state is refused: it starts as new"
     assert core.procs["web"].state is S.STOPPED and core.procs["web"].goal is Goal.UP
+
+
+def test_a_handed_over_spawn_on_its_way_is_refused(tmp_path: Path) -> None:
+    core, problems = _hostile(tmp_path, "web", "launch", "spawning")
+    assert problems == ["web: a spawn on its way", "web: its state is refused: it starts as new"]
+    assert core.procs["web"].launch is Launch.IDLE
 
 
 def test_a_handed_over_ready_state_without_a_pid_is_refused(tmp_path: Path) -> None:

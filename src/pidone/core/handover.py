@@ -341,6 +341,9 @@ def _resume_proc(core: Supervisor, p: _Proc, given: dict[str, Any]) -> list[str]
     if p.state in HAS_PID and p.pid is None and p.launcher_pid is None:
         problems.append(f"{p.name}: {p.state.value} without a pid")
         vital = True
+    if p.launch is Launch.SPAWNING:  # never between two events: a Spawn no one answers
+        problems.append(f"{p.name}: a spawn on its way")
+        vital = True
     if p.pid is not None and p.state not in HAS_PID:
         problems.append(f"{p.name}: a pid in state {p.state.value}")
         vital = True
