@@ -214,6 +214,7 @@ def load_config(args: Args) -> Config:
     )
     for name in sdnotify.VARIABLES:  # pidone's own service manager's, not the children's
         env.pop(name, None)
+    env.pop("PIDONE_REEXEC_FD", None)  # ctl reexec's, to pidone alone
     from pidone.config import identity
 
     checks = [identity.check, shell_check, touch_check]
@@ -300,6 +301,8 @@ def run_subcommand(argv: list[str]) -> int:
     if args.command == "check":
         for warning in config.warnings:
             sys.stderr.write(warning + "\n")
+        if os.environ.get("PIDONE_REEXEC_FD") is not None:
+            return check_handover(config)
         sys.stdout.write(describe(config))
         return 0
     from pidone.runtime import loop
@@ -310,6 +313,24 @@ def run_subcommand(argv: list[str]) -> int:
     except sockets.UnsafePath as exc:
         sys.stderr.write(f"pidone: refusing to start: {exc}\n")
         return 2
+
+
+def check_handover(config: Config) -> int:
+    """`pidone check` as ctl reexec's preflight: this code must take the
+    configuration and the handover PIDONE_REEXEC_FD names, all of it."""
+    from pidone.runtime import reexec
+    from pidone.system import reexec as system
+
+    try:
+        fd = system.handover_fd(os.environ)
+    except system.HandoverError as exc:
+        problems = [str(exc)]
+    else:
+        assert fd is not None
+        problems = reexec.verify(config, fd)
+    for problem in problems:
+        sys.stderr.write(f"pidone check: {problem}\n")
+    return 1 if problems else 0
 
 
 def import_config(args: Args) -> int:

@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from pidone import __version__
 from pidone.config import load
 from pidone.core.states import Goal, ProcessState
 from pidone.runtime.loop import Loop
@@ -26,6 +27,7 @@ def test_a_ctl_status_is_answered_by_the_core_through_its_ticket(tmp_path: Path)
     assert got == [
         {
             "ok": True,
+            "version": __version__,
             "shutting_down": False,
             "processes": [
                 {

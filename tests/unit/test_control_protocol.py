@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pidone import __version__
 from pidone.control.protocol import (
     COMMANDS,
     parse_request,
@@ -135,6 +136,7 @@ def test_status_rows_from_a_snapshot() -> None:
     )
     assert status_reply(snap, 100.0) == {
         "ok": True,
+        "version": __version__,
         "shutting_down": True,
         "processes": [
             {

@@ -50,6 +50,7 @@ def request(*argv: str) -> dict[str, Any]:
         (["shutdown"], {"command": "shutdown", "args": {}}),
         (["wait-ready"], {"command": "wait-ready", "args": {"timeout": 300.0}}),
         (["wait-ready", "--timeout", "2.5"], {"command": "wait-ready", "args": {"timeout": 2.5}}),
+        (["reexec", "--timeout", "5"], {"command": "reexec", "args": {}}),  # the client's wait
     ],
 )
 def test_requests(argv: list[str], expected: dict[str, Any]) -> None:
@@ -67,6 +68,7 @@ def test_requests(argv: list[str], expected: dict[str, Any]) -> None:
         (["restart", "--timeout", "60", "web"], 60 + ctl.GRACE),
         (["wait-ready", "--timeout", "10"], 10 + ctl.GRACE),
         (["wait-ready"], ctl.WAIT_READY_TIMEOUT + ctl.GRACE),
+        (["reexec"], ctl.REEXEC_TIMEOUT + ctl.GRACE),
     ],
 )
 def test_the_client_waits_long_for_slow_commands(argv: list[str], seconds: float) -> None:

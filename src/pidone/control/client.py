@@ -8,6 +8,7 @@
     pidone ctl wait-ready [--timeout S]
     pidone ctl reread
     pidone ctl update [--timeout S] [NAME...]
+    pidone ctl reexec [--timeout S]
 
 One request, one reply (the protocol is in control.py). Exit status: 0 done,
 1 refused or failed (the reason on stderr), 2 usage (or a broken ./pidone.toml;
@@ -39,6 +40,7 @@ SHORT_TIMEOUT = 30.0  # status, reload, signal, shutdown: answered at once
 # stop_timeout (celery's may be 600 s) and readiness wait, so wait long.
 LONG_TIMEOUT = 900.0
 WAIT_READY_TIMEOUT = 300.0  # wait-ready without --timeout
+REEXEC_TIMEOUT = 60.0  # reexec without --timeout: the new code's check, then its start
 GRACE = 5.0  # past --timeout, so the server's own "not ready within S s" arrives first
 MAX_REPLY = 16 * 1024 * 1024
 
@@ -125,6 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     update.add_argument(
         "names", nargs="*", metavar="NAME", help="only these processes (default: all)"
     )
+    reexec = sub.add_parser(
+        "reexec", help="execute pidone again (a newer version), keeping every process as it is"
+    )
+    reexec.add_argument(
+        "--timeout",
+        type=_timeout,
+        metavar="S",
+        default=REEXEC_TIMEOUT,
+        help="give up waiting for the new pidone after S seconds (default: %(default)g)",
+    )
     return parser
 
 
@@ -166,7 +178,7 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         request_args["names"] = args.names
     if args.command == "signal":
         request_args["signal"] = args.signum
-    if getattr(args, "timeout", None) is not None:
+    if getattr(args, "timeout", None) is not None and args.command != "reexec":
         request_args["timeout"] = args.timeout
     return {"command": args.command, "args": request_args}
 
@@ -334,6 +346,26 @@ def report(reply: dict[str, Any]) -> tuple[str, str]:
     return "".join(f"{line}\n" for line in out), "".join(f"{line}\n" for line in err)
 
 
+def _wait_for_new_pidone(path: str, reply: dict[str, Any], timeout: float) -> int:
+    """After "re-executing": ask for the status until the new pidone
+    answers (the control socket is inherited: the request waits in its
+    backlog meanwhile), at most `timeout` seconds; print its version."""
+    sys.stdout.write(f"{reply.get('message', 're-executing')}\n")
+    deadline = time.monotonic() + timeout
+    problem = "no answer"
+    while time.monotonic() < deadline:
+        try:
+            status = send(path, {"command": "status", "args": {}}, deadline - time.monotonic())
+        except CtlError as exc:  # between its exec and its loop, or starting afresh
+            problem = str(exc)
+            time.sleep(0.05)
+            continue
+        sys.stdout.write(f"re-executed: pidone {status.get('version', '?')}\n")
+        return 0
+    sys.stderr.write(f"pidone ctl: the new pidone did not answer within {timeout:g} s: {problem}\n")
+    return 1
+
+
 # --- main --------------------------------------------------------------------------------
 
 
@@ -365,6 +397,8 @@ def main(argv: list[str]) -> int:
     if reply.get("config_error") is True:  # as `pidone check` prints it
         sys.stderr.write(f"pidone: {reply.get('error')}\n")
         return 2
+    if args.command == "reexec" and reply["ok"]:
+        return _wait_for_new_pidone(args.socket, reply, args.timeout)
     out, err = report(reply)
     sys.stdout.write(out)
     if err:

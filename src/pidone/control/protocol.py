@@ -23,6 +23,10 @@ line (newline-terminated, UTF-8). After the reply the server closes.
     update      {"names": [NAME, ...]?, "timeout": S?} {"ok": true, "changes": [LINE, ...],
                                                        "results": [RESULT, ...]} once what it
                                                       started is ready, what it removed gone
+    reexec      {}                                    {"ok": true, "message": "re-executing:
+                                                       pid 1, version A", "pid": 1,
+                                                       "version": "A"}, then the exec; the
+                                                      next request is the new pidone's
 
     LINE    what differs, as config/diff.lines says it: "added: beat",
             "changed: web: command (restarted)", "unchanged: web, worker", ...
@@ -58,6 +62,7 @@ import os
 from collections.abc import Collection
 from typing import TYPE_CHECKING, Any
 
+from pidone import __version__
 from pidone.config import rundir
 from pidone.core.requests import NAMED, TIMED, Command, Outcome
 from pidone.core.states import HAS_PID
@@ -215,6 +220,7 @@ def status_rows(snapshot: Snapshot, now: float) -> list[dict[str, Any]]:
 def status_reply(snapshot: Snapshot, now: float) -> dict[str, Any]:
     return {
         "ok": True,
+        "version": __version__,  # pidone's: a new one after ctl reexec
         "shutting_down": snapshot.shutting_down,
         **({"draining": True} if snapshot.draining else {}),
         "processes": status_rows(snapshot, now),

@@ -49,6 +49,7 @@ if TYPE_CHECKING:
 REQUEST_TIMEOUT = 10.0  # seconds from connect to a complete request line
 WRITE_TIMEOUT = 10.0  # seconds to take the reply once it is ready
 LINGER = 2.0  # seconds to wait for the client to close after the reply
+REEXECUTING = "pidone is re-executing: ask again"  # ctl reexec's word to the others
 
 
 MAX_CONNECTIONS = 256  # open at once (waiting ones included): PID 1's fds are precious
@@ -110,6 +111,7 @@ class ControlServer:
         request_timeout: float = REQUEST_TIMEOUT,
         write_timeout: float = WRITE_TIMEOUT,
         log: Callable[[str], None] | None = None,  # one message, no newline
+        sock: socket.socket | None = None,  # already listening on path: ctl reexec's
     ) -> None:
         self.path = path
         self._selector = selector
@@ -123,7 +125,8 @@ class ControlServer:
         self._write_timeout = write_timeout
         self._log_message = log or process.log_to_stderr
         self._conns: dict[int, _Conn] = {}
-        self._sock = _bind(path, group)
+        self._sock = _bind(path, group) if sock is None else sock
+        self._sock.setblocking(False)
         st = os.stat(path)
         self._identity = (st.st_dev, st.st_ino)  # close() unlinks only our own socket
         selector.register(self._sock, selectors.EVENT_READ, self._guarded(self._on_accept))
@@ -162,6 +165,24 @@ class ControlServer:
                 os.unlink(self.path)
         except OSError:
             pass
+
+    def fileno(self) -> int:
+        """The listening socket's fd."""
+        return self._sock.fileno()
+
+    def detach(self) -> socket.socket:
+        """For ctl reexec: every connection dropped, the listening socket
+        returned still listening (its path kept): what connects meanwhile
+        waits in its backlog for the new pidone. One whose request is not in
+        yet is told so (one try: the socket is non-blocking)."""
+        for conn in list(self._conns.values()):
+            if conn.phase == "read":
+                with contextlib.suppress(OSError):
+                    conn.sock.send(encode(error(REEXECUTING)), socket.MSG_NOSIGNAL)
+            self._drop(conn)
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(self._sock)
+        return self._sock
 
     @property
     def connections(self) -> int:

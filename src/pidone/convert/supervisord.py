@@ -507,7 +507,8 @@ class _Reader:
     def _exit_codes(self, entry: Entry) -> list[int]:
         codes = []
         for part in entry.value.split(","):
-            code = self._integer(Entry("exitcodes", part.strip(), entry.line, entry.file), 0, 0, 255)
+            one = Entry("exitcodes", part.strip(), entry.line, entry.file)
+            code = self._integer(one, 0, 0, 255)
             if code not in codes:
                 codes.append(code)
         return codes

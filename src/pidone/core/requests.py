@@ -34,6 +34,7 @@ class Command(enum.Enum):
     WAIT_READY = "wait-ready"
     REREAD = "reread"
     UPDATE = "update"
+    REEXEC = "reexec"
 
     def __str__(self) -> str:
         return self.value

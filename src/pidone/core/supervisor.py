@@ -874,6 +874,46 @@ class Supervisor:
             draining=self.draining,
         )
 
+    # -- pidone ctl reexec (core/handover.py) --
+
+    def reexec_refusal(self) -> str | None:
+        """Why a `ctl reexec` is refused now, or None: not while shutting
+        down or draining (the exec would race the stop), nor with legions
+        (a lease is held by this pidone's token, which dies with it)."""
+        if self.shutting_down or self.draining:
+            return "pidone is shutting down: nothing to re-execute"
+        if self.leases:
+            return "pidone ctl reexec is not supported with [legion.*]: it would drop the lease"
+        updating = [p.name for p in self.procs.values() if p.pending is not None or p.leaving]
+        if updating:  # its new spec or its removal lives only in this core
+            return f"a ctl update is under way ({', '.join(updating)}): reexec once it is done"
+        return None
+
+    def handover(self) -> dict[str, object]:
+        """The state a re-executed pidone resumes from (handover.resume)."""
+        from pidone.core import handover
+
+        return handover.handover(self)
+
+    def resumed(self) -> list[Action]:
+        """What the loop must start again after a re-exec: the readiness
+        check of each RUNNING instance (from scratch: the old pidone's
+        attempt died with it), the liveness check of each READY one."""
+        out: list[Action] = []
+        for p in self.procs.values():
+            pid = p.pid if p.pid is not None else p.spawned_pid
+            if pid is None or p.spawned_pid is None:
+                continue
+            # As _await_ready: a settle time is the core's, no probe unless a
+            # watchdog's pings must count (from the pid the prober knows).
+            probed = p.spec.ready.kind != "settle" or p.spec.watchdog is not None
+            checking = p.state is S.RUNNING and p.launch is not Launch.CHECKED
+            if probed and (checking or (p.state is S.READY and p.spec.watchdog is not None)):
+                out.append(StartProbe(p.name, p.spawned_pid))
+            if p.state is S.READY and p.spec.alive is not None:
+                out.append(StartLiveness(p.name, pid))
+        return out
+
     def pid_owner(self, pid: int) -> str | None:
         for p in self.procs.values():
             if pid in (p.pid, p.launcher_pid):

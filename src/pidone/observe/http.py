@@ -211,6 +211,7 @@ class HttpServer:
         max_connections: int = MAX_CONNECTIONS,
         workers: int = WORKERS,
         max_scrapes: int = MAX_SCRAPES,
+        listener: socket.socket | None = None,  # bound to address already: ctl reexec's
     ) -> None:
         self.direct = direct
         self.pooled = pooled
@@ -220,13 +221,16 @@ class HttpServer:
         self.max_connections = max_connections
         self.max_scrapes = max(max_scrapes, workers)
         host, port = host_port(address, port_zero=True)
-        self._listener = sockets.tcp_listener(host, port, backlog=MAX_CONNECTIONS)
+        if listener is None:
+            listener = sockets.tcp_listener(host, port, backlog=MAX_CONNECTIONS)
+        self._listener = listener
         self.port: int = self._listener.getsockname()[1]
         self._connections: list[_Connection] = []  # in accept order
         self._scrapes = 0  # connections holding a pooled place
         self._jobs: SimpleQueue[tuple[_Connection, Request] | None] = SimpleQueue()
         self._done: deque[tuple[_Connection, Response]] = deque()
         self._stop_read, self._stop_write = os.pipe2(os.O_CLOEXEC)
+        self._linger = 0.0
         self._done_read, self._done_write = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self._selector = selectors.DefaultSelector()
         self._selector.register(self._listener, selectors.EVENT_READ, "accept")
@@ -241,12 +245,21 @@ class HttpServer:
     # -- the server thread --
 
     def _serve(self) -> None:
+        quiet_until: float | None = None  # close(linger): no accept, the open ones served
         while True:
             try:
-                events = self._selector.select(self._timeout())
+                timeout = self._timeout()
+                if quiet_until is not None:
+                    timeout = min(timeout or 0.05, 0.05)
+                events = self._selector.select(timeout)
                 accept = False
                 for key, mask in events:
                     if key.data == "stop":
+                        word = os.read(self._stop_read, 16)
+                        if quiet_until is None and word == b"q":
+                            self._selector.unregister(self._listener)
+                            quiet_until = time.monotonic() + self._linger
+                            continue
                         self._close_all()
                         return
                     if key.data == "accept":
@@ -258,8 +271,13 @@ class HttpServer:
                 now = time.monotonic()
                 self._poll_waiting(now)
                 self._expire(now)
-                if accept:  # after those already open: they are served first
+                if accept and quiet_until is None:  # after those open: they are served first
                     self._accept(now)
+                if quiet_until is not None and (
+                    now >= quiet_until or all(c.state == LINGERING for c in self._connections)
+                ):
+                    self._close_all()
+                    return
             except Exception:
                 self.log(f"http: {_last_error()}")
                 time.sleep(0.1)  # EMFILE and friends: do not spin
@@ -466,7 +484,20 @@ class HttpServer:
             with contextlib.suppress(OSError):
                 os.write(self._done_write, b"x")
 
-    def close(self) -> None:
+    def keep_listener(self) -> int:
+        """For ctl reexec, before close(): a copy of the listening fd, which
+        keeps the socket (and what waits in its backlog) open after close()."""
+        return os.dup(self._listener.fileno())
+
+    def close(self, linger: float = 0.0) -> None:
+        """Stop. `linger` > 0 (ctl reexec): accept no more (the listener's
+        backlog waits for whoever takes it over) and serve the connections
+        open for up to that many seconds first: none of them is reset."""
+        self._linger = linger
+        if linger > 0:
+            with contextlib.suppress(OSError):
+                os.write(self._stop_write, b"q")
+            self.thread.join(timeout=5.0 + linger)
         for _ in self.workers:
             self._jobs.put(None)
         with contextlib.suppress(OSError):

@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import threading
 import time
 import traceback
@@ -442,6 +443,7 @@ class MetricsServer:
         health_wait: float = HEALTH_WAIT,
         sample: Sampler | None = None,
         log: Callable[[str], None] | None = None,
+        listener: socket.socket | None = None,  # bound already: ctl reexec's
     ) -> None:
         self.snapshot = snapshot
         self.heartbeat = heartbeat
@@ -458,6 +460,7 @@ class MetricsServer:
             pooled_paths=frozenset({"/metrics"}),
             log=self.log,
             server_name=f"pidone/{__version__}",
+            listener=listener,
         )
         self.port = self._http.port
         self._thread = self._http.thread  # the serving thread
@@ -508,8 +511,13 @@ class MetricsServer:
                 extra.append((name, value))
         return Response(int(status.split(" ", 1)[0]), body, content_type, tuple(extra))
 
-    def close(self) -> None:
-        self._http.close()
+    def keep_listener(self) -> int:
+        """See HttpServer.keep_listener."""
+        return self._http.keep_listener()
+
+    def close(self, linger: float = 0.0) -> None:
+        """See HttpServer.close."""
+        self._http.close(linger)
 
 
 def _chunks(output: Iterable[bytes]) -> Iterator[bytes]:

@@ -250,6 +250,10 @@ class LogRelay:
                 self._pipe_budget -= PIPE_SIZE - _DEFAULT_PIPE_SIZE
             except OSError:
                 pass  # near the quota already: the default works too
+        self._add_source(name, stream, read_fd, write_fd)
+        return write_fd
+
+    def _add_source(self, name: str, stream: Stream, read_fd: int, write_fd: int) -> None:
         output = self._stdout if stream == "stdout" else self._stderr
         source = _Source(name, stream, read_fd, write_fd, output)
         source.callback = lambda mask: self._on_readable(source)
@@ -257,7 +261,16 @@ class LogRelay:
         self._sources[name, stream] = source
         if not output.paused:
             self._register(source)
-        return write_fd
+
+    def pipes(self) -> dict[tuple[str, Stream], tuple[int, int]]:
+        """(name, stream) -> its pipe's (read end, write end): for ctl reexec."""
+        return {key: (s.read_fd, s.write_fd) for key, s in self._sources.items()}
+
+    def adopt_pipe(self, name: str, stream: Stream, read_fd: int, write_fd: int) -> None:
+        """A pipe a re-executed pidone was handed (its process writes into it
+        still): relayed as if pipe_for had made it; non-blocking reads."""
+        os.set_blocking(read_fd, False)
+        self._add_source(name, stream, read_fd, write_fd)
 
     def event(
         self,

@@ -30,6 +30,7 @@ import functools
 import os
 import selectors
 import signal
+import socket
 import time
 import traceback
 from collections import deque
@@ -180,6 +181,10 @@ class Loop:
         self.oom = OomCounters()  # the main pids' memory cgroups' oom_kill counters
         self.legions: dict[str, redis.LeaseClient] = {}  # [legion.NAME] -> its redis thread
         self.leaving: dict[str, ProcessSpec] = {}  # removed by ctl update, not yet forgotten
+        # ctl reexec (runtime/reexec.py): what the side parts take over, the resumed handover
+        self.inherited_control: socket.socket | None = None
+        self.inherited_metrics: int | None = None
+        self.resumed: str | None = None  # "re-executed from ...": no Boot, the core resumed
 
     def control_path(self) -> str:
         """The control socket: $PIDONE_CONTROL_SOCKET, `control_socket`, else
@@ -273,7 +278,10 @@ class Loop:
         self._start_side_parts()
         if self.stdin_problem:
             self._log_side(self.stdin_problem)
-        self.feed(Boot(adopt=not process.is_pid1()))  # as PID 1 nothing outlived us
+        if self.resumed is None:
+            self.feed(Boot(adopt=not process.is_pid1()))  # as PID 1 nothing outlived us
+        else:
+            self._resume()
         self._publish()
         while self.exit_code is None:
             self._turn()
@@ -299,18 +307,10 @@ class Loop:
     # -- side parts: a failure here is logged, never fatal --
 
     def _start_side_parts(self) -> None:
-        settings = self.config.settings
         self.notifier = sdnotify.Notifier.from_environ(
             os.environ, log=self._log_side, clock=self.clock
         )
-        path = self.control_path()
-        try:
-            gid = identity.group_id(settings.control_group) if settings.control_group else None
-            self.control = control.ControlServer(
-                self.selector, path, group=gid, on_request=self._on_control, log=self._log_side
-            )
-        except Exception as exc:
-            self._log_side(f"control socket {path} disabled: {exc}")
+        self.start_control()
         touch = [path for spec in self.config.processes.values() for path in spec.touch]
         if touch:
             try:
@@ -324,6 +324,28 @@ class Loop:
                 self._log_side(f"touch disabled: {exc}")
         if self.config.legions:
             self._start_legions()
+        self.start_metrics()
+
+    def start_control(self) -> None:
+        settings = self.config.settings
+        path = self.control_path()
+        sock, self.inherited_control = self.inherited_control, None
+        try:
+            gid = identity.group_id(settings.control_group) if settings.control_group else None
+            self.control = control.ControlServer(
+                self.selector,
+                path,
+                group=gid,
+                on_request=self._on_control,
+                log=self._log_side,
+                sock=sock,
+            )
+        except Exception as exc:
+            self._log_side(f"control socket {path} disabled: {exc}")
+
+    def start_metrics(self) -> None:
+        settings = self.config.settings
+        fd, self.inherited_metrics = self.inherited_metrics, None
         if settings.metrics:
             try:
                 from pidone.observe.metrics import MetricsServer
@@ -335,8 +357,10 @@ class Loop:
                     counters=self.counters,
                     wake=signals.wake_loop,
                     log=self.side_log.put,
+                    listener=None if fd is None else socket.socket(fileno=fd),
                 )
-                self.relay.event("pidone", f"metrics on http://{settings.metrics}/metrics")
+                if fd is None:
+                    self.relay.event("pidone", f"metrics on http://{settings.metrics}/metrics")
             except Exception as exc:
                 self._log_side(f"metrics on {settings.metrics} disabled: {exc}")
 
@@ -767,6 +791,11 @@ class Loop:
         if parsed.command in (Command.REREAD, Command.UPDATE):
             self._reread(parsed, answer)
             return
+        if parsed.command is Command.REEXEC:  # the core says when not; the rest is the loop's
+            from pidone.runtime import reexec
+
+            reexec.reexec(self, answer)
+            return
         self.tickets += 1
         self.answers[self.tickets] = answer
         self.feed(replace(parsed, ticket=self.tickets))
@@ -872,9 +901,29 @@ class Loop:
         if isinstance(found, str):
             return NotAdopted(name, found)
         pid, fd = found
-        self.adopted[name] = found
-        self.selector.register(fd, selectors.EVENT_READ, lambda _: self._on_adopted_exit(name))
+        self.watch_adopted(name, pid, fd)
         return Adopted(name, pid)
+
+    def watch_adopted(self, name: str, pid: int, fd: int) -> None:
+        self.adopted[name] = (pid, fd)
+        self.selector.register(fd, selectors.EVENT_READ, lambda _: self._on_adopted_exit(name))
+
+    def _resume(self) -> None:
+        """After ctl reexec, in place of Boot: say so, start again the checks
+        that died with the old pidone, reap what exited meanwhile."""
+        assert self.resumed is not None
+        self.relay.event("pidone", self.resumed)
+        acted_on: set[str] = set()
+        for action in self.core.resumed():
+            try:
+                self._execute(action, acted_on)
+            except Exception:
+                self._log_bug(f"carrying out {action}")
+        for p in self.core.snapshot().processes:
+            if p.pid is not None:
+                self._oom_sample(p.pid)
+        self._reap()
+        self.feed(Tick())
 
     def _on_adopted_exit(self, name: str) -> None:
         pid, fd = self.adopted.pop(name)
@@ -929,6 +978,12 @@ def socket_owner(sock: SocketSpec) -> tuple[int, int]:
 
 def run(config: Config, reload: Callable[[], Config] | None = None) -> int:
     loop = Loop(config, reload=reload)
+    if os.environ.get("PIDONE_REEXEC_FD") is not None:  # ctl reexec's new pidone
+        from pidone.runtime import reexec
+
+        if reexec.resume(loop):
+            return loop.run()
+        loop = Loop(config, reload=reload)  # afresh: nothing of the resume that failed
     loop.prepare_runtime_dir()  # before anything starts; UnsafePath stops us here
     loop.prepare_sockets()
     return loop.run()

@@ -304,6 +304,18 @@ class Prober:
         self._notify[name] = (sock, path)
         return path
 
+    def notify_fds(self) -> dict[str, int]:
+        """name -> its notify socket's fd: for ctl reexec."""
+        return {name: sock.fileno() for name, (sock, _) in self._notify.items()}
+
+    def adopt_notify(self, name: str, fd: int) -> None:
+        """The notify socket a re-executed pidone was handed for `name`."""
+        sock = socket.socket(fileno=fd)
+        sock.setblocking(False)
+        path = os.path.join(self._notify_dir, f"{name}.sock")
+        self._selector.register(sock, selectors.EVENT_READ, lambda mask: self._receive(name, sock))
+        self._notify[name] = (sock, path)
+
     def _receive(self, name: str, sock: socket.socket) -> None:
         pinged = False
         for _ in range(_NOTIFY_BATCH):
