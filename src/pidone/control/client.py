@@ -10,12 +10,12 @@
     pidone ctl update [--timeout S] [NAME...]
     pidone ctl reexec [--timeout S]
 
-One request, one reply (the protocol is in control.py). Exit status: 0 done,
+One request, one reply (the protocol is in control/protocol.py). Exit status: 0 done,
 1 refused or failed (the reason on stderr), 2 usage (or a broken ./pidone.toml;
 for reread and update: a configuration pidone cannot load, printed as
 `pidone check` prints it).
 The socket is --socket, else $PIDONE_CONTROL_SOCKET, else `[pidone]
-control_socket` of ./pidone.toml, else the runtime directory's, by the rule
+control_socket` of ./pidone.toml (or of a file it includes), else the runtime directory's, by the rule
 `pidone run` follows (config/rundir.py: /run/pidone for root;
 $XDG_RUNTIME_DIR/pidone or ./.pidone for any other user).
 """
