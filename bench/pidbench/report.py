@@ -235,6 +235,7 @@ RESULTS_HEADING = "## Results (medians)"
 DETAILS_HEADING = "## Details: min / median / max"
 TARGETS_HEADING = "## Targets"
 MACHINE_HEADING = "## Machine"
+TOOLS_HEADING = "## Tools"
 PROBLEMS_HEADING = "## Problems during the run"
 PROFILES_HEADING = "## Profiles of the misses"
 IMPORTS_HEADING = "## What each import costs"
@@ -293,9 +294,9 @@ def merge_markdown(
 ) -> str:
     """`old` (RESULTS.md of an earlier run) with what the selective run `new`
     measured: its measurements' summaries and details rows replace theirs (or
-    are put in `order`), the targets it judged replace theirs; the machine, its
-    problems and profiles are added under the earlier run's. Everything else of
-    the earlier run stays as it was."""
+    are put in `order`), the targets it judged replace theirs; its machine,
+    tools, problems and profiles are added under the earlier run's. Everything
+    else of the earlier run stays as it was."""
     old_head, old_parts = _split(old, "## ")
     _, new_parts = _split(new, "## ")
     titles = [m.title for m in order]
@@ -351,6 +352,9 @@ def merge_markdown(
         machine[1].rstrip("\n") + f"\n\nMerged in later: {names}, from `{command}`:\n\n"
         f"{new_machine}\n\n"
     )
+    new_tools = part(new_parts, TOOLS_HEADING)[1].strip()
+    tools = part(old_parts, TOOLS_HEADING)
+    tools[1] = tools[1].rstrip("\n") + f"\n\nIn the run merged in later:\n\n{new_tools}\n\n"
     new_problems = part(new_parts, PROBLEMS_HEADING)[1].strip()
     if new_problems != "None.":
         problems = part(old_parts, PROBLEMS_HEADING)

@@ -437,6 +437,10 @@ def test_merge_says_what_was_merged_from_which_command_on_which_machine() -> Non
         "## Machine\n\n- date: 10:00\n\nMerged in later: shutdown, from "
         "`bench/run.py --only shutdown`:\n\n- date: 16:00\n\n## Tools" in merged
     )
+    assert (
+        "## Tools\n\n- tini: tini version 0.19.0\n\nIn the run merged in later:\n\n"
+        "- tini: tini version 0.19.0\n\n## Method" in merged
+    )
     assert merged.endswith("## Problems during the run\n\nNone.\n")
     assert merged.count("## ") == old.count("## ")
 
