@@ -75,6 +75,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--inits", help="comma-separated inits: " + ",".join(i.name for i in INITS))
     parser.add_argument("--no-profile", action="store_true", help="no profile for a missed target")
+    parser.add_argument(
+        "--no-merge",
+        action="store_true",
+        help="with --only: write RESULTS.md anew (default: merge into the one there)",
+    )
     parser.add_argument("--output", type=Path, default=RESULTS_MD, help="where to write RESULTS.md")
     return parser.parse_args(argv)
 
@@ -194,6 +199,7 @@ def main(argv: Sequence[str]) -> int:
         progress("interrupted; everything it started is stopped")
         return 130
     took = time.monotonic() - began
+    command = " ".join(["bench/run.py", *argv]) if argv else "make bench"
     print(report.results_table(measurements, results))
     print()
     print(report.targets_table(verdicts))
@@ -214,10 +220,16 @@ def main(argv: Sequence[str]) -> int:
         settings=settings,
         machine=about,
         tools=machine.describe_tools(inits),
-        command=" ".join(["bench/run.py", *argv]) if argv else "make bench",
+        command=command,
         profiles=profiles,
         imports=imports,
     )
+    if args.only is not None and not args.no_merge and args.output.exists():
+        # A selective run keeps the other measurements' numbers: its sections go in.
+        document = report.merge_markdown(
+            args.output.read_text(), document, measurements, ALL, command
+        )
+        progress(f"merged {', '.join(m.name for m in measurements)} into {args.output}")
     args.output.write_text(document)
     progress(f"wrote {args.output}")
     return 0

@@ -27,6 +27,8 @@ PEERS_BIN = BENCH / ".venv-peers" / "bin"
 
 PIDONE_BIN = str(VENV_BIN / "pidone")
 SUPERVISORD_BIN = str(PEERS_BIN / "supervisord")
+SUPERVISORCTL_BIN = str(PEERS_BIN / "supervisorctl")
+SUPERVISOR_SOCKET = "supervisor.sock"  # in the rundir, with supervisord(control=True)
 CIRCUSD_BIN = str(PEERS_BIN / "circusd")
 HONCHO_BIN = str(PEERS_BIN / "honcho")
 S6_SVSCAN_BIN = "/usr/bin/s6-svscan"
@@ -66,13 +68,15 @@ def pidone_run(
             lines.append(f"after = [{', '.join(_toml(a) for a in s.after)}]")
         if s.ready_port is not None:
             lines.append(f'ready = "tcp:{LOOPBACK}:{s.ready_port}"')
+        elif s.settle is not None:
+            lines.append(f'ready = "settle:{s.settle:g}"')
         lines.append(f"stop_timeout = {s.stop_timeout:g}")
     config = rundir / "pidone.toml"
     _write(config, "\n".join(lines) + "\n")
     return [PIDONE_BIN, "run", "-c", str(config)]
 
 
-def supervisord(workload: Workload, rundir: Path) -> list[str]:
+def supervisord(workload: Workload, rundir: Path, *, control: bool = False) -> list[str]:
     lines = [
         "[supervisord]",
         "nodaemon=true",
@@ -81,6 +85,21 @@ def supervisord(workload: Workload, rundir: Path) -> list[str]:
         f"pidfile={rundir / 'supervisord.pid'}",
         f"childlogdir={rundir}",
     ]
+    if control:
+        # What supervisorctl needs, as its documentation's sample configuration has it.
+        socket = rundir / SUPERVISOR_SOCKET
+        lines += [
+            "",
+            "[unix_http_server]",
+            f"file={socket}",
+            "chmod=0700",
+            "",
+            "[rpcinterface:supervisor]",
+            "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+            "",
+            "[supervisorctl]",
+            f"serverurl=unix://{socket}",
+        ]
     for s in workload.services:
         lines += [
             "",
@@ -89,7 +108,8 @@ def supervisord(workload: Workload, rundir: Path) -> list[str]:
             # Lower starts first and stops last: the closest it has to `after`.
             f"priority={100 + 10 * workload.depth(s)}",
             "autorestart=true",
-            "startsecs=0",  # no minimum uptime: a quick exit is restarted, not backed off
+            # No minimum uptime unless the service asks: a quick exit is restarted, not backed off.
+            f"startsecs={0 if s.settle is None else round(s.settle)}",
             "stopsignal=TERM",
             f"stopwaitsecs={max(1, round(s.stop_timeout))}",
             # Output to supervisord's own stdout, as in a container.

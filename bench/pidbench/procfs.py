@@ -99,6 +99,20 @@ def memory_kib(pid: int) -> dict[str, int]:
     return fields
 
 
+def fds(pid: int) -> dict[int, str]:
+    """The process's open file descriptors and what each one is (its
+    /proc/PID/fd link: a path, `socket:[INODE]`, `pipe:[INODE]`...)."""
+    try:
+        names = os.listdir(f"/proc/{pid}/fd")
+    except (FileNotFoundError, ProcessLookupError) as exc:
+        raise BenchError(f"process {pid} is gone (reading /proc/{pid}/fd)") from exc
+    found = {}
+    for name in names:
+        with contextlib.suppress(OSError):  # closed meanwhile
+            found[int(name)] = os.readlink(f"/proc/{pid}/fd/{name}")
+    return found
+
+
 def children(pid: int) -> list[int]:
     """Children of the process's main thread (what a single-threaded init forked)."""
     try:

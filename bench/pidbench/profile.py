@@ -14,6 +14,9 @@ Run after the measurements, only for a MISS, and written into RESULTS.md:
   PYTHONPROFILEIMPORTTIME=1 (who imported whom); each module's growth goes
   to the import in pidone's own code that pulled it in.
 - wakeups: strace of the idle init: the system calls it made.
+- ctl update, ctl reexec (what they keep): one launch again, logged: what
+  each command said, the pids before and after, and after each reexec
+  pidone's RSS and the fds unlike those it had before.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pidbench.children import SLEEP
 from pidbench.errors import BenchError
 from pidbench.inits import INITS, PEERS_BIN, REPO, VENV_PYTHON, Init
 from pidbench.measure import Measurement, Round, Settings
-from pidbench.measures import logs, orphans, restart, scale, shutdown, signals
+from pidbench.measures import logs, orphans, reexec, restart, scale, shutdown, signals, update
 from pidbench.measures.common import SLEEPERS
 from pidbench.namespace import Namespace
 from pidbench.targets import RUN, RUN_METRICS, SINGLE, Verdict
@@ -434,6 +437,15 @@ def _profile(key: str, settings: Settings) -> str:
         return _spy_on(RUN, logs.LogRelay(), settings, repeat=1)
     if key == "scrape":
         return _spy_on(RUN, scale.Scale(), replace(settings, scrapes=50), repeat=1)
+    if key == "update":
+        return "What each `ctl update` said, the pids before and after:\n\n" + update.trace(
+            _by_name(RUN), settings
+        )
+    if key == "reexec":
+        return (
+            "pidone's RSS and fds after each reexec; the fds unlike those before "
+            "(`FD->LINK`):\n\n" + reexec.trace(_by_name(RUN), settings)
+        )
     return "no profiler for this target"
 
 

@@ -1,4 +1,4 @@
-"""pidone's targets (issues 2, 8 and 13), each judged on the median over rounds
+"""pidone's targets (issues 2, 8, 13 and 19), each judged on the median over rounds
 unless it says otherwise. A round in which pidone did not do the thing at
 all (a word instead of a number: not restarted, timed out, dropped) misses
 the target, whatever the other rounds' median."""
@@ -10,7 +10,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pidbench.measure import Metric, Results
-from pidbench.measures import idle, logs, memory, orphans, restart, scale, shutdown, signals
+from pidbench.measures import (
+    idle,
+    logs,
+    memory,
+    orphans,
+    reexec,
+    restart,
+    scale,
+    shutdown,
+    signals,
+    update,
+)
 from pidbench.stats import Summary
 
 SINGLE = "pidone"
@@ -184,6 +195,50 @@ def _scrape(results: Results) -> tuple[bool, str]:
     return s.median < 250, f"median of medians {s.median:.1f} ms{processes} (max {s.maximum:.1f})"
 
 
+def _update(results: Results) -> tuple[bool, str]:
+    """Every round: all the others kept their pid (a number, not timed)."""
+    kept = _summary(results, update.KEPT, RUN)
+    words = _words(results, update.KEPT, RUN)
+    running = _summary(results, update.TO_RUNNING, RUN)
+    ready = _summary(results, update.TO_READY, RUN)
+    detail = (
+        f"{kept.minimum:.0f} of {update.STACK} kept their pid at worst; command to running "
+        f"{running.median:.1f} ms, to ready {ready.median:.1f} ms (not judged)"
+    )
+    return kept.minimum == update.STACK and not words, detail + (f"; {words}" if words else "")
+
+
+def _reexec(results: Results) -> tuple[bool, str]:
+    """Every round: the pids kept, no fd more, RSS within RSS_SLACK of before."""
+    kept = _summary(results, reexec.KEPT, RUN)
+    words = _words(results, reexec.KEPT, RUN)
+    growth = _summary(results, reexec.RSS_GROWTH, RUN)
+    before = _summary(results, reexec.FDS_BEFORE, RUN)
+    after = _summary(results, reexec.FDS_LAST, RUN)
+    fds = [
+        a - b
+        for a, b in zip(
+            results.values(reexec.FDS_LAST, RUN),
+            results.values(reexec.FDS_BEFORE, RUN),
+            strict=False,
+        )
+    ]
+    trip = _summary(results, reexec.ROUND_TRIP, RUN)
+    detail = (
+        f"{kept.minimum:.0f} of {reexec.STACK} pids kept at worst; fds {before.median:.0f} "
+        f"before, {after.median:.0f} after (most gained in a round: {max(fds):.0f}); RSS "
+        f"growth median {growth.median:+.2f} MiB (max {growth.maximum:+.2f}); round trip "
+        f"{trip.median:.0f} ms (max {trip.maximum:.0f}, not judged)"
+    )
+    passed = (
+        kept.minimum == reexec.STACK
+        and max(fds) <= 0
+        and growth.maximum <= reexec.RSS_SLACK
+        and not words
+    )
+    return passed, detail + (f"; {words}" if words else "")
+
+
 TARGETS: tuple[tuple[str, str, Callable[[Results], tuple[bool, str]]], ...] = (
     ("wakeups", "0 wakeups/s while idle, both modes, every round", _wakeups),
     ("rss_run", "pidone run RSS <= 18 MiB without metrics", _rss_run),
@@ -203,6 +258,13 @@ TARGETS: tuple[tuple[str, str, Callable[[Results], tuple[bool, str]]], ...] = (
     ),
     ("logs", "log relay >= 200 MB/s, zero lines lost", _logs),
     ("scrape", "200 processes: /metrics scrape < 250 ms", _scrape),
+    ("update", f"ctl update adding a process: the other {update.STACK} keep their pids", _update),
+    (
+        "reexec",
+        f"{reexec.REEXECS} ctl reexecs as PID 1: every pid kept, no fd leaked, "
+        f"RSS within {reexec.RSS_SLACK:g} MiB of before",
+        _reexec,
+    ),
 )
 
 

@@ -30,6 +30,9 @@ class Service:
     after: tuple[str, ...] = ()  # services that must be ready before this one starts
     ready_port: int | None = None  # ready once 127.0.0.1:PORT accepts connections
     stop_timeout: float = 5.0  # seconds from the stop signal to SIGKILL
+    # Ready (pidone) or RUNNING (supervisord's startsecs) once up this long;
+    # None: each init's own default as configs.py sets it.
+    settle: float | None = None
 
     @property
     def command_line(self) -> str:

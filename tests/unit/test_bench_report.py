@@ -10,6 +10,7 @@ from pidbench.measure import Measurement, Metric, Results, Round, Settings
 from pidbench.measures import memory, restart, shutdown
 from pidbench.measures.memory import Memory
 from pidbench.measures.restart import Restart
+from pidbench.measures.scale import Scale
 from pidbench.measures.shutdown import Shutdown
 from pidbench.stats import Summary
 from pidbench.targets import Verdict, judge
@@ -253,14 +254,18 @@ def test_targets_table() -> None:
 
 def test_targets_table_of_a_run_that_measured_nothing() -> None:
     lines = report.targets_table(judge(Results())).splitlines()
-    assert len(lines) == 2 + 10
+    assert len(lines) == 2 + 12
     assert lines[2] == (
         "| 0 wakeups/s while idle, both modes, every round | **n/a** "
         "| no Init wakeups while idle for pidone |"
     )
-    assert lines[-1] == (
+    assert lines[-3] == (
         "| 200 processes: /metrics scrape < 250 ms | **n/a** "
         "| no /metrics scrape, median for pidone run |"
+    )
+    assert lines[-1] == (
+        "| 10 ctl reexecs as PID 1: every pid kept, no fd leaked, RSS within 1 MiB of before "
+        "| **n/a** | no Pids kept of 10 after 10 reexecs for pidone run |"
     )
 
 
@@ -330,3 +335,141 @@ def test_results_markdown_profiles_and_problems() -> None:
         "## Problems during the run\n\n"
         "- note: restart round 3: honcho: still running 15 s after SIGTERM\n"
     )
+
+
+# --- a selective run (--only) merged into the RESULTS.md of a full run ------------
+
+
+def _document(
+    measurements: list[Measurement],
+    data: Results,
+    verdicts: list[Verdict],
+    command: str,
+    machine: list[tuple[str, str]],
+) -> str:
+    return report.results_markdown(
+        measurements=measurements,
+        results=data,
+        verdicts=verdicts,
+        settings=SETTINGS,
+        machine=machine,
+        tools=[("tini", "tini version 0.19.0")],
+        command=command,
+    )
+
+
+def _full_and_selective() -> tuple[str, str, Results, Results]:
+    full = restarts()
+    full.add(Shutdown(), 1, _round([(shutdown.SHUTDOWN, "pidone", 3.0)]))
+    full.add(Memory(), 1, _round([(memory.RSS, "pidone", 9.0)]))
+    old = _document(
+        [Memory(), Restart(), Shutdown()], full, VERDICTS, "make bench", [("date", "10:00")]
+    )
+    again = results(Shutdown(), [(shutdown.SHUTDOWN, "pidone", 5.0)])
+    verdicts = [
+        Verdict("restart", "restart after kill -9 < 10 ms", None, "not measured"),
+        Verdict("shutdown", "shutdown < 10 ms", True, "pidone 5.00 ms"),
+    ]
+    command = "bench/run.py --only shutdown"
+    new = _document([Shutdown()], again, verdicts, command, [("date", "16:00")])
+    return old, new, full, again
+
+
+def _round(entries: list[tuple[Metric, str, float]]) -> Round:
+    observed = Round()
+    for metric, subject, value in entries:
+        observed.record(metric, subject, value)
+    return observed
+
+
+ORDER: list[Measurement] = [Memory(), Restart(), Shutdown()]
+
+
+def test_merge_replaces_only_the_measured_sections_and_keeps_the_rest() -> None:
+    old, new, full, again = _full_and_selective()
+    merged = report.merge_markdown(old, new, [ORDER[2]], ORDER, "bench/run.py --only shutdown")
+    # The restart and memory summaries of the full run are there as they were.
+    assert f"### Restart after kill -9\n\n{Restart().describe(SETTINGS)}\n\n" in merged
+    assert report.summary_table(Restart(), full) in merged
+    assert report.summary_table(Memory(), full) in merged
+    # Shutdown's summary is the new run's, once.
+    assert report.summary_table(Shutdown(), again) in merged
+    assert report.summary_table(Shutdown(), full) not in merged
+    assert merged.count("### Shutdown on SIGTERM") == 1
+    # In report order: memory, restart, shutdown.
+    at = [merged.index(f"### {m.title}") for m in ORDER]
+    assert at == sorted(at)
+    # Details: the old rows of restart and memory, the new ones of shutdown, in order.
+    details = merged.split("## Details: min / median / max\n\n")[1].split("\n\n")[0]
+    assert details.splitlines() == [
+        "| Metric | Subject | min | median | max | rounds | vs best peer | vs tini |",
+        "|---|---|--:|--:|--:|--:|--:|--:|",
+        "| Init RSS (MiB) | pidone | 9.00 | 9.00 | 9.00 | 1 | - | - |",
+        *report.details_table([Restart()], full).splitlines()[2:],
+        "| 3 prompt children: SIGTERM to init exited (ms) | pidone | 5.00 | 5.00 | 5.00 | 1 "
+        "| - | - |",
+    ]
+
+
+def test_merge_replaces_the_targets_judged_and_keeps_those_not_measured() -> None:
+    old, new, _, _ = _full_and_selective()
+    merged = report.merge_markdown(old, new, [ORDER[2]], ORDER, "bench/run.py --only shutdown")
+    targets = merged.split("## Targets\n\n")[1].split("\n\n")[0].splitlines()
+    assert targets == [
+        "| pidone target | result | numbers |",
+        "|---|---|---|",
+        # n/a in the new run: the full run's verdict stays.
+        "| restart after kill -9 < 10 ms | **PASS** | median 5.00 ms (min 4.00, max 6.00) |",
+        "| init RSS <= 18 MiB with metrics enabled | **MISS** | 25.79 MiB |",
+        "| 200 processes: /metrics scrape < 250 ms | **n/a** | no /metrics scrape |",
+        "| shutdown < 10 ms | **PASS** | pidone 5.00 ms |",
+    ]
+
+
+def test_merge_says_what_was_merged_from_which_command_on_which_machine() -> None:
+    old, new, _, _ = _full_and_selective()
+    merged = report.merge_markdown(old, new, [ORDER[2]], ORDER, "bench/run.py --only shutdown")
+    assert (
+        "Written by `make bench` (bench/run.py); every run rewrites this file.\n"
+        "Sections merged in from `bench/run.py --only shutdown`: shutdown.\n\n## Machine" in merged
+    )
+    assert (
+        "## Machine\n\n- date: 10:00\n\nMerged in later: shutdown, from "
+        "`bench/run.py --only shutdown`:\n\n- date: 16:00\n\n## Tools" in merged
+    )
+    assert (
+        "## Tools\n\n- tini: tini version 0.19.0\n\nIn the run merged in later:\n\n"
+        "- tini: tini version 0.19.0\n\n## Method" in merged
+    )
+    assert merged.endswith("## Problems during the run\n\nNone.\n")
+    assert merged.count("## ") == old.count("## ")
+
+
+def test_merge_puts_a_measurement_the_old_run_lacked_in_report_order() -> None:
+    old_data = results(Shutdown(), [(shutdown.SHUTDOWN, "pidone", 3.0)])
+    old = _document([Shutdown()], old_data, [], "make bench", [])
+    new = _document([Restart()], restarts(), [], "bench/run.py --only restart", [])
+    merged = report.merge_markdown(old, new, [ORDER[1]], ORDER, "bench/run.py --only restart")
+    assert merged.index("### Restart after kill -9") < merged.index("### Shutdown on SIGTERM")
+    details = merged.split("## Details: min / median / max\n\n")[1].split("\n\n")[0]
+    rows = details.splitlines()[2:]
+    assert rows[0].startswith("| kill -9 to running again (ms) | pidone run |")
+    assert rows[-1].startswith("| 3 prompt children: SIGTERM to init exited (ms) | pidone |")
+
+
+def test_detail_rows_with_a_label_two_measurements_share_go_to_the_right_one() -> None:
+    # "Init RSS (MiB)" is memory's first row and scale's third.
+    body = "\n".join(
+        [
+            "| Metric | Subject | min | median | max | rounds | vs best peer | vs tini |",
+            "|---|---|--:|--:|--:|--:|--:|--:|",
+            "| Init RSS (MiB) | pidone | 1 | 1 | 1 | 1 | - | - |",
+            "| Init RSS (MiB) | tini | 1 | 1 | 1 | 1 | - | - |",
+            "| Init PSS (MiB) | pidone | 1 | 1 | 1 | 1 | - | - |",
+            "| Supervised processes (count) | pidone run | 1 | 1 | 1 | 1 | - | - |",
+            "| Init RSS (MiB) | pidone run | 1 | 1 | 1 | 1 | - | - |",
+            "| a row of a metric since renamed | pidone run | 1 | 1 | 1 | 1 | - | - |",
+        ]
+    )
+    rows = report._detail_rows(body, [Memory(), Scale()])
+    assert [at for at, _ in rows] == [0, 0, 0, 1, 1, 1]

@@ -11,7 +11,19 @@ import signal
 import pytest
 from pidbench import targets
 from pidbench.measure import Measurement, Metric, Results, Round
-from pidbench.measures import ALL, idle, logs, memory, orphans, restart, scale, shutdown, signals
+from pidbench.measures import (
+    ALL,
+    idle,
+    logs,
+    memory,
+    orphans,
+    reexec,
+    restart,
+    scale,
+    shutdown,
+    signals,
+    update,
+)
 from pidbench.targets import RUN, RUN_METRICS, SINGLE, Verdict, judge
 
 Values = dict[tuple[Metric, str], list[float]]
@@ -27,7 +39,7 @@ KEYS = [
     "signals",
     "shutdown",
 ]
-KEYS += ["logs", "scrape"]
+KEYS += ["logs", "scrape", "update", "reexec"]
 
 
 def _measurement(metric: Metric) -> Measurement:
@@ -55,6 +67,14 @@ def passing() -> Values:
         (logs.THROUGHPUT, RUN): [300.0],
         (logs.LOST, RUN): [0.0],
         (scale.SCRAPE, RUN): [40.0],
+        (update.KEPT, RUN): [float(update.STACK)],
+        (update.TO_RUNNING, RUN): [150.0],
+        (update.TO_READY, RUN): [1200.0],
+        (reexec.KEPT, RUN): [float(reexec.STACK)],
+        (reexec.FDS_BEFORE, RUN): [20.0],
+        (reexec.FDS_LAST, RUN): [20.0],
+        (reexec.RSS_GROWTH, RUN): [0.25],
+        (reexec.ROUND_TRIP, RUN): [700.0] * reexec.REEXECS,
     }
     for metric in restart.EACH_KILL:
         values[(metric, RUN)] = [5.0]
@@ -131,6 +151,11 @@ def test_the_details_give_the_numbers() -> None:
         "(max 2.00)",
         "logs": "pidone run (prefixes) 300 MB/s, 0 lines lost at worst",
         "scrape": "median of medians 40.0 ms (max 40.0)",
+        "update": "10 of 10 kept their pid at worst; command to running 150.0 ms, "
+        "to ready 1200.0 ms (not judged)",
+        "reexec": "10 of 10 pids kept at worst; fds 20 before, 20 after (most gained in a "
+        "round: 0); RSS growth median +0.25 MiB (max +0.25); round trip 700 ms (max 700, "
+        "not judged)",
     }
 
 
@@ -418,6 +443,8 @@ def test_nothing_measured_is_n_a_for_every_target_with_what_is_missing() -> None
         "shutdown": "no 3 prompt children: SIGTERM to init exited for pidone",
         "logs": "no Throughput for pidone run",
         "scrape": "no /metrics scrape, median for pidone run",
+        "update": "no Pids kept of the 10 running before for pidone run",
+        "reexec": "no Pids kept of 10 after 10 reexecs for pidone run",
     }
 
 
@@ -523,3 +550,53 @@ def test_log_relay_timing_out_in_a_round_misses() -> None:
     found = verdict("logs", values, words)
     assert found.word == "MISS"
     assert found.detail == "pidone run (prefixes) 300 MB/s, 0 lines lost at worst; 1x timed out"
+
+
+# --- ctl update: the others keep their pids --------------------------------------
+
+
+def test_update_where_one_process_got_a_new_pid_in_one_round_misses() -> None:
+    found = verdict("update", with_value(update.KEPT, RUN, 10.0, 9.0, 10.0))
+    assert found.passed is False
+    assert found.detail.startswith("9 of 10 kept their pid at worst;")
+
+
+def test_update_that_failed_in_one_round_misses_though_the_others_kept_all() -> None:
+    found = verdict("update", passing(), {(update.KEPT, RUN): ["failed"]})
+    assert found.passed is False
+    assert found.detail.endswith("; 1x failed")
+
+
+def test_update_is_not_judged_on_its_times() -> None:
+    values = with_value(update.TO_READY, RUN, 60_000.0)
+    assert verdict("update", values).passed is True
+
+
+# --- ctl reexec: pids kept, no fd leaked, no RSS growth ---------------------------
+
+
+def test_reexec_leaking_one_fd_in_one_round_misses() -> None:
+    values = with_value(reexec.FDS_BEFORE, RUN, 20.0, 20.0, 20.0)
+    values[(reexec.FDS_LAST, RUN)] = [20.0, 21.0, 19.0]  # the median gained nothing
+    found = verdict("reexec", values)
+    assert found.passed is False
+    assert "(most gained in a round: 1)" in found.detail
+
+
+@pytest.mark.parametrize(("mib", "passed"), [(0.99, True), (1.0, True), (1.01, False)])
+def test_reexec_rss_growth_within_the_slack_in_every_round(mib: float, passed: bool) -> None:
+    found = verdict("reexec", with_value(reexec.RSS_GROWTH, RUN, 0.0, mib, -0.5))
+    assert found.passed is passed
+    assert f"(max +{mib:.2f})" in found.detail
+
+
+def test_reexec_losing_a_child_pid_misses() -> None:
+    found = verdict("reexec", with_value(reexec.KEPT, RUN, 10.0, 9.0))
+    assert found.passed is False
+    assert found.detail.startswith("9 of 10 pids kept at worst;")
+
+
+def test_reexec_that_failed_misses() -> None:
+    found = verdict("reexec", passing(), {(reexec.KEPT, RUN): ["failed"]})
+    assert found.passed is False
+    assert found.detail.endswith("; 1x failed")

@@ -8,10 +8,12 @@ from pidbench.measures.idle import Idle
 from pidbench.measures.logs import LogRelay
 from pidbench.measures.memory import Memory
 from pidbench.measures.orphans import OrphanStorm, ZombieBurst
+from pidbench.measures.reexec import Reexec
 from pidbench.measures.restart import Restart
 from pidbench.measures.scale import Scale
 from pidbench.measures.shutdown import Shutdown
 from pidbench.measures.signals import SignalLatency
+from pidbench.measures.update import Update
 
 ALL: tuple[Measurement, ...] = (
     Memory(),
@@ -24,4 +26,6 @@ ALL: tuple[Measurement, ...] = (
     Chain(),
     LogRelay(),
     Scale(),
+    Update(),
+    Reexec(),
 )
