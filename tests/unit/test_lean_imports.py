@@ -44,6 +44,8 @@ HEAVY_FOR_RUN = {
     "difflib",
     "email",
     "gzip",
+    "hashlib",  # OpenSSL's libcrypto: 3.6 MiB (config/rundir._sha256_hex)
+    "_hashlib",
     "http.server",
     "http.client",
     "pidone.observe.http",
