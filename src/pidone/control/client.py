@@ -15,8 +15,8 @@ One request, one reply (the protocol is in control/protocol.py). Exit status: 0 
 for reread and update: a configuration pidone cannot load, printed as
 `pidone check` prints it).
 The socket is --socket, else $PIDONE_CONTROL_SOCKET, else `[pidone]
-control_socket` of ./pidone.toml (or of a file it includes), else the runtime directory's, by the rule
-`pidone run` follows (config/rundir.py: /run/pidone for root;
+control_socket` of ./pidone.toml (or of a file it includes), else the
+runtime directory's, by the rule `pidone run` follows (config/rundir.py: /run/pidone for root;
 $XDG_RUNTIME_DIR/pidone or ./.pidone for any other user).
 """
 
