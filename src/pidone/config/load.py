@@ -42,7 +42,7 @@ from typing import Any, TypeVar, cast
 
 from pidone import hostport
 from pidone.config import command as commands
-from pidone.config import envfile, graph, include, procfile
+from pidone.config import envfile, graph, procfile
 from pidone.config.command import Command
 from pidone.config.envfile import Budget
 from pidone.errors import ConfigError
@@ -328,6 +328,8 @@ def _include(
     read, parsed and merged into `data` in order; [(path, text)] of them."""
     if config is None or "include" not in data:
         return []
+    from pidone.config import include  # only a pidone.toml with `include` needs it
+
     raw = data.pop("include")
     where = f"{config}:{TomlLines(text or '').line('include') or 1}"
     try:

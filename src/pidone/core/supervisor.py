@@ -93,11 +93,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import MISSING, dataclass, field, fields, replace
 from typing import ClassVar
 
-from pidone.config import diff as config_diff
 from pidone.config import graph
 from pidone.config.specs import Config, ProcessSpec
 from pidone.core import legion as leasing
-from pidone.core import reconfig
 from pidone.core.requests import (
     DEFAULT_WAIT,
     STOP_GRACE,
@@ -1770,6 +1768,10 @@ class Supervisor:
         if self.shutting_down or self.draining:
             answer(Outcome(False, "pidone is shutting down: update refused"))
             return
+        # imported here: only an update needs them (pidone run's memory)
+        from pidone.config import diff as config_diff
+        from pidone.core import reconfig
+
         try:
             effective = reconfig.merge(self.config, ev.config, ev.names)
         except ValueError as exc:

@@ -38,7 +38,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from pidone.config import diff as config_diff
 from pidone.config import identity, rundir
 from pidone.config.specs import Config, ProcessSpec, SocketSpec
 from pidone.config.values import MAX_SECONDS
@@ -822,6 +821,8 @@ class Loop:
             if took >= 0.5:
                 self._log_side(f"{request.command}: reading the configuration took {took:.1f} s")
         if request.command is Command.REREAD:
+            from pidone.config import diff as config_diff  # only a reread needs it
+
             changes = config_diff.lines(config_diff.diff(self.config, read))
             answer({"ok": True, "changes": changes})
             return
