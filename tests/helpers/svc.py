@@ -15,6 +15,12 @@ and `SIGHUP`/`SIGUSR1`/`SIGUSR2` when one of those arrives.
                      memory 1 MiB at a time until killed (past 4 GiB: exit 3)
   --watchdog N       send WATCHDOG=1 every WATCHDOG_USEC/3, N times (-1: for
                      ever), then `pings stopped`; first --flood N of them at once
+
+Its threads (--http, --watchdog) block every signal, as pidone's own do: the
+kernel gives a process-directed signal to any thread that does not block it,
+and Python runs handlers only in the main thread. A SIGTERM sent while we are
+SIGSTOPped is taken by whichever thread runs first after SIGCONT; taken by the
+HTTP thread, it left the main thread asleep and "term" unsaid.
 """
 
 from __future__ import annotations
@@ -24,10 +30,11 @@ import os
 import signal
 import socket
 import sys
-import threading
 import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
+
+from pidone.system.process import start_thread
 
 
 def main() -> None:
@@ -69,9 +76,7 @@ def main() -> None:
         signal.signal(other, lambda signum, frame: journal(signal.Signals(signum).name))
     journal(f"up {os.getpid()}")
     if args.watchdog is not None:
-        threading.Thread(
-            target=pings, args=(args.watchdog, args.flood, journal), daemon=True
-        ).start()
+        start_thread(lambda: pings(args.watchdog, args.flood, journal), "pings")
     print(f"{args.name} is up", flush=True)
     if args.spam:
         for i in range(args.spam):
@@ -105,7 +110,7 @@ def main() -> None:
                 pass
 
         server = HTTPServer(("127.0.0.1", args.http), Ok)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        start_thread(server.serve_forever, "http")
         keep.append(server)
     if args.touch:
         with open(args.touch, "w") as f:

@@ -32,6 +32,17 @@ def get(url: str, timeout: float = 2.0) -> str:
         return str(r.read().decode())
 
 
+def threads_not_blocking(pid: int, signum: int) -> list[int]:
+    """The threads of PID that do not block signum (/proc's SigBlk masks)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        blocked = re.search(r"^SigBlk:\s*([0-9a-f]+)$", (task / "status").read_text(), re.M)
+        assert blocked is not None
+        if not int(blocked[1], 16) & (1 << (signum - 1)):
+            found.append(int(task.name))
+    return found
+
+
 def test_a_hung_http_server_is_restarted_by_liveness(mode: str, tmp_path: Path) -> None:
     port = free_port()
     with Stack(mode, tmp_path) as stack:
@@ -48,6 +59,10 @@ stop_timeout = 5
         wait_for(lambda: ready_count(stack, "web") == 1, what="web ready")
         assert get(f"http://127.0.0.1:{port}/") == "ok"
         old = stack.host_pid("web")
+        # Only its main thread can take the SIGTERM (its HTTP thread blocks
+        # it): sent while it is stopped, the SIGTERM goes to whichever thread
+        # runs first after the SIGCONT, and Python runs handlers in the main one.
+        assert threads_not_blocking(old, signal.SIGTERM) == [old]
         os.kill(old, signal.SIGSTOP)  # accepts (the kernel does), never answers
         wait_for(lambda: stack.count("web up") == 2, timeout=20, what="web restarted")
         assert said(stack, "liveness check failed (1 of 2): no answer within 0.2 s") >= 1
