@@ -67,13 +67,22 @@ class Round:
         self.notes.append(text)
 
 
-def each_init(inits: Sequence[Init], out: Round, measure: Callable[[Init], None]) -> None:
+def each_init(
+    inits: Sequence[Init],
+    out: Round,
+    measure: Callable[[Init], None],
+    failed: Metric | None = None,
+) -> None:
     """Run `measure` for every init: one init failing (or dying under us,
-    which os.kill reports as an OSError) is noted, and the others are still measured."""
+    which os.kill reports as an OSError) is noted, and the others are still
+    measured. `failed`: the metric a failed launch flags "failed" (it kept
+    nothing to count, so its target misses)."""
     for init in inits:
         try:
             measure(init)
         except (BenchError, OSError) as exc:
+            if failed is not None:
+                out.flag(failed, init.name, "failed")
             out.note(f"{init.name}: {exc}")
 
 

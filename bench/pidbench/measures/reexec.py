@@ -84,15 +84,7 @@ class Reexec:
         )
 
     def run_round(self, inits: Sequence[Init], settings: Settings, out: Round) -> None:
-        def measure(init: Init) -> None:
-            # A launch that failed kept nothing we can count: a word, so the target misses.
-            try:
-                _launch(init, settings, out)
-            except (BenchError, OSError):
-                out.flag(KEPT, init.name, "failed")
-                raise
-
-        each_init(inits, out, measure)
+        each_init(inits, out, lambda init: _launch(init, settings, out), failed=KEPT)
 
 
 def trace(init: Init, settings: Settings) -> str:
