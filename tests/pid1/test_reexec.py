@@ -20,7 +20,7 @@ from pidone import __version__
 from tests.helpers.load import UnixLoad
 from tests.helpers.running import PIDONE, children_of, helper, proc_state, wait_for
 from tests.helpers.stack import Stack, free_port
-from tests.pid1.test_control import ctl, metrics
+from tests.pid1.test_control import ctl, metrics, two_processes
 from tests.pid1.test_prebound_servers import ready_count, start_web, uwsgi_command
 
 CHANGED = (
@@ -32,17 +32,8 @@ CHANGED = (
 
 
 def two(stack: Stack, port: int, extra: str = "") -> str:
-    return f"""
-[pidone]
-settle_time = 0.2
-metrics = "127.0.0.1:{port}"
-{extra}
-[process.a]
-command = "{stack.svc("a")}"
-[process.b]
-command = "{stack.svc("b")}"
-after = ["a"]
-"""
+    """test_control's two processes, with metrics on `port`."""
+    return two_processes(stack, f'metrics = "127.0.0.1:{port}"\n{extra}')
 
 
 def rows(stack: Stack) -> list[tuple[str, str, int | None, int]]:
