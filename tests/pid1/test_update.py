@@ -149,6 +149,29 @@ def test_a_config_error_changes_nothing_and_exits_2(mode: str, tmp_path: Path) -
         assert signals_recorded(stack, "rec") == []
 
 
+def test_an_added_notify_process_whose_socket_path_no_bind_takes_is_refused(
+    mode: str, tmp_path: Path
+) -> None:
+    # 90 letters of name: its notify socket path is longer than a sockaddr
+    # holds. Refused as `pidone run` refuses it at the start (exit 2), not
+    # spawned into failure after failure.
+    name = "n" * 90
+    with Stack(mode, tmp_path) as stack:
+        stack.start(base(stack))
+        ready(stack, "rec", "a", "b", "c")
+        before = pids(stack)
+        rewrite(stack, base(stack) + f'[process.{name}]\ncommand = "x"\nready = "notify"\n')
+        for verb in ("reread", "update"):
+            done = ctl(stack, verb)
+            assert done.returncode == 2, done
+            assert done.stderr.startswith("pidone: the notify socket path "), done.stderr
+            assert f"/{name}.sock is longer than the 107 bytes a socket address holds" in (
+                done.stderr
+            )
+        assert pids(stack) == before
+        assert signals_recorded(stack, "rec") == []
+
+
 def test_update_of_named_processes_applies_only_theirs(mode: str, tmp_path: Path) -> None:
     with Stack(mode, tmp_path) as stack:
         stack.start(base(stack))

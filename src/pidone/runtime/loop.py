@@ -191,6 +191,20 @@ class Loop:
         configured = os.environ.get("PIDONE_CONTROL_SOCKET") or self.config.settings.control_socket
         return configured or self.rundir.control_socket
 
+    def notify_path_problem(self, config: Config) -> str | None:
+        """Why a notify socket of `config` could never be bound (its path is
+        longer than a sockaddr holds; root's too), or None: refused at the
+        start and by ctl reread/update, never a FATAL after failed spawns."""
+        for name, spec in config.processes.items():
+            long = os.path.join(self.notify_dir, f"{name}.sock")
+            if spec.notifies() and len(os.fsencode(long)) > sockets.SUN_PATH_MAX:
+                shorter = "XDG_RUNTIME_DIR, the configuration's directory or " * self.rundir.private
+                return (
+                    f"the notify socket path {long} is longer than the {sockets.SUN_PATH_MAX}"
+                    f" bytes a socket address holds; shorten {shorter}the name {name}"
+                )
+        return None
+
     def prepare_runtime_dir(self) -> None:
         """Before anything starts: a non-root runtime directory made 0700 (or
         refused as unsafe), every socket path in it short enough for a
@@ -203,14 +217,9 @@ class Loop:
                 " (pidone ctl shutdown), or give this one another control_socket"
             )
         names = [n for n, s in self.config.processes.items() if s.notifies()]
-        for name in names:  # root's too: a spawn could never bind it, a FATAL later
-            long = os.path.join(self.notify_dir, f"{name}.sock")
-            if len(os.fsencode(long)) > sockets.SUN_PATH_MAX:
-                shorter = "XDG_RUNTIME_DIR, the configuration's directory or " * self.rundir.private
-                raise sockets.UnsafePath(
-                    f"the notify socket path {long} is longer than the {sockets.SUN_PATH_MAX}"
-                    f" bytes a socket address holds; shorten {shorter}the name {name}"
-                )
+        problem = self.notify_path_problem(self.config)
+        if problem is not None:
+            raise sockets.UnsafePath(problem)
         if not self.rundir.private:
             return
         if self.rundir.note is not None:
@@ -820,6 +829,10 @@ class Loop:
             took = self.clock() - began
             if took >= 0.5:
                 self._log_side(f"{request.command}: reading the configuration took {took:.1f} s")
+        problem = self.notify_path_problem(read)
+        if problem is not None:  # as `pidone run` refuses it at the start
+            answer({"ok": False, "config_error": True, "error": problem})
+            return
         if request.command is Command.REREAD:
             from pidone.config import diff as config_diff  # only a reread needs it
 
