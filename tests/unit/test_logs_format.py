@@ -117,6 +117,16 @@ def test_text_prefix_is_padded_to_the_longest_name_pidone_included() -> None:
     assert short.lines("a", "stdout", b"hi\n") == b"a      | hi\n"  # "pidone" sets the width
 
 
+def test_a_longer_name_added_by_an_update_widens_every_prefix_from_then_on() -> None:
+    fmt = text_formatter("web")
+    assert fmt.lines("web", "stdout", b"a\n") == b"web    | a\n"
+    fmt.add_names(["web", "worker-long"])  # ctl update added worker-long
+    assert fmt.lines("web", "stdout", b"b\n") == b"web         | b\n"
+    assert fmt.lines("worker-long", "stdout", b"c\n") == b"worker-long | c\n"
+    fmt.add_names(["x"])  # a shorter one narrows nothing
+    assert fmt.lines("x", "stdout", b"d\n") == b"x           | d\n"
+
+
 def test_every_line_of_a_chunk_gets_the_prefix() -> None:
     fmt = text_formatter("web")
     out = fmt.lines("web", "stdout", b"one\n\nthree\n")

@@ -149,6 +149,15 @@ class Formatter:
         self._second = -1
         self._second_text = ""
 
+    def add_names(self, names: Iterable[str]) -> None:
+        """Processes added since (ctl update): each its colour, and the
+        prefixes padded to the longest name from now on."""
+        for name in names:
+            self._order.setdefault(name, len(self._order) - 1)
+            if len(name) > self.width:
+                self.width = len(name)
+                self._prefixes.clear()
+
     def _color_of(self, name: str) -> bytes:
         # Colours by position in the configuration, so that up to a dozen
         # processes all differ; names that were not configured hash to one.

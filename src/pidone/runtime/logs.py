@@ -224,6 +224,10 @@ class LogRelay:
 
     # -- public interface --
 
+    def add_names(self, names: Iterable[str]) -> None:
+        """Processes added by ctl update: their prefixes and colours."""
+        self._format.add_names(names)
+
     def pipe_for(self, name: str, stream: Stream) -> int:
         """The write end to dup2 into the child as fd 1 or 2 (non-inheritable).
 

@@ -616,6 +616,7 @@ class Loop:
         for name in config.processes:  # removed, then added back before its Forget
             self.leaving.pop(name, None)
         self.config = config
+        self.relay.add_names(config.processes)
         pdeathsig = not process.is_pid1()
         for name, spec in config.processes.items():
             if old.processes.get(name) != spec:
