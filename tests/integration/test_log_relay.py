@@ -788,3 +788,24 @@ def test_one_byte_lines_in_json_keep_the_queue_within_its_bound(
     (data,) = finish(relay, out)
     assert HIGH_WATER < peak <= QUEUE_BOUND, peak
     assert data.count(b"\n") == blocks * 65536  # every empty line, once
+
+
+def test_a_process_removed_by_update_has_its_last_words_relayed_and_its_pipes_closed(
+    selector: selectors.BaseSelector,
+) -> None:
+    out = Sink()
+    relay = LogRelay(selector, names=["gone", "kept"], stdout_fd=out.fd, stderr_fd=out.fd)
+    proc = spawn(relay, "gone", "import sys; print('said'); sys.stdout.write('unfinished')")
+    ends = [relay.pipe_for("gone", stream) for stream in ("stdout", "stderr")]
+    reads = [relay.pipes()["gone", stream][0] for stream in ("stdout", "stderr")]
+    run_loop(selector, exited(proc))
+    relay.forget("gone")  # ctl update removed it, and it is at rest
+    for fd in ends + reads:  # pidone holds neither end any more: no fd per removed name
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    assert not set(reads) & set(selector.get_map()) and set(relay.pipes()) == set()
+    again = relay.pipe_for("gone", "stdout")  # the name added back: a pipe of its own
+    os.write(again, b"back\n")
+    run_loop(selector, lambda: b"back" in out.data, timeout=10)
+    (data,) = finish(relay, out)
+    assert data.splitlines() == [b"gone   | said", b"gone   | unfinished", b"gone   | back"]

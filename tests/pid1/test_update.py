@@ -272,6 +272,28 @@ def test_a_removed_notify_process_leaves_no_notify_socket_behind(mode: str, tmp_
         assert "n" not in status(stack)
 
 
+def test_deploys_adding_and_removing_new_names_leave_pidone_no_fd_behind(
+    mode: str, tmp_path: Path
+) -> None:
+    # Each deploy names its worker anew (worker-1, worker-2...): a removed
+    # name's log pipes must go with it, or pidone gathers two fds a deploy.
+    with Stack(mode, tmp_path) as stack:
+        stack.start(base(stack))
+        ready(stack, "rec", "a", "b", "c")
+        before = pids(stack)
+        fds = len(os.listdir(f"/proc/{stack.init.pid}/fd"))
+        for n in range(1, 6):
+            worker = f'[process.worker-{n}]\ncommand = "{stack.svc(f"worker-{n}")}"\n'
+            rewrite(stack, base(stack) + worker)
+            done = ctl(stack, "update")
+            assert done.returncode == 0, done.stderr
+        rewrite(stack, base(stack))
+        assert ctl(stack, "update").returncode == 0
+        assert set(status(stack)) == set(before) and pids(stack) == before
+        assert len(os.listdir(f"/proc/{stack.init.pid}/fd")) == fds
+        assert stack.count("worker-4 up") == 1 and stack.count("worker-4 term") == 1
+
+
 def test_a_touch_file_added_by_update_is_watched(mode: str, tmp_path: Path) -> None:
     with Stack(mode, tmp_path) as stack:
         stack.start(base(stack))

@@ -105,6 +105,7 @@ _DRAIN_READ_LIMIT = 4 * 1024 * 1024
 LOG_MATCH_BUDGET = 0.02
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+_F_GETPIPE_SZ = getattr(fcntl, "F_GETPIPE_SZ", 1032)
 
 # What threads other than the loop's may have waiting for it: lines beyond
 # are counted and dropped, each line is cut to SIDE_LINE_MAX characters.
@@ -326,6 +327,27 @@ class LogRelay:
 
     def unwatch(self, name: str) -> None:
         self._watches.pop(name, None)
+
+    def forget(self, name: str) -> None:
+        """A process ctl update removed, at rest: what its pipes hold is
+        relayed (its unfinished line too, as at an exit), then both ends
+        closed: a stack whose deploys add and remove new names does not
+        gather two fds per name. A leftover of it still writing gets EPIPE."""
+        self.unwatch(name)
+        self._spawning.discard(name)
+        for stream in ("stdout", "stderr"):
+            source = self._sources.pop((name, stream), None)
+            if source is None:
+                continue
+            self._relay_leftovers(source, ended=True, boundary=True)
+            self._unregister(source.read_fd)
+            source.output.sources.remove(source)
+            with contextlib.suppress(OSError):  # an enlarged pipe gives its share back
+                if fcntl.fcntl(source.read_fd, _F_GETPIPE_SZ) >= PIPE_SIZE:
+                    self._pipe_budget += PIPE_SIZE - _DEFAULT_PIPE_SIZE
+            for fd in (source.read_fd, source.write_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
 
     def check_threads(self) -> None:
         """In the loop, at every turn: a writer thread (ThreadOutput) that

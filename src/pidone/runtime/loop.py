@@ -530,7 +530,7 @@ class Loop:
                     )
             case CancelProbe(name):
                 self.prober.cancel(name)
-                self.relay.unwatch(name)
+                self.relay.forget(name)
             case StartLiveness(name, pid):
                 spec = self.config.processes[name]
                 assert spec.alive is not None
@@ -670,7 +670,7 @@ class Loop:
         for table in (self.identities, self.preparers, self.launchers, self.probed, self.trees):
             table.pop(name, None)
         self.prober.forget(name)
-        self.relay.unwatch(name)
+        self.relay.forget(name)
 
     def _warn_uncaught_stop(self, name: str, pid: int, signum: int) -> None:
         """A namespace's init gets no signal it has no handler for (the
