@@ -530,7 +530,7 @@ class Loop:
                     )
             case CancelProbe(name):
                 self.prober.cancel(name)
-                self.relay.forget(name)
+                self.relay.unwatch(name)
             case StartLiveness(name, pid):
                 spec = self.config.processes[name]
                 assert spec.alive is not None
