@@ -261,9 +261,9 @@ CORE_NOT_HANDED_OVER = {
     "lease_changes": "a reexec is refused with legions",
     "legion_told": "a reexec is refused with legions",
 }
-for _derived in ("config", "settings", "order", "deps", "dependents", "all_dependents"):
-    CORE_NOT_HANDED_OVER[_derived] = "made from the new Config, equal to the old one"
-for _derived in ("legion_procs", "touchers"):
+# What a Supervisor derives from its Config (a Reconfigure replaces them whole).
+_DERIVED = ("config", "settings", "order", "deps", "dependents", "all_dependents")
+for _derived in (*_DERIVED, "legion_procs", "touchers"):
     CORE_NOT_HANDED_OVER[_derived] = "made from the new Config, equal to the old one"
 
 
