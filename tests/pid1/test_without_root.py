@@ -101,7 +101,9 @@ def test_with_xdg_runtime_dir_the_sockets_are_in_its_pidone_directory(shared: Pa
         sock = xdg / "pidone" / "control.sock"
         wait_for(sock.exists, what="the control socket in $XDG_RUNTIME_DIR/pidone")
         assert_private(xdg / "pidone")
-        assert (xdg / "pidone" / "notify" / "web.sock").exists()
+        # web's notify socket is bound when web is spawned, after the control socket
+        notify = xdg / "pidone" / "notify" / "web.sock"
+        wait_for(notify.exists, what="web's notify socket in $XDG_RUNTIME_DIR/pidone/notify")
         assert not (shared / ".pidone").exists()
         env = {"XDG_RUNTIME_DIR": str(xdg)}
         assert ctl(APP, shared, "wait-ready", "--timeout", "20", env=env).returncode == 0
