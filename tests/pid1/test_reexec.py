@@ -6,9 +6,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import threading
 import urllib.request
 from collections import Counter
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from pidone import __version__
+from tests.helpers import running
 from tests.helpers.load import UnixLoad
 from tests.helpers.running import PIDONE, children_of, helper, proc_state, wait_for
 from tests.helpers.stack import Stack, free_port
@@ -174,6 +177,83 @@ def test_a_broken_new_code_is_refused_by_the_preflight_and_nothing_changes(
         (upgrade / "pidone").rmdir()
         reexec(stack)  # fixed: it goes
         assert rows(stack) == before
+
+
+def venv_of_its_own(root: Path) -> Path:
+    """A venv with the tests' Python and site-packages whose interpreter a
+    test may take away: its `pidone` script."""
+    ours = Path(sys.prefix)
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "python3").symlink_to(Path(sys.executable).resolve())
+    shutil.copy(ours / "pyvenv.cfg", root / "pyvenv.cfg")
+    site = Path(sysconfig.get_path("purelib"))
+    (root / site.relative_to(ours)).parent.mkdir(parents=True)
+    (root / site.relative_to(ours)).symlink_to(site)
+    script = root / "bin" / "pidone"
+    script.write_text(
+        f"#!{root}/bin/python3\nimport sys\nfrom pidone.cli import main\nsys.exit(main())\n"
+    )
+    script.chmod(0o755)
+    return script
+
+
+# Run by every Python of the stack (PYTHONPATH); in the new code's `pidone
+# check` alone (the preflight), it takes the interpreter away: an upgrade
+# half done when pidone execs, so that its exec fails for real.
+HALF_DONE_UPGRADE = """
+import os, sys
+if os.environ.get("PIDONE_REEXEC_FD") and "check" in sys.orig_argv:
+    os.unlink({python!r})
+    with open({python!r}, "w") as f:
+        f.write("not a program\\n")
+"""
+
+
+def test_an_exec_that_fails_after_the_preflight_leaves_pidone_going_on_as_before(
+    mode: str, shared: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pidone = venv_of_its_own(shared / "venv")
+    python = pidone.parent / "python3"
+    hook = shared / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(HALF_DONE_UPGRADE.format(python=str(python)))
+    monkeypatch.setattr(running, "PIDONE", str(pidone))  # pidone's own, not our ctl's
+    monkeypatch.setenv("PYTHONPATH", str(hook))
+    port = free_port()
+    with Stack(mode, shared) as stack:
+        stack.start(two(stack, port))
+        monkeypatch.delenv("PYTHONPATH")
+        assert ctl(stack, "wait-ready", "--timeout", "20").returncode == 0
+        before, pids = rows(stack), (stack.host_pid("a"), stack.host_pid("b"))
+        fds = fd_count(stack.init.pid)
+        failed = ctl(stack, "reexec", "--timeout", "30")
+        assert python.is_file() and not python.is_symlink()  # the preflight passed, then this
+        why = f"[Errno 13] Permission denied: '{python}'"
+        assert (failed.returncode, failed.stderr) == (
+            1,
+            f"pidone ctl: re-executing failed: {why}; pidone goes on as before"
+            f" (version {__version__})\n",
+        ), failed.stdout
+        assert f"pidone | re-executing failed: {why}; going on as before" in (stack.stderr_so_far())
+        # the same pidone, everything as it was and working: control, /metrics, the loop
+        assert rows(stack) == before
+        assert (stack.host_pid("a"), stack.host_pid("b")) == pids
+        status = ctl(stack, "status")
+        assert f"pidone's last re-exec failed: {why}" in status.stdout, status.stdout
+        assert metrics(port)["pidone_build_info", (("version", __version__),)] == 1
+        os.kill(pids[0], signal.SIGKILL)
+        wait_for(lambda: stack.count("a up") == 2, what="a restarted by the same pidone")
+        assert ctl(stack, "wait-ready", "--timeout", "20").returncode == 0
+        assert fd_count(stack.init.pid) == fds  # the handover's memfd closed, nothing kept
+        assert zombies(stack.init.pid) == []
+        # the upgrade finished: the next reexec goes
+        python.unlink()
+        python.symlink_to(Path(sys.executable).resolve())
+        (hook / "sitecustomize.py").unlink()
+        reexec(stack)
+        assert "pidone's last re-exec failed" not in ctl(stack, "status").stdout
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
 
 
 def test_a_reexec_after_the_configuration_changed_is_refused(mode: str, shared: Path) -> None:

@@ -317,6 +317,8 @@ def format_status(reply: dict[str, Any]) -> str:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
         lines.append("  ".join([*cells, row[-1]]).rstrip())
     lines += notes
+    if reply.get("reexec_failed"):
+        lines.append(f"pidone's last re-exec failed: {reply['reexec_failed']}")
     if reply.get("shutting_down"):
         lines.append("pidone is shutting down")
     elif reply.get("draining"):
@@ -360,6 +362,13 @@ def _wait_for_new_pidone(path: str, reply: dict[str, Any], timeout: float) -> in
             problem = str(exc)
             time.sleep(0.05)
             continue
+        failed = status.get("reexec_failed")
+        if failed:  # the same pidone answers: its exec failed, it went on as before
+            sys.stderr.write(
+                f"pidone ctl: re-executing failed: {failed}; pidone goes on as before"
+                f" (version {status.get('version', '?')})\n"
+            )
+            return 1
         sys.stdout.write(f"re-executed: pidone {status.get('version', '?')}\n")
         return 0
     sys.stderr.write(f"pidone ctl: the new pidone did not answer within {timeout:g} s: {problem}\n")

@@ -26,7 +26,9 @@ line (newline-terminated, UTF-8). After the reply the server closes.
     reexec      {}                                    {"ok": true, "message": "re-executing:
                                                        pid 1, version A", "pid": 1,
                                                        "version": "A"}, then the exec; the
-                                                      next request is the new pidone's
+                                                      next request is the new pidone's;
+                                                      if the exec failed, the old one's
+                                                      status has "reexec_failed": WHY
 
     LINE    what differs, as config/diff.lines says it: "added: beat",
             "changed: web: command (restarted)", "unchanged: web, worker", ...

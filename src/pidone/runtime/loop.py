@@ -184,6 +184,7 @@ class Loop:
         self.inherited_control: socket.socket | None = None
         self.inherited_metrics: int | None = None
         self.resumed: str | None = None  # "re-executed from ...": no Boot, the core resumed
+        self.reexec_failed: str | None = None  # why the last exec failed: ctl status says it
 
     def control_path(self) -> str:
         """The control socket: $PIDONE_CONTROL_SOCKET, `control_socket`, else
@@ -582,7 +583,10 @@ class Loop:
             case Reply(ticket, outcome):
                 answer = self.answers.pop(ticket, None)
                 if answer is not None:
-                    answer(protocol.reply_for(outcome, self.clock()))
+                    wire = protocol.reply_for(outcome, self.clock())
+                    if outcome.status is not None and self.reexec_failed is not None:
+                        wire["reexec_failed"] = self.reexec_failed
+                    answer(wire)
             case LegionRequest(name, send):
                 client = self.legions.get(name)
                 if client is None:

@@ -134,23 +134,35 @@ def _go(loop: Loop, answer: Answer, fds: Fds, env: dict[bytes, bytes]) -> None:
     if loop.metrics is not None:  # its threads stop; the copy of its listener stays open
         loop.metrics.close(linger=METRICS_LINGER)
         loop.metrics = None
-    # Drained, what the drain queued goes in (a `log:` ready line): the state
-    # is taken after it, into a memfd of its own (the preflight's is older).
-    for _ in range(3):
-        loop.relay.drain(timeout=1.0)
-        if not loop.events:
-            break
-        loop.feed(Tick())
-    final = loop_fds(loop)
-    final.metrics = fds.metrics
-    data = json.dumps(state(loop, final), separators=(",", ":"), allow_nan=False).encode()
-    handed = system.write_handover(data)
-    keep = [handed, *final.all()]
-    system.inherit_only(keep)
-    error = system.execute(sys.orig_argv, {**env, system.ENV.encode(): str(handed).encode()})
+    # From here pidone has no control socket and no /metrics server: whatever
+    # fails on the way to the exec (no memfd under EMFILE, an exec refused),
+    # it gets them back and goes on as before.
+    handed = -1
+    keep: list[int] = []
+    try:
+        # Drained, what the drain queued goes in (a `log:` ready line): the
+        # state is taken after it, into a memfd of its own (the preflight's
+        # is older).
+        for _ in range(3):
+            loop.relay.drain(timeout=1.0)
+            if not loop.events:
+                break
+            loop.feed(Tick())
+        final = loop_fds(loop)
+        final.metrics = fds.metrics
+        data = json.dumps(state(loop, final), separators=(",", ":"), allow_nan=False).encode()
+        handed = system.write_handover(data)
+        keep = [handed, *final.all()]
+        system.inherit_only(keep)
+        env = {**env, system.ENV.encode(): str(handed).encode()}
+        error: Exception = system.execute(sys.orig_argv, env)
+    except Exception as exc:
+        error = exc
     # Still here: the exec failed. Everything as before, but the side threads restarted.
     system.not_inherited(keep)
-    os.close(handed)
+    if handed >= 0:
+        os.close(handed)
+    loop.reexec_failed = str(error)  # for the waiting `ctl reexec`: no new pidone
     loop.relay.event("pidone", f"re-executing failed: {error}; going on as before", stream="stderr")
     loop.inherited_control = control
     loop.inherited_metrics, fds.metrics = fds.metrics, None

@@ -154,12 +154,13 @@ def preflight(argv: Sequence[str], env: Mapping[bytes, bytes], fd: int, devnull:
     return f"the new code's `pidone check` exited with status {status}: {text}"
 
 
-def execute(argv: Sequence[str], env: Mapping[bytes, bytes]) -> OSError:
+def execute(argv: Sequence[str], env: Mapping[bytes, bytes]) -> Exception:
     """Replace this process with `argv` (sys.executable first); returns
-    only if the exec failed, with its error."""
+    only if the exec failed, with its error (OSError from the kernel,
+    ValueError from os.execve for a NUL byte or a bad variable name)."""
     try:
         os.execve(sys.executable, list(argv), dict(env))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         return exc
     raise AssertionError("unreachable")  # pragma: no cover
 
