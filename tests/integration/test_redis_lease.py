@@ -72,6 +72,27 @@ def test_acquire_renew_release_with_the_documented_scripts(redis: RedisServer) -
         c.close(1)
 
 
+def test_an_acquire_answered_to_no_one_is_held_by_the_same_token_after_a_reexec(
+    redis: RedisServer,
+) -> None:
+    """ctl reexec drops a request in flight: redis may have carried out the
+    old pidone's ACQUIRE whose answer died with it. The new pidone (same
+    token, a new client) asks again: already ours is held, not a loss,
+    even with a better candidate announced meanwhile."""
+    token = "c" * 32 + " host-c"
+    old = client(redis.port, token)
+    assert ask(old, "acquire")[1]  # carried out; its answer is lost with the old pidone
+    old.close(1)
+    better = client(redis.port, "0" * 32 + " host-0", priority=9)
+    assert ask(better, "acquire") == (1, False, "host-c", "")
+    new = client(redis.port, token)
+    assert ask(new, "acquire", 2) == (2, True, "host-c", "")
+    assert ask(new, "look", 3) == (3, True, "host-c", "")
+    assert redis.call("GET", KEY) == f"${len(token)}\r\n{token}\r\n".encode()
+    for c in (better, new):
+        c.close(1)
+
+
 def test_a_key_gone_under_a_lord_is_taken_by_acquire_only_not_by_look(
     redis: RedisServer,
 ) -> None:

@@ -12,22 +12,25 @@ from typing import Any
 import pytest
 
 from pidone.config.specs import Config
-from pidone.core import handover
+from pidone.core import handover, legion
+from pidone.core.legion import Kind
 from pidone.core.requests import Command
 from pidone.core.states import Goal, Launch, Phase
 from pidone.core.states import ProcessState as S
 from pidone.core.supervisor import (
     Boot,
+    LegionAnswered,
     Reaped,
     Request,
     SignalReceived,
     StartLiveness,
     StartProbe,
     Supervisor,
+    Tick,
     _Proc,
 )
 from pidone.runtime import reexec
-from tests.unit.test_supervisor import Sim, sim_for
+from tests.unit.test_supervisor import KILL, TERM, Sim, kills, logs, sim_for, spawns
 
 TOML = """
 [process.web]
@@ -302,6 +305,196 @@ def test_a_reexec_with_a_legion_is_refused(tmp_path: Path) -> None:
     assert sim.core.reexec_refusal() == (
         "pidone ctl reexec is not supported with [legion.*]: it would drop the lease"
     )
+
+
+# --- legions: the lease handed over (test_supervisor_legion's beat: ttl 9, margin 0.5,
+# stop_timeout 2; the lord's ACQUIRE went at 0, so its lease is ours until 9) -------
+
+TOKEN = "0123456789abcdef0123456789abcdef replica-1"
+
+
+def lord_renewing(tmp_path: Path) -> Sim:
+    """The lord at 3.0, its RENEW (id 2) in flight: the exec comes now."""
+    from tests.unit.test_supervisor_legion import lord, requests
+
+    sim = lord(tmp_path)
+    (renew,) = requests(sim.at(3.0))
+    assert (renew.send.kind, renew.send.id) == (Kind.RENEW, 2)
+    return sim
+
+
+def resumed_legion(
+    sim: Sim, now: float = 3.5, token: Any = TOKEN, **beat: Any
+) -> tuple[Sim, str | None, list[str]]:
+    """The handover through JSON, the lease of beat edited (a value None: taken
+    out), resumed at `now` as runtime/reexec's take() does."""
+    data = json.loads(json.dumps({"core": sim.core.handover(), "legion_token": token}))
+    lease = data["core"]["legions"]["beat"]
+    for key, value in beat.items():
+        if value is None:
+            del lease[key]
+        else:
+            lease[key] = value
+    core, kept, problems = reexec.resume_core(sim.core.config, data, now)
+    again = Sim(core)
+    again.now = now
+    return again, kept, problems
+
+
+def test_every_lease_field_has_a_handover_decision() -> None:
+    """A new Lease field fails here until LEASE_FIELDS or LEASE_NOT_HANDED_OVER has it."""
+    decided = set(handover.LEASE_FIELDS) | set(handover.LEASE_NOT_HANDED_OVER)
+    assert decided == handover.proc_field_names(legion.Lease)
+    assert not set(handover.LEASE_FIELDS) & set(handover.LEASE_NOT_HANDED_OVER)
+
+
+def test_a_lord_handed_over_renews_at_once_and_its_process_is_untouched(tmp_path: Path) -> None:
+    from tests.unit.test_supervisor_legion import requests
+
+    sim = lord_renewing(tmp_path)
+    beat = sim.pid("beat")
+    again, kept, problems = resumed_legion(sim)
+    assert (problems, kept) == ([], TOKEN)
+    lease = again.core.leases["beat"]
+    assert (lease.lord, lease.expires, lease.pending, lease.next_at) == (True, 9.0, None, 3.5)
+    out = again.do(Tick())
+    (renew,) = requests(out)  # asked again at once, measured by the new pidone
+    assert (renew.send.kind, renew.send.id, renew.send.sent) == (Kind.RENEW, 3, 3.5)
+    assert kills(out) == [] and spawns(out) == [] and logs(out) == []
+    assert (again.state("beat"), again.pid("beat")) == (S.READY, beat)
+    # The old pidone's RENEW answered late: dropped, it extends nothing.
+    again.do(LegionAnswered("beat", legion.Reply(2, held=True, holder="replica-1")))
+    assert again.core.leases["beat"].expires == 9.0
+    again.do(LegionAnswered("beat", legion.Reply(3, held=True, holder="replica-1")))
+    assert again.core.leases["beat"].expires == 3.5 + 9
+    (status,) = again.core.snapshot().legions
+    assert (status.lord, status.changes) == (True, {"acquired": 1, "lost": 0, "released": 0})
+
+
+def test_a_standby_handed_over_stays_standby_and_asks_at_once(tmp_path: Path) -> None:
+    from tests.unit.test_supervisor_legion import answer, booted, requests
+
+    sim, out = booted(tmp_path)
+    answer(sim, out, holder="replica-2")
+    sim.now = 0.2  # its next ask (at 0.5) not yet due
+    again, _, problems = resumed_legion(sim, now=0.2)
+    assert problems == []
+    (look,) = requests(again.do(Tick()))
+    assert (look.send.kind, look.send.sent) == (Kind.LOOK, 0.2)  # seen held: look, not take
+    assert again.state("beat") is S.STOPPED and "beat" not in again.spawned
+    (status,) = again.core.snapshot().legions
+    assert (status.lord, status.holder) == (False, "replica-2")
+    assert again.core.legion_told == sim.core.legion_told  # "standby ..." not said twice
+
+
+@pytest.mark.parametrize(
+    ("beat", "why"),
+    [
+        ({"expires": 1e9}, "legion beat: expires 1e+09 s from now, past the ttl (9 s): refused"),
+        ({"expires": float("nan")}, "legion beat: expires must be a finite time within 1e+12 s"),
+        ({"expires": float("inf")}, "legion beat: expires must be a finite time within 1e+12 s"),
+        ({"expires": "9"}, "legion beat: expires must be a number of seconds, not '9'"),
+        ({"expires": None}, "legion beat: a lord without a valid expires: not lord"),
+        ({"expires": 0}, "legion beat: a lord without a valid expires: not lord"),
+    ],
+    ids=["far-future", "nan", "inf", "text", "missing", "zero"],
+)
+def test_a_lord_handed_over_with_a_hostile_expires_is_not_lord_and_its_process_is_killed(
+    tmp_path: Path, beat: dict[str, Any], why: str
+) -> None:
+    """Lord only until the end the old pidone measured: unknown, it may have
+    ended, so what runs under it is down at once (SIGKILL at now - margin)."""
+    from tests.unit.test_supervisor_legion import requests
+
+    sim = lord_renewing(tmp_path)
+    pid = sim.pid("beat")
+    again, _, problems = resumed_legion(sim, **beat)
+    assert problems[0].startswith(why)
+    lease = again.core.leases["beat"]
+    assert (lease.lord, lease.expires) == (False, 3.5)
+    out = again.do(Tick())
+    assert kills(out) == [("beat", TERM, False), ("beat", KILL, True)]  # its deadline: 3.0
+    (ask,) = requests(out)
+    assert ask.send.kind is Kind.ACQUIRE  # ours still in redis? "already ours": held again
+    again.do(Reaped(pid, 128 + KILL, KILL))
+    assert again.state("beat") is S.STOPPED
+    (status,) = again.core.snapshot().legions
+    assert status.changes == {"acquired": 1, "lost": 1, "released": 0}
+
+
+def test_a_legion_token_handed_over_that_is_not_a_token_means_no_lease_is_ours(
+    tmp_path: Path,
+) -> None:
+    sim = lord_renewing(tmp_path)
+    for token in [None, 7, "x" * 32, TOKEN.upper(), TOKEN + "\n", TOKEN + "x" * 100, TOKEN[:33]]:
+        again, kept, problems = resumed_legion(sim, token=token)
+        assert kept is None, token
+        assert problems[0].startswith("legion_token ") and problems[0].endswith(
+            "a new one, and no lease is taken as ours"
+        )
+        assert problems[1] == "legion beat: lord under the token refused: not lord"
+        lease = again.core.leases["beat"]
+        assert (lease.lord, lease.expires) == (False, 9.0)  # as a loss: down by 8.5
+        assert kills(again.do(Tick())) == [("beat", TERM, False)]
+        assert again.core.procs["beat"].stop_deadline == 3.5 + 2
+
+
+def test_the_token_shape_accepts_what_make_token_makes() -> None:
+    from pidone.system import redis
+
+    assert redis.is_token(redis.make_token()) and redis.is_token(TOKEN)
+    assert redis.is_token("a" * 32 + " " + "h" * redis.MAX_HOLDER + "...")  # a long hostname
+
+
+@pytest.mark.parametrize("key", ["releasing", "done"])
+def test_a_lease_handed_over_as_releasing_or_done_is_refused(tmp_path: Path, key: str) -> None:
+    """A reexec is refused during the shutdown: true is a lie, and would end the lease."""
+    from tests.unit.test_supervisor_legion import requests
+
+    sim = lord_renewing(tmp_path)
+    again, _, problems = resumed_legion(sim, **{key: True})
+    assert problems == [
+        f"legion beat: {key} must be false (a reexec is refused during the shutdown), not True"
+    ]
+    lease = again.core.leases["beat"]
+    assert (lease.lord, lease.releasing, lease.done) == (True, False, False)
+    (renew,) = requests(again.do(Tick()))
+    assert renew.send.kind is Kind.RENEW
+
+
+def test_a_held_seen_handed_over_in_the_future_is_now(tmp_path: Path) -> None:
+    """A lease redis lost is not taken within a ttl of seeing it held: a
+    refused held_seen is 'seen now', never 'not seen' (None)."""
+    sim = lord_renewing(tmp_path)
+    for value, why in [(1e6, "held_seen 1e+06 s in the future: now"), ("x", "held_seen must be")]:
+        again, _, problems = resumed_legion(sim, held_seen=value)
+        assert problems[0].startswith(f"legion beat: {why}")
+        assert again.core.leases["beat"].held_seen == 3.5
+
+
+def test_a_lease_of_a_legion_the_configuration_does_not_have_is_ignored(tmp_path: Path) -> None:
+    sim = lord_renewing(tmp_path)
+    data = json.loads(json.dumps({"core": sim.core.handover(), "legion_token": TOKEN}))
+    data["core"]["legions"]["ghost"] = dict(data["core"]["legions"]["beat"])
+    data["core"]["core"]["lease_changes"]["ghost"] = {"acquired": 5}
+    data["core"]["core"]["legion_told"]["ghost"] = "legion ghost: lord"
+    core, _, problems = reexec.resume_core(sim.core.config, data, 3.5)
+    assert problems == ["legion 'ghost': no such legion in the configuration: ignored"]
+    assert set(core.leases) == {"beat"} and core.leases["beat"].lord
+    assert core.lease_changes == {("beat", "acquired"): 1}
+    assert set(core.legion_told) == {"beat"}
+
+
+def test_a_lease_not_handed_over_is_not_ours(tmp_path: Path) -> None:
+    sim = lord_renewing(tmp_path)
+    data = json.loads(json.dumps({"core": sim.core.handover(), "legion_token": TOKEN}))
+    del data["core"]["legions"]
+    core, _, problems = reexec.resume_core(sim.core.config, data, 3.5)
+    assert problems == [
+        'no "legions" object: no lease is taken as ours',
+        "legion beat: its lease is not handed over: not lord",
+    ]
+    assert (core.leases["beat"].lord, core.leases["beat"].expires) == (False, 3.5)
 
 
 def test_a_reexec_while_draining_is_refused(tmp_path: Path) -> None:

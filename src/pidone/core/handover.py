@@ -7,9 +7,16 @@ The old pidone writes it (with the loop's fds, runtime/loop.py) to a memfd;
 the new one reads it back. Every _Proc field has one entry in PROC_FIELDS:
 how it is written and how it is read back, checked (a new field fails
 tests/unit/test_handover.py until it has one). What is not handed over:
-the spec (the new Config's, which must equal the old one), ctl waits (their
-clients are answered before the exec) and legions (a reexec is refused
-with legions, core.Supervisor.reexec_refusal).
+the spec (the new Config's, which must equal the old one) and ctl waits
+(their clients are answered before the exec).
+
+Each legion's Lease (core/legion.py) is handed over by LEASE_FIELDS, safety
+before liveness: the new pidone is lord only until the `expires` the old
+one measured, and only if that is within now + ttl; a request in flight
+at the exec is dropped (its answer went to the old pidone's thread) and
+asked again at once, so only an answer the new pidone measured extends it.
+The loop's token (the lease's value in redis) is checked by the runtime
+(runtime/reexec.py): refused, no lease is taken as ours (`token_kept`).
 
 A value that is wrong (type, range, an unknown name) is refused field by
 field: the field keeps its default and the problem is listed, never raised.
@@ -21,9 +28,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import fields
+from dataclasses import fields, replace
 from typing import TYPE_CHECKING, Any
 
+from pidone.core import legion as leasing
 from pidone.core.snapshot import ExitInfo
 from pidone.core.states import (
     HAS_PID,
@@ -120,6 +128,32 @@ def _dict(key: Callable[[str], Any], item: Callable[[Any], Any]) -> Callable[[An
         return {key(_text(k)): item(v) for k, v in value.items()}
 
     return check
+
+
+def _false(value: Any) -> bool:
+    """releasing, done: a reexec is refused once pidone shuts down (reexec_refusal)."""
+    if value is not False:
+        during = "a reexec is refused during the shutdown"
+        raise Refused(f"must be false ({during}), not {_show(value)}")
+    return value
+
+
+def _change(value: str) -> str:
+    change: leasing.Change = _enum(leasing.Change)(value)
+    return change.value
+
+
+def _changes(value: Any) -> dict[tuple[str, str], int]:
+    """lease_changes: {legion: {change: count}} -> {(legion, change): count}."""
+    nested = _dict(_same, _dict(_change, _count))(value)
+    return {(name, change): n for name, counts in nested.items() for change, n in counts.items()}
+
+
+def _nested_changes(value: dict[tuple[str, str], int]) -> dict[str, dict[str, int]]:
+    nested: dict[str, dict[str, int]] = {}
+    for (name, change), n in value.items():
+        nested.setdefault(name, {})[change] = n
+    return nested
 
 
 def _reason(value: Any) -> str:
@@ -251,20 +285,42 @@ CORE_FIELDS: dict[str, Field] = {
     "drain_until": (_same, _opt_time),
     "told": (_same, _text),
     "told_ready": (_same, _bool),
+    "lease_changes": (_nested_changes, _changes),  # a legion not configured: dropped
+    "legion_told": (_same, _dict(_same, _text)),
 }
-# The rest of _CORE_STATE: ctl waits (answered before the exec), legions
-# (refused), the clock (the new pidone's now).
+# The rest of _CORE_STATE: ctl waits (answered before the exec), the clock
+# (the new pidone's now), and the leases, which go apart.
 CORE_NOT_HANDED_OVER = {
     "waits": "their clients are answered before the exec",
     "now": "the new pidone's clock",
-    "leases": "a reexec is refused with legions",
-    "lease_changes": "a reexec is refused with legions",
-    "legion_told": "a reexec is refused with legions",
+    "leases": 'not as one field: under "legions", each Lease field by LEASE_FIELDS',
 }
 # What a Supervisor derives from its Config (a Reconfigure replaces them whole).
 _DERIVED = ("config", "settings", "order", "deps", "dependents", "all_dependents")
 for _derived in (*_DERIVED, "legion_procs", "touchers"):
     CORE_NOT_HANDED_OVER[_derived] = "made from the new Config, equal to the old one"
+
+
+# Every Lease field (core/legion.py), as PROC_FIELDS. Checked together
+# after: `expires` within now + ttl (else now: what runs under it is down
+# at once), a lord only with it, `held_seen` not in the future (else now:
+# a lease redis lost is not taken within a ttl).
+LEASE_FIELDS: dict[str, Field] = {
+    "lord": (_same, _bool),
+    "expires": (_same, _time),
+    "holder": (_same, _text),
+    "problem": (_same, _text),
+    "ids": (_same, _count),
+    "held_seen": (_same, _opt_time),
+    "releasing": (_same, _false),
+    "done": (_same, _false),
+}
+LEASE_NOT_HANDED_OVER = {
+    "name": "the new Config's legion",
+    "ttl": "the new Config's, equal to the old one's",
+    "pending": "dropped: its answer went to the old pidone's thread; asked again at once",
+    "next_at": "the new pidone's now: it asks redis at once",
+}
 
 
 def proc_field_names(proc_type: type) -> set[str]:
@@ -280,13 +336,20 @@ def handover(core: Supervisor) -> dict[str, Any]:
             name: {key: write(getattr(p, key)) for key, (write, _) in PROC_FIELDS.items()}
             for name, p in core.procs.items()
         },
+        "legions": {
+            name: {key: write(getattr(lease, key)) for key, (write, _) in LEASE_FIELDS.items()}
+            for name, lease in core.leases.items()
+        },
     }
 
 
-def resume(config: Config, data: Any, now: float) -> tuple[Supervisor, list[str]]:
+def resume(
+    config: Config, data: Any, now: float, *, token_kept: bool = True
+) -> tuple[Supervisor, list[str]]:
     """A Supervisor for `config` in the state `data` says, and the problems
     found (each refused value kept at its default). Raises Refused if `data`
-    cannot be used at all (not a handover of this format)."""
+    cannot be used at all (not a handover of this format). `token_kept`:
+    the legions' token was handed over too (else no lease is ours)."""
     from pidone.core.supervisor import Supervisor
 
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -306,6 +369,7 @@ def resume(config: Config, data: Any, now: float) -> tuple[Supervisor, list[str]
     if core.phase not in (Phase.UP, Phase.DRAINING):
         problems.append(f"pidone's phase {core.phase.value}: only up or draining is resumed")
         core.phase = Phase.UP
+    problems += _resume_leases(core, data.get("legions"), now, token_kept)
     for name in procs:
         if name not in core.procs:
             problems.append(f"{_show(name)}: no such process in the configuration: ignored")
@@ -359,3 +423,66 @@ def _resume_proc(core: Supervisor, p: _Proc, given: dict[str, Any]) -> list[str]
         core.procs[p.name] = fresh
         problems.append(f"{p.name}: its state is refused: it starts as new")
     return problems
+
+
+def _resume_leases(core: Supervisor, given: Any, now: float, token_kept: bool) -> list[str]:
+    """Each configured legion's Lease from `given` ({name: fields}); a lord
+    refused as lord counts as a loss, as any loss does."""
+    problems: list[str] = []
+    if not isinstance(given, dict):
+        if core.leases:
+            problems.append('no "legions" object: no lease is taken as ours')
+        given = {}
+    named = set(given) | {n for n, _ in core.lease_changes} | set(core.legion_told)
+    for name in sorted(named - set(core.leases)):
+        problems.append(f"legion {_show(name)}: no such legion in the configuration: ignored")
+    core.lease_changes = {k: n for k, n in core.lease_changes.items() if k[0] in core.leases}
+    core.legion_told = {n: text for n, text in core.legion_told.items() if n in core.leases}
+    for name, lease in core.leases.items():
+        entry = given.get(name)
+        if not isinstance(entry, dict):
+            problems.append(f"legion {name}: its lease is not handed over: not lord")
+            entry = {}
+        lease, said = _resume_lease(lease, entry, now)
+        problems += said
+        if lease.lord and not token_kept:
+            problems.append(f"legion {name}: lord under the token refused: not lord")
+            lease = replace(lease, lord=False)
+        if entry.get("lord") is True and not lease.lord:
+            key = (name, leasing.Change.LOST.value)
+            core.lease_changes[key] = core.lease_changes.get(key, 0) + 1
+            core.legion_told.pop(name, None)  # its standing is said again
+        core.leases[name] = lease
+    return problems
+
+
+def _resume_lease(
+    lease: leasing.Lease, given: dict[str, Any], now: float
+) -> tuple[leasing.Lease, list[str]]:
+    """One Lease from its fields in `given`, against the new pidone's clock."""
+    name = lease.name
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for key, (_, read) in LEASE_FIELDS.items():
+        if key in given:
+            try:
+                values[key] = read(given[key])
+            except Refused as why:
+                problems.append(f"legion {name}: {key} {why}")
+    expires = values.get("expires")
+    if expires is not None and expires > now + lease.ttl:  # no one measured that
+        ahead = f"{expires - now:.3g} s from now, past the ttl ({lease.ttl:g} s)"
+        problems.append(f"legion {name}: expires {ahead}: refused")
+        del values["expires"]
+    if "expires" not in values or (values.get("lord") and values["expires"] <= 0):
+        if values.get("lord"):  # 0: none (Lease.must_stop_by), no bound on what runs
+            problems.append(f"legion {name}: a lord without a valid expires: not lord")
+            values["lord"] = False
+        values["expires"] = now  # unknown: it may have ended, what runs under it stops now
+    held = values.get("held_seen")
+    if held is not None and held > now:
+        problems.append(f"legion {name}: held_seen {held - now:.3g} s in the future: now")
+        values["held_seen"] = now
+    elif "held_seen" in given and "held_seen" not in values:  # refused: as if seen now
+        values["held_seen"] = now
+    return replace(lease, **values, pending=None, next_at=now), problems

@@ -179,6 +179,7 @@ class Loop:
         self.counters = PidoneCounters()
         self.oom = OomCounters()  # the main pids' memory cgroups' oom_kill counters
         self.legions: dict[str, redis.LeaseClient] = {}  # [legion.NAME] -> its redis thread
+        self.legion_token: str | None = None  # theirs (the leases' value): kept by ctl reexec
         self.leaving: dict[str, ProcessSpec] = {}  # removed by ctl update, not yet forgotten
         # ctl reexec (runtime/reexec.py): what the side parts take over, the resumed handover
         self.inherited_control: socket.socket | None = None
@@ -378,7 +379,9 @@ class Loop:
         password from pidone's environment, never from the file."""
         from pidone.system import redis
 
-        token = redis.make_token()
+        handed = self.legion_token is not None  # by ctl reexec: the leases held with it stay ours
+        token = self.legion_token or redis.make_token()
+        self.legion_token = token
         for name, spec in self.config.legions.items():
             password = os.environ.get(spec.password_env) if spec.password_env else None
             address = redis.Address(spec.host, spec.port, spec.path, spec.db, password)
@@ -395,7 +398,8 @@ class Loop:
                 )
             except Exception as exc:  # no thread: its requests fail, nobody runs it here
                 self._log_side(f"legion {name} disabled: {exc}")
-        self.relay.event("pidone", f"legions: {', '.join(self.config.legions)} as {token}")
+        kept = " (handed over)" if handed else ""
+        self.relay.event("pidone", f"legions: {', '.join(self.config.legions)} as {token}{kept}")
 
     def _legion_answers(self) -> None:
         for name, client in self.legions.items():

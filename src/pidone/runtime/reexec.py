@@ -1,8 +1,8 @@
 """`pidone ctl reexec`: the loop hands its state and fds to a new pidone.
 
 The old pidone (reexec):
-    refused (nothing changed) while shutting down or with legions (the core
-    says), when the configuration changed since it was read or no longer
+    refused (nothing changed) while shutting down (the core says), when
+    the configuration changed since it was read (a legion too) or no longer
     loads, or when the NEW code's `pidone check` (with the handover, so
     that the new code validates it too) fails within 10 s; else every other
     waiting ctl client is answered "pidone is re-executing", the requester
@@ -17,8 +17,11 @@ The new one (resume, from `pidone run` with PIDONE_REEXEC_FD):
     kind), makes them close-on-exec again, rebuilds the loop around them
     (no bind, no spawn of what runs), restarts the readiness and liveness
     checks under way, reaps what exited meanwhile, and carries on. A value
-    of the core refused is logged (core/handover.py). A handover it cannot
-    use at all (unreadable, another format, an fd gone): logged, every
+    of the core refused is logged (core/handover.py). With legions, the
+    loop's token goes too: the leases in redis hold it, so the new pidone's
+    renewals (compare-and-set) still match; a token not of make_token()'s
+    shape is refused: a new one, and no lease is taken as ours. A handover
+    it cannot use at all (unreadable, another format, an fd gone): logged, every
     process left is stopped (SIGTERM, SIGKILL after 5 s) and pidone starts
     afresh from its configuration: PID 1 does not die, and no second
     instance runs beside an unknown first.
@@ -47,6 +50,7 @@ from pidone.system import proc
 from pidone.system import reexec as system
 
 if TYPE_CHECKING:
+    from pidone.core.supervisor import Supervisor
     from pidone.runtime.logformat import Stream
     from pidone.runtime.loop import Answer, Loop
 
@@ -206,6 +210,7 @@ def state(loop: Loop, fds: Fds) -> dict[str, Any]:
         "version": __version__,
         "pid": os.getpid(),
         "core": loop.core.handover(),
+        "legion_token": loop.legion_token,
         "fds": {
             "control": fds.control,
             "metrics": fds.metrics,
@@ -363,18 +368,41 @@ def verify(config: Config, fd: int) -> list[str]:
 
     try:
         taken = parse(config, system.read_handover(fd, close=False))
-        _, problems = handover.resume(config, taken.data.get("core"), time.monotonic())
+        _, _, problems = resume_core(config, taken.data, time.monotonic())
     except (handover.Refused, system.HandoverError) as why:
         return [f"the handover cannot be used: {why}"]
     return [f"the handover: {problem}" for problem in problems]
 
 
+def resume_core(
+    config: Config, data: dict[str, Any], now: float
+) -> tuple[Supervisor, str | None, list[str]]:
+    """The core and the legions' token (None: none, or refused: a new one)
+    from the handover, and the problems found; handover.Refused as resume."""
+    token: str | None = None
+    problems: list[str] = []
+    if config.legions:
+        from pidone.system import redis
+
+        token = data.get("legion_token")
+        if not redis.is_token(token):
+            problems.append(
+                f"legion_token {handover._show(token)}: not a token of this pidone's shape"
+                f" (32 hex digits, a space, at most {redis.TOKEN_MAX} characters in all):"
+                " a new one, and no lease is taken as ours"
+            )
+            token = None
+    core, found = handover.resume(config, data.get("core"), now, token_kept=token is not None)
+    return core, token, problems + found
+
+
 def take(loop: Loop, taken: Handover) -> list[str]:
     """Rebuild `loop` around the handover (before its run): the core, the
     fds, the counters. The problems of the core's values, to log."""
-    core, problems = handover.resume(loop.config, taken.data.get("core"), loop.clock())
+    core, token, problems = resume_core(loop.config, taken.data, loop.clock())
     check_open(taken.fds)  # the last refusal: from here on the loop owns the fds
     loop.core = core
+    loop.legion_token = token
     fds = taken.fds
     loop.listening = dict(fds.listening)
     loop.socket_dirs = dict(fds.socket_dirs)

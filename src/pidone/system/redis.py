@@ -136,9 +136,21 @@ class Address:
         return f"unix:{self.path}" if self.path else f"{self.host}:{self.port}"
 
 
+TOKEN_HEX = 32  # the random part of a token: 16 bytes in hex
+TOKEN_MAX = TOKEN_HEX + 1 + MAX_HOLDER + 3  # with " hostname" as shown() makes it
+
+
 def make_token() -> str:
     """Random per pidone run, then the hostname, which others display."""
-    return f"{os.urandom(16).hex()} {shown(socket.gethostname())}"
+    return f"{os.urandom(TOKEN_HEX // 2).hex()} {shown(socket.gethostname())}"
+
+
+def is_token(value: object) -> bool:
+    """Is `value` a token as make_token() makes them (one handed over by ctl reexec)?"""
+    if not isinstance(value, str) or not TOKEN_HEX + 2 <= len(value) <= TOKEN_MAX:
+        return False
+    digits, space, host = value[:TOKEN_HEX], value[TOKEN_HEX], value[TOKEN_HEX + 1 :]
+    return set(digits) <= set("0123456789abcdef") and space == " " and host.isprintable()
 
 
 def shown(text: str, limit: int = MAX_HOLDER) -> str:
