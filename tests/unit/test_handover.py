@@ -298,13 +298,15 @@ def test_a_handover_that_is_not_json_is_refused(tmp_path: Path) -> None:
         reexec.parse(config, b"\xff{")
 
 
-def test_a_reexec_with_a_legion_is_refused(tmp_path: Path) -> None:
+def test_a_lord_may_reexec_but_not_once_its_release_may_be_under_way(tmp_path: Path) -> None:
+    import signal
+
     from tests.unit.test_supervisor_legion import lord
 
     sim = lord(tmp_path)
-    assert sim.core.reexec_refusal() == (
-        "pidone ctl reexec is not supported with [legion.*]: it would drop the lease"
-    )
+    assert sim.core.reexec_refusal() is None
+    sim.do(SignalReceived(signal.SIGTERM))  # beat stopping, then the lease released
+    assert sim.core.reexec_refusal() == "pidone is shutting down: nothing to re-execute"
 
 
 # --- legions: the lease handed over (test_supervisor_legion's beat: ttl 9, margin 0.5,

@@ -876,12 +876,10 @@ class Supervisor:
 
     def reexec_refusal(self) -> str | None:
         """Why a `ctl reexec` is refused now, or None: not while shutting
-        down or draining (the exec would race the stop), nor with legions
-        (a lease is held by this pidone's token, which dies with it)."""
+        down or draining (the exec would race the stop, and a lease's
+        release with it). Legions are handed over (core/handover.py)."""
         if self.shutting_down or self.draining:
             return "pidone is shutting down: nothing to re-execute"
-        if self.leases:
-            return "pidone ctl reexec is not supported with [legion.*]: it would drop the lease"
         updating = [p.name for p in self.procs.values() if p.pending is not None or p.leaving]
         if updating:  # its new spec or its removal lives only in this core
             return f"a ctl update is under way ({', '.join(updating)}): reexec once it is done"
