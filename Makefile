@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # dumb-init are the peers of the benchmark; util-linux gives unshare;
 # prometheus is the real server the metrics tests scrape pidone with. A
 # policy-rc.d (when none is there) keeps packages from starting their daemons.
-APT_PACKAGES := libcap-dev python3-dev python3-venv gcc util-linux procps tini dumb-init prometheus
+APT_PACKAGES := libcap-dev python3-dev python3-venv gcc util-linux procps tini dumb-init prometheus strace
 
 .PHONY: install system-deps test test-unit test-pid1 lint typecheck format bench bench-deps demo clean
 .PHONY: webapp-install test-e2e demo-single test-container container-images test-private-clone

@@ -225,6 +225,35 @@ def test_a_stale_socket_is_replaced(sockdir: Path) -> None:
         h.close()
 
 
+def test_the_name_it_binds_under_left_by_a_dead_pidone_of_the_same_pid_is_replaced(
+    sockdir: Path,
+) -> None:
+    """The socket is bound as .NAME.PID and renamed once it listens; PID 1
+    has the same pid every time, so a crash in between leaves that name."""
+    path = sockdir / "c.sock"
+    left = sockdir / f".c.sock.{os.getpid()}"
+    with socket.socket(socket.AF_UNIX) as old:
+        old.bind(str(left))
+    h = Harness(str(path))
+    try:
+        assert ask(str(path), "ping")["ok"] is True
+        assert sorted(p.name for p in sockdir.iterdir()) == ["c.sock"]
+    finally:
+        h.close()
+
+
+def test_a_file_under_the_name_it_binds_under_is_left_alone(sockdir: Path) -> None:
+    path = sockdir / "c.sock"
+    planted = sockdir / f".c.sock.{os.getpid()}"
+    planted.write_text("not ours")
+    h = Harness(str(path))  # bound at its own path then, as it always was
+    try:
+        assert ask(str(path), "ping")["ok"] is True
+        assert planted.read_text() == "not ours"
+    finally:
+        h.close()
+
+
 def test_anything_but_a_socket_is_refused(sockdir: Path) -> None:
     path = sockdir / "file.sock"
     path.write_text("precious")

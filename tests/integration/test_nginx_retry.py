@@ -89,8 +89,19 @@ def start_nginx(where: Path) -> subprocess.Popen[bytes]:
     for scratch in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (where / scratch).mkdir()
     proc = subprocess.Popen([NGINX, "-c", str(where / "nginx.conf")], stderr=subprocess.PIPE)
-    wait_for(lambda: (where / "front.sock").exists(), timeout=10, what="nginx to listen")
+    # The socket's file appears at nginx's bind(), before its listen(): a
+    # connect in between is refused, so wait for one that is accepted.
+    wait_for(lambda: _accepts(where / "front.sock"), timeout=10, what="nginx to listen")
     return proc
+
+
+def _accepts(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+    return True
 
 
 def ask(where: Path, request: bytes) -> bytes:

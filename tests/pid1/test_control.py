@@ -13,6 +13,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -383,3 +384,40 @@ PROMETHEUS_ACCEPT = (
     "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
     "text/plain;version=0.0.4;q=0.5,*/*;q=0.1"
 )
+
+
+def test_a_client_that_connects_once_the_control_socket_appears_is_never_refused(
+    shared: Path,
+) -> None:
+    """A script waits for the socket's file, then runs `pidone ctl`. Each
+    listen() of pidone is made 0.4 s slow (strace's syscall delay), so a
+    file bound in place would refuse connections that long."""
+    sock = shared / "control.sock"
+    (shared / "pidone.toml").write_text('[process.a]\ncommand = "sleep 1000"\n')
+    launch = subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+         "strace", "-f", "-qq", "-o", "/dev/null",
+         "-e", "trace=listen", "-e", "inject=listen:delay_enter=400000",
+         PIDONE, "run", "-c", str(shared / "pidone.toml")],
+        env={**os.environ, "PIDONE_CONTROL_SOCKET": str(sock)},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():  # as a script's loop would, but with no sleep
+            assert time.monotonic() < deadline, "no control socket within 30 s"
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(str(sock))  # refused (ECONNREFUSED) if not listening yet
+        status = subprocess.run(
+            [PIDONE, "ctl", "--socket", str(sock), "status"], capture_output=True, text=True
+        )
+        assert status.returncode == 0, status.stderr
+        assert [p.name for p in shared.iterdir() if p.name.startswith(".control")] == []
+        done = subprocess.run([PIDONE, "ctl", "--socket", str(sock), "shutdown"])
+        assert done.returncode == 0
+        assert launch.wait(timeout=30) == 0
+    finally:
+        if launch.poll() is None:
+            launch.kill()  # unshare's --kill-child ends what runs under it
+            launch.wait()
+    assert not sock.exists()

@@ -207,20 +207,47 @@ def _set_up(sock: socket.socket, setup: Callable[[], None]) -> socket.socket:
     return sock
 
 
+UNIX_PATH_MAX = 107  # bytes of a unix socket's path (108 with its NUL)
+
+
 def listen_private(path: str, *, group: int | None, backlog: int) -> socket.socket:
     """A non-blocking unix stream socket listening at `path`: 0600 at bind,
     then `group` and 0660 (root and that group may connect). Raises OSError,
-    the socket closed."""
+    the socket closed.
+
+    Bound under a name of its own beside `path` and renamed into place once
+    it listens: a socket file that exists accepts. Bound at `path` itself,
+    a client that sees the file between bind() and listen() is refused, and
+    a second pidone would take it for a stale socket and remove it. (Only
+    where getsockname() does not matter: a renamed socket keeps its first
+    name there, which socket activation's users compare.)"""
     import socket
 
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    head, base = os.path.split(path)
+    bound = os.path.join(head, f".{base}.{os.getpid()}")
+    if len(os.fsencode(bound)) > UNIX_PATH_MAX:
+        bound = path  # no room for another name: the short window stays
+    else:
+        try:  # left by a pidone of this pid that died in between: PID 1's, say
+            remove_stale_socket(bound)
+        except UnsafePath:
+            bound = path  # not a socket: not ours to remove
 
     def setup() -> None:
-        bind_private(sock, path)
-        if group is not None:
-            os.chown(path, -1, group)
-            os.chmod(path, 0o660)
-        sock.listen(backlog)
+        bind_private(sock, bound)
+        try:
+            if group is not None:
+                os.chown(bound, -1, group)
+                os.chmod(bound, 0o660)
+            sock.listen(backlog)
+            if bound != path:
+                os.rename(bound, path)
+        except BaseException:
+            if bound != path:
+                with contextlib.suppress(OSError):
+                    os.unlink(bound)
+            raise
 
     return _set_up(sock, setup)
 
