@@ -335,6 +335,40 @@ ready = "file:{flag}"
         assert http_status(f"http://127.0.0.1:{port}/readyz") == (200, "ready\n")
 
 
+def test_metrics_and_readyz_are_never_behind_a_ctl_reply(mode: str, shared: Path) -> None:
+    # A deploy script's `pidone ctl stop a && curl /metrics`: each reply is
+    # sent in the loop turn that made it true, and the snapshot the metrics
+    # thread serves must be that turn's already, not the turn before.
+    port = free_port()
+    flag = shared / "b-ready"
+    with Stack(mode, shared) as stack:
+        stack.start(f"""
+[pidone]
+metrics = "127.0.0.1:{port}"
+settle_time = 0.2
+[process.a]
+command = "{stack.svc("a")}"
+[process.b]
+command = "{stack.svc("b")}"
+ready = "file:{flag}"
+""")
+        stack.wait_for("a up", "b up")  # a's SIGTERM handler is set: a clean stop
+        wait_for(lambda: _answers(port), what="the metrics server")
+        readyz = f"http://127.0.0.1:{port}/readyz"
+        stopped = ctl(stack, "stop", "a")
+        assert (stopped.returncode, stopped.stdout) == (0, "a: stopped\n"), stopped.stderr
+        assert metrics(port)["pidone_process_up", (("process", "a"),)] == 0
+        started = ctl(stack, "start", "a")  # ready at its settle time, in a Tick's turn
+        assert (started.returncode, started.stdout) == (0, "a: ready\n"), started.stderr
+        assert metrics(port)["pidone_process_ready", (("process", "a"),)] == 1
+        assert http_status(readyz) == (503, "not ready: b (running)\n")
+        flag.touch()  # b's check sees it in a turn of the prober's
+        assert ctl(stack, "wait-ready", "--timeout", "20").returncode == 0
+        assert http_status(readyz) == (200, "ready\n")
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
+
+
 def _answers(port: int) -> bool:
     try:
         http_status(f"http://127.0.0.1:{port}/healthz")
