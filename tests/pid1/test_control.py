@@ -79,6 +79,9 @@ def test_every_ctl_command_as_root(shared: Path) -> None:
     with Stack("pid1", shared) as stack:
         stack.start(two_processes(stack))
         assert ctl(stack, "wait-ready", "--timeout", "20").returncode == 0
+        # Ready by settle_time says nothing of the services' own start: the
+        # stop below must find b's SIGTERM handler, which it sets before "up".
+        stack.wait_for("a up", "b up")
         status = ctl(stack, "status")
         assert status.returncode == 0
         lines = status.stdout.splitlines()
@@ -107,9 +110,13 @@ def test_every_ctl_command_as_root(shared: Path) -> None:
         assert "b exit 0" in stack.events()
         start = ctl(stack, "start", "b")
         assert (start.returncode, start.stdout) == (0, "b: ready\n")
+        # the restart below stops this b first: its handler must be set ("term")
+        wait_for(lambda: stack.count("b up") == 2, what="the new b's journal line")
 
         restart = ctl(stack, "restart", "a")  # b is after a: cycled with it, in order
         assert (restart.returncode, restart.stdout) == (0, "a: ready\n")
+        # ready by settle_time: the new a may not have written its "up" yet
+        wait_for(lambda: stack.count("a up") == 2, what="the new a's journal line")
         events = stack.events()
         assert nth(events, "b term", 2) < nth(events, "a term", 1) < nth(events, "a up", 2)
         wait_for(lambda: stack.count("b up") == 3, what="b to come back after a")
@@ -194,7 +201,8 @@ ready = "tcp:127.0.0.1:{free_port()}"
         result = ctl(stack, "restart", "--timeout", "2", "never")
         assert result.returncode == 1
         assert "never: not ready in time (running)" in result.stderr
-        assert stack.count("never up") == 2  # it was restarted; readiness never came
+        # it was restarted (spawned: "running"); its own "up" line may come later
+        wait_for(lambda: stack.count("never up") == 2, what="the new instance's journal line")
 
 
 def start_uwsgi(stack: Stack, sock: Path) -> None:

@@ -104,7 +104,8 @@ command = "{stack.svc("web")}"
         assert "no process left to run" not in stack.stdout_so_far()
         started = ctl(stack, "start", "--timeout", "20", "web")
         assert started.returncode == 0, started.stderr
-        assert stack.count("web up") == 2
+        # ready by settle_time: the new web's own "up" may come after the reply
+        wait_for(lambda: stack.count("web up") == 2, what="the new web's journal line")
         stack.init.signal(signal.SIGTERM)
         assert stack.init.wait() == 0
 
