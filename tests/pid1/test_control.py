@@ -266,6 +266,7 @@ def test_metrics_count_restarts_exits_and_the_whole_process_tree(shared: Path) -
         "if os.fork() == 0:\n"
         "    block = bytearray(50 * 1024 * 1024)\n"
         "    for i in range(0, len(block), 4096): block[i] = 1\n"
+        '    print("eaten", flush=True)\n'
         "    time.sleep(3600)\n"
         "time.sleep(3600)'"
     )
@@ -292,9 +293,12 @@ command = '''{eater}'''
         m = metrics(port)
         assert m["pidone_process_up", (("process", "a"),)] == 1
         assert m["pidone_process_ready", (("process", "eater"),)] == 1
-        wait_for(lambda: metrics(port)["pidone_process_processes", (("process", "eater"),)] == 2,
-                 what="the eater's worker")  # fmt: skip
+        # The tree is sampled at each scrape; its worker is in it from its
+        # fork, its 50 MiB only once it has touched them: it says when.
+        wait_for(lambda: re.search(r"^eater\s+\| eaten$", stack.stdout_so_far(), re.M),
+                 what="the eater's worker to touch its memory")  # fmt: skip
         m = metrics(port)
+        assert m["pidone_process_processes", (("process", "eater"),)] == 2
         assert m["pidone_process_resident_memory_bytes", (("process", "eater"),)] > 50 * 2**20
         assert m["pidone_zombies_reaped_total", ()] >= 2
         assert m["pidone_build_info", (("version", "0.1.0"),)] == 1
