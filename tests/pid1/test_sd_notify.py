@@ -191,6 +191,13 @@ def idle_switches(pid: int, seconds: float) -> int:
     return switches() - before
 
 
+def gone_idle(pid: int) -> None:
+    """Wait until pid sleeps through half a second untouched: its start (and
+    a last rate-bounded STATUS) over, however long that took here. A tick of
+    its own would still show in the longer look that follows."""
+    wait_for(lambda: idle_switches(pid, 0.5) == 0, what=f"{pid} to go idle")
+
+
 def test_a_notify_socket_nobody_reads_does_not_stall_pidone(mode: str, tmp_path: Path) -> None:
     """The attack: a manager that never reads, its buffer full before pidone
     starts. Every send fails at once (EAGAIN), logged once; pidone runs,
@@ -273,7 +280,7 @@ def test_single_mode_ready_once_cmd_started_and_stopping_on_the_forwarded_stop(
 
 def test_single_mode_without_a_notify_socket_still_sleeps_without_waking(mode: str) -> None:
     with Init(mode, ["--", "sleep", "1000"]) as init:
-        time.sleep(0.5)
+        gone_idle(init.pid)
         assert idle_switches(init.pid, 1.5) == 0
         init.signal(signal.SIGTERM)
         assert init.wait() == 128 + signal.SIGTERM
@@ -285,7 +292,7 @@ def test_pidone_run_without_watchdog_usec_still_sleeps_without_waking(
     with Stack(mode, tmp_path) as stack:
         stack.start(three(stack, tmp_path), prefix=["env", f"NOTIFY_SOCKET={manager.address}"])
         manager.until("READY=1")
-        time.sleep(0.5)  # the last rate-bounded STATUS, if any, has gone
+        gone_idle(stack.init.pid)  # the last rate-bounded STATUS, if any, has gone
         assert idle_switches(stack.init.pid, 1.5) == 0
         stack.init.signal(signal.SIGTERM)
         assert stack.init.wait() == 0
