@@ -89,8 +89,19 @@ def start_nginx(where: Path) -> subprocess.Popen[bytes]:
     for scratch in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (where / scratch).mkdir()
     proc = subprocess.Popen([NGINX, "-c", str(where / "nginx.conf")], stderr=subprocess.PIPE)
-    wait_for(lambda: (where / "front.sock").exists(), timeout=10, what="nginx to listen")
+    # Its socket file is there from nginx's bind(), before its listen(): a
+    # connect in between is refused. Waited for is a connect that goes in.
+    wait_for(lambda: _listening(where / "front.sock"), timeout=10, what="nginx to listen")
     return proc
+
+
+def _listening(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            return False
+    return True
 
 
 def ask(where: Path, request: bytes) -> bytes:
