@@ -115,21 +115,34 @@ class Stack:
     def count(self, wanted: str) -> int:
         return sum(e.startswith(wanted) for e in self.events())
 
-    def host_pid(self, name: str) -> int:
+    def host_pid(self, name: str, timeout: float = 10.0) -> int:
         """Host pid of the latest instance of service NAME (its journal has
-        the pid as seen inside the namespace)."""
-        ns_pid = int([e for e in self.events() if e.startswith(f"{name} up ")][-1].split()[2])
-        if self.mode != "pid1":
-            return ns_pid
+        the pid as seen inside the namespace), once that instance is live:
+        one ready by its settle time, or just restarted, may not have written
+        its "up" yet, and the latest "up" is then an instance already gone."""
+        found: list[int] = []
+
+        def live() -> bool:
+            ups = [e for e in self.events() if e.startswith(f"{name} up ")]
+            found[:] = [] if not ups else self._live_host_pid(int(ups[-1].split()[2]))
+            return bool(found)
+
+        wait_for(live, timeout=timeout, what=f"a live {name} with its 'up' in the journal")
+        return found[0]
+
+    def _live_host_pid(self, ns_pid: int) -> list[int]:
+        """[host pid] of pidone's live (not zombie) descendant with namespace
+        pid `ns_pid`, or []."""
         for pid in descendants(self.init.pid):
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except FileNotFoundError:
                 continue
-            for line in status.splitlines():
-                if line.startswith("NSpid:") and int(line.split()[-1]) == ns_pid:
-                    return pid
-        raise AssertionError(f"no process of {name} with namespace pid {ns_pid}")
+            fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+            nspid = fields.get("NSpid", "").split()
+            if nspid and int(nspid[-1]) == ns_pid and fields.get("State", "").split()[:1] != ["Z"]:
+                return [pid]
+        return []
 
     def host_pid_of(self, word: str) -> int:
         """Host pid of pidone's direct child whose command line has `word`."""

@@ -16,6 +16,9 @@ and `SIGHUP`/`SIGUSR1`/`SIGUSR2` when one of those arrives.
   --watchdog N       send WATCHDOG=1 every WATCHDOG_USEC/3, N times (-1: for
                      ever), then `pings stopped`; first --flood N of them at once
 
+A SIGTERM its launcher blocked (`env --block-signal=TERM`) is unblocked
+after `up`: a stop sent before the handler was set still finds it.
+
 Its threads (--http, --watchdog) block every signal, as pidone's own do: the
 kernel gives a process-directed signal to any thread that does not block it,
 and Python runs handlers only in the main thread. A SIGTERM sent while we are
@@ -75,6 +78,9 @@ def main() -> None:
     for other in (signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(other, lambda signum, frame: journal(signal.Signals(signum).name))
     journal(f"up {os.getpid()}")
+    # A launcher may hold SIGTERM back until now (`env --block-signal=TERM`):
+    # a stop that came before our handler then still finds it, after "up".
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
     if args.watchdog is not None:
         start_thread(lambda: pings(args.watchdog, args.flood, journal), "pings")
     print(f"{args.name} is up", flush=True)

@@ -22,6 +22,7 @@ from pidone.core.counters import PidoneCounters
 from pidone.core.snapshot import ProcessStatus, Snapshot
 from pidone.core.states import ProcessState
 from pidone.observe.metrics import MetricsServer, TreeSampler
+from tests.helpers.running import wait_for
 
 MiB = 1024 * 1024
 
@@ -210,11 +211,16 @@ def test_scrapes_are_collected_at_scrape_time_and_the_thread_sleeps_between(
             total += int(text.split("voluntary_ctxt_switches:")[1].split()[0])
         return total
 
+    def idle_for(seconds: float) -> bool:
+        before = switches()
+        time.sleep(seconds)
+        return switches() == before
+
     scrape(server.port)
-    time.sleep(0.2)  # the server sees the client's close, and closes its end
-    before = switches()
-    time.sleep(1.5)  # serve_forever() would have polled three times by now
-    assert switches() == before
+    # the server sees the client's close and closes its end, however long
+    # that takes here; a poll of its own would still show in the longer look
+    wait_for(lambda: idle_for(0.2), what="the server's threads to go idle")
+    assert idle_for(1.5)  # serve_forever() would have polled three times by now
 
 
 # --- /healthz ------------------------------------------------------------------------------

@@ -50,6 +50,9 @@ ready = "file:{tmp_path / "c.ready"}"
         out = stack.stdout_so_far()
         assert out.index("c      | started") > out.index("b      | ready") > 0
         assert [s for _, s, _ in states(stack)] == ["ready", "ready", "ready"]
+        # b was ready at once (its file was there): its own start may still be
+        # under way, and the stop must not come before it has written "up"
+        stack.wait_for("b up", "c up")
         stack.init.signal(signal.SIGTERM)
         assert stack.init.wait() == 0
     assert stack.count("b up") == stack.count("c up") == 1

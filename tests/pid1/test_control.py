@@ -80,6 +80,9 @@ def test_every_ctl_command_as_root(shared: Path) -> None:
     with Stack("pid1", shared) as stack:
         stack.start(two_processes(stack))
         assert ctl(stack, "wait-ready", "--timeout", "20").returncode == 0
+        # Ready by settle_time says nothing of the services' own start: the
+        # stop below must find b's SIGTERM handler, which it sets before "up".
+        stack.wait_for("a up", "b up")
         status = ctl(stack, "status")
         assert status.returncode == 0
         lines = status.stdout.splitlines()
@@ -108,9 +111,13 @@ def test_every_ctl_command_as_root(shared: Path) -> None:
         assert "b exit 0" in stack.events()
         start = ctl(stack, "start", "b")
         assert (start.returncode, start.stdout) == (0, "b: ready\n")
+        # the restart below stops this b first: its handler must be set ("term")
+        wait_for(lambda: stack.count("b up") == 2, what="the new b's journal line")
 
         restart = ctl(stack, "restart", "a")  # b is after a: cycled with it, in order
         assert (restart.returncode, restart.stdout) == (0, "a: ready\n")
+        # ready by settle_time: the new a may not have written its "up" yet
+        wait_for(lambda: stack.count("a up") == 2, what="the new a's journal line")
         events = stack.events()
         assert nth(events, "b term", 2) < nth(events, "a term", 1) < nth(events, "a up", 2)
         wait_for(lambda: stack.count("b up") == 3, what="b to come back after a")
@@ -195,7 +202,8 @@ ready = "tcp:127.0.0.1:{free_port()}"
         result = ctl(stack, "restart", "--timeout", "2", "never")
         assert result.returncode == 1
         assert "never: not ready in time (running)" in result.stderr
-        assert stack.count("never up") == 2  # it was restarted; readiness never came
+        # it was restarted (spawned: "running"); its own "up" line may come later
+        wait_for(lambda: stack.count("never up") == 2, what="the new instance's journal line")
 
 
 def start_uwsgi(stack: Stack, sock: Path) -> None:
@@ -259,6 +267,7 @@ def test_metrics_count_restarts_exits_and_the_whole_process_tree(shared: Path) -
         "if os.fork() == 0:\n"
         "    block = bytearray(50 * 1024 * 1024)\n"
         "    for i in range(0, len(block), 4096): block[i] = 1\n"
+        '    print("eaten", flush=True)\n'
         "    time.sleep(3600)\n"
         "time.sleep(3600)'"
     )
@@ -285,9 +294,12 @@ command = '''{eater}'''
         m = metrics(port)
         assert m["pidone_process_up", (("process", "a"),)] == 1
         assert m["pidone_process_ready", (("process", "eater"),)] == 1
-        wait_for(lambda: metrics(port)["pidone_process_processes", (("process", "eater"),)] == 2,
-                 what="the eater's worker")  # fmt: skip
+        # The tree is sampled at each scrape; its worker is in it from its
+        # fork, its 50 MiB only once it has touched them: it says when.
+        wait_for(lambda: re.search(r"^eater\s+\| eaten$", stack.stdout_so_far(), re.M),
+                 what="the eater's worker to touch its memory")  # fmt: skip
         m = metrics(port)
+        assert m["pidone_process_processes", (("process", "eater"),)] == 2
         assert m["pidone_process_resident_memory_bytes", (("process", "eater"),)] > 50 * 2**20
         assert m["pidone_zombies_reaped_total", ()] >= 2
         assert m["pidone_build_info", (("version", "0.1.0"),)] == 1
@@ -334,6 +346,40 @@ ready = "file:{flag}"
         flag.touch()
         wait_for(lambda: http_status(f"http://127.0.0.1:{port}/readyz")[0] == 200, what="ready")
         assert http_status(f"http://127.0.0.1:{port}/readyz") == (200, "ready\n")
+
+
+def test_metrics_and_readyz_are_never_behind_a_ctl_reply(mode: str, shared: Path) -> None:
+    # A deploy script's `pidone ctl stop a && curl /metrics`: each reply is
+    # sent in the loop turn that made it true, and the snapshot the metrics
+    # thread serves must be that turn's already, not the turn before.
+    port = free_port()
+    flag = shared / "b-ready"
+    with Stack(mode, shared) as stack:
+        stack.start(f"""
+[pidone]
+metrics = "127.0.0.1:{port}"
+settle_time = 0.2
+[process.a]
+command = "{stack.svc("a")}"
+[process.b]
+command = "{stack.svc("b")}"
+ready = "file:{flag}"
+""")
+        stack.wait_for("a up", "b up")  # a's SIGTERM handler is set: a clean stop
+        wait_for(lambda: _answers(port), what="the metrics server")
+        readyz = f"http://127.0.0.1:{port}/readyz"
+        stopped = ctl(stack, "stop", "a")
+        assert (stopped.returncode, stopped.stdout) == (0, "a: stopped\n"), stopped.stderr
+        assert metrics(port)["pidone_process_up", (("process", "a"),)] == 0
+        started = ctl(stack, "start", "a")  # ready at its settle time, in a Tick's turn
+        assert (started.returncode, started.stdout) == (0, "a: ready\n"), started.stderr
+        assert metrics(port)["pidone_process_ready", (("process", "a"),)] == 1
+        assert http_status(readyz) == (503, "not ready: b (running)\n")
+        flag.touch()  # b's check sees it in a turn of the prober's
+        assert ctl(stack, "wait-ready", "--timeout", "20").returncode == 0
+        assert http_status(readyz) == (200, "ready\n")
+        stack.init.signal(signal.SIGTERM)
+        assert stack.init.wait() == 0
 
 
 def _answers(port: int) -> bool:

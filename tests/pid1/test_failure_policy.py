@@ -13,6 +13,10 @@ from tests.helpers.stack import Stack, before, free_port, nth
 from tests.pid1.test_control import _answers, ctl, http_status
 
 TERM = signal.SIGTERM
+# pidone stops these at ready_timeout, counted from their spawn: a SIGTERM
+# held back from exec on finds svc.py's handler (it unblocks it after "up"),
+# however long its Python takes to start here.
+HELD = "env --block-signal=TERM"
 
 
 def test_a_process_that_never_gets_ready_is_stopped_at_its_ready_timeout_then_fatal(
@@ -24,7 +28,7 @@ def test_a_process_that_never_gets_ready_is_stopped_at_its_ready_timeout_then_fa
     with Stack(mode, tmp_path) as stack:
         stack.start(f"""
 [process.slow]
-command = "{stack.svc("slow", "--tcp", str(port), "--delay", "60")}"
+command = "{HELD} {stack.svc("slow", "--tcp", str(port), "--delay", "60")}"
 ready = "tcp:127.0.0.1:{port}"
 ready_timeout = 0.5
 restart = "on-failure"
@@ -59,7 +63,7 @@ def test_a_slow_starter_ignoring_its_stop_signal_is_sigkilled_after_stop_timeout
     with Stack(mode, tmp_path) as stack:
         stack.start(f"""
 [process.slow]
-command = "{stack.svc("slow", "--tcp", str(port), "--delay", "60", "--ignore-term")}"
+command = "{HELD} {stack.svc("slow", "--tcp", str(port), "--delay", "60", "--ignore-term")}"
 ready = "tcp:127.0.0.1:{port}"
 ready_timeout = 0.5
 stop_timeout = 0.5

@@ -12,7 +12,7 @@ import subprocess
 import urllib.request
 from pathlib import Path
 
-from tests.helpers.running import PIDONE, Init, descendants, wait_for
+from tests.helpers.running import PIDONE, Init, children_of, descendants, wait_for
 from tests.helpers.stack import free_port
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "import" / "run-supervisord.conf"
@@ -67,8 +67,12 @@ def test_imported_supervisord_site_runs_and_stops_cleanly(mode: str, tmp_path: P
                     programs[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().decode()
                 except FileNotFoundError:
                     continue
-            workers = [c for c in programs.values() if c.startswith("sh\0-c\0trap")]
-            return len(workers) == 2
+            workers = [p for p, c in programs.items() if c.startswith("sh\0-c\0trap")]
+            # each past its `trap` (its loop's sleep runs): a SIGTERM finds it set
+            return len(workers) == 2 and all(
+                any(programs.get(child, "").startswith("sleep\0") for child in children_of(w))
+                for w in workers
+            )
 
         wait_for(all_up, timeout=20, what="both workers")
         assert sum("redis-server" in c for c in programs.values()) == 1

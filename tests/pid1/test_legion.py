@@ -100,9 +100,13 @@ def test_the_lord_runs_it_and_a_second_pidone_stands_by_ready(
         a, b = two(mode, tmp_path, redis.url, beats)
         with a, b:
             assert ctl(b, "wait-ready", "--timeout", "10").returncode == 0  # standby is ready
+            # wait-ready passes a standby over at once, "has no lord yet" too:
+            # who holds the lease is known once b's first ask is answered
+            held = f"standby: legion beat is held by {socket.gethostname()}"
+            wait_for(lambda: status(b)["beat"]["standby"] == held, what="b to learn a holds it")
             beat = status(b)["beat"]
             assert (beat["state"], beat["pid"]) == ("stopped", None)
-            assert beat["standby"] == f"standby: legion beat is held by {socket.gethostname()}"
+            assert beat["standby"] == held
             text = ctl(b, "status").stdout
             assert f"beat: standby: legion beat is held by {socket.gethostname()}" in text
             assert status(a)["beat"]["state"] in ("running", "ready")

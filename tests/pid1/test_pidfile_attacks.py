@@ -126,13 +126,16 @@ user = "nobody"
 """
         )
         refused_once(stack, "is neither a descendant of pid")
+        # the victim's recorder is up before anything is sent: else a signal
+        # that did reach it would not be recorded, and "never signalled" lies
+        ready = re.compile(r"^victim\s+\| READY \d+", re.M)
+        wait_for(lambda: ready.search(stack.stdout_so_far()), what="the victim's recorder")
         for command in (["signal", "USR1", "liar"], ["reload", "liar"]):
             result = ctl(stack, *command)
             assert result.returncode == 1, result
             assert "not running yet" in result.stderr
         time.sleep(0.3)
         out = stack.stdout_so_far()
-        assert re.search(r"^victim\s+\| READY \d+", out, re.M), out
         assert not re.search(r"^victim\s+\| SIG ", out, re.M), out  # never signalled
         recorder = int(victim_pid.read_text())
         assert f"following pid {recorder}" not in out

@@ -105,9 +105,12 @@ def test_a_burst_of_1000_touches_restarts_it_once_or_twice(mode: str, tmp_path: 
             os.utime(deploy / "reload")
         restarted(stack, 1)
         time.sleep(2.5)  # past the 1 s window after the restart: a second one may come
-        count = len(ups(stack, "web")) - 1
+        # pidone says "touched: restarting" as it stops web: a second restart
+        # said may not be through yet, so its web is waited for, not counted
+        count = stack.stdout_so_far().count("touched: restarting")
         assert count in (1, 2), count
-        assert stack.stdout_so_far().count("touched: restarting") == count
+        restarted(stack, count)
+        assert len(ups(stack, "web")) == 1 + count
         stack.init.signal(signal.SIGTERM)
         assert stack.init.wait() == 0
 

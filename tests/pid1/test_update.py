@@ -84,6 +84,7 @@ def test_update_adds_removes_and_restarts_the_changed_with_its_new_environment(
     with Stack(mode, tmp_path) as stack:
         stack.start(base(stack))
         ready(stack, "rec", "a", "b", "c")
+        stack.wait_for("c up")  # ready by settle_time; the SIGTERM handler comes before "up"
         before = pids(stack)
         new = base(stack).replace('X = "1"', 'X = "2"')
         new = new.split("[process.c]")[0] + f'[process.d]\ncommand = "{stack.svc("d")}"\n'
@@ -119,6 +120,7 @@ def test_an_in_place_change_keeps_the_pid_and_its_new_stop_timeout_is_honoured(
         slow = f'[process.slow]\ncommand = "{stack.svc("slow", "--ignore-term")}"\n'
         stack.start(base(stack, extra=slow + "stop_timeout = 60\n"))
         ready(stack, "slow", "rec")
+        stack.wait_for("slow up")  # ignoring SIGTERM from now on, not only ready by settle_time
         before = pids(stack)
         rewrite(stack, base(stack, extra=slow + "stop_timeout = 1\n"))
         done = ctl(stack, "update")
@@ -218,6 +220,7 @@ def test_an_update_during_the_shutdown_is_refused(mode: str, tmp_path: Path) -> 
         slow = f'[process.slow]\ncommand = "{stack.svc("slow", "--term-delay", "3")}"\n'
         stack.start(base(stack, extra=slow))
         ready(stack, "slow")
+        stack.wait_for("slow up")  # its SIGTERM handler (and "term") set, not only settled
         os.kill(stack.init.pid, 15)
         wait_for(lambda: stack.count("slow term") == 1, what="the shutdown")
         done = ctl(stack, "update")
@@ -287,6 +290,9 @@ def test_deploys_adding_and_removing_new_names_leave_pidone_no_fd_behind(
             rewrite(stack, base(stack) + worker)
             done = ctl(stack, "update")
             assert done.returncode == 0, done.stderr
+            # ready by settle_time: wait for its own start (its SIGTERM handler,
+            # for the "term" the next update's stop makes it write)
+            stack.wait_for(f"worker-{n} up")
         rewrite(stack, base(stack))
         assert ctl(stack, "update").returncode == 0
         assert set(status(stack)) == set(before) and pids(stack) == before
@@ -298,6 +304,7 @@ def test_a_touch_file_added_by_update_is_watched(mode: str, tmp_path: Path) -> N
     with Stack(mode, tmp_path) as stack:
         stack.start(base(stack))
         ready(stack, "a", "c")
+        stack.wait_for("c up")  # the touch's stop must find its SIGTERM handler
         flag = tmp_path / "restart.txt"
         rewrite(stack, base(stack, extra=f'touch = ["{flag}"]\n'))
         done = ctl(stack, "update")

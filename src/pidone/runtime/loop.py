@@ -587,6 +587,10 @@ class Loop:
             case Reply(ticket, outcome):
                 answer = self.answers.pop(ticket, None)
                 if answer is not None:
+                    # The turn's own _publish comes after the reply: a client
+                    # that reads /metrics or /readyz next must see what the
+                    # reply says ("a: stopped", wait-ready), not the last turn.
+                    self._publish()
                     wire = protocol.reply_for(outcome, self.clock())
                     if outcome.status is not None and self.reexec_failed is not None:
                         wire["reexec_failed"] = self.reexec_failed
