@@ -335,9 +335,8 @@ def test_tcp_ipv4_not_ready_until_a_listener_appears(harness: Harness) -> None:
     assert_not_ready_after_attempts(harness, "redis")
     assert harness.error("redis") == f"connect 127.0.0.1:{port}: Connection refused"
     with tcp_listener(port) as server:
-        appeared = time.monotonic()
+        # the retry interval's cap (250 ms) is test_first_attempt_at_once_..., on a fake clock
         assert harness.run_until(lambda: harness.ready == ["redis"], timeout=1)
-        assert time.monotonic() - appeared < 0.5  # within one 250 ms interval and change
         server.setblocking(False)
         server.accept()[0].close()
 
@@ -517,9 +516,7 @@ def test_a_server_that_never_answers_does_not_stall_the_loop(harness: Harness, s
         assert harness.ready == []
         assert harness.attempts("web") == 1  # still the first, in flight
         with tcp_listener(other_port):
-            appeared = time.monotonic()
             assert harness.run_until(lambda: harness.ready == ["redis"], timeout=1)
-            assert time.monotonic() - appeared < 0.5
         assert harness.run_until(lambda: harness.attempts("web") >= 2, timeout=2)
         assert harness.error("web") == "no answer within 1 s"
         assert harness.ready == ["redis"]

@@ -109,10 +109,10 @@ command = "{stack.svc("steady")}"
         wait_for(lambda: "FATAL" in stack.stderr_so_far(), what="FATAL")
         entries = [e for e in stack.journal() if e.name == "flaky" and e.event.startswith("up")]
         assert len(entries) == 3
-        first_gap = (entries[1].ns - entries[0].ns) / 1e9
+        # The first restart is immediate ("restarting in 0 s" below: an upper
+        # bound on its time would be a timed test), then backoff_initial.
         second_gap = (entries[2].ns - entries[1].ns) / 1e9
-        assert first_gap < 0.3  # the first restart is immediate
-        assert second_gap >= 0.3 + 0.05  # then backoff_initial (plus its run time)
+        assert second_gap >= 0.3 + 0.05  # backoff_initial, plus its run time
         time.sleep(0.5)
         assert stack.count("flaky up") == 3  # given up: no fourth start
         stack.init.signal(TERM)
