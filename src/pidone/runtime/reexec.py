@@ -132,8 +132,8 @@ def _go(loop: Loop, answer: Answer, fds: Fds, env: dict[bytes, bytes]) -> None:
         waiting(protocol.error(REEXECUTING))
         del loop.answers[ticket]  # the core's Reply for it finds no client: dropped
     message = f"re-executing: pid {os.getpid()}, version {__version__}"
+    loop.relay.event("pidone", message)  # logged before the reply says it, as every reply
     answer({"ok": True, "message": message, "pid": os.getpid(), "version": __version__})
-    loop.relay.event("pidone", message)
     control = loop.control.detach() if loop.control is not None else None
     if loop.metrics is not None:  # its threads stop; the copy of its listener stays open
         loop.metrics.close(linger=METRICS_LINGER)
