@@ -9,8 +9,10 @@ import gzip
 import json
 import os
 import re
+import select
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -432,6 +434,22 @@ PROMETHEUS_ACCEPT = (
 )
 
 
+def under_strace(shared: Path, toml: str, inject: str) -> subprocess.Popen[bytes]:
+    """pidone run in a PID namespace of its own, under strace injecting
+    `inject` (a syscall made slow: a window held open), its control socket
+    at shared/control.sock. Killing what this returns ends it all
+    (unshare's --kill-child)."""
+    syscall = inject.split(":", 1)[0]
+    (shared / "pidone.toml").write_text(toml)
+    return subprocess.Popen(
+        ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
+         "strace", "-f", "-qq", "-o", "/dev/null", "-e", f"trace={syscall}",
+         "-e", f"inject={inject}", PIDONE, "run", "-c", str(shared / "pidone.toml")],
+        env={**os.environ, "PIDONE_CONTROL_SOCKET": str(shared / "control.sock")},
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
 def test_a_client_that_connects_once_the_control_socket_appears_is_never_refused(
     shared: Path,
 ) -> None:
@@ -439,15 +457,8 @@ def test_a_client_that_connects_once_the_control_socket_appears_is_never_refused
     listen() of pidone is made 0.4 s slow (strace's syscall delay), so a
     file bound in place would refuse connections that long."""
     sock = shared / "control.sock"
-    (shared / "pidone.toml").write_text('[process.a]\ncommand = "sleep 1000"\n')
-    launch = subprocess.Popen(
-        ["unshare", "--pid", "--fork", "--mount-proc", "--kill-child",
-         "strace", "-f", "-qq", "-o", "/dev/null",
-         "-e", "trace=listen", "-e", "inject=listen:delay_enter=400000",
-         PIDONE, "run", "-c", str(shared / "pidone.toml")],
-        env={**os.environ, "PIDONE_CONTROL_SOCKET": str(sock)},
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+    toml = '[process.a]\ncommand = "sleep 1000"\n'
+    launch = under_strace(shared, toml, "listen:delay_enter=400000")
     try:
         deadline = time.monotonic() + 30
         while not sock.exists():  # as a script's loop would, but with no sleep
@@ -464,6 +475,41 @@ def test_a_client_that_connects_once_the_control_socket_appears_is_never_refused
         assert launch.wait(timeout=30) == 0
     finally:
         if launch.poll() is None:
-            launch.kill()  # unshare's --kill-child ends what runs under it
+            launch.kill()
             launch.wait()
     assert not sock.exists()
+
+
+def test_a_symlink_swapped_in_for_the_control_socket_after_its_bind_is_never_chowned_through(
+    shared: Path,
+) -> None:
+    """The control socket in a directory its user may write to, with a
+    control_group: between pidone's bind() (made 0.5 s slow to return) and
+    its chown, that user puts a symlink to a root file in the socket's
+    place. Root must not give that file the control group and mode 0660."""
+    victim = shared / "victim"
+    victim.write_text("root's secret\n")
+    victim.chmod(0o600)
+    shared.chmod(0o777)  # the site user's, say
+    toml = '[pidone]\ncontrol_group = "nogroup"\n[process.a]\ncommand = "sleep 1000"\n'
+    launch = under_strace(shared, toml, "bind:delay_exit=500000")
+    try:
+        deadline = time.monotonic() + 30
+        while not (bound := [p for p in shared.iterdir() if p.name.startswith(".control")]):
+            assert time.monotonic() < deadline, "no control socket bound within 30 s"
+        bound[0].unlink()
+        bound[0].symlink_to(victim)
+        assert launch.stderr is not None
+        said = b""
+        deadline = time.monotonic() + 20
+        while b"control socket" not in said and time.monotonic() < deadline:
+            ready, _, _ = select.select([launch.stderr], [], [], 0.1)
+            if ready:
+                said += os.read(launch.stderr.fileno(), 65536)
+        st = victim.stat()  # followed, the chown would have made it nogroup's, 0660
+        assert (st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0o600)
+        assert victim.read_text() == "root's secret\n"
+        assert b"is not a socket; pidone will not change it" in said, said.decode()
+    finally:
+        launch.kill()
+        launch.wait()

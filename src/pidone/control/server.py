@@ -433,7 +433,7 @@ def _bind(path: str, group: int | None) -> socket.socket:
         # Never more open than intended, not even for an instant: this runs
         # before any child or thread that creates files (the umask is shared).
         return sockets.listen_private(path, group=group, backlog=LISTEN_BACKLOG)
-    except OSError as exc:
+    except (OSError, sockets.UnsafePath) as exc:
         raise ControlSocketError(f"cannot set up the control socket {path}: {exc}") from exc
 
 

@@ -237,9 +237,16 @@ def listen_private(path: str, *, group: int | None, backlog: int) -> socket.sock
     def setup() -> None:
         bind_private(sock, bound)
         try:
-            if group is not None:
-                os.chown(bound, -1, group)
-                os.chmod(bound, 0o660)
+            if group is not None:  # never through a symlink put in its place since the bind
+                dir_fd = os.open(head or ".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+                try:
+                    there = fix_socket(
+                        dir_fd, os.path.basename(bound), uid=-1, gid=group, mode=0o660
+                    )
+                finally:
+                    os.close(dir_fd)
+                if not there:
+                    raise FileNotFoundError(f"{bound}: gone since its bind")
             sock.listen(backlog)
             if bound != path:
                 os.rename(bound, path)
