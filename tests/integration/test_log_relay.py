@@ -502,7 +502,9 @@ def test_two_floods_into_a_slow_reader_lose_and_mix_nothing(
             if proc.poll() is not None:
                 received_at_exit.setdefault(tag, out.received)
 
-    run_loop(selector, exited(*procs.values()), each=watch)
+    # Until watch() has seen each exit: a child that exits after the last
+    # watch() would end an `exited()` loop with no received_at_exit entry.
+    run_loop(selector, lambda: len(received_at_exit) == len(procs), each=watch)
     (relayed,) = finish(relay, out)
     lines = relayed.splitlines(keepends=True)
     if fmt == "json":
